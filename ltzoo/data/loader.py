@@ -1,0 +1,141 @@
+"""Batch pipelines: torch datasets over splits, data loaders, and augmentation on batches of tensors.
+
+Small datasets (a split with ``images`` in memory) take the fast path: the loader hands out whole
+uint8 batches by tensor indexing (``__getitems__``, no per-image Python), and `BatchPreprocess` turns
+them into normalised float batches on the device, with random-crop and flip augmentation applied to
+the batch tensor. Large datasets are decoded with PIL and timm's transforms in loader workers;
+their batches arrive as normalised floats and `BatchPreprocess` leaves them alone.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ltzoo.data.splits import Split
+
+_logger = logging.getLogger(__name__)
+
+
+class TensorImageDataset(Dataset):
+    """Images held as one uint8 tensor (N, C, H, W); fetches whole batches by indexing."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[i], self.labels[i]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self.images[idx], self.labels[idx]
+
+
+def _batch_as_is(batch: Any) -> Any:
+    """collate_fn of the tensor path: `__getitems__` already returns the batch."""
+    return batch
+
+
+class DecodedImageDataset(Dataset):
+    """Images decoded from files or a `datasets.Dataset` column, through a (timm) transform."""
+
+    def __init__(self, split: Split, transform: Callable):
+        self.split, self.transform = split, transform
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def _image(self, i: int):
+        from PIL import Image, UnidentifiedImageError
+
+        if self.split.hf is not None:
+            return self.split.hf[i][self.split.hf_image_key].convert("RGB")
+        path = self.split.files[i]
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except (OSError, UnidentifiedImageError) as exc:
+            raise RuntimeError(f"cannot read image {path} ({exc}); remove it from the split list or replace the file") from exc
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self._image(i)), int(self.split.labels[i])
+
+
+def make_loader(
+    split: Split,
+    batch_size: int,
+    sampler: Sampler | None = None,
+    transform: Callable | None = None,
+    num_workers: int = 4,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader over a split: the tensor fast path when its images are in memory.
+
+    Args:
+        split: the split to load.
+        batch_size: images per batch (per process once accelerate has prepared the loader).
+        sampler: the order to visit images in (None: dataset order, for evaluation).
+        transform: a PIL-to-tensor transform for file-backed splits (timm's `create_transform`).
+        num_workers: loader workers for file-backed splits (the tensor path needs none).
+        drop_last: drop a last incomplete batch (training).
+    """
+    if split.in_memory:
+        return DataLoader(TensorImageDataset(split.images, split.labels), batch_size=batch_size, sampler=sampler,
+                          collate_fn=_batch_as_is, drop_last=drop_last)
+    if transform is None:
+        raise ValueError(f"split {split.name!r} is read from files and needs a transform")
+    return DataLoader(DecodedImageDataset(split, transform), batch_size=batch_size, sampler=sampler,
+                      num_workers=num_workers, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
+                      persistent_workers=num_workers > 0)
+
+
+class BatchPreprocess(nn.Module):
+    """uint8 batches to normalised floats on the device, with random crop and flip when training.
+
+    Float batches (already transformed by timm's pipeline) pass through unchanged.
+
+    Args:
+        mean, std: per-channel normalisation, in [0, 1] pixel units.
+        crop_padding: pixels of zero padding around the image before a random crop back to its size
+            (translation by up to this many pixels); 0 disables it.
+        flip: random horizontal flips.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], crop_padding: int = 4, flip: bool = True):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.crop_padding, self.flip = crop_padding, flip
+
+    def forward(self, x: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.dtype != torch.uint8:
+            return x
+        x = x.float().div_(255)
+        if train:
+            x = self.augment(x, generator)
+        return (x - self.mean) / self.std
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Random translation (pad and crop) and horizontal flip, drawn per image on the batch tensor."""
+        n, _, h, w = x.shape
+        p = self.crop_padding
+        if p > 0:
+            dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
+            dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
+            padded = F.pad(x, (p, p, p, p))
+            rows = (torch.arange(h, device=x.device)[None] + dy[:, None])[:, None, :, None]
+            cols = (torch.arange(w, device=x.device)[None] + dx[:, None])[:, None, None, :]
+            batch = torch.arange(n, device=x.device)[:, None, None, None]
+            chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+            x = padded[batch, chans, rows, cols]
+        if self.flip:
+            flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x

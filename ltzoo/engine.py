@@ -1,0 +1,132 @@
+"""The loops every recipe shares: one training epoch, prediction, evaluation and feature extraction.
+
+All of them run under an `accelerate.Accelerator`: batches come from prepared loaders, gradients go
+through ``accelerator.accumulate`` / ``accelerator.backward`` under ``accelerator.autocast``, and
+evaluation gathers predictions with ``gather_for_metrics`` so every sample counts once however many
+processes ran.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Iterable
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+
+from ltzoo.data.loader import BatchPreprocess
+from ltzoo.metrics import longtail_metrics
+
+_logger = logging.getLogger(__name__)
+
+
+def _bar(accelerator: Accelerator, loader: Iterable, desc: str, show: bool = True):
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
+                disable=not (show and accelerator.is_local_main_process))
+
+
+def train_one_epoch(
+    accelerator: Accelerator,
+    model: nn.Module,
+    loader: Iterable,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    prep: BatchPreprocess,
+    scheduler=None,
+    epoch: int = 0,
+    seed: int = 0,
+    mixup: Callable | None = None,
+    max_grad_norm: float | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train for one pass over ``loader``; returns the mean loss, images seen and wall time.
+
+    Augmentation draws from a generator seeded by (seed, epoch), so a resumed run repeats an
+    interrupted one exactly.
+    """
+    model.train()
+    if hasattr(loss_fn, "set_epoch"):
+        loss_fn.set_epoch(epoch)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + accelerator.process_index)
+    total, seen, start = torch.zeros((), dtype=torch.float64), 0, time.perf_counter()
+    bar = _bar(accelerator, loader, f"epoch {epoch}", progress)
+    for x, y in bar:
+        with accelerator.accumulate(model):
+            x = prep(x, train=True, generator=gen)
+            target = y
+            if mixup is not None:
+                x, target = mixup(x, y)
+            with accelerator.autocast():
+                loss = loss_fn(model(x), target)
+            accelerator.backward(loss)
+            if max_grad_norm and accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        total += loss.detach().double().cpu() * len(y)
+        seen += len(y)
+        bar.set_postfix(loss=f"{float(total) / seen:.4f}", refresh=False)
+    return {"loss": float(total) / max(seen, 1), "images": seen * accelerator.num_processes,
+            "seconds": time.perf_counter() - start}
+
+
+@torch.no_grad()
+def predict(
+    accelerator: Accelerator,
+    model: nn.Module,
+    loader: Iterable,
+    prep: BatchPreprocess,
+    head: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    features: bool = False,
+    progress: bool = True,
+    desc: str = "eval",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (or pre-logit features) and labels of every sample, gathered from all processes, on the CPU.
+
+    Args:
+        head: maps the model's output to the logits to return (e.g. an ensemble of heads).
+        features: return pooled pre-logit features (``forward_head(pre_logits=True)``) instead of logits.
+    """
+    model.eval()
+    net = accelerator.unwrap_model(model) if features else model
+    outs, labels = [], []
+    for x, y in _bar(accelerator, loader, desc, progress):
+        x = prep(x)
+        with accelerator.autocast():
+            out = net.forward_head(net.forward_features(x), pre_logits=True) if features else model(x)
+        if head is not None:
+            out = head(out)
+        out, y = accelerator.gather_for_metrics((out.float().contiguous(), y))
+        outs.append(out.cpu())
+        labels.append(y.cpu())
+    return torch.cat(outs), torch.cat(labels)
+
+
+def evaluate(
+    accelerator: Accelerator,
+    model: nn.Module,
+    loader: Iterable,
+    prep: BatchPreprocess,
+    train_counts: list[int],
+    shot_thresholds: tuple[int, int] = (100, 20),
+    split: str = "",
+    progress: bool = True,
+) -> dict:
+    """Long-tail metrics of ``model`` on one split; the result names the split it came from."""
+    logits, labels = predict(accelerator, model, loader, prep, progress=progress, desc=f"eval {split}")
+    return metrics_from_logits(logits, labels, train_counts, shot_thresholds, split)
+
+
+def metrics_from_logits(
+    logits: torch.Tensor, labels: torch.Tensor, train_counts: list[int],
+    shot_thresholds: tuple[int, int] = (100, 20), split: str = "",
+) -> dict:
+    """`longtail_metrics` of argmax predictions, tagged with the split name."""
+    many, few = shot_thresholds
+    out = longtail_metrics(labels, logits.argmax(-1), train_counts, num_classes=len(train_counts), many=many, few=few)
+    out["split"] = split
+    return out

@@ -1,0 +1,68 @@
+"""Plots of per-class recall: bars sorted by training count with HM / GM / min marked, and its distribution."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping, Sequence
+
+_logger = logging.getLogger(__name__)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_per_class_recall(
+    metrics: Mapping,
+    train_counts: Sequence[int] | None,
+    path: str | Path,
+    title: str = "",
+    class_names: Sequence[str] | None = None,
+) -> Path:
+    """Save a PNG: per-class recall bars (classes sorted by training count) and the recall histogram.
+
+    Args:
+        metrics: a `longtail_metrics` result.
+        train_counts: training images per class (sorts the bars and labels the x axis); None keeps class order.
+        path: where to write the PNG.
+        title: figure title (say which split the numbers come from).
+        class_names: names for the x ticks when there are few classes.
+
+    Returns:
+        The path written.
+    """
+    plt = _pyplot()
+    recall = metrics["per_class_recall"]
+    classes = [c for c, r in enumerate(recall) if r is not None]
+    if train_counts is not None:
+        classes.sort(key=lambda c: -train_counts[c])
+    values = [recall[c] for c in classes]
+    fig, (ax, axh) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 1]})
+    ax.bar(range(len(values)), values, width=1.0 if len(values) > 50 else 0.8, color="#4c72b0")
+    for key, color, style in (("hm", "#c44e52", "--"), ("gm", "#dd8452", "-."), ("min_recall", "#55a868", ":")):
+        ax.axhline(metrics[key], color=color, linestyle=style, label=f"{key} = {100 * metrics[key]:.1f}%")
+    ax.set_ylim(0, 1.0)
+    ax.set_ylabel("recall")
+    ax.set_xlabel("classes, by training images (most first)" if train_counts is not None else "class")
+    if len(classes) <= 30:
+        names = [class_names[c] if class_names else str(c) for c in classes]
+        ticks = [f"{n}\n({train_counts[c]})" if train_counts is not None else n for n, c in zip(names, classes)]
+        ax.set_xticks(range(len(classes)), ticks, fontsize=7, rotation=45 if len(classes) > 10 else 0)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(title or f"per-class recall (acc {100 * metrics['acc']:.1f}%)")
+    axh.hist(values, bins=20, range=(0, 1), color="#4c72b0", orientation="horizontal")
+    axh.set_ylim(0, 1.0)
+    axh.set_xlabel("classes")
+    axh.set_title("recall distribution")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    _logger.info("wrote %s", path)
+    return path

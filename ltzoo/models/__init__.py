@@ -1,0 +1,2 @@
+"""Architectures timm lacks, registered in timm's registry on import."""
+from ltzoo.models import resnet_cifar  # noqa: F401

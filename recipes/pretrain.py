@@ -1,0 +1,136 @@
+"""Stage 1: train any timm backbone on long-tailed data with the classic losses and samplers.
+
+    accelerate launch recipes/pretrain.py -c recipes/configs/fmnist_lt/ce.yaml
+    accelerate launch recipes/pretrain.py --dataset fmnist_lt --model resnet32_cifar --loss bsce --epochs 30
+
+Writes a run folder (see ltzoo.runs): timm's config.json + model.safetensors, results.json, the
+per-class recall plot, log.jsonl and run_config.yaml. The best epoch is chosen on the balanced
+validation split (by HM); the test split is evaluated once, on the chosen model.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import set_seed
+from safetensors.torch import load_model, save_model
+
+from ltzoo.data import create_sampler, load_dataset
+from ltzoo.data.loader import BatchPreprocess, make_loader
+from ltzoo.engine import evaluate, train_one_epoch
+from ltzoo.losses import create_loss, list_losses
+from ltzoo.recipe import (RunFolder, base_parser, brief, create_optimizer, dataset_kwargs, default_output,
+                          finish_run, parse_args, selection_score, summary_table, warmup_cosine)
+from ltzoo.runs import atomic_path, create_model, image_transform, write_run_config
+
+logger = get_logger(__name__)
+
+
+def build_parser():
+    p = base_parser(__doc__.split("\n")[0])
+    g = p.add_argument_group("stage 1")
+    g.add_argument("--loss", default="ce", choices=list_losses())
+    g.add_argument("--sampler", default="instance", choices=("instance", "balanced", "sqrt", "progressive"))
+    g.add_argument("--label-smoothing", type=float, default=0.0, help="for --loss ce")
+    g.add_argument("--tau", type=float, default=1.0, help="logit adjustment strength (--loss la)")
+    g.add_argument("--drw-epoch", type=int, default=None, help="LDAM-DRW re-weighting start (default: 80%% of epochs)")
+    g.add_argument("--mixup", type=float, default=0.0, help="timm mixup alpha (0: off; --loss ce only)")
+    g.add_argument("--cutmix", type=float, default=0.0, help="timm cutmix alpha (0: off; --loss ce only)")
+    g.add_argument("--crop-padding", type=int, default=None, help="random-translation pixels (default: size/8)")
+    g.add_argument("--select", default="hm", choices=("hm", "gm", "acc", "mean_class_acc"),
+                   help="validation metric that picks the best epoch")
+    return p
+
+
+def loss_kwargs(args) -> dict:
+    return {"ce": {"smoothing": args.label_smoothing}, "la": {"tau": args.tau},
+            "ldam_drw": {"drw_epoch": args.drw_epoch if args.drw_epoch is not None else int(0.8 * args.epochs)},
+            }.get(args.loss, {})
+
+
+def main(argv=None):
+    args = parse_args(build_parser(), argv)
+    out = default_output(f"pretrain-{args.loss}", args)
+    accelerator = Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=args.mixed_precision,
+                              log_with="tensorboard", project_dir=str(out))
+    set_seed(args.seed)
+    run = RunFolder(out, accelerator)
+    start = time.perf_counter()
+
+    ds = load_dataset(args.dataset, **dataset_kwargs(args))
+    accelerator.print(f"{ds.name}: {len(ds.train)} train / {0 if ds.val is None else len(ds.val)} val / "
+                      f"{len(ds.test)} test, class counts {ds.train_counts[:10]}{'...' if ds.num_classes > 10 else ''}")
+    model = create_model(ds, args.model, init=args.init, new_head=args.new_head)
+    transform = image_transform(ds, model, train=True)
+    sampler = create_sampler(args.sampler, ds.train.labels, ds.num_classes, seed=args.seed, total_epochs=args.epochs)
+    train_dl = make_loader(ds.train, args.batch_size, sampler, transform, args.workers, drop_last=True)
+    val_dl = make_loader(ds.val, args.batch_size * 2) if ds.val is not None else None
+    test_dl = make_loader(ds.test, args.batch_size * 2)
+    crop = args.crop_padding if args.crop_padding is not None else ds.input_size[-1] // 8
+    prep = BatchPreprocess(ds.mean, ds.std, crop_padding=crop).to(accelerator.device)
+    loss_fn = create_loss(args.loss, ds.train_counts, **loss_kwargs(args)).to(accelerator.device)
+    mixup = None
+    if args.mixup or args.cutmix:
+        from timm.data import Mixup
+        mixup = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, label_smoothing=args.label_smoothing,
+                      num_classes=ds.num_classes)
+    optimizer = create_optimizer(model, args)
+    steps_per_epoch = -(-len(train_dl) // args.grad_accum)
+    scheduler = warmup_cosine(optimizer, args.epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch))
+    model, optimizer, train_dl, val_dl, test_dl, scheduler = accelerator.prepare(
+        model, optimizer, train_dl, val_dl, test_dl, scheduler)
+
+    config = write_run_config(out, {**vars(args), "recipe": "pretrain", "output": str(out)}) \
+        if accelerator.is_main_process else vars(args)
+    accelerator.init_trackers("pretrain", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
+    best_path = out / "best.safetensors"
+    state = run.resume() if args.resume else None
+    first = 0 if state is None else state["epoch"] + 1
+    best = state["best"] if state else None
+    train_seconds = state["train_seconds"] if state else 0.0
+    for epoch in range(first, args.epochs):
+        set_seed(args.seed + epoch)
+        train_dl.set_epoch(epoch)
+        stats = train_one_epoch(accelerator, model, train_dl, loss_fn, optimizer, prep, scheduler, epoch=epoch,
+                                seed=args.seed, mixup=mixup, progress=not args.no_progress)
+        train_seconds += stats["seconds"]
+        record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], **stats}
+        if val_dl is not None:
+            val = evaluate(accelerator, model, val_dl, prep, ds.train_counts, ds.shot_thresholds, "val",
+                           progress=not args.no_progress)
+            record["val"] = brief(val)
+            score = list(selection_score(val, args.select))
+            if best is None or score > best["score"]:
+                best = {"score": score, "epoch": epoch}
+                if accelerator.is_main_process:
+                    with atomic_path(best_path) as tmp:
+                        save_model(accelerator.unwrap_model(model), str(tmp))
+        run.log(record)
+        accelerator.log({"train/loss": stats["loss"], **{f"val/{k}": v for k, v in record.get("val", {}).items()
+                                                        if v is not None}}, step=epoch)
+        logger.info(f"epoch {epoch}: loss {stats['loss']:.4f}"
+                    + (f", val acc {record['val']['acc']:.4f} hm {record['val']['hm']:.4f}" if "val" in record else ""),
+                    main_process_only=True)
+        if (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs:
+            run.save(epoch, {"best": best, "train_seconds": train_seconds})
+
+    accelerator.wait_for_everyone()
+    if best is not None:  # the epoch chosen on the validation split
+        load_model(accelerator.unwrap_model(model), str(best_path), device=str(accelerator.device))
+    results = finish_run(accelerator, model, ds, out, {"val": val_dl, "test": test_dl}, prep, {
+        "recipe": "pretrain", "method": args.loss if args.sampler == "instance" else f"{args.loss}+{args.sampler}",
+        "model": args.model, "parents": [args.init] if args.init else [],
+        "selected_epoch": best["epoch"] if best else args.epochs - 1,
+        "selection": f"best validation {args.select}" if best else "last epoch (no validation split)",
+        "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - start, "config": config,
+    }, title=f"{args.model} {args.loss}")
+    accelerator.print(summary_table({f"{args.model} {results['method']}": results["metrics"]}))
+    accelerator.print(f"run folder: {out}")
+    accelerator.end_training()
+    return results
+
+
+if __name__ == "__main__":
+    main()
