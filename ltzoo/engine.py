@@ -53,6 +53,7 @@ def train_one_epoch(
     total, seen, start = torch.zeros((), dtype=torch.float64), 0, time.perf_counter()
     bar = _bar(accelerator, loader, f"epoch {epoch}", progress)
     for x, y in bar:
+        x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
         with accelerator.accumulate(model):
             x = prep(x, train=True, generator=gen)
             target = y
@@ -70,8 +71,11 @@ def train_one_epoch(
         total += loss.detach().double().cpu() * len(y)
         seen += len(y)
         bar.set_postfix(loss=f"{float(total) / seen:.4f}", refresh=False)
-    return {"loss": float(total) / max(seen, 1), "images": seen * accelerator.num_processes,
-            "seconds": time.perf_counter() - start}
+    sums = torch.stack([total, torch.tensor(float(seen), dtype=torch.float64)])
+    if accelerator.num_processes > 1:  # the mean over every process's images, not the main process's
+        sums = accelerator.reduce(sums.to(accelerator.device), "sum").cpu()
+    total, seen = float(sums[0]), int(sums[1])
+    return {"loss": total / max(seen, 1), "images": seen, "seconds": time.perf_counter() - start}
 
 
 @torch.no_grad()
@@ -95,7 +99,7 @@ def predict(
     net = accelerator.unwrap_model(model) if features else model
     outs, labels = [], []
     for x, y in _bar(accelerator, loader, desc, progress):
-        x = prep(x)
+        x, y = prep(x.to(accelerator.device, non_blocking=True)), y.to(accelerator.device)
         with accelerator.autocast():
             out = net.forward_head(net.forward_features(x), pre_logits=True) if features else model(x)
         if head is not None:

@@ -70,6 +70,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
         unknown = sorted(set(cfg) - known)
         if unknown:
             parser.error(f"{pre.config}: unknown keys {unknown}")
+        for a in parser._actions:  # argparse checks choices on the command line only, not on defaults
+            if a.choices is not None and a.dest in cfg and cfg[a.dest] not in a.choices:
+                parser.error(f"{pre.config}: {a.dest}: invalid choice {cfg[a.dest]!r} (choose from "
+                             f"{', '.join(map(str, a.choices))})")
         parser.set_defaults(**cfg)
     return parser.parse_args(argv)
 
@@ -147,10 +151,21 @@ class RunFolder:
                 shutil.rmtree(p, ignore_errors=True)
         acc.wait_for_everyone()
 
+    def reset(self) -> None:
+        """Start afresh (``--no-resume``): drop the folder's checkpoints and log."""
+        if self.accelerator.is_main_process:
+            shutil.rmtree(self.ckpt_dir, ignore_errors=True)
+            self.log_path.unlink(missing_ok=True)
+        self.accelerator.wait_for_everyone()
+
     def resume(self) -> dict | None:
-        """Load the last checkpoint into the prepared objects; returns its train state (None: fresh start)."""
+        """Load the last checkpoint into the prepared objects; returns its train state (None: fresh start).
+
+        The log keeps only the records of the epochs the checkpoint holds (none on a fresh start).
+        """
         ckpt = self.last_checkpoint()
         if ckpt is None:
+            self._truncate_log(-1)
             return None
         self.accelerator.load_state(str(ckpt))
         state = json.loads((ckpt / "train_state.json").read_text())

@@ -50,7 +50,8 @@ def loss_kwargs(args) -> dict:
             }.get(args.loss, {})
 
 
-def main(argv=None):
+def main(argv=None, end_training: bool = True):
+    """Run stage 1; ``end_training=False`` leaves accelerate's process group up for a calling recipe."""
     args = parse_args(build_parser(), argv)
     out = default_output(f"pretrain-{args.loss}", args)
     accelerator = Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=args.mixed_precision,
@@ -66,8 +67,10 @@ def main(argv=None):
     transform = image_transform(ds, model, train=True)
     sampler = create_sampler(args.sampler, ds.train.labels, ds.num_classes, seed=args.seed, total_epochs=args.epochs)
     train_dl = make_loader(ds.train, args.batch_size, sampler, transform, args.workers, drop_last=True)
-    val_dl = make_loader(ds.val, args.batch_size * 2) if ds.val is not None else None
-    test_dl = make_loader(ds.test, args.batch_size * 2)
+    eval_transform = image_transform(ds, model)
+    val_dl = make_loader(ds.val, args.batch_size * 2, transform=eval_transform, num_workers=args.workers) \
+        if ds.val is not None else None
+    test_dl = make_loader(ds.test, args.batch_size * 2, transform=eval_transform, num_workers=args.workers)
     crop = args.crop_padding if args.crop_padding is not None else ds.input_size[-1] // 8
     prep = BatchPreprocess(ds.mean, ds.std, crop_padding=crop).to(accelerator.device)
     loss_fn = create_loss(args.loss, ds.train_counts, **loss_kwargs(args)).to(accelerator.device)
@@ -77,7 +80,10 @@ def main(argv=None):
         mixup = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, label_smoothing=args.label_smoothing,
                       num_classes=ds.num_classes)
     optimizer = create_optimizer(model, args)
-    steps_per_epoch = -(-len(train_dl) // args.grad_accum)
+    # optimiser steps per epoch as the prepared scheduler counts them: each process gets len // num_processes
+    # batches (drop_last), and accelerate steps the scheduler num_processes times per optimiser step
+    per_process = len(train_dl) // accelerator.num_processes
+    steps_per_epoch = -(-per_process // args.grad_accum) * accelerator.num_processes
     scheduler = warmup_cosine(optimizer, args.epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch))
     model, optimizer, train_dl, val_dl, test_dl, scheduler = accelerator.prepare(
         model, optimizer, train_dl, val_dl, test_dl, scheduler)
@@ -86,7 +92,9 @@ def main(argv=None):
         if accelerator.is_main_process else vars(args)
     accelerator.init_trackers("pretrain", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
     best_path = out / "best.safetensors"
-    state = run.resume() if args.resume else None
+    if not args.resume:
+        run.reset()
+    state = run.resume()
     first = 0 if state is None else state["epoch"] + 1
     best = state["best"] if state else None
     train_seconds = state["train_seconds"] if state else 0.0
@@ -118,7 +126,7 @@ def main(argv=None):
 
     accelerator.wait_for_everyone()
     if best is not None:  # the epoch chosen on the validation split
-        load_model(accelerator.unwrap_model(model), str(best_path), device=str(accelerator.device))
+        load_model(accelerator.unwrap_model(model), str(best_path), device="cpu")  # copied onto the model's device
     results = finish_run(accelerator, model, ds, out, {"val": val_dl, "test": test_dl}, prep, {
         "recipe": "pretrain", "method": args.loss if args.sampler == "instance" else f"{args.loss}+{args.sampler}",
         "model": args.model, "parents": [args.init] if args.init else [],
@@ -128,7 +136,8 @@ def main(argv=None):
     }, title=f"{args.model} {args.loss}")
     accelerator.print(summary_table({f"{args.model} {results['method']}": results["metrics"]}))
     accelerator.print(f"run folder: {out}")
-    accelerator.end_training()
+    if end_training:
+        accelerator.end_training()
     return results
 
 

@@ -10,6 +10,7 @@ import gzip
 import logging
 import pickle
 import struct
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -31,15 +32,21 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (MNIST / Fashion-MNIST format), gzipped or not."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a truncated or corrupt .gz
+        raise ValueError(f"{path} is not a readable gzip file ({exc}); it is truncated or corrupt, re-download it") from exc
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number); re-download it")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is truncated: its header is cut short; re-download it")
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {body.size}")
+        what = "truncated" if body.size < int(np.prod(shape)) else "corrupt (longer than its header says)"
+        raise ValueError(f"{path} is {what}: expected {int(np.prod(shape))} values, found {body.size}; re-download it")
     return body.reshape(shape)
 
 
@@ -62,6 +69,9 @@ def read_fmnist(root: Path) -> tuple[Split, Split, list[str]]:
             raise FileNotFoundError(f"Fashion-MNIST file {stem}[.gz] not found under {root}")
     x_tr, y_tr = read_idx(files["train_x"]), read_idx(files["train_y"])
     x_te, y_te = read_idx(files["test_x"]), read_idx(files["test_y"])
+    for x, y, split in ((x_tr, y_tr, "train"), (x_te, y_te, "test")):
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise ValueError(f"Fashion-MNIST {split} files under {root} disagree: images {x.shape}, labels {y.shape}")
     train = Split("train", torch.from_numpy(y_tr.astype(np.int64)), images=torch.from_numpy(x_tr.copy())[:, None])
     test = Split("test", torch.from_numpy(y_te.astype(np.int64)), images=torch.from_numpy(x_te.copy())[:, None],
                  source="official test set")
@@ -95,6 +105,7 @@ def _cifar_python(root: Path, fine: bool) -> tuple[Split, Split, list[str]] | No
     if not base.is_dir():
         return None
     train_files = ["train"] if fine else [f"data_batch_{i}" for i in range(1, 6)]
+    test_file = "test" if fine else "test_batch"
     label_key = "fine_labels" if fine else "labels"
 
     def load(names: list[str], split: str) -> Split:
@@ -106,8 +117,8 @@ def _cifar_python(root: Path, fine: bool) -> tuple[Split, Split, list[str]] | No
         return Split(split, torch.from_numpy(np.concatenate(ys)), images=torch.from_numpy(np.concatenate(xs)))
 
     meta = _load_cifar_pickle(base / ("meta" if fine else "batches.meta"))
-    names = [str(n) for n in meta["fine_label_names" if fine else "label_names"]]
-    return load(train_files, "train"), load(["test"], "test"), names
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta["fine_label_names" if fine else "label_names"]]
+    return load(train_files, "train"), load([test_file], "test"), names
 
 
 def _cifar_binary(root: Path, fine: bool) -> tuple[Split, Split, list[str]] | None:
@@ -115,6 +126,7 @@ def _cifar_binary(root: Path, fine: bool) -> tuple[Split, Split, list[str]] | No
     if not base.is_dir():
         return None
     train_files = ["train.bin"] if fine else [f"data_batch_{i}.bin" for i in range(1, 6)]
+    test_file = "test.bin" if fine else "test_batch.bin"
     nlab = 2 if fine else 1
 
     def load(names: list[str], split: str) -> Split:
@@ -127,7 +139,7 @@ def _cifar_binary(root: Path, fine: bool) -> tuple[Split, Split, list[str]] | No
 
     meta = base / ("fine_label_names.txt" if fine else "batches.meta.txt")
     names = [s for s in meta.read_text().split("\n") if s.strip()] if meta.is_file() else None
-    train, test = load(train_files, "train"), load(["test.bin"], "test")
+    train, test = load(train_files, "train"), load([test_file], "test")
     return train, test, names or [str(i) for i in range(100 if fine else 10)]
 
 

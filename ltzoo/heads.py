@@ -1,0 +1,185 @@
+"""Classifier retraining on a frozen backbone, on cached features: GML, cRT, LWS, tau-norm, logit adjustment.
+
+The backbone's pooled features are computed once; every method below then trains or adjusts only the
+linear classifier on those tensors, so retraining costs seconds, not epochs of backbone passes.
+
+- GML (Du & Wu, 2023, "No One Left Behind: Improving the Worst Categories in Long-Tailed Learning"):
+  retrain the classifier with the geometric mean loss; optionally ensemble it with the original head.
+- cRT (Kang et al., 2020, "Decoupling Representation and Classifier for Long-Tailed Recognition"):
+  retrain the classifier with class-balanced sampling and cross-entropy.
+- LWS (same paper): learn one scale per class on the frozen classifier, class-balanced sampling.
+- tau-norm (same paper): W_c <- W_c / ||W_c||^tau, tau chosen on the validation split.
+- Post-hoc logit adjustment (Menon et al., 2021): z_c - tau * log(prior_c), tau chosen on validation.
+
+Every method returns a plain `Head` (weight, bias): post-hoc corrections and the GML ensemble are
+folded into one linear layer, so an exported model is vanilla timm. The ensemble combines the two
+heads' temperature-scaled log-probabilities, log softmax(z1 / T1) + log softmax(z2 / T2), which ranks
+classes exactly as the single linear head W1 / T1 + W2 / T2 (the log-normalisers are per-sample
+constants). The GML paper averages probabilities instead; that mix is not linear in the features and
+could not ship as a plain timm model, so ltzoo uses the log-linear form.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ltzoo.data.samplers import create_sampler
+from ltzoo.losses import create_loss
+from ltzoo.metrics import longtail_metrics
+
+_logger = logging.getLogger(__name__)
+METHODS = ("gml", "crt", "lws", "taunorm", "la")
+
+
+@dataclass
+class Head:
+    """A linear classifier: logits = features @ weight.T + bias."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
+        return feats @ self.weight.T + self.bias
+
+    @classmethod
+    def from_module(cls, fc: nn.Module) -> "Head":
+        if not isinstance(fc, nn.Linear):
+            raise TypeError(f"classifier retraining needs a plain nn.Linear classifier, this model has {type(fc).__name__}")
+        bias = fc.bias if fc.bias is not None else torch.zeros(fc.out_features)
+        return cls(fc.weight.detach().float().cpu().clone(), bias.detach().float().cpu().clone())
+
+    def write_to(self, fc: nn.Linear) -> None:
+        """Copy this head into a model's classifier (which must have a bias for a non-zero one)."""
+        with torch.no_grad():
+            fc.weight.copy_(self.weight.to(fc.weight))
+            if fc.bias is not None:
+                fc.bias.copy_(self.bias.to(fc.bias))
+            elif bool(self.bias.abs().gt(0).any()):
+                raise ValueError("this model's classifier has no bias; the adjusted head needs one")
+
+
+@dataclass
+class Features:
+    """Cached pooled features and labels of one split."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+def score(logits: torch.Tensor, labels: torch.Tensor, train_counts: Sequence[int], key: str = "hm") -> tuple:
+    """Validation selection key: the metric, ties broken by mean class accuracy."""
+    m = longtail_metrics(labels, logits.argmax(-1), num_classes=len(train_counts))
+    return (m[key], m["mean_class_acc"])
+
+
+def _train_head(
+    head: Head, train: Features, loss_fn: nn.Module, train_counts: Sequence[int], epochs: int, lr: float,
+    batch_size: int, sampler: str, seed: int, weight_decay: float = 5e-4, scales_only: bool = False,
+) -> Head:
+    """SGD on cached features; trains the head (or, for LWS, one scale per class)."""
+    w = head.weight.clone().requires_grad_(not scales_only)
+    b = head.bias.clone().requires_grad_(not scales_only)
+    s = torch.ones(len(train_counts), requires_grad=scales_only)
+    params = [s] if scales_only else [w, b]
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=0.0 if scales_only else weight_decay)
+    smp = create_sampler(sampler, train.y, len(train_counts), seed=seed, total_epochs=epochs)
+    steps = epochs * math.ceil(len(smp) / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1) if steps else None
+    for epoch in range(epochs):
+        smp.set_epoch(epoch)
+        for idx in smp.indices().split(batch_size):
+            logits = (train.x[idx] @ w.T + b) * s
+            loss = loss_fn(logits, train.y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    with torch.no_grad():
+        return Head((w * s[:, None]).detach(), (b * s).detach())
+
+
+def retrain(
+    method: str,
+    head: Head,
+    train: Features,
+    val: Features | None,
+    train_counts: Sequence[int],
+    epochs: int = 30,
+    lr: float | None = None,
+    batch_size: int = 512,
+    seed: int = 0,
+    p: float = 1.0,
+    select: str = "hm",
+) -> tuple[Head, dict]:
+    """Retrain or adjust a classifier on cached features by ``method`` (one of `METHODS`).
+
+    Hyper-parameters with no training signal (tau of tau-norm and logit adjustment) are chosen on the
+    validation split; without one, the literature's default (tau = 1) is used.
+
+    Returns:
+        The new head and a dict of what was chosen and why.
+    """
+    counts = torch.as_tensor(list(train_counts), dtype=torch.float64)
+    if method == "gml":
+        loss = create_loss("gml", train_counts, p=p)
+        new = _train_head(head, train, loss, train_counts, epochs, lr or 0.05, batch_size, "instance", seed)
+        return new, {"method": "gml", "epochs": epochs, "lr": lr or 0.05, "p": p, "sampler": "instance"}
+    if method == "crt":
+        loss = create_loss("ce", train_counts)
+        new = _train_head(head, train, loss, train_counts, epochs, lr or 0.1, batch_size, "balanced", seed)
+        return new, {"method": "crt", "epochs": epochs, "lr": lr or 0.1, "sampler": "balanced"}
+    if method == "lws":
+        loss = create_loss("ce", train_counts)
+        new = _train_head(head, train, loss, train_counts, epochs, lr or 0.1, batch_size, "balanced", seed,
+                          scales_only=True)
+        return new, {"method": "lws", "epochs": epochs, "lr": lr or 0.1, "sampler": "balanced"}
+    if method == "taunorm":
+        return _choose_tau(lambda t: tau_norm(head, t), val, train_counts, select, "taunorm")
+    if method == "la":
+        return _choose_tau(lambda t: logit_adjusted(head, counts, t), val, train_counts, select, "la")
+    raise ValueError(f"unknown classifier method {method!r}; choose one of {METHODS}")
+
+
+TAUS = tuple(round(0.1 * i, 1) for i in range(0, 21))
+
+
+def _choose_tau(make: Callable[[float], Head], val: Features | None, train_counts, select: str, name: str):
+    if val is None:
+        return make(1.0), {"method": name, "tau": 1.0, "chosen_on": "default (no validation split)"}
+    best = max(TAUS, key=lambda t: score(make(t)(val.x), val.y, train_counts, select))
+    return make(best), {"method": name, "tau": best, "chosen_on": f"validation {select}", "grid": list(TAUS)}
+
+
+def tau_norm(head: Head, tau: float) -> Head:
+    """tau-normalised classifier: each class's weight vector divided by its norm to the power tau."""
+    norms = head.weight.norm(dim=1, keepdim=True).clamp(min=1e-12) ** tau
+    return Head(head.weight / norms, head.bias / norms.squeeze(1))
+
+
+def logit_adjusted(head: Head, counts: torch.Tensor, tau: float) -> Head:
+    """Post-hoc logit adjustment folded into the bias: z_c - tau * log(prior_c)."""
+    log_prior = torch.log(counts / counts.sum()).float()
+    return Head(head.weight.clone(), head.bias - tau * log_prior)
+
+
+RATIOS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+def ensemble(original: Head, retrained: Head, val: Features | None, train_counts, select: str = "hm") -> tuple[Head, dict]:
+    """Combine the original and a retrained head, temperatures chosen on the validation split.
+
+    The combination z2 / T2 + z1 / T1 is folded into one linear head. Only the ratio r = T2 / T1 changes
+    the predictions; it is chosen from `RATIOS` (r = 0: the retrained head alone) by validation ``select``.
+    """
+    def make(r: float) -> Head:
+        return Head(retrained.weight + r * original.weight, retrained.bias + r * original.bias)
+    if val is None:
+        return make(1.0), {"ratio_T2_over_T1": 1.0, "chosen_on": "default (no validation split)"}
+    best = max(RATIOS, key=lambda r: score(make(r)(val.x), val.y, train_counts, select))
+    return make(best), {"ratio_T2_over_T1": best, "chosen_on": f"validation {select}", "grid": list(RATIOS),
+                        "combination": "log-linear: z_gml / T2 + z_orig / T1, folded into one linear head (T2 = 1)"}

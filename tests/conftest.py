@@ -1,0 +1,37 @@
+"""Shared pytest fixtures for the ltzoo test suite."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+# =====================================================================================================================
+# Local Hugging Face Hub: `local_hub` fixture (server in tests/hubserver.py)
+# =====================================================================================================================
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # make `import hubserver` work under any import mode
+
+from hubserver import LocalHub, patch_huggingface_hub  # noqa: E402
+
+#: Token the ``local_hub`` fixture puts in ``HF_TOKEN``; its ``LocalHub`` requires it for writes.
+LOCAL_HUB_TOKEN = "hf_localhub_test_token"
+
+
+@pytest.fixture
+def local_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
+    """A running :class:`hubserver.LocalHub` that ``huggingface_hub`` and ``timm`` talk to, for one test.
+
+    Sets ``HF_ENDPOINT``, ``HF_HOME`` (``tmp_path / "hf_home"``: the cache starts empty), ``HF_TOKEN``
+    (:data:`LOCAL_HUB_TOKEN`) and ``HF_HUB_DISABLE_TELEMETRY=1`` in the environment (subprocesses inherit them)
+    and patches the copies ``huggingface_hub`` made at import time (``constants.ENDPOINT``, cache paths, the
+    module-level ``HfApi``...).  Repos are stored under ``tmp_path / "hub_storage"``.  All is undone afterwards.
+    """
+    with LocalHub(tmp_path / "hub_storage", token=LOCAL_HUB_TOKEN) as hub:
+        patch_huggingface_hub(monkeypatch, hub.endpoint, tmp_path / "hf_home", LOCAL_HUB_TOKEN)
+        yield hub
+
+
+# ===================================================================================== end of Local Hugging Face Hub
