@@ -42,9 +42,11 @@ def average_checkpoints(members: Iterable[str | Path | StateDict], weights: Sequ
     """
     total: dict[str, torch.Tensor] = {}
     dtypes: dict[str, torch.dtype] = {}
-    weight_sum = 0.0
+    weight_sum, count = 0.0, 0
     for i, member in enumerate(members):
         sd = _load(member)
+        if weights is not None and i >= len(weights):
+            raise ValueError(f"more members than the {len(weights)} weights given")
         w = 1.0 if weights is None else float(weights[i])
         if i == 0:
             dtypes = {k: v.dtype for k, v in sd.items()}
@@ -55,8 +57,14 @@ def average_checkpoints(members: Iterable[str | Path | StateDict], weights: Sequ
                 if v.is_floating_point():
                     total[k].add_(v.double(), alpha=w)
         weight_sum += w
+        count = i + 1
+        del sd  # before the next member is loaded: one member in memory at a time
     if not total:
         raise ValueError("nothing to average: no members given")
+    if weights is not None and len(weights) != count:
+        raise ValueError(f"{len(weights)} weights for {count} members")
+    if weight_sum <= 0:
+        raise ValueError(f"the member weights sum to {weight_sum}; they must sum to a positive number")
     return {k: (v / weight_sum).to(dtypes[k]) if v.is_floating_point() else v for k, v in total.items()}
 
 
@@ -68,6 +76,8 @@ def _check_same_keys(ref: Mapping, sd: Mapping, i: int) -> None:
     for k in ref:
         if ref[k].shape != sd[k].shape:
             raise ValueError(f"member {i}: {k} has shape {tuple(sd[k].shape)}, member 0 {tuple(ref[k].shape)}")
+        if ref[k].is_floating_point() != sd[k].is_floating_point():
+            raise ValueError(f"member {i}: {k} is {sd[k].dtype}, member 0 {ref[k].dtype}")
 
 
 def greedy_soup(
@@ -75,7 +85,10 @@ def greedy_soup(
     scores: Sequence[float],
     evaluate: Callable[[dict[str, torch.Tensor]], float],
 ) -> tuple[dict[str, torch.Tensor], list[int]]:
-    """Greedy soup: add members in order of validation score, keeping each only if the soup's score rises.
+    """Greedy soup: add members in order of validation score, keeping each unless the soup's score falls.
+
+    As in model soups' greedy recipe, a candidate is kept when the soup with it scores at least as well
+    as the soup without it (a tie keeps it: more members, same validation score).
 
     Args:
         members: safetensors files of the fine-tuned members.
@@ -85,6 +98,8 @@ def greedy_soup(
     Returns:
         The merged state dict and the indices of the members it holds.
     """
+    if not members or len(scores) != len(members):
+        raise ValueError(f"greedy soup needs one score per member ({len(members)} members, {len(scores)} scores)")
     order = sorted(range(len(members)), key=lambda i: -scores[i])
     chosen = [order[0]]
     best_sd = average_checkpoints([members[order[0]]])
@@ -100,20 +115,48 @@ def greedy_soup(
 
 @torch.no_grad()
 def reestimate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
-    """Recompute every BatchNorm's running mean and variance as the plain average over ``batches``.
+    """Recompute every BatchNorm's running mean and variance over all the images of ``batches``.
 
-    The model's other weights are unchanged; it is left in eval mode.
+    The model runs forward in training mode (each BN normalises by its batch's statistics, as in
+    training) while each BN's inputs are accumulated, in float64, over every batch: its running mean
+    becomes the exact per-channel mean of all its inputs and its running variance their unbiased
+    variance (BN's convention for ``running_var``), whatever the batch sizes, not an average of
+    per-batch statistics. The model's other weights are unchanged; it is left in eval mode.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms:
         return model.eval()
-    saved = [(m.momentum, m.training) for m in norms]
+    stats: dict[nn.Module, list] = {m: [0, 0.0, 0.0] for m in norms}  # count, mean, sum of squared deviations
+
+    def accumulate(mod: nn.Module, inputs: tuple) -> None:
+        x = inputs[0].detach().double()
+        dims = [0] + list(range(2, x.dim()))
+        n_b = x.numel() // x.shape[1]
+        mean_b = x.mean(dims)
+        m2_b = (x - mean_b.view(1, -1, *[1] * (x.dim() - 2))).square().sum(dims)
+        n, mean, m2 = stats[mod]
+        total = n + n_b
+        delta = mean_b - mean
+        stats[mod] = [total, mean + delta * (n_b / total), m2 + m2_b + delta.square() * (n * n_b / total)]
+
+    hooks = [m.register_forward_pre_hook(accumulate) for m in norms]
+    batches_seen = 0
+    try:
+        model.train()
+        for x in batches:
+            model(x)
+            batches_seen += 1
+    finally:
+        for h in hooks:
+            h.remove()
+        model.eval()
+    if not batches_seen:
+        raise ValueError("reestimate_bn: no batches to estimate the BatchNorm statistics on")
     for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: the exact mean over the batches seen
-    model.train()
-    for x in batches:
-        model(x)
-    for m, (momentum, _) in zip(norms, saved):
-        m.momentum = momentum
+        n, mean, m2 = stats[m]
+        if n == 0:  # a BatchNorm the forward pass never reached keeps its statistics
+            continue
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(m2 / max(n - 1, 1))
+        m.num_batches_tracked.fill_(batches_seen)
     return model.eval()

@@ -206,7 +206,7 @@ def main(argv=None):
     name = "BTM" + (f"+{args.classifier}{'+ens' if 'ensemble' in head_info else ''}" if args.classifier != "none" else "")
     btm_seconds = t_members + t_merge + t_head
     results = finish_run(accelerator, model, ds, out, {"val": prepared.get("val"), "test": prepared["test"]}, prep, {
-        "recipe": "btm", "method": name.lower(), "model": args.model, "parents": [args.init],
+        "recipe": "btm", "method": name.lower(), "model": net.pretrained_cfg.get("architecture", args.model), "parents": [args.init],
         "members": len(members), "merged_members": chosen, "classifier": head_info,
         "selection": "all choices on the validation split", "config": config,
         "seconds": {"stage1": t_stage1, "members": t_members, "merge": t_merge, "classifier": t_head,

@@ -63,7 +63,8 @@ def main(argv=None, end_training: bool = True):
     ds = load_dataset(args.dataset, **dataset_kwargs(args))
     accelerator.print(f"{ds.name}: {len(ds.train)} train / {0 if ds.val is None else len(ds.val)} val / "
                       f"{len(ds.test)} test, class counts {ds.train_counts[:10]}{'...' if ds.num_classes > 10 else ''}")
-    model = create_model(ds, args.model, init=args.init, new_head=args.new_head)
+    model = create_model(ds, args.model, init=args.init, new_head=args.new_head, pretrained=args.pretrained)
+    arch = model.pretrained_cfg.get("architecture") or args.model  # --init's, whatever --model says
     transform = image_transform(ds, model, train=True)
     sampler = create_sampler(args.sampler, ds.train.labels, ds.num_classes, seed=args.seed, total_epochs=args.epochs)
     train_dl = make_loader(ds.train, args.batch_size, sampler, transform, args.workers, drop_last=True)
@@ -129,12 +130,12 @@ def main(argv=None, end_training: bool = True):
         load_model(accelerator.unwrap_model(model), str(best_path), device="cpu")  # copied onto the model's device
     results = finish_run(accelerator, model, ds, out, {"val": val_dl, "test": test_dl}, prep, {
         "recipe": "pretrain", "method": args.loss if args.sampler == "instance" else f"{args.loss}+{args.sampler}",
-        "model": args.model, "parents": [args.init] if args.init else [],
+        "model": arch, "parents": [args.init] if args.init else [],
         "selected_epoch": best["epoch"] if best else args.epochs - 1,
         "selection": f"best validation {args.select}" if best else "last epoch (no validation split)",
         "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - start, "config": config,
-    }, title=f"{args.model} {args.loss}")
-    accelerator.print(summary_table({f"{args.model} {results['method']}": results["metrics"]}))
+    }, title=f"{arch} {args.loss}")
+    accelerator.print(summary_table({f"{arch} {results['method']}": results["metrics"]}))
     accelerator.print(f"run folder: {out}")
     if end_training:
         accelerator.end_training()

@@ -4,8 +4,8 @@ Names:
 - ``fmnist_lt``, ``cifar10_lt``, ``cifar100_lt``: a balanced training set made long-tailed by seeded
   subsampling (profile 'exp' or 'step', imbalance rho, default 100). The validation split is drawn,
   balanced, from the training images the profile left out; to leave every class enough of them, the
-  largest class keeps ``min_c N_c - val_per_class`` images unless ``n_max`` says otherwise (5980 for
-  Fashion-MNIST with the default 20 per class; ``val_per_class=0`` gives the literature's exact
+  largest class keeps ``min_c N_c - val_per_class`` images unless ``n_max`` says otherwise (5900 for
+  Fashion-MNIST with its default 100 per class; ``val_per_class=0`` gives the literature's exact
   counts, 6000 down to 60 at rho=100, and no validation split).
 - ``imagenet_lt``, ``places_lt``, ``inat2018``: the published split lists (``path label`` lines) over an
   image root; the validation split is the official val list (iNaturalist 2018 has none: its official
@@ -26,7 +26,7 @@ import torch
 
 from ltzoo.data import formats
 from ltzoo.data.profiles import class_indices, longtail_counts, subsample_longtail
-from ltzoo.data.splits import LTDataset, Split
+from ltzoo.data.splits import LTDataset, Split, check_split_labels
 
 _logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def _require_dir(data_dir: str | None, name: str) -> Path:
 
 
 def _read_lists(data_dir, train_list=None, val_list=None, test_list=None, spec: DatasetSpec = None, name=""):
-    root = Path(data_dir) if data_dir else Path(".")
+    root = _require_dir(data_dir, name) if data_dir else Path(".")
     splits: list[Split | None] = []
     for split, given, default in zip(("train", "val", "test"), (train_list, val_list, test_list), spec.lists):
         path = Path(given) if given else (root / default if default else None)
@@ -182,6 +182,8 @@ def load_dataset(
     imbalance = spec.default_imbalance if imbalance is None else imbalance
     val_per_class = spec.val_per_class if val_per_class is None else val_per_class
     num_classes = len(classes)
+    for split in (train, val, test):  # before any per-class indexing, which needs labels in range
+        check_split_labels(name, split, num_classes)
     info = {"profile": None, "imbalance": None, "seed": seed}
     if imbalance is not None:
         train, val, info = _make_longtail(train, val, num_classes, imbalance, profile, seed, val_per_class, n_max)
@@ -200,12 +202,24 @@ def _make_longtail(train, val, num_classes, imbalance, profile, seed, val_per_cl
     need_val = val is None and val_per_class > 0
     if n_max is None:
         n_max = min(full) - (val_per_class if need_val else 0)
+        if n_max < 1:
+            raise ValueError(
+                f"the smallest class has {min(full)} training images, too few to keep any after holding out a "
+                f"balanced validation split of {val_per_class}/class; pass a val split or a smaller --val-per-class"
+            )
     counts = longtail_counts(n_max, num_classes, imbalance, profile)
     kept, left = subsample_longtail(train.labels, counts, seed)
     source = f"{profile} profile, rho={imbalance:g}, n_max={n_max}, seed={seed}"
     if need_val:
         pool = train.subset(left)
-        val_idx = torch.cat([i[:val_per_class] for i in _shuffled_by_class(pool.labels, num_classes, seed)])
+        by_class = _shuffled_by_class(pool.labels, num_classes, seed)
+        short = [c for c, i in enumerate(by_class) if len(i) < val_per_class]
+        if short:
+            raise ValueError(
+                f"n_max={n_max} leaves {len(short)} classes fewer than {val_per_class} images for a balanced "
+                f"validation split (e.g. class {short[0]}: {len(by_class[short[0]])}); lower n_max or --val-per-class"
+            )
+        val_idx = torch.cat([i[:val_per_class] for i in by_class])
         val = pool.subset(val_idx, name="val", source=f"balanced, {val_per_class}/class, drawn from the training "
                                                       "images the long-tail profile left out")
     info = {"profile": profile, "imbalance": imbalance, "n_max": n_max, "seed": seed, "train_source": source}

@@ -36,7 +36,9 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a truncated or corrupt .gz
-        raise ValueError(f"{path} is not a readable gzip file ({exc}); it is truncated or corrupt, re-download it") from exc
+        raise ValueError(
+            f"{path} is not a readable gzip file ({exc}); it is truncated or corrupt, re-download it"
+        ) from exc
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number); re-download it")
     ndim = data[3]
@@ -96,7 +98,14 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def _load_cifar_pickle(path: Path) -> dict:
     with open(path, "rb") as f:
-        obj = _NumpyOnlyUnpickler(f, encoding="latin1").load()
+        try:
+            obj = _NumpyOnlyUnpickler(f, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError) as exc:
+            raise ValueError(
+                f"{path} is not a valid CIFAR batch file ({exc or 'it ends early'}); re-download it"
+            ) from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} holds a {type(obj).__name__}, not a CIFAR batch dict; re-download it")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
@@ -117,7 +126,8 @@ def _cifar_python(root: Path, fine: bool) -> tuple[Split, Split, list[str]] | No
         return Split(split, torch.from_numpy(np.concatenate(ys)), images=torch.from_numpy(np.concatenate(xs)))
 
     meta = _load_cifar_pickle(base / ("meta" if fine else "batches.meta"))
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta["fine_label_names" if fine else "label_names"]]
+    names = [n.decode() if isinstance(n, bytes) else str(n)  # bytes when the file was written by Python 3
+             for n in meta["fine_label_names" if fine else "label_names"]]
     return load(train_files, "train"), load([test_file], "test"), names
 
 

@@ -30,6 +30,10 @@ def longtail_counts(n_max: int, num_classes: int, imbalance: float, profile: str
     Returns:
         A list of C counts, non-increasing.
     """
+    if num_classes < 1 or n_max < 1:
+        raise ValueError(
+            f"need at least one class and one image in the largest class, got {num_classes} classes, n_max={n_max}"
+        )
     if imbalance < 1:
         raise ValueError(f"imbalance ratio must be >= 1 (largest / smallest class), got {imbalance}")
     if profile == "exp":
@@ -62,9 +66,16 @@ def subsample_longtail(
     Returns:
         ``(kept, left_out)``: sorted index tensors into ``labels``.
     """
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(counts)):
+        raise ValueError(
+            f"labels lie in [{int(labels.min())}, {int(labels.max())}] but counts cover {len(counts)} classes"
+        )
     gen = torch.Generator().manual_seed(seed)
     kept, left = [], []
     for c, idx in enumerate(class_indices(labels, len(counts))):
+        if counts[c] < 0:
+            raise ValueError(f"class {c}: a negative count ({counts[c]}) cannot be kept")
         if counts[c] > len(idx):
             raise ValueError(
                 f"class {c} has {len(idx)} images but the profile asks for {counts[c]}; "

@@ -52,7 +52,9 @@ class InstanceSampler(_EpochSampler):
     """Every image once per epoch, in a seeded random order (plain shuffling)."""
 
     def indices(self) -> torch.Tensor:
-        return torch.randperm(len(self.labels), generator=self._generator())[: self.num_samples]
+        gen, n = self._generator(), len(self.labels)
+        passes = -(-self.num_samples // n) if n else 0  # more samples than images: several permutations
+        return torch.cat([torch.randperm(n, generator=gen) for _ in range(max(passes, 1))])[: self.num_samples]
 
 
 class ClassAwareSampler(_EpochSampler):

@@ -28,8 +28,8 @@ class Split:
 
     def __post_init__(self) -> None:
         self.labels = torch.as_tensor(self.labels, dtype=torch.long)
-        sizes = {len(x) for x in (self.images, self.files, self.hf) if x is not None}
-        if len(sizes) != 1 or sizes != {len(self.labels)}:
+        sources = [x for x in (self.images, self.files, self.hf) if x is not None]
+        if len(sources) != 1 or len(sources[0]) != len(self.labels):
             raise ValueError(f"split {self.name!r}: exactly one image source with {len(self.labels)} items needed")
 
     def __len__(self) -> int:
@@ -88,15 +88,7 @@ class LTDataset:
     def check_labels(self) -> None:
         """Raise a clear error if any split has a label outside [0, num_classes)."""
         for split in (self.train, self.val, self.test):
-            if split is None or len(split) == 0:
-                continue
-            lo, hi = int(split.labels.min()), int(split.labels.max())
-            if lo < 0 or hi >= self.num_classes:
-                raise ValueError(
-                    f"{self.name}: the {split.name} split has labels in [{lo}, {hi}] but the dataset has "
-                    f"{self.num_classes} classes (labels must be 0..{self.num_classes - 1}); "
-                    "check the split lists or the class list"
-                )
+            check_split_labels(self.name, split, self.num_classes)
 
     @property
     def shot_thresholds(self) -> tuple[int, int]:
@@ -123,6 +115,19 @@ class LTDataset:
             **self.info,
             "shot_thresholds": {"many": f">{many}", "medium": f"{few}..{many}", "few": f"<{few}"},
         }
+
+
+def check_split_labels(dataset: str, split: Split | None, num_classes: int) -> None:
+    """Raise a clear error if ``split`` has a label outside [0, num_classes) (None or empty: nothing to check)."""
+    if split is None or len(split) == 0:
+        return
+    lo, hi = int(split.labels.min()), int(split.labels.max())
+    if lo < 0 or hi >= num_classes:
+        where = f" ({split.source})" if split.source else ""
+        raise ValueError(
+            f"{dataset}: the {split.name} split{where} has labels in [{lo}, {hi}] but the dataset has "
+            f"{num_classes} classes (labels must be 0..{num_classes - 1}); check the split lists or the class list"
+        )
 
 
 def shot_groups(train_counts: Sequence[int], many: int = 100, few: int = 20) -> dict[str, list[int]]:

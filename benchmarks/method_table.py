@@ -1,0 +1,206 @@
+"""The method table on Fashion-MNIST-LT: every method of ltzoo on one backbone, seeds, one table.
+
+    python benchmarks/method_table.py                      # run what is missing, then write the table
+    python benchmarks/method_table.py --only-table         # rebuild the table from finished runs
+    python benchmarks/method_table.py --seeds 0 1 2 --imbalance 100 --groups core ceiling baselines
+
+Each run is a real recipe under `accelerate launch` (stage 1 with recipes/pretrain.py, classifier
+retraining with recipes/gml.py, BTM with recipes/btm.py), written to runs/bench/rho<R>/s<seed>/<name>.
+Finished runs (results.json present) are skipped, so the script resumes where it stopped. Rows come
+from the runs' results.json: the test split, evaluated once on the model chosen on the validation
+split. Output: benchmarks/results/method_table_rho<R>.{csv,md}, hm_vs_acc_rho<R>.png and
+per_class_recall_rho<R>.png.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+STAGE1 = ["--model", "resnet20_cifar", "--epochs", "15", "--batch-size", "128", "--lr", "0.1"]
+
+# name -> (recipe, args, stage-1 run it starts from or None, group)
+RUNS = {
+    "ce": ("pretrain", ["--loss", "ce"], None, "core"),
+    "gml_on_ce": ("gml", [], "ce", "core"),
+    "btm_on_ce": ("btm", ["--classifier", "gml"], "ce", "core"),
+    "ceiling": ("pretrain", ["--loss", "ce", "--imbalance", "1"], None, "ceiling"),
+    "bsce": ("pretrain", ["--loss", "bsce"], None, "baselines"),
+    "btm_on_bsce": ("btm", ["--classifier", "gml"], "bsce", "baselines"),
+    "cb_resample": ("pretrain", ["--loss", "ce", "--sampler", "balanced"], None, "baselines"),
+    "cb_reweight": ("pretrain", ["--loss", "cb"], None, "baselines"),
+    "la": ("pretrain", ["--loss", "la"], None, "baselines"),
+    "ldam_drw": ("pretrain", ["--loss", "ldam_drw"], None, "baselines"),
+}
+
+# table row -> (run, key in that run's results "table" or None for its final metrics)
+ROWS = {
+    "CE": ("ce", None),
+    "CB re-sampling": ("cb_resample", None),
+    "CB re-weighting": ("cb_reweight", None),
+    "Balanced Softmax": ("bsce", None),
+    "Logit adjustment (loss)": ("la", None),
+    "LDAM-DRW": ("ldam_drw", None),
+    "CE + cRT": ("gml_on_ce", "crt"),
+    "CE + LWS": ("gml_on_ce", "lws"),
+    "CE + tau-norm": ("gml_on_ce", "taunorm"),
+    "CE + post-hoc LA": ("gml_on_ce", "la"),
+    "CE + GML": ("gml_on_ce", "gml"),
+    "CE + GML + ensemble": ("gml_on_ce", None),
+    "CE + BTM": ("btm_on_ce", "BTM"),
+    "CE + BTM + GML": ("btm_on_ce", None),
+    "BSCE + BTM + GML": ("btm_on_bsce", None),
+    "Ceiling: CE on the full balanced set": ("ceiling", None),
+}
+COLUMNS = ("acc", "hm", "gm", "min_recall", "many", "medium", "few")
+
+
+def run_dir(base: Path, seed: int, name: str) -> Path:
+    return base / f"s{seed}" / name
+
+
+def launch(name: str, seed: int, base: Path, imbalance: float, log) -> None:
+    recipe, extra, parent, _ = RUNS[name]
+    out = run_dir(base, seed, name)
+    args = ["--dataset", "fmnist_lt", "--imbalance", str(imbalance), "--seed", str(seed), "--output", str(out),
+            "--no-progress"] + STAGE1 + extra
+    if parent:
+        args += ["--init", str(run_dir(base, seed, parent))]
+    cmd = ["accelerate", "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", f"recipes/{recipe}.py"] + args
+    log.write(f"\n$ {' '.join(cmd)}\n")
+    log.flush()
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
+    print(f"  {name} (seed {seed}) done in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def metrics_of(base: Path, seed: int, row: str) -> dict | None:
+    name, key = ROWS[row]
+    path = run_dir(base, seed, name) / "results.json"
+    if not path.is_file():
+        return None
+    res = json.loads(path.read_text())
+    m = res["metrics"]["test"] if key is None else res["table"][key]["test"]
+    secs = res.get("train_seconds") or res.get("seconds", {}).get("btm_total") or res.get("seconds", {}).get("heads")
+    return {**{c: m.get(c) for c in COLUMNS}, "seconds": secs, "peak_memory_mb": res.get("peak_memory_mb"),
+            "hardware": res.get("hardware")}
+
+
+def aggregate(base: Path, seeds: list[int]) -> list[dict]:
+    rows = []
+    for row in ROWS:
+        per_seed = [m for m in (metrics_of(base, s, row) for s in seeds) if m]
+        if not per_seed:
+            continue
+        out = {"method": row, "seeds": len(per_seed)}
+        for c in COLUMNS + ("seconds", "peak_memory_mb"):
+            vals = [m[c] for m in per_seed if m[c] is not None]
+            out[c] = statistics.mean(vals) if vals else None
+            out[c + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        out["hardware"] = per_seed[0]["hardware"]
+        rows.append(out)
+    return rows
+
+
+def write_table(rows: list[dict], imbalance: float, seeds: list[int]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tag = f"rho{imbalance:g}"
+    with open(RESULTS / f"method_table_{tag}.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    pct = lambda r, c: "-" if r[c] is None else f"{100 * r[c]:.2f} ± {100 * r[c + '_std']:.2f}"
+    lines = [f"Fashion-MNIST-LT, rho={imbalance:g}, resnet20_cifar; test split (1,000 images per class), "
+             f"model chosen on the balanced validation split; mean ± std over the seeds run (of {seeds}).",
+             f"Hardware: {rows[0]['hardware']}. Seconds: training time of the stage the row adds "
+             "(stage 1, the BTM stage, or the classifier heads).", "",
+             "| method | seeds | " + " | ".join(COLUMNS) + " | seconds | peak MB |",
+             "|---|---|" + "---|" * (len(COLUMNS) + 2)]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['seeds']} | " + " | ".join(pct(r, c) for c in COLUMNS)
+                     + f" | {r['seconds'] or 0:.0f} | {r['peak_memory_mb'] or 0:.0f} |")
+    lines += ["", f"Re-run: `python benchmarks/method_table.py --imbalance {imbalance:g} --seeds {' '.join(map(str, seeds))}`"]
+    (RESULTS / f"method_table_{tag}.md").write_text("\n".join(lines) + "\n")
+    plot(rows, tag)
+
+
+def plot(rows: list[dict], tag: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for r in rows:
+        ax.errorbar(100 * r["acc"], 100 * r["hm"], xerr=100 * r["acc_std"], yerr=100 * r["hm_std"], fmt="o")
+        ax.annotate(r["method"], (100 * r["acc"], 100 * r["hm"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("accuracy (%)")
+    ax.set_ylabel("harmonic mean of per-class recall (%)")
+    ax.set_title(f"Fashion-MNIST-LT {tag}: HM against accuracy (test)")
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"hm_vs_acc_{tag}.png", dpi=110)
+    plt.close(fig)
+
+
+def plot_recall(base: Path, seed: int, tag: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    main = ["CE", "Balanced Softmax", "CE + GML + ensemble", "CE + BTM + GML", "Ceiling: CE on the full balanced set"]
+    shown = 0
+    for i, row in enumerate(main):
+        name, key = ROWS[row]
+        path = run_dir(base, seed, name) / "results.json"
+        if not path.is_file():
+            continue
+        if key is not None:  # table rows of a run hold summary numbers only
+            continue
+        recall = json.loads(path.read_text())["metrics"]["test"]["per_class_recall"]
+        width = 0.8 / len(main)
+        ax.bar([c + i * width for c in range(len(recall))], recall, width=width, label=row)
+        shown += 1
+    if shown:
+        ax.set_xlabel("class (most training images first)")
+        ax.set_ylabel("test recall")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(RESULTS / f"per_class_recall_{tag}.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--imbalance", type=float, default=100)
+    p.add_argument("--groups", nargs="+", default=["core", "ceiling", "baselines"], choices=("core", "ceiling", "baselines"))
+    p.add_argument("--only-table", action="store_true")
+    args = p.parse_args()
+    base = ROOT / "runs" / "bench" / f"rho{args.imbalance:g}"
+    if not args.only_table:
+        base.mkdir(parents=True, exist_ok=True)
+        with open(base / "runs.log", "a") as log:
+            for group in args.groups:
+                for seed in args.seeds:
+                    for name, (_, _, _, g) in RUNS.items():
+                        if g == group and not (run_dir(base, seed, name) / "results.json").is_file():
+                            launch(name, seed, base, args.imbalance, log)
+    rows = aggregate(base, args.seeds)
+    if rows:
+        write_table(rows, args.imbalance, args.seeds)
+        plot_recall(base, args.seeds[0], f"rho{args.imbalance:g}")
+        print((RESULTS / f"method_table_rho{args.imbalance:g}.md").read_text())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,599 @@
+"""Model cards built from a run folder.
+
+    card = build_card("runs/btm-fmnist_lt-resnet32_cifar-s0", repo_id="ltzoo/btm-fmnist-lt-resnet32")
+    write_card("runs/btm-...", "hub_cards/btm-fmnist-lt-resnet32.md", repo_id="ltzoo/btm-fmnist-lt-resnet32")
+
+The card is huggingface_hub's `ModelCard`, rendered from the Jinja template ``templates/model_card.md``
+of this package. Its YAML metadata (`ModelCardData`) carries ``library_name: timm``, the license, tags,
+datasets, ``base_model`` (the parent's hub id, where there is one), an ``ltzoo`` block (name, hub id,
+recipe, method, backbone, dataset, parents, seed, commit: what ``ltzoo zoo`` lists) and a ``model-index``
+whose results hold accuracy, mean class accuracy, HM, GM, min recall and many/medium/few accuracy on
+the test and validation splits, as percentages with 2 decimals (the rounding of ltzoo's summary table).
+
+Every number comes from the run folder's ``results.json`` (and the parameter count from
+``model.safetensors``); building a card only reads the run folder.
+
+Parents (the ``--init`` of each stage, recorded in ``results.json`` as ``parents``) are shown by hub id.
+A parent's hub id is, in this order: the one given in ``parent_ids`` (``ltzoo card/push --parent-id``);
+the reference itself when it is a hub id; for a local run folder, the ``hub_id`` of its own card
+(``PARENT/README.md``, written by ``ltzoo card PARENT --repo-id ORG/NAME``) or of its ``results.json``.
+A local parent without one is shown as a local run by its folder name, and gets no ``base_model``.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import json
+import logging
+import shlex
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+_logger = logging.getLogger(__name__)
+
+TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PLOT = "per_class_recall.png"
+HUB_URL = "https://huggingface.co"
+
+#: results.json metric key -> (model-index metric type, readable name, table header).
+METRICS: dict[str, tuple[str, str, str]] = {
+    "acc": ("accuracy", "Top-1 accuracy", "Acc"),
+    "mean_class_acc": ("mean_class_accuracy", "Mean per-class recall (balanced accuracy)", "Mean class acc"),
+    "hm": ("hm", "Harmonic mean of per-class recall", "HM"),
+    "gm": ("gm", "Geometric mean of per-class recall", "GM"),
+    "min_recall": ("min_recall", "Lowest per-class recall (worst class)", "Min recall"),
+    "many": ("many", "Many-shot accuracy", "Many"),
+    "medium": ("medium", "Medium-shot accuracy", "Medium"),
+    "few": ("few", "Few-shot accuracy", "Few"),
+}
+#: results.json split -> model-index split name.
+SPLITS = {"test": "test", "val": "validation"}
+
+#: ltzoo dataset name -> (readable name, Hub dataset id of the images it is drawn from, or None).
+DATASETS: dict[str, tuple[str, str | None]] = {
+    "fmnist_lt": ("Fashion-MNIST-LT", "zalando-datasets/fashion_mnist"),
+    "cifar10_lt": ("CIFAR-10-LT", "uoft-cs/cifar10"),
+    "cifar100_lt": ("CIFAR-100-LT", "uoft-cs/cifar100"),
+    "imagenet_lt": ("ImageNet-LT", "ILSVRC/imagenet-1k"),
+    "places_lt": ("Places-LT", None),
+    "inat2018": ("iNaturalist 2018", None),
+    "imagefolder": ("image folder", None),
+}
+
+LOSSES = {
+    "ce": "cross-entropy", "focal": "focal loss", "cb": "class-balanced cross-entropy",
+    "cb_focal": "class-balanced focal loss", "bsce": "balanced softmax cross-entropy",
+    "la": "logit-adjusted cross-entropy", "ldam": "LDAM loss", "ldam_drw": "LDAM-DRW", "gml": "geometric mean loss (GML)",
+}
+CLASSIFIERS = {
+    "gml": "GML (geometric mean loss) classifier retraining", "crt": "cRT classifier retraining",
+    "lws": "LWS (learnable weight scaling)", "taunorm": "tau-normalised classifier",
+    "la": "post-hoc logit adjustment",
+}
+
+CITATIONS: dict[str, str] = {
+    "btm": """@article{yu2025reviving,
+  title   = {Reviving Undersampling for Long-Tailed Learning},
+  author  = {Yu, Hao and Du, Yingxiao and Wu, Jianxin},
+  journal = {Pattern Recognition},
+  pages   = {111200},
+  year    = {2025},
+  note    = {arXiv:2401.16811}
+}""",
+    "gml": """@inproceedings{du2023no,
+  title     = {No One Left Behind: Improving the Worst Categories in Long-Tailed Learning},
+  author    = {Du, Yingxiao and Wu, Jianxin},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages     = {15804--15813},
+  year      = {2023},
+  note      = {arXiv:2303.03630}
+}""",
+    "decoupling": """@inproceedings{kang2020decoupling,
+  title     = {Decoupling Representation and Classifier for Long-Tailed Recognition},
+  author    = {Kang, Bingyi and Xie, Saining and Rohrbach, Marcus and Yan, Zhicheng and Gordo, Albert and Feng, Jiashi and Kalantidis, Yannis},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2020},
+  note      = {arXiv:1910.09217}
+}""",
+    "la": """@inproceedings{menon2021long,
+  title     = {Long-Tail Learning via Logit Adjustment},
+  author    = {Menon, Aditya Krishna and Jayasumana, Sadeep and Rawat, Ankit Singh and Jain, Himanshu and Veit, Andreas and Kumar, Sanjiv},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2021},
+  note      = {arXiv:2007.07314}
+}""",
+    "bsce": """@inproceedings{ren2020balanced,
+  title     = {Balanced Meta-Softmax for Long-Tailed Visual Recognition},
+  author    = {Ren, Jiawei and Yu, Cunjun and Sheng, Shunan and Ma, Xiao and Zhao, Haiyu and Yi, Shuai and Li, Hongsheng},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year      = {2020},
+  note      = {arXiv:2007.10740}
+}""",
+    "ldam": """@inproceedings{cao2019learning,
+  title     = {Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss},
+  author    = {Cao, Kaidi and Wei, Colin and Gaidon, Adrien and Arechiga, Nikos and Ma, Tengyu},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year      = {2019},
+  note      = {arXiv:1906.07413}
+}""",
+    "cb": """@inproceedings{cui2019class,
+  title     = {Class-Balanced Loss Based on Effective Number of Samples},
+  author    = {Cui, Yin and Jia, Menglin and Lin, Tsung-Yi and Song, Yang and Belongie, Serge},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2019},
+  note      = {arXiv:1901.05555}
+}""",
+    "focal": """@inproceedings{lin2017focal,
+  title     = {Focal Loss for Dense Object Detection},
+  author    = {Lin, Tsung-Yi and Goyal, Priya and Girshick, Ross and He, Kaiming and Doll{\\'a}r, Piotr},
+  booktitle = {Proceedings of the IEEE International Conference on Computer Vision (ICCV)},
+  year      = {2017},
+  note      = {arXiv:1708.02002}
+}""",
+    "resnet": """@inproceedings{he2016deep,
+  title     = {Deep Residual Learning for Image Recognition},
+  author    = {He, Kaiming and Zhang, Xiangyu and Ren, Shaoqing and Sun, Jian},
+  booktitle = {Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2016},
+  note      = {arXiv:1512.03385}
+}""",
+    "timm": """@misc{rw2019timm,
+  author       = {Ross Wightman},
+  title        = {PyTorch Image Models},
+  year         = {2019},
+  publisher    = {GitHub},
+  journal      = {GitHub repository},
+  doi          = {10.5281/zenodo.4414861},
+  howpublished = {\\url{https://github.com/huggingface/pytorch-image-models}}
+}""",
+}
+_LOSS_CITATIONS = {"la": ["la"], "bsce": ["bsce"], "ldam": ["ldam"], "ldam_drw": ["ldam"], "cb": ["cb"],
+                   "cb_focal": ["cb", "focal"], "focal": ["focal"], "gml": ["gml"]}
+_CLASSIFIER_CITATIONS = {"gml": ["gml"], "crt": ["decoupling"], "lws": ["decoupling"], "taunorm": ["decoupling"],
+                         "la": ["la"]}
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def pct(value: float | None) -> float | None:
+    """A fraction as a percentage with 2 decimals, rounded exactly as ltzoo's summary table prints it."""
+    return None if value is None else float(f"{100 * value:.2f}")
+
+
+def _pct_str(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _hub_ref(ref: str) -> str | None:
+    """The hub id a model reference names (``hf-hub:org/name``, ``timm/name``, ``org/name``), else None."""
+    if ref.startswith("hf-hub:"):
+        return ref[len("hf-hub:"):]
+    if ref.startswith("local-dir:") or ref.startswith((".", "/", "~")) or Path(ref).expanduser().exists():
+        return None
+    parts = ref.split("/")
+    return ref if len(parts) == 2 and all(parts) else None
+
+
+def card_hub_id(path: Path) -> str | None:
+    """The hub id recorded in a card file's ``ltzoo`` metadata (None if there is no such card)."""
+    if not path.is_file():
+        return None
+    try:
+        meta = ModelCard.load(path).data.to_dict()
+    except Exception:  # not a card, or unreadable metadata: no hub id
+        return None
+    block = meta.get("ltzoo") or {}
+    return block.get("hub_id") if isinstance(block, dict) else None
+
+
+def _local_parent(ref: str, run_dir: Path) -> Path | None:
+    """The folder a local ``--init`` reference points to (tried as given, then beside / inside the run)."""
+    ref = ref[len("local-dir:"):] if ref.startswith("local-dir:") else ref
+    path = Path(ref).expanduser()
+    for cand in (path, run_dir / path.name, run_dir.parent / path.name):
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def _parent_info(ref: str, run_dir: Path, override: str | None, depth: int = 0) -> dict:
+    """What the card says about one parent: its hub id (or None), a display name and its own chain."""
+    hub_id = _hub_ref(override) if override else None
+    if override and hub_id is None:
+        raise ValueError(f"--parent-id {override!r} is not a hub id (ORG/NAME)")
+    folder = None if _hub_ref(ref) else _local_parent(ref, run_dir)
+    results = _read_json(folder / "results.json") if folder is not None else None
+    if hub_id is None:
+        hub_id = _hub_ref(ref)
+    if hub_id is None and folder is not None:
+        hub_id = card_hub_id(folder / "README.md") or (results or {}).get("hub_id")
+    if folder is None and hub_id is None:
+        name = Path(ref).name
+    else:
+        name = hub_id or folder.name
+    upstream = []
+    if results and depth < 10:
+        upstream = [_parent_info(p, folder, None, depth + 1) for p in results.get("parents") or []]
+    return {"ref": ref, "hub_id": hub_id, "name": name, "local": hub_id is None, "method": (results or {}).get("method"),
+            "recipe": (results or {}).get("recipe"), "parents": upstream}
+
+
+def _chain(parents: list[dict]) -> list[dict]:
+    """The stages before this one, oldest first (first-parent line)."""
+    out: list[dict] = []
+    while parents:
+        out.insert(0, parents[0])
+        parents = parents[0]["parents"]
+    return out
+
+
+def is_ltzoo_arch(arch: str) -> bool:
+    """Whether a timm architecture is one that ``import ltzoo`` registers (not native to timm)."""
+    import timm
+
+    import ltzoo  # noqa: F401  (registers ltzoo's architectures)
+
+    try:
+        return timm.models.model_entrypoint(arch).__module__.startswith("ltzoo")
+    except (RuntimeError, KeyError):
+        return False
+
+
+def count_parameters(path: Path) -> int | None:
+    """Learnable parameters in a safetensors file (BatchNorm running statistics excluded)."""
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():
+            if key.endswith(("running_mean", "running_var", "num_batches_tracked")):
+                continue
+            n = 1
+            for d in f.get_slice(key).get_shape():
+                n *= d
+            total += n
+    return total
+
+
+@functools.lru_cache(maxsize=None)
+def recipe_parser(recipe: str) -> argparse.ArgumentParser | None:
+    """The argument parser of ``recipes/<recipe>.py`` of this checkout (None when it is not there)."""
+    path = REPO_ROOT / "recipes" / f"{recipe}.py"
+    if not path.is_file():
+        return None
+    try:
+        spec = importlib.util.spec_from_file_location(f"_ltzoo_card_recipe_{recipe}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.build_parser()
+    except Exception as exc:  # a broken recipe file should not stop the card: fall back to every flag
+        _logger.warning("could not read the flags of %s (%s); the card lists every flag", path, exc)
+        return None
+
+
+_NOT_FLAGS = ("config", "output", "recipe", "git_commit", "help")
+
+
+def render_command(config: dict, recipe: str, num_processes: int = 1, init: str | None = None,
+                   omit_init: bool = False) -> str:
+    """``accelerate launch recipes/<recipe>.py`` with the flags whose values differ from the recipe's defaults.
+
+    ``init`` replaces the recorded ``--init`` (a parent's hub id instead of a local path); ``omit_init``
+    drops it (BTM's own stage 1). Without the recipe's parser every flag with a value is listed.
+    """
+    parser = recipe_parser(recipe)
+    config = dict(config)
+    if omit_init:
+        config["init"] = None
+    elif init is not None:
+        config["init"] = init
+    launch = ["accelerate", "launch"] + (["--num_processes", str(num_processes)] if num_processes > 1 else [])
+    groups: list[list[str]] = [launch + [f"recipes/{recipe}.py"]]
+    if parser is not None:
+        for action in parser._actions:
+            dest = action.dest
+            if dest in _NOT_FLAGS or dest not in config or not action.option_strings:
+                continue
+            value, default = config[dest], action.default
+            if value == default and type(value) is type(default):
+                continue
+            flag = next((o for o in action.option_strings if o.startswith("--") and not o.startswith("--no-")),
+                        action.option_strings[-1])
+            if isinstance(action, argparse.BooleanOptionalAction):
+                groups.append([flag if value else "--no-" + flag[2:]])
+            elif isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+                if bool(value) != bool(default):
+                    groups.append([flag])
+            elif value is not None:
+                groups.append([flag] + [str(v) for v in (value if isinstance(value, list) else [value])])
+    else:
+        for key, value in config.items():
+            if key in _NOT_FLAGS or value is None or value is False:
+                continue
+            flag = "--" + key.replace("_", "-")
+            groups.append([flag] if value is True else [flag, str(value)])
+    return " \\\n    ".join(" ".join(shlex.quote(t) for t in g) for g in groups)
+
+
+def config_yaml(config: dict, recipe: str, init: str | None = None, omit_init: bool = False) -> str:
+    """The resolved config as a YAML file the recipe takes with ``-c`` (only its own flags)."""
+    parser = recipe_parser(recipe)
+    known = {a.dest for a in parser._actions} if parser is not None else set(config)
+    cfg = {k: v for k, v in config.items() if k in known and k not in _NOT_FLAGS}
+    if omit_init:
+        cfg["init"] = None
+    elif init is not None:
+        cfg["init"] = init
+    return yaml.safe_dump(cfg, sort_keys=False).strip()
+
+
+def _eval_command(model_ref: str, config: dict, split: str = "test") -> str:
+    """``ltzoo eval`` with the data flags of the run (those that differ from ``ltzoo eval``'s defaults)."""
+    parts = ["ltzoo", "eval", model_ref, "--dataset", str(config.get("dataset", "DATASET"))]
+    defaults = {"data_dir": None, "imbalance": None, "profile": "exp", "val_per_class": None, "seed": 0,
+                "train_list": None, "val_list": None, "test_list": None}
+    for key, default in defaults.items():
+        value = config.get(key, default)
+        if value is not None and value != default:
+            parts += ["--" + key.replace("_", "-"), str(value)]
+    parts += ["--split", split]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _dataset_names(name: str) -> tuple[str, str | None]:
+    if name.startswith("hf:"):
+        ref = name[3:]
+        return ref, (None if ref.startswith((".", "/", "~")) else ref)
+    return DATASETS.get(name, (name, None))
+
+
+def _epochs(n) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s") if n is not None else "? epochs"
+
+
+def _method_text(results: dict, config: dict) -> str:
+    """A readable description of how the model was made."""
+    recipe = results.get("recipe")
+    if recipe == "pretrain":
+        loss = config.get("loss") or results.get("method", "?").split("+")[0]
+        sampler = config.get("sampler", "instance")
+        text = f"trained with {LOSSES.get(loss, loss)}"
+        text += f" and {sampler}-balanced sampling" if sampler != "instance" else " and instance sampling"
+        if config.get("epochs") is not None:
+            text += f" for {_epochs(config['epochs'])}"
+        return text
+    if recipe == "btm":
+        members = results.get("members", config.get("subsets"))
+        text = (f"BTM (Balanced Training and Merging): {members} class-balanced subsets of "
+                f"{config.get('shots', '?')} images per class, each fine-tuned for {_epochs(config.get('member_epochs'))}, "
+                f"then merged by {config.get('merge', 'uniform')} weight averaging "
+                f"(BatchNorm statistics {'re-estimated' if config.get('bn_merge') == 'reestimate' else 'averaged'})")
+        head = (results.get("classifier") or {}).get("method") or config.get("classifier")
+        if head and head != "none":
+            text += f"; classifier: {CLASSIFIERS.get(head, head)}"
+            if "ensemble" in (results.get("classifier") or {}):
+                text += ", ensembled with the merged classifier"
+        return text
+    return f"method {results.get('method', '?')}"
+
+
+def _citations(results: dict, config: dict, arch: str, pretrained_cfg: dict) -> list[str]:
+    keys: list[str] = []
+    method = str(results.get("method", ""))
+    if results.get("recipe") == "btm" or method.startswith("btm"):
+        keys.append("btm")
+    head = (results.get("classifier") or {}).get("method") or config.get("classifier")
+    if results.get("recipe") == "btm" and head:
+        keys += _CLASSIFIER_CITATIONS.get(head, [])
+    loss = config.get("loss") if results.get("recipe") == "pretrain" else None
+    if loss:
+        keys += _LOSS_CITATIONS.get(loss, [])
+    paper_ids = str(pretrained_cfg.get("paper_ids", ""))
+    if "1512.03385" in paper_ids or arch.startswith("resnet"):
+        keys.append("resnet")
+    keys.append("timm")
+    return [CITATIONS[k] for k in dict.fromkeys(keys)]
+
+
+def _metrics_table(metrics: dict) -> str:
+    head = "| split | " + " | ".join(h for _, _, h in METRICS.values()) + " |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 1)]
+    for split, label in (("val", "validation"), ("test", "test")):
+        m = metrics.get(split)
+        if m:
+            lines.append(f"| {label} | " + " | ".join(_pct_str(m.get(k)) for k in METRICS) + " |")
+    return "\n".join(lines)
+
+
+def _stages_table(table: dict) -> str | None:
+    """BTM's comparison of its stages (stage 1, merged, with the new classifier), if results.json has it."""
+    if not table:
+        return None
+    head = "| model | split | " + " | ".join(h for _, _, h in METRICS.values()) + " |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
+    for name, by_split in table.items():
+        for split, label in (("val", "validation"), ("test", "test")):
+            m = by_split.get(split)
+            if m:
+                lines.append(f"| {name} | {label} | " + " | ".join(_pct_str(m.get(k)) for k in METRICS) + " |")
+    return "\n".join(lines)
+
+
+def _per_class_table(results: dict) -> str | None:
+    metrics = results.get("metrics", {})
+    counts = results.get("train_counts") or []
+    names = results.get("class_names") or [str(i) for i in range(len(counts))]
+    if not counts:
+        return None
+    cols = [s for s in ("val", "test") if metrics.get(s, {}).get("per_class_recall")]
+    lines = ["| class | train images | " + " | ".join(f"{SPLITS[s]} recall" for s in cols) + " |",
+             "|" + "---|" * (len(cols) + 2)]
+    for c, (name, n) in enumerate(zip(names, counts)):
+        vals = [_pct_str(metrics[s]["per_class_recall"][c]) for s in cols]
+        lines.append(f"| {str(name).replace('|', '/')} | {n} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def _group_names(metrics: dict) -> dict[str, str]:
+    """Readable names of many/medium/few with their training-count cuts."""
+    th = metrics.get("shot_thresholds") or {}
+    many, few = th.get("many"), th.get("few")
+    if many is None or few is None:
+        return {}
+    return {"many": f"Many-shot accuracy (classes with more than {many} training images)",
+            "medium": f"Medium-shot accuracy (classes with {few} to {many} training images)",
+            "few": f"Few-shot accuracy (classes with fewer than {few} training images)"}
+
+
+def eval_results(results: dict, dataset_type: str, dataset_name: str, dataset_args: dict | None = None) -> list[EvalResult]:
+    """The model-index entries: every metric of `METRICS` on the test split, then on the validation split."""
+    out = []
+    for split, split_name in SPLITS.items():
+        m = (results.get("metrics") or {}).get(split)
+        if not m:
+            continue
+        names = _group_names(m)
+        for key, (mtype, mname, _) in METRICS.items():
+            value = pct(m.get(key))
+            if value is None:
+                continue
+            out.append(EvalResult(
+                task_type="image-classification", task_name="Image Classification", dataset_type=dataset_type,
+                dataset_name=dataset_name, dataset_split=split_name, dataset_args=dataset_args or None,
+                metric_type=mtype, metric_name=names.get(key, mname), metric_value=value))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the card
+def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None = None,
+               parent_ids: Sequence[str | None] | None = None, template_path: str | Path | None = None) -> ModelCard:
+    """The model card of a run folder (reads it only).
+
+    Args:
+        run_dir: a finished run folder (``results.json`` and ``config.json``).
+        repo_id: the hub id the model is (to be) pushed to; the loading snippet and ``ltzoo.hub_id`` use it.
+        name: the model's name in the card and the zoo (default: the repo name, else the folder name).
+        parent_ids: hub ids of the parents, in the order of results.json's ``parents`` (None entries: look
+            them up, see the module docstring).
+        template_path: a Jinja template (default: the package's ``templates/model_card.md``).
+    """
+    run_dir = Path(run_dir)
+    results_path = run_dir / "results.json"
+    if not results_path.is_file():
+        raise FileNotFoundError(f"{results_path} not found: {run_dir} is not a finished ltzoo run folder")
+    from ltzoo.runs import read_json
+
+    results = read_json(results_path)
+    model_cfg = read_json(run_dir / "config.json")
+    if repo_id is not None and (len(repo_id.split("/")) != 2 or not all(repo_id.split("/"))):
+        raise ValueError(f"repo id {repo_id!r} is not of the form ORG/NAME")
+    name = name or (repo_id.split("/")[-1] if repo_id else run_dir.resolve().name)
+    config = results.get("config") or {}
+    pretrained_cfg = model_cfg.get("pretrained_cfg") or {}
+    arch = model_cfg.get("architecture") or results.get("model") or config.get("model", "?")
+    ltzoo_arch = is_ltzoo_arch(arch)
+    ds = results.get("dataset") or {}
+    ds_key = ds.get("dataset") or config.get("dataset") or "unknown"
+    ds_pretty, ds_hub = _dataset_names(ds_key)
+    rho = ds.get("imbalance_ratio")
+    ds_label = ds_pretty + (f" (imbalance ratio {rho:g})" if rho is not None else "")
+    recipe = results.get("recipe") or config.get("recipe") or "?"
+    method = results.get("method") or "?"
+
+    # parents and the stage chain
+    refs = list(results.get("parents") or [])
+    overrides = list(parent_ids or [])
+    if len(overrides) > len(refs):
+        raise ValueError(f"{len(overrides)} parent ids given but {run_dir} has {len(refs)} parent(s): {refs}")
+    overrides += [None] * (len(refs) - len(overrides))
+    parents = [_parent_info(r, run_dir, o) for r, o in zip(refs, overrides)]
+    output = config.get("output")
+    own_stage1 = (recipe == "btm" and bool(refs) and output is not None and config.get("init") is not None
+                  and Path(config["init"]) == Path(output) / "stage1")
+    for p in parents:
+        p["own_stage1"] = own_stage1 and p["ref"] == config.get("init")
+    chain = _chain(parents)
+    hub_parents = [p["hub_id"] for p in parents if p["hub_id"]]
+    init_id = parents[0]["hub_id"] if parents and config.get("init") == refs[0] else None
+
+    # metadata
+    tags = ["image-classification", "timm", "ltzoo", "long-tailed", f"recipe:{recipe}", f"method:{method}", ds_key]
+    ltzoo_meta = {
+        "name": name, "hub_id": repo_id, "recipe": recipe, "method": method, "backbone": arch,
+        "dataset": ds_key, "imbalance_ratio": rho, "num_classes": model_cfg.get("num_classes"),
+        "parents": [p["hub_id"] or f"local:{p['name']}" for p in parents], "seed": config.get("seed"),
+        "git_commit": config.get("git_commit"), "requires_ltzoo": ltzoo_arch,
+    }
+    ds_args = {k: v for k, v in (("imbalance_ratio", rho), ("profile", ds.get("profile")),
+                                 ("seed", ds.get("seed"))) if v is not None}
+    card_data = ModelCardData(
+        library_name="timm", license="apache-2.0", pipeline_tag="image-classification", tags=tags,
+        datasets=[ds_hub] if ds_hub else None, base_model=hub_parents[0] if hub_parents else None,
+        model_name=name,
+        eval_results=eval_results(results, ds_hub or ds_key, f"{ds_pretty} ({ds_key})", ds_args) or None,
+        ltzoo=ltzoo_meta,
+    )
+    if hub_parents:
+        card_data.base_model_relation = "finetune"
+
+    # body
+    metrics = results.get("metrics") or {}
+    test = metrics.get("test") or {}
+    n_params = count_parameters(run_dir / "model.safetensors")
+    model_ref = f"hf-hub:{repo_id}" if repo_id else f"local-dir:{run_dir.resolve()}"
+    in_chans = (pretrained_cfg.get("input_size") or [3])[0]
+    ctx: dict[str, Any] = {
+        "model_name": name, "repo_id": repo_id, "model_ref": model_ref, "arch": arch, "ltzoo_arch": ltzoo_arch,
+        "dataset_key": ds_key, "dataset_label": ds_label, "dataset_hub": ds_hub, "dataset": ds,
+        "recipe": recipe, "method": method, "method_text": _method_text(results, config),
+        "num_classes": model_cfg.get("num_classes"), "params": f"{n_params / 1e6:.2f}M" if n_params else None,
+        "input_size": "x".join(map(str, pretrained_cfg.get("input_size", []))) or None,
+        "image_mode": "L" if in_chans == 1 else "RGB", "mean": pretrained_cfg.get("mean"), "std": pretrained_cfg.get("std"),
+        "pretrained_cfg": pretrained_cfg, "parents": parents, "chain": chain,
+        "selection": results.get("selection"), "selected_epoch": results.get("selected_epoch"),
+        "metrics_table": _metrics_table(metrics), "stages_table": _stages_table(results.get("table") or {}),
+        "per_class_table": _per_class_table(results), "has_plot": (run_dir / PLOT).is_file(), "plot": PLOT,
+        "val_source": ds.get("val_source"), "train_source": ds.get("train_source"),
+        "headline": {k: _pct_str(test.get(k)) for k in METRICS},
+        "git_commit": config.get("git_commit"), "seed": config.get("seed"), "config": bool(config),
+        "command": render_command(config, recipe, results.get("num_processes", 1) or 1, init=init_id,
+                                  omit_init=own_stage1) if config else None,
+        "config_yaml": config_yaml(config, recipe, init=init_id, omit_init=own_stage1) if config else None,
+        "eval_command": _eval_command(model_ref, config) if config else None,
+        "hardware": results.get("hardware"), "num_processes": results.get("num_processes"),
+        "wall_seconds": results.get("wall_seconds"), "train_seconds": results.get("train_seconds"),
+        "seconds": results.get("seconds"), "peak_memory_mb": results.get("peak_memory_mb"),
+        "citations": _citations(results, config, arch, pretrained_cfg), "hub_url": HUB_URL,
+        "backbone_paper": pretrained_cfg.get("paper_name"), "backbone_paper_ids": pretrained_cfg.get("paper_ids"),
+    }
+    return ModelCard.from_template(card_data, template_path=str(template_path or TEMPLATE_PATH), **ctx)
+
+
+def write_card(run_dir: str | Path, out_path: str | Path | None = None, **kwargs) -> Path:
+    """Build the card of ``run_dir`` (see `build_card`) and save it (default: ``RUN_DIR/README.md``)."""
+    card = build_card(run_dir, **kwargs)
+    out = Path(out_path) if out_path is not None else Path(run_dir) / "README.md"
+    from ltzoo.runs import atomic_path
+
+    with atomic_path(out) as tmp:
+        tmp.write_text(str(card), encoding="utf-8")
+    return out
+
+
+def default_cards_dir() -> Path:
+    """``hub_cards/`` of this checkout when there is one, else ``./hub_cards``."""
+    repo_cards = REPO_ROOT / "hub_cards"
+    return repo_cards if repo_cards.is_dir() else Path("hub_cards")
