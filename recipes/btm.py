@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -24,11 +25,12 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ltzoo.data import balanced_subsets, create_sampler, load_dataset
 from ltzoo.data.loader import BatchPreprocess, make_loader
-from ltzoo.engine import metrics_from_logits, predict, train_one_epoch
+from ltzoo.engine import metrics_from_logits, predict
 from ltzoo.heads import METHODS, Features, Head, ensemble, retrain
 from ltzoo.losses import create_loss
 from ltzoo.merge import average_checkpoints, greedy_soup, reestimate_bn
@@ -69,8 +71,11 @@ def stage1(args, out: Path) -> str:
     """Train the stage-1 model into out/stage1 and return its path."""
     argv = ["--dataset", args.dataset, "--model", args.model, "--loss", args.stage1_loss, "--epochs", str(args.epochs),
             "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--seed", str(args.seed),
-            "--output", str(out / "stage1")] + [f for f in ["--no-progress"] if args.no_progress]
-    for flag in ("data_dir", "imbalance", "val_per_class", "train_list", "val_list", "test_list"):
+            "--output", str(out / "stage1")] + [f for f in ["--no-progress"] if args.no_progress] \
+        + [f for f in ["--no-resume"] if not args.resume]
+    # the same data (profile included) and optimisation flags as this run
+    for flag in ("data_dir", "imbalance", "profile", "val_per_class", "train_list", "val_list", "test_list", "workers",
+                 "optimizer", "weight_decay", "warmup_epochs", "grad_accum", "save_every", "mixed_precision"):
         if getattr(args, flag) is not None:
             argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     pretrain.main(argv, end_training=False)
@@ -84,25 +89,74 @@ def trainable(model, which: str):
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def fine_tune_member(accelerator, base, ds, subset, prep, args, m: int, path: Path) -> None:
-    """Fine-tune a copy of the stage-1 model on one balanced subset; save it atomically."""
-    set_seed(args.seed * 1000 + m)
+def fine_tune_member(accelerator, base, ds, subset, prep, args, m: int, path: Path, settings: dict[str, str]) -> None:
+    """Fine-tune a copy of the stage-1 model on one balanced subset; save it atomically.
+
+    The member trains on this process alone, with no collective operation (processes train different
+    numbers of members, and a resumed run skips some): its training depends on (seed, m) only, not on
+    which process, or how many, run it.
+    """
+    seed = args.seed * 1000 + m
+    set_seed(seed)
     model = copy.deepcopy(base).to(accelerator.device)
     params = trainable(model, args.train_params)
     split = ds.train.subset(subset)
-    loader = make_loader(split, args.member_batch_size, create_sampler("instance", split.labels, ds.num_classes, seed=m),
+    batch_size = min(args.member_batch_size, len(split))  # a subset smaller than a batch still trains
+    loader = make_loader(split, batch_size, create_sampler("instance", split.labels, ds.num_classes, seed=seed),
                          image_transform(ds, model, train=True), args.workers, drop_last=True)
     hp = copy.copy(args)
     hp.lr = args.member_lr
     optimizer = create_optimizer(model, hp, params)
     scheduler = warmup_cosine(optimizer, args.member_epochs * len(loader), len(loader))
     loss_fn = create_loss("ce").to(accelerator.device)
+    # the optimizer is not prepared by accelerate, so fp16 loss scaling is done here
+    scaler = torch.amp.GradScaler(accelerator.device.type, enabled=accelerator.mixed_precision == "fp16")
+    net = _Frozen(model, args.member_bn)
     for epoch in range(args.member_epochs):
         loader.sampler.set_epoch(epoch)
-        train_one_epoch(accelerator, _Frozen(model, args.member_bn), loader, loss_fn, optimizer, prep, scheduler,
-                        epoch=epoch, seed=args.seed * 1000 + m, progress=False)
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919)
+        net.train()
+        for x, y in loader:
+            x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
+            x = prep(x, train=True, generator=gen)
+            with accelerator.autocast():
+                loss = loss_fn(net(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
+        save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp),
+                  metadata=settings)
+
+
+def member_settings(args, subset: torch.Tensor, init_digest: str) -> dict[str, str]:
+    """What a member depends on, stored in its file: a resumed run re-trains a member made otherwise."""
+    keys = ("seed", "member_epochs", "member_lr", "member_batch_size", "train_params", "member_bn", "optimizer",
+            "weight_decay")
+    return {"init_sha1": init_digest, "subset_sha1": hashlib.sha1(subset.cpu().numpy().tobytes()).hexdigest(),
+            **{k: str(getattr(args, k)) for k in keys}}
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """SHA-1 of a model's weights (names and values)."""
+    h = hashlib.sha1()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def trained_member(path: Path, settings: dict[str, str]) -> bool:
+    """True if ``path`` holds a member fine-tuned with ``settings``."""
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), "pt") as f:
+            return (f.metadata() or {}) == settings
+    except Exception:  # a corrupt or foreign file: train the member again
+        return False
 
 
 class _Frozen(torch.nn.Module):
@@ -140,7 +194,7 @@ def main(argv=None):
     prep = BatchPreprocess(ds.mean, ds.std, crop_padding=ds.input_size[-1] // 8).to(accelerator.device)
     tf = image_transform(ds, base)
     loaders = {"train": make_loader(ds.train, 512, transform=tf, num_workers=args.workers),
-               "val": make_loader(ds.val, 512, transform=tf) if ds.val is not None else None,
+               "val": make_loader(ds.val, 512, transform=tf, num_workers=args.workers) if ds.val is not None else None,
                "test": make_loader(ds.test, 512, transform=tf, num_workers=args.workers)}
     names = [k for k, v in loaders.items() if v is not None]
     prepared = dict(zip(names, accelerator.prepare(*[loaders[k] for k in names])))
@@ -158,12 +212,15 @@ def main(argv=None):
     subsets = balanced_subsets(ds.train.labels, ds.num_classes, args.shots, args.subsets, seed=args.seed,
                                disjoint=args.disjoint, allow_fewer=args.allow_fewer)
     members = [out / "members" / f"member_{m:02d}.safetensors" for m in range(args.subsets)]
+    init_digest = state_digest(base)
     for m in range(accelerator.process_index, args.subsets, accelerator.num_processes):
-        if members[m].is_file() and args.resume:
-            accelerator.print(f"member {m}: already trained, skipped")
+        settings = member_settings(args, subsets[m], init_digest)
+        if args.resume and trained_member(members[m], settings):
+            print(f"member {m + 1}/{args.subsets}: already trained, skipped", flush=True)
             continue
-        fine_tune_member(accelerator, base, ds, subsets[m], prep, args, m, members[m])
-        accelerator.print(f"member {m + 1}/{args.subsets} fine-tuned on {len(subsets[m])} images")
+        fine_tune_member(accelerator, base, ds, subsets[m], prep, args, m, members[m], settings)
+        print(f"member {m + 1}/{args.subsets} fine-tuned on {len(subsets[m])} images (process {accelerator.process_index})",
+              flush=True)
     accelerator.wait_for_everyone()
     t_members = time.perf_counter() - t0
 
@@ -181,7 +238,10 @@ def main(argv=None):
     net.load_state_dict(merged)
     if args.bn_merge == "reestimate":
         union = ds.train.subset(torch.cat(subsets).unique())
-        reestimate_bn(net, (prep(x.to(accelerator.device)) for x, _ in make_loader(union, 256, transform=tf)))
+        # shuffled (seeded): the training-mode batches must not be one class each, as a class-sorted split gives
+        order = torch.utils.data.RandomSampler(range(len(union)), generator=torch.Generator().manual_seed(args.seed))
+        reestimate_bn(net, (prep(x.to(accelerator.device))
+                            for x, _ in make_loader(union, 256, order, transform=tf, num_workers=args.workers)))
     table["BTM"] = {s: evaluate_split(s) for s in ("val", "test") if s in prepared}
     t_merge = time.perf_counter() - t0
     if accelerator.is_main_process:

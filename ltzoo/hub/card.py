@@ -285,6 +285,7 @@ def recipe_parser(recipe: str) -> argparse.ArgumentParser | None:
 
 
 _NOT_FLAGS = ("config", "output", "recipe", "git_commit", "help")
+_ALWAYS = ("dataset", "model", "loss", "epochs", "seed")  # shown even at their defaults, for the reader
 
 
 def render_command(config: dict, recipe: str, num_processes: int = 1, init: str | None = None,
@@ -308,7 +309,7 @@ def render_command(config: dict, recipe: str, num_processes: int = 1, init: str 
             if dest in _NOT_FLAGS or dest not in config or not action.option_strings:
                 continue
             value, default = config[dest], action.default
-            if value == default and type(value) is type(default):
+            if value == default and type(value) is type(default) and not (dest in _ALWAYS and value is not None):
                 continue
             flag = next((o for o in action.option_strings if o.startswith("--") and not o.startswith("--no-")),
                         action.option_strings[-1])
@@ -329,7 +330,10 @@ def render_command(config: dict, recipe: str, num_processes: int = 1, init: str 
 
 
 def config_yaml(config: dict, recipe: str, init: str | None = None, omit_init: bool = False) -> str:
-    """The resolved config as a YAML file the recipe takes with ``-c`` (only its own flags)."""
+    """The resolved config as a YAML file the recipe takes with ``-c`` (only its own flags).
+
+    Unset values (None, which no flag can give, so the recipe's default) are left out.
+    """
     parser = recipe_parser(recipe)
     known = {a.dest for a in parser._actions} if parser is not None else set(config)
     cfg = {k: v for k, v in config.items() if k in known and k not in _NOT_FLAGS}
@@ -337,7 +341,7 @@ def config_yaml(config: dict, recipe: str, init: str | None = None, omit_init: b
         cfg["init"] = None
     elif init is not None:
         cfg["init"] = init
-    return yaml.safe_dump(cfg, sort_keys=False).strip()
+    return yaml.safe_dump({k: v for k, v in cfg.items() if v is not None}, sort_keys=False).strip()
 
 
 def _eval_command(model_ref: str, config: dict, split: str = "test") -> str:

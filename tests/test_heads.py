@@ -1,0 +1,245 @@
+"""Classifier retraining on cached features (ltzoo.heads): the Head, tau-norm, logit adjustment, every
+retraining method on synthetic long-tailed features, and the GML ensemble folded into one timm head."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import ltzoo  # noqa: F401  (registers resnet20_cifar with timm)
+from ltzoo.data import LTDataset, Split
+from ltzoo.heads import METHODS, RATIOS, TAUS, Features, Head, ensemble, logit_adjusted, retrain, score, tau_norm
+from ltzoo.metrics import longtail_metrics
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread is faster, and the CPU is shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------------------------------------ Head
+def test_head_round_trip_through_linear():
+    torch.manual_seed(0)
+    fc = nn.Linear(6, 4)
+    head = Head.from_module(fc)
+    x = torch.randn(5, 6)
+    torch.testing.assert_close(head(x), fc(x))
+    assert head.weight.data_ptr() != fc.weight.data_ptr(), "the head must be a copy"
+    other = nn.Linear(6, 4)
+    head.write_to(other)
+    assert torch.equal(other.weight, fc.weight) and torch.equal(other.bias, fc.bias)
+    torch.testing.assert_close(other(x), fc(x), rtol=0, atol=0)
+    # a float64 / half classifier takes the values in its own dtype
+    half = nn.Linear(6, 4).to(torch.float64)
+    head.write_to(half)
+    assert half.weight.dtype == torch.float64 and torch.equal(half.weight.float(), fc.weight)
+
+
+def test_head_without_bias_and_wrong_module():
+    fc = nn.Linear(3, 2, bias=False)
+    head = Head.from_module(fc)
+    assert torch.equal(head.bias, torch.zeros(2))
+    head.write_to(fc)  # a zero bias fits a bias-free classifier
+    with pytest.raises(ValueError, match="no bias"):
+        Head(head.weight, torch.ones(2)).write_to(fc)
+    with pytest.raises(TypeError, match="plain nn.Linear"):
+        Head.from_module(nn.Conv2d(3, 2, 1))
+
+
+def test_tau_norm():
+    torch.manual_seed(0)
+    head = Head(torch.randn(5, 7) * torch.tensor([[5.0], [2.0], [1.0], [0.5], [0.1]]), torch.randn(5))
+    same = tau_norm(head, 0.0)
+    assert torch.equal(same.weight, head.weight) and torch.equal(same.bias, head.bias)
+    unit = tau_norm(head, 1.0)
+    torch.testing.assert_close(unit.weight.norm(dim=1), torch.ones(5))
+    norms = head.weight.norm(dim=1)
+    torch.testing.assert_close(unit.bias, head.bias / norms)  # the class's logit is scaled as a whole
+    half = tau_norm(head, 0.5)
+    torch.testing.assert_close(half.weight.norm(dim=1), norms.sqrt())
+    # directions are unchanged
+    torch.testing.assert_close(F.normalize(half.weight, dim=1), F.normalize(head.weight, dim=1))
+
+
+def test_logit_adjusted():
+    torch.manual_seed(0)
+    head = Head(torch.randn(4, 3), torch.randn(4))
+    counts = torch.tensor([100.0, 30.0, 10.0, 2.0], dtype=torch.float64)
+    x = torch.randn(6, 3)
+    for tau in (0.0, 0.5, 1.0, 2.0):
+        adjusted = logit_adjusted(head, counts, tau)
+        expected = head(x) - tau * torch.log(counts / counts.sum()).float()
+        torch.testing.assert_close(adjusted(x), expected)
+        assert torch.equal(adjusted.weight, head.weight)
+    assert torch.equal(logit_adjusted(head, counts, 0.0).bias, head.bias)
+
+
+# ---------------------------------------------------------------------------- retraining on features
+COUNTS = [200, 80, 30, 12, 5]
+C, D = len(COUNTS), 8
+
+
+def _features(counts, seed) -> Features:
+    """ReLU features of Gaussian classes (fixed means, overlapping enough that the prior matters)."""
+    means = torch.randn(C, D, generator=torch.Generator().manual_seed(123)) * 1.5
+    ys = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+    x = means[ys] + torch.randn(len(ys), D, generator=torch.Generator().manual_seed(seed))
+    return Features(x.relu(), ys)
+
+
+@pytest.fixture(scope="module")
+def lt():
+    """Long-tailed training features, balanced val/test features, and a CE head biased toward the head classes."""
+    train, val, test = _features(COUNTS, 0), _features([30] * C, 1), _features([200] * C, 2)
+    w, b = torch.zeros(C, D, requires_grad=True), torch.zeros(C, requires_grad=True)
+    opt = torch.optim.SGD([w, b], lr=0.5)
+    for _ in range(300):
+        loss = F.cross_entropy(train.x @ w.T + b, train.y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return train, val, test, Head(w.detach(), b.detach())
+
+
+def _metrics(head: Head, f: Features) -> dict:
+    return longtail_metrics(f.y, head(f.x).argmax(-1), COUNTS)
+
+
+def test_original_head_is_biased(lt):
+    train, val, test, orig = lt
+    recall = _metrics(orig, test)["per_class_recall"]
+    assert recall[0] > 0.85 and recall[-1] < 0.2, recall
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_retrain_improves_the_biased_head(lt, method):
+    train, val, test, orig = lt
+    head, info = retrain(method, orig, train, val, COUNTS, epochs=30, batch_size=64, seed=0)
+    assert info["method"] == method
+    assert head.weight.shape == (C, D) and head.bias.shape == (C,)
+    assert torch.isfinite(head.weight).all() and torch.isfinite(head.bias).all()
+    assert not head.weight.requires_grad and not head.bias.requires_grad
+    before, after = _metrics(orig, test), _metrics(head, test)
+    # the synthetic tail class is nearly never predicted by the CE head: every method must fix some of that
+    assert after["hm"] > before["hm"] + 0.05, (method, before["hm"], after["hm"])
+    assert after["per_class_recall"][-1] > before["per_class_recall"][-1]
+    # the validation selection key (HM, then mean class accuracy) cannot get worse for the post-hoc methods:
+    # tau = 0 (the original head) is in their grid
+    if method in ("taunorm", "la"):
+        assert score(head(val.x), val.y, COUNTS) >= score(orig(val.x), val.y, COUNTS)
+
+
+@pytest.mark.parametrize("method", ("gml", "crt", "lws"))
+def test_trained_methods_are_deterministic(lt, method):
+    train, val, _, orig = lt
+    a, _ = retrain(method, orig, train, val, COUNTS, epochs=3, batch_size=64, seed=4)
+    b, _ = retrain(method, orig, train, val, COUNTS, epochs=3, batch_size=64, seed=4)
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+    assert not torch.equal(a.weight, orig.weight), "training changed nothing"
+
+
+def test_lws_only_rescales_each_class(lt):
+    train, val, _, orig = lt
+    head, _ = retrain("lws", orig, train, val, COUNTS, epochs=10, batch_size=64)
+    scale = head.weight.norm(dim=1) / orig.weight.norm(dim=1)
+    torch.testing.assert_close(head.weight, orig.weight * scale[:, None], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(head.bias, orig.bias * scale, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(scale, torch.ones(C))
+
+
+@pytest.mark.parametrize("method, make", [("taunorm", lambda h, t: tau_norm(h, t)),
+                                          ("la", lambda h, t: logit_adjusted(h, torch.tensor(COUNTS, dtype=torch.float64), t))])
+def test_tau_is_chosen_on_validation(lt, method, make):
+    train, val, test, orig = lt
+    head, info = retrain(method, orig, train, val, COUNTS)
+    assert info["chosen_on"] == "validation hm" and info["grid"] == list(TAUS)
+    best = max(TAUS, key=lambda t: score(make(orig, t)(val.x), val.y, COUNTS))
+    assert info["tau"] == best
+    chosen = make(orig, best)
+    assert torch.equal(head.weight, chosen.weight) and torch.equal(head.bias, chosen.bias)
+    # another selection metric is honoured and reported
+    _, info_gm = retrain(method, orig, train, val, COUNTS, select="gm")
+    assert info_gm["chosen_on"] == "validation gm"
+    # without a validation split: the literature's default, said so
+    head, info = retrain(method, orig, train, None, COUNTS)
+    assert info["tau"] == 1.0 and info["chosen_on"].startswith("default")
+    default = make(orig, 1.0)
+    assert torch.equal(head.weight, default.weight) and torch.equal(head.bias, default.bias)
+
+
+def test_unknown_method(lt):
+    train, val, _, orig = lt
+    with pytest.raises(ValueError, match="unknown classifier method 'svm'"):
+        retrain("svm", orig, train, val, COUNTS)
+
+
+# ------------------------------------------------------------------------------------------- ensemble
+def test_ensemble_ratio_is_chosen_on_validation(lt):
+    train, val, test, orig = lt
+    gml, _ = retrain("gml", orig, train, val, COUNTS, epochs=30, batch_size=64)
+    ens, info = ensemble(orig, gml, val, COUNTS)
+    assert info["chosen_on"] == "validation hm" and info["grid"] == list(RATIOS)
+    r = info["ratio_T2_over_T1"]
+    mix = lambda q: Head(gml.weight + q * orig.weight, gml.bias + q * orig.bias)  # noqa: E731
+    assert r == max(RATIOS, key=lambda q: score(mix(q)(val.x), val.y, COUNTS))
+    torch.testing.assert_close(ens.weight, gml.weight + r * orig.weight, rtol=0, atol=0)
+    torch.testing.assert_close(ens.bias, gml.bias + r * orig.bias, rtol=0, atol=0)
+    # on validation the ensemble is at least as good as GML alone (r = 0 is in the grid)
+    assert score(ens(val.x), val.y, COUNTS) >= score(gml(val.x), val.y, COUNTS)
+    ens1, info1 = ensemble(orig, gml, None, COUNTS)
+    assert info1["ratio_T2_over_T1"] == 1.0 and info1["chosen_on"].startswith("default")
+
+
+def _tiny_dataset() -> LTDataset:
+    def split(name, n):
+        return Split(name, torch.arange(n) % 4, images=torch.zeros(n, 1, 8, 8, dtype=torch.uint8))
+    return LTDataset("tiny", [f"class_{c:02d}" for c in range(4)], split("train", 8), split("val", 4), split("test", 4),
+                     (1, 8, 8), (0.5,), (0.25,))
+
+
+@pytest.mark.parametrize("use_val", (True, False))
+def test_ensemble_export_reproduces_the_two_head_ensemble(tmp_path, use_val):
+    from ltzoo.runs import save_model
+
+    torch.manual_seed(0)
+    model = timm.create_model("resnet20_cifar", num_classes=4, in_chans=1).eval()
+    x = torch.randn(32, 1, 8, 8)
+    with torch.no_grad():
+        feats = model.forward_head(model.forward_features(x), pre_logits=True)
+        z_orig_model = model(x)
+    orig = Head.from_module(model.get_classifier())
+    torch.testing.assert_close(orig(feats), z_orig_model, rtol=1e-5, atol=1e-5)
+    retrained = Head(torch.randn_like(orig.weight) * orig.weight.std(), torch.randn(4) * 0.1)
+    counts = [20, 10, 5, 2]
+    val = Features(feats[:16], torch.arange(16) % 4) if use_val else None
+    folded, info = ensemble(orig, retrained, val, counts)
+    r = info["ratio_T2_over_T1"]
+    folded.write_to(model.get_classifier())
+    with torch.no_grad():
+        z = model(x)
+    z_re, z_or = retrained(feats), orig(feats)
+    # exact logits of the exported model: z_retrained + r * z_orig
+    torch.testing.assert_close(z, z_re + r * z_or, rtol=1e-5, atol=1e-5)
+    # the same ranking as the two-head ensemble log softmax(z_re / T2) + log softmax(z_orig / T1), r = T2 / T1
+    for t2 in (1.0, 0.5, 3.0):
+        combined = F.log_softmax(z_re / t2, -1) + (F.log_softmax(z_or / (t2 / r), -1) if r > 0 else 0.0)
+        assert torch.equal(z.argmax(-1), combined.argmax(-1))
+        torch.testing.assert_close(F.log_softmax(z / t2, -1), F.log_softmax(combined, -1), rtol=1e-4, atol=1e-5)
+
+    # a plain timm model: saved as a run folder, it loads with timm alone and gives the same logits
+    out = tmp_path / "export"
+    save_model(model, out, _tiny_dataset())
+    loaded = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    with torch.no_grad():
+        z_loaded = loaded(x)
+    torch.testing.assert_close(z_loaded, z, rtol=0, atol=0)
+    assert list(loaded.pretrained_cfg["label_names"]) == [f"class_{c:02d}" for c in range(4)]
+    assert type(loaded.get_classifier()) is nn.Linear and math.isfinite(float(z_loaded.sum()))
