@@ -38,7 +38,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=4, help="loader workers for file-backed datasets")
     g = p.add_argument_group("model and training")
     g.add_argument("--model", default="resnet32_cifar", help="any timm architecture name")
-    g.add_argument("--pretrained", action="store_true", help="start --model from timm's pretrained weights")
+    g.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=False, help="start --model from timm's pretrained weights")
     g.add_argument("--init", default=None, help="start from this run folder or hub id")
     g.add_argument("--new-head", action="store_true", help="replace --init's classifier (other classes)")
     g.add_argument("--epochs", type=int, default=30)

@@ -82,7 +82,7 @@ def main(argv=None):
         "classifier": infos.get("gml"), "ensemble": infos["gml+ens"] if args.ensemble else None,
         "selection": "temperatures and taus on the validation split", "config": config,
         "seconds": {"features": t_features, "heads": t_heads}, "wall_seconds": time.perf_counter() - start,
-        "table": {k: {s: {m: v[m] for m in ("acc", "hm", "gm", "min_recall", "many", "medium", "few")}
+        "table": {k: {s: {m: v[m] for m in ("acc", "mean_class_acc", "hm", "gm", "min_recall", "many", "medium", "few")}
                       for s, v in d.items()} for k, d in table.items()},
     }, title=f"{args.model} {chosen}")
     accelerator.print(summary_table(table))

@@ -1,0 +1,80 @@
+"""The recipe configs under recipes/configs/: every file parses with its recipe's flags, and the zoo's
+ImageNet-LT, Places-LT, iNaturalist-2018 and CIFAR-100-LT configs run end to end on tiny fixtures in
+their on-disk formats (tiny model, one epoch, CPU overrides on the command line)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fixtures import make_cifar_python, make_split_lists
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "recipes" / "configs").glob("*/*.yaml"))
+# what makes a zoo config runnable on this CPU in seconds; everything else comes from the YAML
+TINY = ["--model", "resnet20_cifar", "--no-pretrained", "--epochs", "1", "--batch-size", "8", "--workers", "0",
+        "--mixed-precision", "no", "--no-progress"]
+TINY_BTM = ["--subsets", "2", "--member-epochs", "1", "--head-epochs", "2", "--member-batch-size", "4"]
+
+
+def load_recipe(name: str):
+    recipes = str(ROOT / "recipes")
+    if recipes not in sys.path:
+        sys.path.insert(0, recipes)
+    spec = importlib.util.spec_from_file_location(f"ltzoo_test_recipe_{name}", ROOT / "recipes" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def recipe_of(config: Path) -> str:
+    return {"ce": "pretrain", "bsce": "pretrain"}.get(config.stem, config.stem)
+
+
+def test_there_are_configs_for_every_zoo_dataset():
+    assert {p.parent.name for p in CONFIGS} >= {"fmnist_lt", "cifar100_lt", "imagenet_lt", "places_lt", "inat2018"}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_config_parses_with_its_recipe(config):
+    recipe = load_recipe(recipe_of(config))
+    args = recipe.parse_args(recipe.build_parser(), ["-c", str(config)])
+    assert args.dataset == config.parent.name
+
+
+def _fixture(dataset: str, root: Path) -> list[str]:
+    """Write a tiny fixture of ``dataset`` in its on-disk format; returns the data flags for it."""
+    if dataset == "cifar100_lt":
+        make_cifar_python(root, fine=True, n_train_per_class=6, n_test_per_class=2)
+        return ["--data-dir", str(root), "--imbalance", "3", "--val-per-class", "1"]
+    counts = {"train": [30, 12, 6, 4], "test": [3, 3, 3, 3]}
+    if dataset != "inat2018":
+        counts["val"] = [2, 2, 2, 2]
+    make_split_lists(root, counts, dataset=dataset)
+    return ["--data-dir", str(root)] + (["--val-per-class", "1"] if dataset == "inat2018" else [])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["cifar100_lt", "imagenet_lt", "places_lt", "inat2018"])
+def test_zoo_configs_run_on_fixtures(dataset, tmp_path):
+    data = _fixture(dataset, tmp_path / "data")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        stage1 = tmp_path / "stage1"
+        load_recipe("pretrain").main(["-c", str(ROOT / "recipes/configs" / dataset / "ce.yaml"), *data, *TINY,
+                                      "--output", str(stage1)], end_training=False)
+        btm = tmp_path / "btm"
+        load_recipe("btm").main(["-c", str(ROOT / "recipes/configs" / dataset / "btm.yaml"), *data, *TINY, *TINY_BTM,
+                                 "--shots", "1", "--allow-fewer", "--init", str(stage1), "--output", str(btm)])
+    finally:
+        torch.set_num_threads(threads)
+    results = json.loads((btm / "results.json").read_text())
+    assert results["recipe"] == "btm" and results["parents"] == [str(stage1)]
+    assert {"stage 1", "BTM"} <= set(results["table"])
+    expected_test_images = 100 * 2 if dataset == "cifar100_lt" else 4 * 3
+    assert results["metrics"]["test"]["num_samples"] == expected_test_images
