@@ -60,6 +60,12 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def setup_logging() -> None:
+    """INFO-level logging for a recipe's run (accelerate's logger prints on the main process only)."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        level=logging.INFO)
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse with ``--config`` YAML values as defaults; unknown keys in the YAML are an error."""
     pre, _ = parser.parse_known_args(argv)

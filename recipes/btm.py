@@ -6,7 +6,8 @@
 1. Stage 1 (only without --init): train the long-tailed model with recipes/pretrain.py.
 2. Draw M class-balanced subsets of K images per class; fine-tune the whole stage-1 network on each.
    The members are independent: on N processes each trains every N-th member; each member is saved
-   before the next starts, and a resumed run skips the saved ones.
+   before the next starts, and a resumed run skips the saved ones
+   (those fine-tuned from the same stage-1 weights, subset and settings, recorded in each member's file).
 3. Merge the members by weight averaging (uniform, or greedy soup by validation HM); BN statistics
    averaged or re-estimated on the subsets' images.
 4. Fine-tune the merged model's classifier on cached features: GML (default), cRT, LWS, tau-norm or
@@ -72,7 +73,7 @@ def stage1(args, out: Path) -> str:
     argv = ["--dataset", args.dataset, "--model", args.model, "--loss", args.stage1_loss, "--epochs", str(args.epochs),
             "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--seed", str(args.seed),
             "--output", str(out / "stage1")] + [f for f in ["--no-progress"] if args.no_progress] \
-        + [f for f in ["--no-resume"] if not args.resume]
+        + [f for f in ["--no-resume"] if not args.resume] + [f for f in ["--pretrained"] if args.pretrained]
     # the same data (profile included) and optimisation flags as this run
     for flag in ("data_dir", "imbalance", "profile", "val_per_class", "train_list", "val_list", "test_list", "workers",
                  "optimizer", "weight_decay", "warmup_epochs", "grad_accum", "save_every", "mixed_precision"):
@@ -89,12 +90,13 @@ def trainable(model, which: str):
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def fine_tune_member(accelerator, base, ds, subset, prep, args, m: int, path: Path, settings: dict[str, str]) -> None:
+def fine_tune_member(accelerator, base, ds, subset, prep, args, m: int, path: Path,
+                     settings: dict[str, str] | None = None) -> None:
     """Fine-tune a copy of the stage-1 model on one balanced subset; save it atomically.
 
     The member trains on this process alone, with no collective operation (processes train different
     numbers of members, and a resumed run skips some): its training depends on (seed, m) only, not on
-    which process, or how many, run it.
+    which process, or how many, run it. ``settings`` (see `member_settings`) are stored in the file.
     """
     seed = args.seed * 1000 + m
     set_seed(seed)
@@ -219,8 +221,8 @@ def main(argv=None):
             print(f"member {m + 1}/{args.subsets}: already trained, skipped", flush=True)
             continue
         fine_tune_member(accelerator, base, ds, subsets[m], prep, args, m, members[m], settings)
-        print(f"member {m + 1}/{args.subsets} fine-tuned on {len(subsets[m])} images (process {accelerator.process_index})",
-              flush=True)
+        print(f"member {m + 1}/{args.subsets} fine-tuned on {len(subsets[m])} images "
+              f"(process {accelerator.process_index})", flush=True)
     accelerator.wait_for_everyone()
     t_members = time.perf_counter() - t0
 

@@ -22,7 +22,7 @@ from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.engine import evaluate, train_one_epoch
 from ltzoo.losses import create_loss, list_losses
 from ltzoo.recipe import (RunFolder, base_parser, brief, create_optimizer, dataset_kwargs, default_output,
-                          finish_run, parse_args, selection_score, summary_table, warmup_cosine)
+                          finish_run, parse_args, setup_logging, selection_score, summary_table, warmup_cosine)
 from ltzoo.runs import atomic_path, create_model, image_transform, write_run_config
 
 logger = get_logger(__name__)
@@ -53,6 +53,7 @@ def loss_kwargs(args) -> dict:
 def main(argv=None, end_training: bool = True):
     """Run stage 1; ``end_training=False`` leaves accelerate's process group up for a calling recipe."""
     args = parse_args(build_parser(), argv)
+    setup_logging()
     out = default_output(f"pretrain-{args.loss}", args)
     accelerator = Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=args.mixed_precision,
                               log_with="tensorboard", project_dir=str(out))

@@ -37,10 +37,10 @@ def test_head_round_trip_through_linear():
     head.write_to(other)
     assert torch.equal(other.weight, fc.weight) and torch.equal(other.bias, fc.bias)
     torch.testing.assert_close(other(x), fc(x), rtol=0, atol=0)
-    # a float64 / half classifier takes the values in its own dtype
-    half = nn.Linear(6, 4).to(torch.float64)
-    head.write_to(half)
-    assert half.weight.dtype == torch.float64 and torch.equal(half.weight.float(), fc.weight)
+    # a float64 classifier takes the values in its own dtype
+    wide = nn.Linear(6, 4).to(torch.float64)
+    head.write_to(wide)
+    assert wide.weight.dtype == torch.float64 and torch.equal(wide.weight.float(), fc.weight)
 
 
 def test_head_without_bias_and_wrong_module():

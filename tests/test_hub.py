@@ -5,7 +5,6 @@ module by the real recipes (1 epoch on a tiny image folder).
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import ModelCard, constants, hf_hub_download
+from huggingface_hub import ModelCard, constants
 
 from conftest import LOCAL_HUB_TOKEN
 from fixtures import make_imagefolder
@@ -131,7 +130,7 @@ def test_card_metadata_and_numbers_parse_back(runs, tmp_path):
     assert "[`ltzoo/stage1-tiny`](https://huggingface.co/ltzoo/stage1-tiny)" in text
     for cite in ("arXiv:2401.16811", "Reviving Undersampling", "No One Left Behind", "arXiv:2303.03630", "rw2019timm"):
         assert cite in text
-    assert "```yaml" in text and "Every stage of the run" in text  # BTM's stage comparison
+    assert "```yaml" in text and "Every model the run compared" in text  # BTM's stage comparison
     assert out.read_text().startswith("---\n")
 
 
@@ -182,6 +181,55 @@ def test_parent_hub_id_from_the_parents_card(runs, tmp_path):
         build_card(run, parent_ids=["not a hub id"])
 
 
+def test_card_of_timm_pretrained_start_and_of_gml_recipe(runs, tmp_path):
+    """--pretrained: timm's weights are the base model; recipes/gml.py runs get GML's text and citations."""
+    run = copy_run(runs["native"], tmp_path / "pretrained")
+    results = results_of(run)
+    results["config"]["pretrained"] = True
+    (run / "results.json").write_text(json.dumps(results))
+    card = build_card(run, repo_id="org/p")
+    assert card.data.base_model == "timm/test_resnet.r160_in1k"
+    assert "[`timm/test_resnet.r160_in1k`](https://huggingface.co/timm/test_resnet.r160_in1k): timm's pretrained weights" in card.text
+    assert "--pretrained" in card.text and "trained from scratch" not in card.text
+
+    run = copy_run(runs["btm"], tmp_path / "gml")
+    results = results_of(run)
+    results.update(recipe="gml", method="gml+ens")
+    results["config"].update(recipe="gml", head_epochs=7, p=1.0, ensemble=True, baselines=True)
+    (run / "results.json").write_text(json.dumps(results))
+    card = build_card(run, repo_id="org/g", parent_ids=["org/stage1"])
+    text = card.text
+    assert "geometric mean loss (GML)" in text and "for 7 epochs, ensembled with the original classifier" in text
+    assert "accelerate launch recipes/gml.py" in text and "--head-epochs 7" in text and "--subsets" not in text
+    assert "No One Left Behind" in text and "Decoupling Representation" in text and "Reviving" not in text
+
+
+@pytest.mark.parametrize("ref, hub_id", [
+    ("hf-hub:ltzoo/stage1", "ltzoo/stage1"), ("ltzoo/stage1", "ltzoo/stage1"), ("timm/resnet18.a1_in1k", "timm/resnet18.a1_in1k"),
+    ("runs/pretrain-ce-fmnist_lt-resnet32_cifar-s0", None), ("runs/btm-x/stage1", None), ("/abs/run", None),
+    ("./run", None), ("local-dir:/abs/run", None), ("resnet18", None),
+])
+def test_parent_refs(ref, hub_id):
+    from ltzoo.hub.card import _hub_ref
+
+    assert _hub_ref(ref) == hub_id
+
+
+def test_btm_with_its_own_stage1(runs, tmp_path):
+    """BTM run without --init trains stage 1 into RUN/stage1: the card says so and its command has no --init."""
+    run = copy_run(runs["btm"], tmp_path / "btm-run")
+    copy_run(runs["stage1"], run / "stage1")
+    results = results_of(run)
+    results["config"].update(output="runs/btm-elsewhere", init="runs/btm-elsewhere/stage1")
+    results["parents"] = ["runs/btm-elsewhere/stage1"]  # recorded relative to another working directory
+    (run / "results.json").write_text(json.dumps(results))
+    card = build_card(run, repo_id="org/btm")
+    assert "stage 1, trained by the same command (`stage1/` of the run folder" in card.text
+    assert "`ce` (pretrain)" in card.text and card.data.base_model is None
+    command = card.text.split("```bash\naccelerate launch")[1].split("```")[0]
+    assert "--init" not in command and "\ninit:" not in card.text
+
+
 @pytest.mark.parametrize("which", ["stage1", "btm"])
 def test_card_command_and_config_reproduce_the_run_arguments(runs, tmp_path, which):
     """The card's command line and YAML config parse back to the run's resolved arguments."""
@@ -207,7 +255,7 @@ def test_template_ships_with_the_package():
 
 
 # ------------------------------------------------------------------------------------------ push/load
-def test_push_load_fresh_process_offline_and_repush(runs, local_hub, tmp_path):
+def test_push_load_in_fresh_process_offline_and_repush(runs, local_hub, tmp_path):
     run = runs["stage1"]
     repo = "ltzoo/stage1-tiny"
     before = folder_state(run)
@@ -220,6 +268,7 @@ def test_push_load_fresh_process_offline_and_repush(runs, local_hub, tmp_path):
     for name in ("config.json", "model.safetensors", "results.json", "per_class_recall.png"):
         assert local_hub.read_file(repo, name) == (run / name).read_bytes()
     assert local_hub.read_file(repo, "README.md").decode() == str(build_card(run, repo_id=repo))
+    assert not any(LOCAL_HUB_TOKEN.encode() in local_hub.read_file(repo, f) for f in CARD_FILES)
 
     # the card, read back from the Hub, carries results.json's numbers
     results = results_of(run)
@@ -229,31 +278,39 @@ def test_push_load_fresh_process_offline_and_repush(runs, local_hub, tmp_path):
         "hm": pct(results["metrics"]["test"]["hm"]), "gm": pct(results["metrics"]["test"]["gm"]),
         "min_recall": pct(results["metrics"]["test"]["min_recall"])}
 
-    # load in a fresh process from an empty cache, through hf-hub: and local-dir:
+    # load in a fresh process from an empty cache: the timm-native model without ltzoo, then ltzoo's
+    # own architecture after `import ltzoo`, through hf-hub: and local-dir:
+    push_run(runs["native"], "org/native-tiny")
     torch.manual_seed(0)
     x = torch.randn(4, 1, 8, 8)
     torch.save(x, tmp_path / "x.pt")
-    expected = local_logits(run, x)
+    expected, expected_native = local_logits(run, x), local_logits(runs["native"], x)
     hub_cache = Path(constants.HF_HUB_CACHE)
     shutil.rmtree(hub_cache, ignore_errors=True)
     code = f"""
-        import ltzoo, timm, torch
+        import sys, timm, torch
         x = torch.load({str(tmp_path / 'x.pt')!r})
+        with torch.no_grad():
+            native = timm.create_model('hf-hub:org/native-tiny', pretrained=True).eval()(x)
+        assert 'ltzoo' not in sys.modules, 'ltzoo was imported'
+        import ltzoo
         with torch.no_grad():
             hub = timm.create_model('hf-hub:{repo}', pretrained=True).eval()(x)
             local = timm.create_model('local-dir:{run}', pretrained=True).eval()(x)
-        torch.save({{'hub': hub, 'local': local}}, {str(tmp_path / 'out.pt')!r})
+        torch.save({{'native': native, 'hub': hub, 'local': local}}, {str(tmp_path / 'out.pt')!r})
     """
     run_python(code)
     out = torch.load(tmp_path / "out.pt")
     assert torch.equal(out["hub"], expected) and torch.equal(out["local"], expected)
+    assert torch.equal(out["native"], expected_native)
     assert any(hub_cache.glob("models--ltzoo--stage1-tiny"))  # the child used the test's HF_HOME
 
     # offline, from the cache, in another fresh process: no request reaches the Hub
     local_hub.requests.clear()
     run_python(code.replace("out.pt", "offline.pt"), env={"HF_HUB_OFFLINE": "1"})
     assert local_hub.requests == []
-    assert torch.equal(torch.load(tmp_path / "offline.pt")["hub"], expected)
+    offline = torch.load(tmp_path / "offline.pt")
+    assert torch.equal(offline["hub"], expected) and torch.equal(offline["native"], expected_native)
 
     # a second push updates the card in a new commit
     local_hub.requests.clear()
@@ -265,21 +322,23 @@ def test_push_load_fresh_process_offline_and_repush(runs, local_hub, tmp_path):
     assert local_hub.server_errors == []
 
 
-def test_timm_native_model_loads_without_ltzoo(runs, local_hub, tmp_path):
-    repo = "org/native-tiny"
-    push_run(runs["native"], repo)
-    torch.manual_seed(1)
-    x = torch.randn(3, 1, 8, 8)
-    torch.save(x, tmp_path / "x.pt")
-    expected = local_logits(runs["native"], x)
-    run_python(f"""
-        import sys, timm, torch
-        model = timm.create_model('hf-hub:{repo}', pretrained=True).eval()
-        assert 'ltzoo' not in sys.modules, 'ltzoo was imported'
+def test_push_large_weights_through_lfs(runs, tmp_path, monkeypatch):
+    """Weights above the Hub's regular-file size go up as LFS objects, in the same single commit."""
+    import timm
+
+    from hubserver import LocalHub, patch_huggingface_hub
+
+    with LocalHub(token="tok", lfs_threshold=100_000) as hub:
+        patch_huggingface_hub(monkeypatch, hub.endpoint, tmp_path / "home", "tok")
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # LocalHub speaks legacy LFS, not Xet
+        push_run(runs["stage1"], "ltzoo/lfs")
+        files = hub.files("ltzoo/lfs")
+        assert files["model.safetensors"].lfs and not files["README.md"].lfs
+        assert hub.request_count("/commit/", "POST") == 1 and len(hub.history("ltzoo/lfs")) == 2
+        x = torch.randn(2, 1, 8, 8)
         with torch.no_grad():
-            torch.save(model(torch.load({str(tmp_path / 'x.pt')!r})), {str(tmp_path / 'y.pt')!r})
-    """)
-    assert torch.equal(torch.load(tmp_path / "y.pt"), expected)
+            loaded = timm.create_model("hf-hub:ltzoo/lfs", pretrained=True).eval()(x)
+        assert torch.equal(loaded, local_logits(runs["stage1"], x))
 
 
 def test_dry_run_and_revision(runs, local_hub, capsys):
@@ -320,8 +379,10 @@ def test_failing_hub_gives_a_clear_error_and_keeps_the_folder(runs, local_hub, m
 
     # a transient failure is retried and the push goes through, in one commit
     local_hub.fail_next("/commit/", status=503, times=1)
-    push_run(run, repo)
+    assert ltzoo_main(["push", str(run), repo]) == 0
     assert len(local_hub.history(repo)) == 2 and set(local_hub.files(repo)) == CARD_FILES
+    out = capsys.readouterr().out
+    assert f"pushed {run} to {repo}@main" in out and f"import ltzoo; timm.create_model('hf-hub:{repo}'" in out
 
     # the CLI reports the error in one line (a new name: an unchanged card would make no commit to fail)
     local_hub.fail_next("/commit/", status=502, times=3)

@@ -27,6 +27,7 @@ import importlib.util
 import json
 import logging
 import shlex
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -175,14 +176,24 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _hub_ref(ref: str) -> str | None:
-    """The hub id a model reference names (``hf-hub:org/name``, ``timm/name``, ``org/name``), else None."""
-    if ref.startswith("hf-hub:"):
-        return ref[len("hf-hub:"):]
-    if ref.startswith("local-dir:") or ref.startswith((".", "/", "~")) or Path(ref).expanduser().exists():
-        return None
+def _repo_id(ref: str) -> str | None:
+    """``ORG/NAME`` of a hub id given with or without ``hf-hub:`` (None when it is not of that form)."""
+    ref = ref[len("hf-hub:"):] if ref.startswith("hf-hub:") else ref
     parts = ref.split("/")
-    return ref if len(parts) == 2 and all(parts) else None
+    return ref if len(parts) == 2 and all(p.strip() == p and p and " " not in p for p in parts) else None
+
+
+def _hub_ref(ref: str) -> str | None:
+    """The hub id an ``--init`` reference names, or None for a local run folder.
+
+    As ltzoo resolves ``--init``: ``hf-hub:`` and ``timm/`` refs are hub ids; paths (absolute,
+    ``./``, ``~``, ``local-dir:``, existing folders, ``runs/...`` or more than one ``/``) are local.
+    """
+    if ref.startswith(("hf-hub:", "timm/")):
+        return _repo_id(ref)
+    if ref.startswith(("local-dir:", ".", "/", "~")) or Path(ref).expanduser().exists() or ref.startswith("runs/"):
+        return None
+    return _repo_id(ref)
 
 
 def card_hub_id(path: Path) -> str | None:
@@ -209,7 +220,7 @@ def _local_parent(ref: str, run_dir: Path) -> Path | None:
 
 def _parent_info(ref: str, run_dir: Path, override: str | None, depth: int = 0) -> dict:
     """What the card says about one parent: its hub id (or None), a display name and its own chain."""
-    hub_id = _hub_ref(override) if override else None
+    hub_id = _repo_id(override) if override else None
     if override and hub_id is None:
         raise ValueError(f"--parent-id {override!r} is not a hub id (ORG/NAME)")
     folder = None if _hub_ref(ref) else _local_parent(ref, run_dir)
@@ -236,6 +247,21 @@ def _chain(parents: list[dict]) -> list[dict]:
         out.insert(0, parents[0])
         parents = parents[0]["parents"]
     return out
+
+
+def pretrained_source(arch: str, pretrained_cfg: dict, config: dict) -> str | None:
+    """The hub id of the timm weights a run started from (``--pretrained`` without ``--init``), if any."""
+    if not config.get("pretrained") or config.get("init"):
+        return None
+    import timm
+
+    tag = pretrained_cfg.get("tag")
+    name = f"{arch}.{tag}" if tag else arch
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:  # an unknown name: no hub id
+        cfg = None
+    return getattr(cfg, "hf_hub_id", None) or None
 
 
 def is_ltzoo_arch(arch: str) -> bool:
@@ -274,6 +300,7 @@ def recipe_parser(recipe: str) -> argparse.ArgumentParser | None:
     path = REPO_ROOT / "recipes" / f"{recipe}.py"
     if not path.is_file():
         return None
+    saved = list(sys.path)  # recipes may put their folder on sys.path to import each other
     try:
         spec = importlib.util.spec_from_file_location(f"_ltzoo_card_recipe_{recipe}", path)
         module = importlib.util.module_from_spec(spec)
@@ -282,6 +309,8 @@ def recipe_parser(recipe: str) -> argparse.ArgumentParser | None:
     except Exception as exc:  # a broken recipe file should not stop the card: fall back to every flag
         _logger.warning("could not read the flags of %s (%s); the card lists every flag", path, exc)
         return None
+    finally:
+        sys.path[:] = saved
 
 
 _NOT_FLAGS = ("config", "output", "recipe", "git_commit", "help")
@@ -303,13 +332,14 @@ def render_command(config: dict, recipe: str, num_processes: int = 1, init: str 
         config["init"] = init
     launch = ["accelerate", "launch"] + (["--num_processes", str(num_processes)] if num_processes > 1 else [])
     groups: list[list[str]] = [launch + [f"recipes/{recipe}.py"]]
+    always = set(_ALWAYS) - ({"epochs"} if recipe == "btm" and config.get("init") else set())  # BTM: stage-1 epochs
     if parser is not None:
         for action in parser._actions:
             dest = action.dest
             if dest in _NOT_FLAGS or dest not in config or not action.option_strings:
                 continue
             value, default = config[dest], action.default
-            if value == default and type(value) is type(default) and not (dest in _ALWAYS and value is not None):
+            if value == default and type(value) is type(default) and not (dest in always and value is not None):
                 continue
             flag = next((o for o in action.option_strings if o.startswith("--") and not o.startswith("--no-")),
                         action.option_strings[-1])
@@ -391,6 +421,12 @@ def _method_text(results: dict, config: dict) -> str:
             if "ensemble" in (results.get("classifier") or {}):
                 text += ", ensembled with the merged classifier"
         return text
+    if recipe == "gml":
+        text = (f"classifier retrained with the geometric mean loss (GML) on the frozen backbone's cached features "
+                f"for {_epochs(config.get('head_epochs'))}")
+        if str(results.get("method", "")).endswith("+ens"):
+            text += ", ensembled with the original classifier (temperatures chosen on the validation split)"
+        return text
     return f"method {results.get('method', '?')}"
 
 
@@ -402,6 +438,10 @@ def _citations(results: dict, config: dict, arch: str, pretrained_cfg: dict) -> 
     head = (results.get("classifier") or {}).get("method") or config.get("classifier")
     if results.get("recipe") == "btm" and head:
         keys += _CLASSIFIER_CITATIONS.get(head, [])
+    if results.get("recipe") == "gml":
+        keys.append("gml")
+        if config.get("baselines", True):  # its comparison table has cRT, LWS, tau-norm and logit adjustment
+            keys += ["decoupling", "la"]
     loss = config.get("loss") if results.get("recipe") == "pretrain" else None
     if loss:
         keys += _LOSS_CITATIONS.get(loss, [])
@@ -502,7 +542,7 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
 
     results = read_json(results_path)
     model_cfg = read_json(run_dir / "config.json")
-    if repo_id is not None and (len(repo_id.split("/")) != 2 or not all(repo_id.split("/"))):
+    if repo_id is not None and _repo_id(repo_id) != repo_id:
         raise ValueError(f"repo id {repo_id!r} is not of the form ORG/NAME")
     name = name or (repo_id.split("/")[-1] if repo_id else run_dir.resolve().name)
     config = results.get("config") or {}
@@ -531,6 +571,11 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
         p["own_stage1"] = own_stage1 and p["ref"] == config.get("init")
     chain = _chain(parents)
     hub_parents = [p["hub_id"] for p in parents if p["hub_id"]]
+    weights = pretrained_source(arch, pretrained_cfg, config)
+    if weights and not chain:  # started from timm's pretrained weights
+        chain = [{"ref": weights, "hub_id": weights, "name": weights, "local": False, "method": None,
+                  "recipe": None, "parents": [], "own_stage1": False, "timm_weights": True}]
+        hub_parents = [weights]
     init_id = parents[0]["hub_id"] if parents and config.get("init") == refs[0] else None
 
     # metadata

@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -94,10 +93,15 @@ def cmd_push(args) -> int:
                                   "NOT found (run `hf auth login` or set HF_TOKEN before pushing)"))
         _emit(obj, args.json, "\n".join(lines))
         return 0
+    from ltzoo.hub.card import is_ltzoo_arch
+    from ltzoo.runs import read_json
+
+    arch = read_json(Path(args.run_dir) / "config.json").get("architecture", "")
     obj = {"repo_id": args.repo_id, "revision": args.revision or "main", "commit_url": result.commit_url,
            "commit": result.oid, "url": f"{result.repo_url}"}
     _emit(obj, args.json, f"pushed {args.run_dir} to {args.repo_id}@{obj['revision']}: {result.commit_url}\n"
-          f"load it with timm.create_model('hf-hub:{args.repo_id}', pretrained=True)")
+          f"load it with {'import ltzoo; ' if is_ltzoo_arch(arch) else ''}"
+          f"timm.create_model('hf-hub:{args.repo_id}', pretrained=True)")
     return 0
 
 
