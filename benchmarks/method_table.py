@@ -6,7 +6,9 @@
 
 Each run is a real recipe under `accelerate launch` (stage 1 with recipes/pretrain.py, classifier
 retraining with recipes/gml.py, BTM with recipes/btm.py), written to runs/bench/rho<R>/s<seed>/<name>.
-Finished runs (results.json present) are skipped, so the script resumes where it stopped. Rows come
+Finished runs (results.json present) are skipped, so the script resumes where it stopped, and
+several runners can share the grid (each claims a run with a .claim file): accelerate launch gives a
+CPU process one thread, so on a 2-core machine two runners use it fully. Rows come
 from the runs' results.json: the test split, evaluated once on the model chosen on the validation
 split. Output: benchmarks/results/method_table_rho<R>.{csv,md}, hm_vs_acc_rho<R>.png and
 per_class_recall_rho<R>.png.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -59,6 +62,7 @@ ROWS = {
     "BSCE + BTM + GML": ("btm_on_bsce", None),
     "Ceiling: CE on the full balanced set": ("ceiling", None),
 }
+THREADS = 1  # per run: run one runner per core (see the module docstring)
 COLUMNS = ("acc", "hm", "gm", "min_recall", "many", "medium", "few")
 
 
@@ -66,11 +70,33 @@ def run_dir(base: Path, seed: int, name: str) -> Path:
     return base / f"s{seed}" / name
 
 
+def claim(out: Path) -> bool:
+    """Claim an unfinished run for this process, so that several runners can share the grid."""
+    if (out / "results.json").is_file():
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / ".claim"
+    if lock.is_file():
+        pid = int(lock.read_text() or 0)
+        try:
+            os.kill(pid, 0)
+            return False  # another runner is on it
+        except (ProcessLookupError, ValueError):
+            lock.unlink(missing_ok=True)  # its runner died: take it over (the recipe resumes)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
 def launch(name: str, seed: int, base: Path, imbalance: float, log) -> None:
     recipe, extra, parent, _ = RUNS[name]
     out = run_dir(base, seed, name)
     args = ["--dataset", "fmnist_lt", "--imbalance", str(imbalance), "--seed", str(seed), "--output", str(out),
-            "--no-progress"] + STAGE1 + extra
+            "--no-progress", "--threads", str(THREADS)] + STAGE1 + extra
     if parent:
         args += ["--init", str(run_dir(base, seed, parent))]
     cmd = ["accelerate", "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
@@ -193,8 +219,11 @@ def main() -> None:
             for group in args.groups:
                 for seed in args.seeds:
                     for name, (_, _, _, g) in RUNS.items():
-                        if g == group and not (run_dir(base, seed, name) / "results.json").is_file():
-                            launch(name, seed, base, args.imbalance, log)
+                        if g == group and claim(run_dir(base, seed, name)):
+                            try:
+                                launch(name, seed, base, args.imbalance, log)
+                            finally:
+                                (run_dir(base, seed, name) / ".claim").unlink(missing_ok=True)
     rows = aggregate(base, args.seeds)
     if rows:
         write_table(rows, args.imbalance, args.seeds)

@@ -51,6 +51,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     g.add_argument("--mixed-precision", default=None, choices=("no", "fp16", "bf16"),
                    help="overrides accelerate's config")
     g.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per process (default: the machine's cores shared among its processes; "
+                        "accelerate launch alone would pin one)")
     g = p.add_argument_group("run folder")
     g.add_argument("--output", default=None, help="the run folder (default: runs/<recipe>-<dataset>-<model>)")
     g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
@@ -64,6 +67,16 @@ def setup_logging() -> None:
     """INFO-level logging for a recipe's run (accelerate's logger prints on the main process only)."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.INFO)
+
+
+def configure_threads(accelerator, threads: int | None = None) -> int:
+    """Give a CPU process its share of the cores (accelerate launch sets OMP_NUM_THREADS=1)."""
+    if accelerator.device.type != "cpu":
+        return torch.get_num_threads()
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
+    n = threads or max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) // local)
+    torch.set_num_threads(n)
+    return n
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:

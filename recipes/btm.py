@@ -35,7 +35,7 @@ from ltzoo.engine import metrics_from_logits, predict
 from ltzoo.heads import METHODS, Features, Head, ensemble, retrain
 from ltzoo.losses import create_loss
 from ltzoo.merge import average_checkpoints, greedy_soup, reestimate_bn
-from ltzoo.recipe import (base_parser, create_optimizer, dataset_kwargs, default_output, finish_run, parse_args,
+from ltzoo.recipe import (configure_threads, base_parser, create_optimizer, dataset_kwargs, default_output, finish_run, parse_args,
                           summary_table, warmup_cosine)
 from ltzoo.runs import atomic_path, create_model, image_transform, save_model, write_json, write_run_config
 
@@ -76,7 +76,7 @@ def stage1(args, out: Path) -> str:
         + [f for f in ["--no-resume"] if not args.resume] + [f for f in ["--pretrained"] if args.pretrained]
     # the same data (profile included) and optimisation flags as this run
     for flag in ("data_dir", "imbalance", "profile", "val_per_class", "train_list", "val_list", "test_list", "workers",
-                 "optimizer", "weight_decay", "warmup_epochs", "grad_accum", "save_every", "mixed_precision"):
+                 "optimizer", "weight_decay", "warmup_epochs", "grad_accum", "save_every", "mixed_precision", "threads"):
         if getattr(args, flag) is not None:
             argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     pretrain.main(argv, end_training=False)
@@ -184,6 +184,7 @@ def main(argv=None):
     args = parse_args(build_parser(), argv)
     out = default_output("btm", args)
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    configure_threads(accelerator, args.threads)
     start = time.perf_counter()
     if args.init is None:
         args.init = stage1(args, out)

@@ -21,7 +21,7 @@ from ltzoo.data import load_dataset
 from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.engine import metrics_from_logits, predict
 from ltzoo.heads import METHODS, Features, Head, ensemble, retrain
-from ltzoo.recipe import base_parser, dataset_kwargs, default_output, finish_run, parse_args, summary_table
+from ltzoo.recipe import configure_threads, base_parser, dataset_kwargs, default_output, finish_run, parse_args, summary_table
 from ltzoo.runs import create_model, image_transform, write_run_config
 
 
@@ -44,6 +44,7 @@ def main(argv=None):
         raise SystemExit("gml.py retrains the classifier of a trained model: pass --init RUN_DIR or a hub id")
     out = default_output("gml", args)
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    configure_threads(accelerator, args.threads)
     set_seed(args.seed)
     start = time.perf_counter()
     ds = load_dataset(args.dataset, **dataset_kwargs(args))

@@ -21,7 +21,7 @@ from ltzoo.data import create_sampler, load_dataset
 from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.engine import evaluate, train_one_epoch
 from ltzoo.losses import create_loss, list_losses
-from ltzoo.recipe import (RunFolder, base_parser, brief, create_optimizer, dataset_kwargs, default_output,
+from ltzoo.recipe import (configure_threads, RunFolder, base_parser, brief, create_optimizer, dataset_kwargs, default_output,
                           finish_run, parse_args, setup_logging, selection_score, summary_table, warmup_cosine)
 from ltzoo.runs import atomic_path, create_model, image_transform, write_run_config
 
@@ -57,6 +57,7 @@ def main(argv=None, end_training: bool = True):
     out = default_output(f"pretrain-{args.loss}", args)
     accelerator = Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=args.mixed_precision,
                               log_with="tensorboard", project_dir=str(out))
+    configure_threads(accelerator, args.threads)
     set_seed(args.seed)
     run = RunFolder(out, accelerator)
     start = time.perf_counter()
