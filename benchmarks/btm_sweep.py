@@ -28,19 +28,20 @@ from ltzoo.data import balanced_subsets, load_dataset  # noqa: E402
 from ltzoo.data.loader import BatchPreprocess, make_loader  # noqa: E402
 from ltzoo.engine import metrics_from_logits, predict  # noqa: E402
 from ltzoo.heads import Features, Head, ensemble, retrain  # noqa: E402
-from ltzoo.merge import average_checkpoints, reestimate_bn  # noqa: E402
+from ltzoo.merge import average_checkpoints  # noqa: E402
 from ltzoo.runs import create_model  # noqa: E402
 
 BASE = dict(subsets=4, shots=50, member_epochs=10, member_lr=0.01, member_bn="train", train_params="all")
-KNOBS = {"member_epochs": [5, 20], "member_lr": [0.003, 0.03], "shots": [25], "subsets": [8],
-         "member_bn": ["frozen"], "train_params": ["backbone"]}
+KNOBS = {"member_epochs": [5, 20], "member_lr": [0.003, 0.03], "member_bn": ["frozen"], "subsets": [8]}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--init", required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (the grid's runners hold the other cores)")
     a = p.parse_args()
+    torch.set_num_threads(a.threads)
     acc = Accelerator()
     ds = load_dataset("fmnist_lt", seed=a.seed)
     base = create_model(ds, "resnet20_cifar", init=a.init)
@@ -69,8 +70,7 @@ def main() -> None:
             for bn in ("average", "reestimate"):
                 model.load_state_dict(average_checkpoints(paths))
                 if bn == "reestimate":
-                    union = ds.train.subset(torch.cat(subsets).unique())
-                    reestimate_bn(model, (prep(x) for x, _ in make_loader(union, 256)))
+                    btm.reestimate_on_subsets(model, ds, subsets, prep, None, a.seed)
                 row = {"setting": f"{name}, bn {bn}", **brief(val_metrics(model)), "member_seconds": round(seconds, 1)}
                 rows.append(row)
                 print(row, flush=True)

@@ -157,10 +157,13 @@ class RunFolder:
         """Checkpoint after ``epoch``: written to a temporary folder, then renamed into place."""
         acc = self.accelerator
         final, tmp = self.ckpt_dir / f"epoch_{epoch}", self.ckpt_dir / f".tmp_epoch_{epoch}"
-        if acc.is_main_process and tmp.exists():
-            shutil.rmtree(tmp)
+        if acc.is_main_process:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)  # before any process writes its share (its RNG state) into it
         acc.wait_for_everyone()
         acc.save_state(str(tmp), safe_serialization=True)
+        acc.wait_for_everyone()
         if acc.is_main_process:
             (tmp / "train_state.json").write_text(json.dumps({**state, "epoch": epoch}, indent=2))
             if final.exists():

@@ -59,8 +59,9 @@ def build_parser():
     g.add_argument("--member-bn", default="train", choices=("train", "frozen"),
                    help="train: BN statistics follow the balanced subset; frozen: keep stage 1's")
     g.add_argument("--merge", default="uniform", choices=("uniform", "greedy"))
-    g.add_argument("--bn-merge", default="reestimate", choices=("average", "reestimate"),
-                   help="BN statistics of the merged model: averaged, or re-estimated on the subsets' images")
+    g.add_argument("--bn-merge", default="average", choices=("average", "reestimate"),
+                   help="BN statistics of the merged model: averaged (the paper's; higher validation HM in "
+                        "benchmarks/results/btm_sweep.md), or re-estimated on the subsets' images")
     g.add_argument("--classifier", default="gml", choices=("none",) + METHODS)
     g.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=True, help="ensemble the new head with the merged one")
     g.add_argument("--head-epochs", type=int, default=30)
@@ -180,6 +181,16 @@ class _Frozen(torch.nn.Module):
         return self.model(x)
 
 
+def reestimate_on_subsets(net, ds, subsets, prep, transform, seed: int, workers: int = 0) -> None:
+    """Re-estimate the merged model's BN statistics on the union of the balanced subsets' images."""
+    union = ds.train.subset(torch.cat(subsets).unique())
+    # shuffled (seeded): the training-mode batches must not be one class each, as a class-sorted split gives
+    order = torch.utils.data.RandomSampler(range(len(union)), generator=torch.Generator().manual_seed(seed))
+    device = next(net.parameters()).device
+    reestimate_bn(net, (prep(x.to(device)) for x, _ in make_loader(union, 256, order, transform=transform,
+                                                                   num_workers=workers)))
+
+
 def main(argv=None):
     args = parse_args(build_parser(), argv)
     out = default_output("btm", args)
@@ -240,11 +251,7 @@ def main(argv=None):
         merged, chosen = average_checkpoints(members), list(range(args.subsets))
     net.load_state_dict(merged)
     if args.bn_merge == "reestimate":
-        union = ds.train.subset(torch.cat(subsets).unique())
-        # shuffled (seeded): the training-mode batches must not be one class each, as a class-sorted split gives
-        order = torch.utils.data.RandomSampler(range(len(union)), generator=torch.Generator().manual_seed(args.seed))
-        reestimate_bn(net, (prep(x.to(accelerator.device))
-                            for x, _ in make_loader(union, 256, order, transform=tf, num_workers=args.workers)))
+        reestimate_on_subsets(net, ds, subsets, prep, tf, args.seed, args.workers)
     table["BTM"] = {s: evaluate_split(s) for s in ("val", "test") if s in prepared}
     t_merge = time.perf_counter() - t0
     if accelerator.is_main_process:

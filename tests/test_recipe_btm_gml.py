@@ -21,7 +21,6 @@ import copy
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -34,12 +33,14 @@ from torch import nn
 import ltzoo  # noqa: F401  (registers resnet20_cifar with timm)
 from ltzoo.metrics import longtail_metrics
 
+from launching import free_port, recipe_env  # noqa: E402  (tests/ is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 BTM, GML = ROOT / "recipes" / "btm.py", ROOT / "recipes" / "gml.py"
 TRAIN, VAL, TEST = [40, 15, 6], [3, 3, 3], [9, 8, 6]
 CLASSES = ["class_00", "class_01", "class_02"]
 # stage 1: adamw without warm-up learns the toy classes in 2 epochs; the members use the same optimizer
-DATA = ["--dataset", "imagefolder", "--workers", "0", "--no-progress"]
+DATA = ["--dataset", "imagefolder", "--workers", "0", "--no-progress", "--threads", "1"]  # one thread: bit-identical runs
 STAGE1 = ["--model", "resnet20_cifar", "--epochs", "2", "--batch-size", "8", "--optimizer", "adamw", "--lr", "0.01",
           "--warmup-epochs", "0"]
 MEMBERS = ["--subsets", "2", "--shots", "3", "--member-epochs", "2", "--member-batch-size", "4", "--head-epochs", "2"]
@@ -176,27 +177,14 @@ def hf_home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("hf_home")
 
 
-def _env(hf_home: Path) -> dict:
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HOME": str(hf_home),
-           "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(recipe: Path, args: list[str], hf_home: Path, processes: int = 1) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
            "--dynamo_backend", "no"]
     if processes == 1:
         cmd += ["--num_processes", "1", "--cpu"]
     else:
-        cmd += ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", str(_free_port())]
-    proc = subprocess.run([*cmd, str(recipe), *args], cwd=ROOT, env=_env(hf_home), capture_output=True, text=True,
+        cmd += ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", str(free_port())]
+    proc = subprocess.run([*cmd, str(recipe), *args], cwd=ROOT, env=recipe_env(hf_home), capture_output=True, text=True,
                           timeout=LAUNCH_TIMEOUT)
     assert proc.returncode == 0, f"{recipe.name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc

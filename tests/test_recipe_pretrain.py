@@ -18,7 +18,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,8 @@ from ltzoo.metrics import longtail_metrics
 
 from fixtures import make_imagefolder  # tests/ is on sys.path (conftest.py)
 
+from launching import free_port, recipe_env  # noqa: E402  (tests/ is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "pretrain.py"
 
@@ -41,7 +42,7 @@ TRAIN, VAL, TEST = [40, 15, 6], [3, 3, 3], [9, 8, 6]  # 23 test images: not a mu
 BATCH = 8  # training batch per process; evaluation batches are twice that
 # adamw without warm-up learns the toy classes in 2 epochs (SGD at 0.1 with warm-up does not, in so few steps)
 COMMON = ["--dataset", "imagefolder", "--model", "resnet20_cifar", "--batch-size", str(BATCH),
-          "--optimizer", "adamw", "--lr", "0.01", "--warmup-epochs", "0", "--workers", "0", "--no-progress"]
+          "--optimizer", "adamw", "--lr", "0.01", "--warmup-epochs", "0", "--workers", "0", "--no-progress", "--threads", "1"]
 RUN_FILES = ("config.json", "model.safetensors", "results.json", "run_config.yaml", "per_class_recall.png",
              "log.jsonl")
 LAUNCH_TIMEOUT = 240
@@ -72,32 +73,19 @@ def hf_home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("hf_home")
 
 
-def _env(hf_home: Path) -> dict:
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HOME": str(hf_home),
-           "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch_cmd(args: list[str], processes: int = 1) -> list[str]:
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
               "--dynamo_backend", "no"]
     if processes == 1:
         launch += ["--num_processes", "1", "--cpu"]
     else:
-        launch += ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", str(_free_port())]
+        launch += ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", str(free_port())]
     return launch + [str(RECIPE), *args]
 
 
 def launch(args: list[str], hf_home: Path, processes: int = 1) -> subprocess.CompletedProcess:
     """Run the recipe under ``accelerate launch``; fail the test with its output if it fails."""
-    proc = subprocess.run(_launch_cmd(args, processes), cwd=ROOT, env=_env(hf_home), capture_output=True, text=True,
+    proc = subprocess.run(_launch_cmd(args, processes), cwd=ROOT, env=recipe_env(hf_home), capture_output=True, text=True,
                           timeout=LAUNCH_TIMEOUT)
     assert proc.returncode == 0, f"recipe failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
@@ -115,7 +103,7 @@ def recipe():
 @pytest.fixture
 def inproc(monkeypatch, hf_home):
     """In-process runs see the same environment as the launched ones (one thread: OMP_NUM_THREADS is read at import)."""
-    for k, v in _env(hf_home).items():
+    for k, v in recipe_env(hf_home).items():
         if k != "PYTHONPATH":
             monkeypatch.setenv(k, v)
     threads = torch.get_num_threads()
@@ -303,7 +291,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, hf_home):
     run_a, run_b = tmp_path / "a", tmp_path / "b"
 
     # run B: killed (SIGKILL to the launcher's process group) as soon as epoch 0's checkpoint is complete
-    proc = subprocess.Popen(_launch_cmd([*args, "--output", str(run_b)]), cwd=ROOT, env=_env(hf_home),
+    proc = subprocess.Popen(_launch_cmd([*args, "--output", str(run_b)]), cwd=ROOT, env=recipe_env(hf_home),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + LAUNCH_TIMEOUT

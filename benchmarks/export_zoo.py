@@ -1,0 +1,52 @@
+"""Export the zoo's Fashion-MNIST-LT entries from the benchmark grid's runs.
+
+    python benchmarks/export_zoo.py [--seed 0]
+
+Copies each entry's model and results from runs/bench/rho100/s<seed>/<run> into zoo/<name>/ and
+generates its card (zoo/<name>/README.md and hub_cards/<name>.md) with `ltzoo card`, every number
+read from the run's results.json. Each folder is then ready for `ltzoo push zoo/<name> ltzoo/<name>`.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from ltzoo.cli import main as ltzoo
+
+ROOT = Path(__file__).resolve().parent.parent
+FILES = ("config.json", "model.safetensors", "results.json", "per_class_recall.png", "run_config.yaml")
+# zoo name -> (grid run, hub id of the model it starts from)
+ENTRIES = {
+    "resnet20-ce-fmnistlt": ("ce", None),
+    "resnet20-gml-fmnistlt": ("gml_on_ce", "ltzoo/resnet20-ce-fmnistlt"),
+    "resnet20-btm-gml-fmnistlt": ("btm_on_ce", "ltzoo/resnet20-ce-fmnistlt"),
+    "resnet20-bsce-fmnistlt": ("bsce", None),
+    "resnet20-btm-gml-bsce-fmnistlt": ("btm_on_bsce", "ltzoo/resnet20-bsce-fmnistlt"),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    for name, (run, parent) in ENTRIES.items():
+        src = ROOT / "runs" / "bench" / "rho100" / f"s{args.seed}" / run
+        if not (src / "results.json").is_file():
+            print(f"{name}: {src} has not finished, skipped")
+            continue
+        dst = ROOT / "zoo" / name
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in FILES:
+            if (src / f).is_file():
+                shutil.copy2(src / f, dst / f)
+        card = ["card", str(dst), "--name", name, "--repo-id", f"ltzoo/{name}",
+                "--cards-dir", str(ROOT / "hub_cards")]
+        if parent:
+            card += ["--parent-id", parent]
+        ltzoo(card)
+        print(f"{name}: exported to {dst.relative_to(ROOT)}; push with `ltzoo push zoo/{name} ltzoo/{name}`")
+
+
+if __name__ == "__main__":
+    main()
