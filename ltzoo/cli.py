@@ -1,4 +1,4 @@
-"""The ``ltzoo`` command: inspect datasets, evaluate models, and publish the zoo.
+"""The ltzoo command: inspect datasets, evaluate models, and publish the zoo.
 
     ltzoo data fmnist_lt --imbalance 100
     ltzoo data places_lt --train-list Places_LT_train.txt --json
@@ -36,11 +36,15 @@ def _emit(obj: dict, as_json: bool, text: str) -> None:
 
 def _data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="where the dataset's files are")
-    p.add_argument("--imbalance", type=float, default=None, help="imbalance ratio rho (largest / smallest)")
-    p.add_argument("--profile", default="exp", choices=("exp", "step"))
-    p.add_argument("--val-per-class", type=int, default=None, help="balanced validation images per class to draw")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-list", default=None)
+    p.add_argument("--imbalance", type=float, default=None,
+                   help="imbalance ratio rho (largest / smallest class); unset: 100 for fmnist_lt and cifar*_lt, "
+                        "the data as it is for the others")
+    p.add_argument("--profile", default="exp", choices=("exp", "step"), help="long-tail profile")
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="balanced validation images per class to draw when the dataset has no val split; unset: "
+                        "100 for fmnist_lt and cifar10_lt, 20 for the others, 0 (none) for the list datasets")
+    p.add_argument("--seed", type=int, default=0, help="seed of the long-tail subsampling and the validation draw")
+    p.add_argument("--train-list", default=None, help="`path label` list of the training images (list datasets)")
     p.add_argument("--val-list", default=None)
     p.add_argument("--test-list", default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -79,10 +83,10 @@ def cmd_data(args) -> int:
 
 def _add_eval(p):
     p.add_argument("model", help="a run folder, a hub id (org/name or hf-hub:org/name) or a timm model name")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--split", default="test", choices=("val", "test"))
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--dataset", required=True, help="dataset name, e.g. fmnist_lt (see `ltzoo data --help`)")
+    p.add_argument("--split", default="test", choices=("val", "test"), help="the split to evaluate on")
+    p.add_argument("--batch-size", type=int, default=256, help="images per batch")
+    p.add_argument("--workers", type=int, default=4, help="loader workers for file-backed datasets")
     p.add_argument("--output", default=None, help="folder for the metrics JSON and the per-class recall plot")
     _data_flags(p)
 

@@ -5,6 +5,7 @@ summary table it prints at the end.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import math
@@ -29,9 +30,13 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="fmnist_lt", help="dataset name (see `ltzoo data --help`) or hf:<name>")
     g.add_argument("--data-dir", default=None, help="where the dataset's files are")
-    g.add_argument("--imbalance", type=float, default=None, help="imbalance ratio rho (largest / smallest class)")
+    g.add_argument("--imbalance", type=float, default=None,
+                   help="imbalance ratio rho (largest / smallest class); unset: 100 for fmnist_lt and cifar*_lt, "
+                        "the data as it is for the others")
     g.add_argument("--profile", default="exp", choices=("exp", "step"), help="long-tail profile")
-    g.add_argument("--val-per-class", type=int, default=None, help="balanced validation images per class to draw")
+    g.add_argument("--val-per-class", type=int, default=None,
+                   help="balanced validation images per class to draw when the dataset has no val split; unset: "
+                        "100 for fmnist_lt and cifar10_lt, 20 for the others, 0 (none) for the list datasets")
     g.add_argument("--train-list", default=None)
     g.add_argument("--val-list", default=None)
     g.add_argument("--test-list", default=None)
@@ -52,10 +57,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                    help="overrides accelerate's config")
     g.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     g.add_argument("--threads", type=int, default=None,
-                   help="CPU threads per process (default: the machine's cores shared among its processes; "
-                        "accelerate launch alone would pin one)")
+                   help="CPU threads per process; unset: the machine's cores shared among its processes "
+                        "(accelerate launch alone would pin one)")
     g = p.add_argument_group("run folder")
-    g.add_argument("--output", default=None, help="the run folder (default: runs/<recipe>-<dataset>-<model>)")
+    g.add_argument("--output", default=None, help="the run folder; unset: runs/<recipe>-<dataset>-<model>-s<seed>")
     g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from the run folder's last checkpoint if it has one")
     g.add_argument("--save-every", type=int, default=1, help="checkpoint every N epochs")
@@ -83,13 +88,20 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     """Parse with ``--config`` YAML values as defaults; unknown keys in the YAML are an error."""
     pre, _ = parser.parse_known_args(argv)
     if pre.config:
-        with open(pre.config) as f:
-            cfg = yaml.safe_load(f) or {}
+        try:
+            with open(pre.config) as f:
+                cfg = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            parser.error(f"cannot read the config file {pre.config}: {exc}")
+        if not isinstance(cfg, dict):
+            parser.error(f"{pre.config}: a config is a mapping of flag names to values (like `epochs: 15`), "
+                         f"not a {type(cfg).__name__}")
         known = {a.dest for a in parser._actions}
-        cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
+        cfg = {str(k).replace("-", "_"): v for k, v in cfg.items()}
         unknown = sorted(set(cfg) - known)
         if unknown:
-            parser.error(f"{pre.config}: unknown keys {unknown}")
+            hints = [f"{k} -> {m[0]}" for k in unknown if (m := difflib.get_close_matches(k, known, n=1))]
+            parser.error(f"{pre.config}: unknown keys {unknown}" + (f" (did you mean {', '.join(hints)}?)" if hints else ""))
         for a in parser._actions:  # argparse checks choices on the command line only, not on defaults
             if a.choices is not None and a.dest in cfg and cfg[a.dest] not in a.choices:
                 parser.error(f"{pre.config}: {a.dest}: invalid choice {cfg[a.dest]!r} (choose from "

@@ -142,11 +142,22 @@ def resolve_model_ref(ref: str) -> str:
 def load_model(ref: str, pretrained: bool = True, **kwargs) -> nn.Module:
     """Create a model from a run folder, hub id or timm name (``pretrained`` loads its weights)."""
     name = resolve_model_ref(ref)
+    from safetensors import SafetensorError
+
     try:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the config.json of {ref} is not valid JSON ({exc}); it is corrupt: re-export or "
+                         "re-download it") from exc
     except RuntimeError as exc:
+        if str(exc).startswith("Unknown model"):
+            raise RuntimeError(f"{ref} is not a run folder, a hub id (ORG/NAME) or a timm model name "
+                               "(timm.list_models() lists the names)") from exc
         raise RuntimeError(f"could not load weights of {ref} ({exc}); the checkpoint does not match its config "
                            "or is corrupt: re-export or re-download it") from exc
+    except SafetensorError as exc:
+        raise RuntimeError(f"could not read the weights of {ref} ({exc}); model.safetensors is truncated or "
+                           "corrupt: re-export or re-download it") from exc
 
 
 def label_names(model: nn.Module) -> list[str] | None:
@@ -161,15 +172,16 @@ def check_classes(model: nn.Module, ds: LTDataset, ref: str) -> None:
     """Raise a clear error if a loaded model's classifier does not match the dataset's classes."""
     if model.num_classes != ds.num_classes:
         raise ValueError(
-            f"{ref} has {model.num_classes} classes but {ds.name} has {ds.num_classes}; start from a model trained "
-            "on this dataset, or pass --new-head to replace its classifier"
+            f"{ref} has {model.num_classes} classes but {ds.name} has {ds.num_classes}; use a model trained on "
+            "this dataset, or train one from it with recipes/pretrain.py --init ... --new-head (a new classifier)"
         )
     names = label_names(model)
     if names and list(names) != list(ds.class_names):
         diff = next(i for i, (a, b) in enumerate(zip(names, ds.class_names)) if a != b)
         raise ValueError(
             f"{ref} was trained on other classes than {ds.name}: class {diff} is {names[diff]!r} there and "
-            f"{ds.class_names[diff]!r} here; use a model of this dataset, or pass --new-head"
+            f"{ds.class_names[diff]!r} here; use a model trained on this dataset, or train one from it with "
+            "recipes/pretrain.py --init ... --new-head (a new classifier)"
         )
 
 

@@ -65,7 +65,7 @@ def build_parser():
     g.add_argument("--classifier", default="gml", choices=("none",) + METHODS)
     g.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=True, help="ensemble the new head with the merged one")
     g.add_argument("--head-epochs", type=int, default=30)
-    g.add_argument("--head-lr", type=float, default=None, help="default: 0.05 for gml, 0.1 for crt/lws")
+    g.add_argument("--head-lr", type=float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws")
     return p
 
 

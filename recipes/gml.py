@@ -30,7 +30,7 @@ def build_parser():
     g = p.add_argument_group("GML")
     g.add_argument("--p", type=float, default=1.0, help="power of the per-class power mean in the loss (1: the paper's)")
     g.add_argument("--head-epochs", type=int, default=30, help="epochs over the cached training features")
-    g.add_argument("--head-lr", type=float, default=None, help="default: 0.05 for gml, 0.1 for crt/lws")
+    g.add_argument("--head-lr", type=float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws")
     g.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=True,
                    help="export GML ensembled with the original head (temperatures chosen on validation)")
     g.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,

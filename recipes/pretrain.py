@@ -35,10 +35,10 @@ def build_parser():
     g.add_argument("--sampler", default="instance", choices=("instance", "balanced", "sqrt", "progressive"))
     g.add_argument("--label-smoothing", type=float, default=0.0, help="for --loss ce")
     g.add_argument("--tau", type=float, default=1.0, help="logit adjustment strength (--loss la)")
-    g.add_argument("--drw-epoch", type=int, default=None, help="LDAM-DRW re-weighting start (default: 80%% of epochs)")
+    g.add_argument("--drw-epoch", type=int, default=None, help="LDAM-DRW re-weighting start epoch; unset: 80%% of --epochs")
     g.add_argument("--mixup", type=float, default=0.0, help="timm mixup alpha (0: off; --loss ce only)")
     g.add_argument("--cutmix", type=float, default=0.0, help="timm cutmix alpha (0: off; --loss ce only)")
-    g.add_argument("--crop-padding", type=int, default=None, help="random-translation pixels (default: size/8)")
+    g.add_argument("--crop-padding", type=int, default=None, help="random-translation pixels; unset: image size / 8")
     g.add_argument("--select", default="hm", choices=("hm", "gm", "acc", "mean_class_acc"),
                    help="validation metric that picks the best epoch")
     return p
@@ -46,7 +46,10 @@ def build_parser():
 
 def loss_kwargs(args) -> dict:
     return {"ce": {"smoothing": args.label_smoothing}, "la": {"tau": args.tau},
-            "ldam_drw": {"drw_epoch": args.drw_epoch if args.drw_epoch is not None else int(0.8 * args.epochs)},
+            # s = 30 is the paper's scale for a cosine classifier; timm's heads are plain linear layers,
+            # whose logits already carry their scale: s = 1 keeps training stable
+            "ldam": {"s": 1.0},
+            "ldam_drw": {"s": 1.0, "drw_epoch": args.drw_epoch if args.drw_epoch is not None else int(0.8 * args.epochs)},
             }.get(args.loss, {})
 
 

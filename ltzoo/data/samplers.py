@@ -143,7 +143,8 @@ def balanced_subsets(
         raise ValueError(
             f"{len(short)} classes have fewer than the {need} images a "
             f"{'disjoint ' if disjoint else ''}draw of {num_subsets} x {shots} shots needs ({listed}); "
-            "lower --shots, drop --disjoint, or pass allow_fewer / --allow-fewer to take all of them"
+            f"lower --shots{', drop --disjoint' if disjoint else ''}, or pass allow_fewer / --allow-fewer to take "
+            "all the images those classes have"
         )
     gen = torch.Generator().manual_seed(seed)
     subsets: list[list[torch.Tensor]] = [[] for _ in range(num_subsets)]
