@@ -68,6 +68,17 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def run_cli(main, script: str) -> None:
+    """Run a recipe's ``main`` as a script: bad input ends with one clear line and exit code 2, no traceback."""
+    import sys
+
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as exc:
+        sys.stderr.write(f"{Path(script).name}: error: {exc}\n")
+        sys.exit(2)
+
+
 def setup_logging() -> None:
     """INFO-level logging for a recipe's run (accelerate's logger prints on the main process only)."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
@@ -240,7 +251,7 @@ def _pct(v: Any) -> str:
 
 def summary_table(rows: dict[str, dict[str, dict]], splits: Sequence[str] = ("val", "test")) -> str:
     """A Markdown table: one row per (model, split), the long-tail metrics as percentages."""
-    head = "| model | split | " + " | ".join(SUMMARY_KEYS) + " |"
+    head = "| model | split | " + " | ".join(f"{k} %" for k in SUMMARY_KEYS) + " |"
     lines = [head, "|" + "---|" * (len(SUMMARY_KEYS) + 2)]
     for name, by_split in rows.items():
         for split in splits:

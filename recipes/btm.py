@@ -35,8 +35,8 @@ from ltzoo.engine import metrics_from_logits, predict
 from ltzoo.heads import METHODS, Features, Head, ensemble, retrain
 from ltzoo.losses import create_loss
 from ltzoo.merge import average_checkpoints, greedy_soup, reestimate_bn
-from ltzoo.recipe import (configure_threads, base_parser, create_optimizer, dataset_kwargs, default_output, finish_run, parse_args,
-                          summary_table, warmup_cosine)
+from ltzoo.recipe import (base_parser, configure_threads, create_optimizer, dataset_kwargs, default_output,
+                          finish_run, parse_args, run_cli, setup_logging, summary_table, warmup_cosine)
 from ltzoo.runs import atomic_path, create_model, image_transform, save_model, write_json, write_run_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -193,18 +193,24 @@ def reestimate_on_subsets(net, ds, subsets, prep, transform, seed: int, workers:
 
 def main(argv=None):
     args = parse_args(build_parser(), argv)
-    out = default_output("btm", args)
+    setup_logging()
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
     configure_threads(accelerator, args.threads)
     start = time.perf_counter()
+    ds = load_dataset(args.dataset, **dataset_kwargs(args))
+    # the subsets first: a class with too few images for the shots stops the run before any work
+    subsets = balanced_subsets(ds.train.labels, ds.num_classes, args.shots, args.subsets, seed=args.seed,
+                               disjoint=args.disjoint, allow_fewer=args.allow_fewer)
+    out = default_output("btm", args) if args.init is None else None
     if args.init is None:
         args.init = stage1(args, out)
     t_stage1 = time.perf_counter() - start
     set_seed(args.seed)
+    base = create_model(ds, args.model, init=args.init)
+    args.model = base.pretrained_cfg.get("architecture") or args.model  # --init's architecture names the run
+    out = out or default_output("btm", args)
     config = write_run_config(out, {**vars(args), "recipe": "btm", "output": str(out)}) \
         if accelerator.is_main_process else vars(args)
-    ds = load_dataset(args.dataset, **dataset_kwargs(args))
-    base = create_model(ds, args.model, init=args.init)
     prep = BatchPreprocess(ds.mean, ds.std, crop_padding=ds.input_size[-1] // 8).to(accelerator.device)
     tf = image_transform(ds, base)
     loaders = {"train": make_loader(ds.train, 512, transform=tf, num_workers=args.workers),
@@ -223,8 +229,6 @@ def main(argv=None):
 
     # 2. balanced subsets and the member fine-tunes (every N-th member on each of N processes)
     t0 = time.perf_counter()
-    subsets = balanced_subsets(ds.train.labels, ds.num_classes, args.shots, args.subsets, seed=args.seed,
-                               disjoint=args.disjoint, allow_fewer=args.allow_fewer)
     members = [out / "members" / f"member_{m:02d}.safetensors" for m in range(args.subsets)]
     init_digest = state_digest(base)
     for m in range(accelerator.process_index, args.subsets, accelerator.num_processes):
@@ -297,4 +301,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, __file__)

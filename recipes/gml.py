@@ -21,7 +21,8 @@ from ltzoo.data import load_dataset
 from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.engine import metrics_from_logits, predict
 from ltzoo.heads import METHODS, Features, Head, ensemble, retrain
-from ltzoo.recipe import configure_threads, base_parser, dataset_kwargs, default_output, finish_run, parse_args, summary_table
+from ltzoo.recipe import (base_parser, configure_threads, dataset_kwargs, default_output, finish_run, parse_args,
+                          run_cli, setup_logging, summary_table)
 from ltzoo.runs import create_model, image_transform, write_run_config
 
 
@@ -42,13 +43,15 @@ def main(argv=None):
     args = parse_args(build_parser(), argv)
     if not args.init:
         raise SystemExit("gml.py retrains the classifier of a trained model: pass --init RUN_DIR or a hub id")
-    out = default_output("gml", args)
+    setup_logging()
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
     configure_threads(accelerator, args.threads)
     set_seed(args.seed)
     start = time.perf_counter()
     ds = load_dataset(args.dataset, **dataset_kwargs(args))
     model = create_model(ds, args.model, init=args.init)
+    args.model = model.pretrained_cfg.get("architecture") or args.model  # --init's architecture names the run
+    out = default_output("gml", args)
     config = write_run_config(out, {**vars(args), "recipe": "gml", "output": str(out)}) \
         if accelerator.is_main_process else vars(args)
     tf = image_transform(ds, model)
@@ -93,4 +96,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, __file__)

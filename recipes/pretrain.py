@@ -21,8 +21,9 @@ from ltzoo.data import create_sampler, load_dataset
 from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.engine import evaluate, train_one_epoch
 from ltzoo.losses import create_loss, list_losses
-from ltzoo.recipe import (configure_threads, RunFolder, base_parser, brief, create_optimizer, dataset_kwargs, default_output,
-                          finish_run, parse_args, setup_logging, selection_score, summary_table, warmup_cosine)
+from ltzoo.recipe import (base_parser, brief, configure_threads, create_optimizer, dataset_kwargs, default_output,
+                          finish_run, parse_args, run_cli, RunFolder, selection_score, setup_logging, summary_table,
+                          warmup_cosine)
 from ltzoo.runs import atomic_path, create_model, image_transform, write_run_config
 
 logger = get_logger(__name__)
@@ -72,7 +73,10 @@ def main(argv=None, end_training: bool = True):
     arch = model.pretrained_cfg.get("architecture") or args.model  # --init's, whatever --model says
     transform = image_transform(ds, model, train=True)
     sampler = create_sampler(args.sampler, ds.train.labels, ds.num_classes, seed=args.seed, total_epochs=args.epochs)
-    train_dl = make_loader(ds.train, args.batch_size, sampler, transform, args.workers, drop_last=True)
+    batch_size = min(args.batch_size, len(ds.train) // accelerator.num_processes)
+    if batch_size < args.batch_size:  # drop_last would otherwise leave no batch at all
+        logger.warning(f"{len(ds.train)} training images: batch size lowered to {batch_size} per process")
+    train_dl = make_loader(ds.train, batch_size, sampler, transform, args.workers, drop_last=True)
     eval_transform = image_transform(ds, model)
     val_dl = make_loader(ds.val, args.batch_size * 2, transform=eval_transform, num_workers=args.workers) \
         if ds.val is not None else None
@@ -148,4 +152,4 @@ def main(argv=None, end_training: bool = True):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, __file__)

@@ -37,6 +37,8 @@ def plot_per_class_recall(
         The path written.
     """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     recall = metrics["per_class_recall"]
     classes = [c for c, r in enumerate(recall) if r is not None]
     if train_counts is not None:
@@ -58,6 +60,7 @@ def plot_per_class_recall(
     axh.hist(values, bins=20, range=(0, 1), color="#4c72b0", orientation="horizontal")
     axh.set_ylim(0, 1.0)
     axh.set_xlabel("classes")
+    axh.xaxis.set_major_locator(MaxNLocator(integer=True))
     axh.set_title("recall distribution")
     fig.tight_layout()
     path = Path(path)
