@@ -155,7 +155,18 @@ def write_table(rows: list[dict], imbalance: float, seeds: list[int]) -> None:
                      + f" | {r['seconds'] or 0:.0f} | {r['peak_memory_mb'] or 0:.0f} |")
     lines += ["", f"Re-run: `python benchmarks/method_table.py --imbalance {imbalance:g} --seeds {' '.join(map(str, seeds))}`"]
     (RESULTS / f"method_table_{tag}.md").write_text("\n".join(lines) + "\n")
+    update_readme(tag, "\n".join(lines))
     plot(rows, tag)
+
+
+def update_readme(tag: str, table: str) -> None:
+    """Put the table into README.md between its <!-- method-table:TAG --> markers, if it has them."""
+    readme = ROOT / "README.md"
+    begin, end = f"<!-- method-table:{tag} -->", f"<!-- /method-table:{tag} -->"
+    text = readme.read_text()
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        readme.write_text(head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1])
 
 
 def plot(rows: list[dict], tag: str) -> None:

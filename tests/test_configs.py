@@ -78,3 +78,16 @@ def test_zoo_configs_run_on_fixtures(dataset, tmp_path):
     assert {"stage 1", "BTM"} <= set(results["table"])
     expected_test_images = 100 * 2 if dataset == "cifar100_lt" else 4 * 3
     assert results["metrics"]["test"]["num_samples"] == expected_test_images
+
+
+@pytest.mark.parametrize("recipe", ["pretrain", "btm", "gml"])
+def test_recipe_bad_input_is_one_clear_line(recipe):
+    """A user error ends the script with exit code 2 and one 'recipe.py: error: ...' line, no traceback."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / f"{recipe}.py"), "--dataset", "no_such_dataset",
+                           "--init", "zoo/resnet20-ce-fmnistlt", "--no-progress"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"{recipe}.py: error: unknown dataset 'no_such_dataset'" in proc.stderr
