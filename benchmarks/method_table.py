@@ -155,8 +155,32 @@ def write_table(rows: list[dict], imbalance: float, seeds: list[int]) -> None:
                      + f" | {r['seconds'] or 0:.0f} | {r['peak_memory_mb'] or 0:.0f} |")
     lines += ["", f"Re-run: `python benchmarks/method_table.py --imbalance {imbalance:g} --seeds {' '.join(map(str, seeds))}`"]
     (RESULTS / f"method_table_{tag}.md").write_text("\n".join(lines) + "\n")
-    update_readme(tag, "\n".join(lines))
+    target_text = targets(rows, tag)
+    update_readme(tag, "\n".join(lines) + ("\n\n" + target_text if target_text else ""))
     plot(rows, tag)
+
+
+def targets(rows: list[dict], tag: str) -> str | None:
+    """BTM+GML against its stage 1 and the ceiling: the share of the HM gap closed, min recall, accuracy."""
+    by = {r["method"]: r for r in rows}
+    ce, btm, top = by.get("CE"), by.get("CE + BTM + GML"), by.get("Ceiling: CE on the full balanced set")
+    if not (ce and btm and top):
+        return None
+    closed = (btm["hm"] - ce["hm"]) / (top["hm"] - ce["hm"])
+    checks = [
+        ("share of the HM gap to the ceiling closed", f"{100 * closed:.0f}%", ">= 50%", closed >= 0.5),
+        ("min recall gain (points)", f"{100 * (btm['min_recall'] - ce['min_recall']):+.2f}", ">= +15",
+         btm["min_recall"] - ce["min_recall"] >= 0.15),
+        ("accuracy change (points)", f"{100 * (btm['acc'] - ce['acc']):+.2f}", ">= -1", btm["acc"] - ce["acc"] >= -0.01),
+    ]
+    lines = [f"BTM+GML targets on the test split, means over seeds (CE and BTM+GML: {ce['seeds']} and "
+             f"{btm['seeds']} seeds; ceiling: {top['seeds']}): HM {100 * ce['hm']:.2f} (CE) -> {100 * btm['hm']:.2f} "
+             f"(BTM+GML), ceiling {100 * top['hm']:.2f}.", "",
+             "| target | measured | wanted | met |", "|---|---|---|---|"]
+    lines += [f"| {name} | {value} | {want} | {'yes' if ok else 'NO'} |" for name, value, want, ok in checks]
+    text = "\n".join(lines) + "\n"
+    (RESULTS / f"btm_targets_{tag}.md").write_text(text)
+    return text
 
 
 def update_readme(tag: str, table: str) -> None:
@@ -175,10 +199,12 @@ def plot(rows: list[dict], tag: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for r in rows:
-        ax.errorbar(100 * r["acc"], 100 * r["hm"], xerr=100 * r["acc_std"], yerr=100 * r["hm_std"], fmt="o")
-        ax.annotate(r["method"], (100 * r["acc"], 100 * r["hm"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(10, 5))
+    markers = "osD^v<>phX*"
+    for i, r in enumerate(rows):
+        ax.errorbar(100 * r["acc"], 100 * r["hm"], xerr=100 * r["acc_std"], yerr=100 * r["hm_std"],
+                    fmt=markers[i % len(markers)], label=f"{r['method']} ({r['seeds']} seeds)", capsize=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_xlabel("accuracy (%)")
     ax.set_ylabel("harmonic mean of per-class recall (%)")
     ax.set_title(f"Fashion-MNIST-LT {tag}: HM against accuracy (test)")

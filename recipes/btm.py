@@ -57,7 +57,8 @@ def build_parser():
     g.add_argument("--member-batch-size", type=int, default=64)
     g.add_argument("--train-params", default="all", choices=("all", "backbone", "classifier"))
     g.add_argument("--member-bn", default="train", choices=("train", "frozen"),
-                   help="train: BN statistics follow the balanced subset; frozen: keep stage 1's")
+                   help="train: BN statistics follow the balanced subset; frozen: keep stage 1's (needs a lower "
+                        "--member-lr: at 0.01 it diverged on Fashion-MNIST-LT, benchmarks/results/btm_sweep.md)")
     g.add_argument("--merge", default="uniform", choices=("uniform", "greedy"))
     g.add_argument("--bn-merge", default="average", choices=("average", "reestimate"),
                    help="BN statistics of the merged model: averaged (the paper's; higher validation HM in "
