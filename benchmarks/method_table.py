@@ -219,7 +219,7 @@ def plot_recall(base: Path, seed: int, tag: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(11, 4))
     main = ["CE", "Balanced Softmax", "CE + GML + ensemble", "CE + BTM + GML", "Ceiling: CE on the full balanced set"]
     shown = 0
     for i, row in enumerate(main):
@@ -236,7 +236,7 @@ def plot_recall(base: Path, seed: int, tag: str) -> None:
     if shown:
         ax.set_xlabel("class (most training images first)")
         ax.set_ylabel("test recall")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         fig.tight_layout()
         fig.savefig(RESULTS / f"per_class_recall_{tag}.png", dpi=110)
     plt.close(fig)
