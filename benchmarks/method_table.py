@@ -115,7 +115,8 @@ def metrics_of(base: Path, seed: int, row: str) -> dict | None:
         return None
     res = json.loads(path.read_text())
     m = res["metrics"]["test"] if key is None else res["table"][key]["test"]
-    secs = res.get("train_seconds") or res.get("seconds", {}).get("btm_total") or res.get("seconds", {}).get("heads")
+    sec = res.get("seconds", {})
+    secs = res.get("train_seconds") or sec.get("btm_total_one_device") or sec.get("btm_total") or sec.get("heads")
     return {**{c: m.get(c) for c in COLUMNS}, "seconds": secs, "peak_memory_mb": res.get("peak_memory_mb"),
             "hardware": res.get("hardware")}
 

@@ -87,7 +87,7 @@ def btm_ratio() -> dict | None:
         if stage1 < 60 and parent and parent.is_file():  # stage 1 trained by another run: its training time
             stage1 = json.loads(parent.read_text()).get("train_seconds", 0)
         if stage1:
-            btm = res["seconds"]["btm_total"]
+            btm = res["seconds"].get("btm_total_one_device", res["seconds"]["btm_total"])
             return {"run": str(path.parent.relative_to(ROOT)), "btm_seconds": btm, "stage1_seconds": stage1,
                     "ratio": btm / stage1}
     return None

@@ -100,6 +100,7 @@ def fine_tune_member(accelerator, base, ds, subset, prep, args, m: int, path: Pa
     numbers of members, and a resumed run skips some): its training depends on (seed, m) only, not on
     which process, or how many, run it. ``settings`` (see `member_settings`) are stored in the file.
     """
+    start = time.perf_counter()
     seed = args.seed * 1000 + m
     set_seed(seed)
     model = copy.deepcopy(base).to(accelerator.device)
@@ -130,9 +131,9 @@ def fine_tune_member(accelerator, base, ds, subset, prep, args, m: int, path: Pa
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+    meta = {**(settings or {}), "train_seconds": f"{time.perf_counter() - start:.3f}"}
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp),
-                  metadata=settings)
+        save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
 
 
 def member_settings(args, subset: torch.Tensor, init_digest: str) -> dict[str, str]:
@@ -152,13 +153,21 @@ def state_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def member_train_seconds(path: Path) -> float:
+    """The fine-tuning time recorded in a member's file (0 if it has none)."""
+    with safe_open(str(path), "pt") as f:
+        return float((f.metadata() or {}).get("train_seconds", 0.0))
+
+
 def trained_member(path: Path, settings: dict[str, str]) -> bool:
     """True if ``path`` holds a member fine-tuned with ``settings``."""
     if not path.is_file():
         return False
     try:
         with safe_open(str(path), "pt") as f:
-            return (f.metadata() or {}) == settings
+            meta = dict(f.metadata() or {})
+        meta.pop("train_seconds", None)
+        return meta == settings
     except Exception:  # a corrupt or foreign file: train the member again
         return False
 
@@ -242,6 +251,7 @@ def main(argv=None):
               f"(process {accelerator.process_index})", flush=True)
     accelerator.wait_for_everyone()
     t_members = time.perf_counter() - t0
+    member_seconds = [member_train_seconds(p) for p in members]  # also those a resumed run skipped
 
     # 3. merge (each process merges the same files, so every model copy is identical)
     t0 = time.perf_counter()
@@ -285,7 +295,9 @@ def main(argv=None):
         "members": len(members), "merged_members": chosen, "classifier": head_info,
         "selection": "all choices on the validation split", "config": config,
         "seconds": {"stage1": t_stage1, "members": t_members, "merge": t_merge, "classifier": t_head,
-                    "btm_total": btm_seconds},
+                    "btm_total": btm_seconds, "member_train_seconds": member_seconds,
+                    # the whole BTM stage on one device, whatever this run reused: every member's training
+                    "btm_total_one_device": sum(member_seconds) + t_merge + t_head},
         "wall_seconds": time.perf_counter() - start,
     }, title=name)
     table[name] = results["metrics"]

@@ -233,10 +233,13 @@ def check_btm_table(res: dict, name: str = "BTM+gml+ens") -> None:
 
 
 def _metadata(path: Path) -> dict:
+    """A member file's settings (its recorded training time aside, which varies run to run)."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        return f.metadata()
+        meta = dict(f.metadata())
+    assert float(meta.pop("train_seconds")) > 0
+    return meta
 
 
 def member_files(run_dir: Path) -> list[Path]:
