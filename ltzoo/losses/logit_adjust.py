@@ -28,10 +28,11 @@ class LogitAdjustedLoss(LongTailLoss):
     """
 
     log_prior: torch.Tensor
+    loss_name = "la"  # in error messages
 
     def __init__(self, class_counts: ClassCounts, tau: float = 1.0) -> None:
         super().__init__()
-        counts = as_class_counts(class_counts, "la")
+        counts = as_class_counts(class_counts, self.loss_name)
         self.tau = float(tau)
         self.num_classes = counts.numel()
         self.register_buffer("log_prior", (counts / counts.sum()).log())
@@ -46,8 +47,8 @@ class LogitAdjustedLoss(LongTailLoss):
         Returns:
             The scalar mean loss.
         """
-        check_logits(logits, self.num_classes, "la")
-        check_target(target, logits, "la")
+        check_logits(logits, self.num_classes, self.loss_name)
+        check_target(target, logits, self.loss_name)
         logits = upcast(logits)
         if target.is_floating_point():
             target = target.to(logits.dtype)
