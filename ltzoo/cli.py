@@ -52,10 +52,9 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
 
 def _load(args, require_test: bool = True):
     from ltzoo.data import load_dataset
+    from ltzoo.recipe import dataset_kwargs  # the same data flags as the recipes
 
-    return load_dataset(args.dataset, data_dir=args.data_dir, imbalance=args.imbalance, profile=args.profile,
-                        seed=args.seed, val_per_class=args.val_per_class, train_list=args.train_list,
-                        val_list=args.val_list, test_list=args.test_list, require_test=require_test)
+    return load_dataset(args.dataset, **dataset_kwargs(args), require_test=require_test)
 
 
 def _add_data(p):
