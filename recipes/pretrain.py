@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 
-import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed

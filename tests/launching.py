@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,3 +22,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def launch_cmd(recipe: Path, args: list[str], processes: int = 1) -> list[str]:
+    """`accelerate launch` of a recipe on the CPU: one process, or several over gloo on a free port."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no"]
+    if processes == 1:
+        cmd += ["--num_processes", "1", "--cpu"]
+    else:
+        cmd += ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", str(free_port())]
+    return cmd + [str(recipe), *args]

@@ -20,9 +20,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,7 +31,7 @@ from torch import nn
 import ltzoo  # noqa: F401  (registers resnet20_cifar with timm)
 from ltzoo.metrics import longtail_metrics
 
-from launching import free_port, recipe_env  # noqa: E402  (tests/ is on sys.path)
+from launching import launch_cmd, recipe_env  # noqa: E402  (tests/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 BTM, GML = ROOT / "recipes" / "btm.py", ROOT / "recipes" / "gml.py"
@@ -178,13 +176,7 @@ def hf_home(tmp_path_factory) -> Path:
 
 
 def launch(recipe: Path, args: list[str], hf_home: Path, processes: int = 1) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no"]
-    if processes == 1:
-        cmd += ["--num_processes", "1", "--cpu"]
-    else:
-        cmd += ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", str(free_port())]
-    proc = subprocess.run([*cmd, str(recipe), *args], cwd=ROOT, env=recipe_env(hf_home), capture_output=True, text=True,
+    proc = subprocess.run(launch_cmd(recipe, args, processes), cwd=ROOT, env=recipe_env(hf_home), capture_output=True, text=True,
                           timeout=LAUNCH_TIMEOUT)
     assert proc.returncode == 0, f"{recipe.name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc

@@ -19,7 +19,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from ltzoo.metrics import longtail_metrics
 
 from fixtures import make_imagefolder  # tests/ is on sys.path (conftest.py)
 
-from launching import free_port, recipe_env  # noqa: E402  (tests/ is on sys.path)
+from launching import launch_cmd, recipe_env  # noqa: E402  (tests/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "pretrain.py"
@@ -73,19 +72,9 @@ def hf_home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("hf_home")
 
 
-def _launch_cmd(args: list[str], processes: int = 1) -> list[str]:
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
-              "--dynamo_backend", "no"]
-    if processes == 1:
-        launch += ["--num_processes", "1", "--cpu"]
-    else:
-        launch += ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", str(free_port())]
-    return launch + [str(RECIPE), *args]
-
-
 def launch(args: list[str], hf_home: Path, processes: int = 1) -> subprocess.CompletedProcess:
     """Run the recipe under ``accelerate launch``; fail the test with its output if it fails."""
-    proc = subprocess.run(_launch_cmd(args, processes), cwd=ROOT, env=recipe_env(hf_home), capture_output=True, text=True,
+    proc = subprocess.run(launch_cmd(RECIPE, args, processes), cwd=ROOT, env=recipe_env(hf_home), capture_output=True, text=True,
                           timeout=LAUNCH_TIMEOUT)
     assert proc.returncode == 0, f"recipe failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
@@ -291,7 +280,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, hf_home):
     run_a, run_b = tmp_path / "a", tmp_path / "b"
 
     # run B: killed (SIGKILL to the launcher's process group) as soon as epoch 0's checkpoint is complete
-    proc = subprocess.Popen(_launch_cmd([*args, "--output", str(run_b)]), cwd=ROOT, env=recipe_env(hf_home),
+    proc = subprocess.Popen(launch_cmd(RECIPE, [*args, "--output", str(run_b)]), cwd=ROOT, env=recipe_env(hf_home),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + LAUNCH_TIMEOUT
