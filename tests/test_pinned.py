@@ -1,0 +1,61 @@
+"""Same seed, same numbers: a short fixed BTM run (its own stage 1, two members, GML head) is pinned.
+
+The values below were taken on the code before the recipes moved into the package (commit e258d19), with
+today's training loop (fp32, contiguous tensors, one thread). A refactor must leave them unchanged; a
+deliberate change of numbers (a library switch, a new default) updates them in the same commit, with the
+reason in its message.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from fixtures import make_imagefolder
+from launching import launch_cmd, recipe_env
+
+ROOT = Path(__file__).resolve().parent.parent
+BTM = ROOT / "recipes" / "btm.py"
+ARGS = ["--dataset", "imagefolder", "--workers", "0", "--no-progress", "--threads", "1", "--seed", "0",
+        "--model", "resnet20_cifar", "--epochs", "2", "--batch-size", "8", "--optimizer", "adamw", "--lr", "0.01",
+        "--warmup-epochs", "0", "--subsets", "2", "--shots", "3", "--member-epochs", "2", "--member-batch-size", "4",
+        "--head-epochs", "2", "--mixed-precision", "no"]
+KEYS = ("acc", "mean_class_acc", "hm", "gm", "min_recall")
+
+PINNED = {'stage 1': {'val': {'acc': 0.666667, 'mean_class_acc': 0.666667, 'hm': 0.0, 'gm': 0.0, 'min_recall': 0.0},
+             'test': {'acc': 0.73913, 'mean_class_acc': 0.666667, 'hm': 0.0, 'gm': 0.0, 'min_recall': 0.0}},
+ 'BTM': {'val': {'acc': 0.333333, 'mean_class_acc': 0.333333, 'hm': 0.0, 'gm': 0.0, 'min_recall': 0.0},
+         'test': {'acc': 0.347826, 'mean_class_acc': 0.333333, 'hm': 0.0, 'gm': 0.0, 'min_recall': 0.0}},
+ 'BTM+gml+ens': {'val': {'acc': 0.666667, 'mean_class_acc': 0.666667, 'hm': 0.0, 'gm': 0.0, 'min_recall': 0.0},
+                 'test': {'acc': 0.608696, 'mean_class_acc': 0.666667, 'hm': 0.0, 'gm': 0.0, 'min_recall': 0.0}},
+ 'final': {'val': {'acc': 0.666667, 'mean_class_acc': 0.666667, 'hm': 0.0, 'gm': 0.0, 'min_recall': 0.0},
+           'test': {'acc': 0.608696, 'mean_class_acc': 0.666667, 'hm': 0.0, 'gm': 0.0, 'min_recall': 0.0}},
+ 'weights_sha1': '78a99d67f112950f9c8833e1fbb17ce9b79435fd'}
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha1()
+    for k, v in sorted(load_file(str(path)).items()):
+        h.update(k.encode())
+        h.update(v.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.slow
+def test_pinned_btm_run(tmp_path):
+    data = make_imagefolder(tmp_path / "data", {"train": [40, 15, 6], "val": [3, 3, 3], "test": [9, 8, 6]},
+                            size=(8, 8), channels=1, seed=0)
+    out = tmp_path / "run"
+    proc = subprocess.run(launch_cmd(BTM, [*ARGS, "--data-dir", str(data), "--output", str(out)]), cwd=ROOT,
+                          env=recipe_env(tmp_path / "hf"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((out / "results.json").read_text())
+    got = {name: {s: {k: round(m[s][k], 6) for k in KEYS} for s in ("val", "test")}
+           for name, m in [*results["table"].items(), ("final", results["metrics"])]}
+    got["weights_sha1"] = _digest(out / "model.safetensors")
+    print(json.dumps(got))
+    assert got == PINNED
