@@ -33,7 +33,25 @@ from ltzoo.losses import create_loss
 from ltzoo.metrics import longtail_metrics
 
 _logger = logging.getLogger(__name__)
-METHODS = ("gml", "crt", "lws", "taunorm", "la")
+
+
+@dataclass(frozen=True)
+class HeadMethod:
+    """A classifier method as cards name and cite it (BibTeX keys of ``ltzoo/references.bib``)."""
+
+    display_name: str
+    cite: tuple[str, ...] = ()
+
+
+#: The classifier methods `retrain` offers, in the order the recipes compare them.
+HEAD_METHODS: dict[str, HeadMethod] = {
+    "gml": HeadMethod("GML (geometric mean loss) classifier retraining", ("du2023no",)),
+    "crt": HeadMethod("cRT classifier retraining", ("kang2020decoupling",)),
+    "lws": HeadMethod("LWS (learnable weight scaling)", ("kang2020decoupling",)),
+    "taunorm": HeadMethod("tau-normalised classifier", ("kang2020decoupling",)),
+    "la": HeadMethod("post-hoc logit adjustment", ("menon2021long",)),
+}
+METHODS = tuple(HEAD_METHODS)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from huggingface_hub import ModelCard, constants
 
 from conftest import LOCAL_HUB_TOKEN
@@ -27,7 +28,19 @@ from hubserver import disable_retry_sleep
 from ltzoo.cli import main as ltzoo_main
 from ltzoo.hub import HubError, build_card, catalogue, push_run, write_card
 from ltzoo.hub import push as push_mod
-from ltzoo.hub.card import METRICS, TEMPLATE_PATH, config_yaml, pct, recipe_parser, render_command
+from ltzoo.hub.card import (
+    BACKBONE_CITES,
+    BIB_PATH,
+    LIBRARY_CITE,
+    METRICS,
+    RECIPE_CITES,
+    TEMPLATE_PATH,
+    bibtex,
+    config_yaml,
+    pct,
+    recipe_parser,
+    render_command,
+)
 from ltzoo.metrics import SUMMARY_KEYS
 from ltzoo.recipe import parse_args, summary_table
 
@@ -66,6 +79,12 @@ def folder_state(path: Path) -> dict:
 
 def results_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
+
+
+def write_results(run_dir: Path, results: dict) -> None:
+    """Rewrite a run's results.json, and its run_config.yaml (the card's source of the config) to match."""
+    (run_dir / "results.json").write_text(json.dumps(results))
+    (run_dir / "run_config.yaml").write_text(yaml.safe_dump(results["config"], sort_keys=False))
 
 
 def copy_run(src: Path, dst: Path) -> Path:
@@ -167,7 +186,7 @@ def test_parent_hub_id_from_the_parents_card(runs, tmp_path):
     results = results_of(run)
     results["parents"] = [str(stage1)]
     results["config"]["init"] = str(stage1)
-    (run / "results.json").write_text(json.dumps(results))
+    write_results(run, results)
 
     local = build_card(run, repo_id="org/btm")
     assert local.data.base_model is None and "`stage1` (a local run folder, not on the Hub)" in local.text
@@ -186,7 +205,7 @@ def test_card_of_timm_pretrained_start_and_of_gml_recipe(runs, tmp_path):
     run = copy_run(runs["native"], tmp_path / "pretrained")
     results = results_of(run)
     results["config"]["pretrained"] = True
-    (run / "results.json").write_text(json.dumps(results))
+    write_results(run, results)
     card = build_card(run, repo_id="org/p")
     assert card.data.base_model == "timm/test_resnet.r160_in1k"
     assert "[`timm/test_resnet.r160_in1k`](https://huggingface.co/timm/test_resnet.r160_in1k): timm's pretrained weights" in card.text
@@ -196,7 +215,7 @@ def test_card_of_timm_pretrained_start_and_of_gml_recipe(runs, tmp_path):
     results = results_of(run)
     results.update(recipe="gml", method="gml+ens")
     results["config"].update(recipe="gml", head_epochs=7, p=1.0, ensemble=True, baselines=True)
-    (run / "results.json").write_text(json.dumps(results))
+    write_results(run, results)
     card = build_card(run, repo_id="org/g", parent_ids=["org/stage1"])
     text = card.text
     assert "geometric mean loss (GML)" in text and "for 7 epochs, ensembled with the original classifier" in text
@@ -222,7 +241,7 @@ def test_btm_with_its_own_stage1(runs, tmp_path):
     results = results_of(run)
     results["config"].update(output="runs/btm-elsewhere", init="runs/btm-elsewhere/stage1")
     results["parents"] = ["runs/btm-elsewhere/stage1"]  # recorded relative to another working directory
-    (run / "results.json").write_text(json.dumps(results))
+    write_results(run, results)
     card = build_card(run, repo_id="org/btm")
     assert "stage 1, trained by the same command (`stage1/` of the run folder" in card.text
     assert "`ce` (pretrain)" in card.text and card.data.base_model is None
@@ -246,6 +265,36 @@ def test_card_command_and_config_reproduce_the_run_arguments(runs, tmp_path, whi
     parsed = vars(parse_args(recipe_parser.__wrapped__(recipe), ["-c", str(cfg)]))
     assert {k: parsed[k] for k in expected} == expected
     assert parser is recipe_parser(recipe)  # cached
+
+
+def test_card_reproduces_from_the_runs_own_run_config(runs, tmp_path):
+    """The command and YAML come from run_config.yaml; results.json's config only when that file is missing."""
+    run = copy_run(runs["stage1"], tmp_path / "run")
+    config = yaml.safe_load((run / "run_config.yaml").read_text())
+    config.update(seed=123, lr=0.0321)
+    (run / "run_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    text = build_card(run, repo_id="org/r").text
+    assert "--seed 123" in text and "--lr 0.0321" in text and "\nlr: 0.0321\n" in text
+    (run / "run_config.yaml").unlink()
+    text = build_card(run, repo_id="org/r").text
+    seed = results_of(run)["config"]["seed"]
+    assert f"--seed {seed}" in text and "0.0321" not in text
+
+
+def test_display_names_and_citations_live_in_the_registries():
+    """Every cite key a registry names is an entry of ltzoo/references.bib, and every dataset has a name."""
+    from ltzoo.data.datasets import DATASETS
+    from ltzoo.heads import HEAD_METHODS, METHODS
+    from ltzoo.losses import list_losses, loss_spec
+
+    entries = bibtex()
+    assert BIB_PATH.parent == REPO_ROOT / "ltzoo" and all(e.startswith("@") and e.endswith("}") for e in entries.values())
+    keys = [k for n in list_losses() for k in loss_spec(n).cite] + [k for m in HEAD_METHODS.values() for k in m.cite]
+    keys += [k for ks in RECIPE_CITES.values() for k in ks] + list(BACKBONE_CITES.values()) + [LIBRARY_CITE]
+    assert set(keys) <= set(entries) and set(entries) <= set(keys)  # every entry is used, none is missing
+    assert METHODS == tuple(HEAD_METHODS) and all(m.display_name for m in HEAD_METHODS.values())
+    assert all(spec.display_name for spec in DATASETS.values())
+    assert "references.bib" in (REPO_ROOT / "setup.cfg").read_text()  # shipped as package data
 
 
 def test_template_ships_with_the_package():

@@ -16,8 +16,11 @@ from ltzoo.losses import (
     LDAMLoss,
     LogitAdjustedLoss,
     LongTailLoss,
+    accepts_soft_targets,
     create_loss,
     list_losses,
+    loss_spec,
+    soft_target_losses,
 )
 
 COUNTS = [50, 20, 8, 3]
@@ -89,6 +92,43 @@ def test_count_tensors_are_buffers(name: str) -> None:
     assert buffers, f"{name} registers no buffers"
     assert all(b.shape == (NUM_CLASSES,) for b in buffers.values())
     assert set(buffers) <= set(loss_fn.state_dict())
+
+
+@pytest.mark.parametrize("name", list_losses())
+def test_soft_targets_accepted_exactly_where_the_registry_says(name: str) -> None:
+    loss_fn = create_loss(name, class_counts=COUNTS)
+    assert loss_fn.loss_name == name and loss_fn.accepts_soft_targets == accepts_soft_targets(name)
+    logits, target = _batch()
+    soft = F.one_hot(target, NUM_CLASSES).to(logits.dtype)
+    if accepts_soft_targets(name):  # a one-hot soft target is the hard target
+        torch.testing.assert_close(loss_fn(logits, soft), loss_fn(logits, target))
+    else:
+        with pytest.raises(ValueError, match=f"loss '{name}' expects integer class indices.*soft"):
+            loss_fn(logits, soft)
+
+
+def test_soft_target_registry() -> None:
+    assert soft_target_losses() == ["ce", "bsce", "la"]
+    assert accepts_soft_targets("Balanced-Softmax") and accepts_soft_targets("logit_adjust")
+    assert not accepts_soft_targets("gml") and not accepts_soft_targets("ldam_drw")
+    with pytest.raises(ValueError, match="valid names"):
+        accepts_soft_targets("nope")
+
+
+@pytest.mark.parametrize("name", list_losses())
+def test_registry_entry_names_and_cites(name: str) -> None:
+    spec = loss_spec(name)
+    assert spec.display_name
+    assert all(isinstance(k, str) and k for k in spec.cite)
+    assert isinstance(create_loss(name, COUNTS), spec.cls)
+
+
+def test_bsce_is_an_entry_of_logit_adjustment() -> None:
+    bsce = create_loss("bsce", COUNTS)
+    assert type(bsce) is LogitAdjustedLoss and bsce.tau == 1.0 and bsce.loss_name == "bsce"
+    assert loss_spec("balanced_softmax") is loss_spec("bsce") and loss_spec("bsce").cite == ("ren2020balanced",)
+    with pytest.raises(ValueError, match="loss 'bsce' was built for 4 classes"):
+        bsce(torch.randn(3, 5), torch.tensor([0, 1, 2]))
 
 
 # --------------------------------------------------------------------------------------------

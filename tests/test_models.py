@@ -59,10 +59,11 @@ def test_architecture():
     assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1) and model.conv1.out_channels == 16
     assert [len(model.layer1), len(model.layer2), len(model.layer3)] == [5, 5, 5]
     assert [s[0].conv1.stride for s in (model.layer1, model.layer2, model.layer3)] == [(1, 1), (2, 2), (2, 2)]
-    # option B: projection shortcuts only where the shape changes
-    assert isinstance(model.layer1[0].downsample, torch.nn.Identity)
-    assert model.layer2[0].downsample[0].kernel_size == (1, 1)
-    assert isinstance(model.layer2[1].downsample, torch.nn.Identity)
+    # option B: projection shortcuts only where the shape changes (timm's BasicBlock: None is the identity)
+    assert model.layer1[0].downsample is None
+    assert model.layer2[0].downsample[0].kernel_size == (1, 1) and model.layer2[0].downsample[0].stride == (2, 2)
+    assert model.layer2[0].downsample[0].padding == (0, 0)
+    assert model.layer2[1].downsample is None
     assert isinstance(model.fc, torch.nn.Linear) and model.get_classifier() is model.fc
     assert model.get_classifier(name_only=True) == 'fc'
 
@@ -185,3 +186,19 @@ def test_hub_roundtrip_after_reset_classifier(tmp_path: Path):
     model.eval()
     loaded = _roundtrip(model, tmp_path, _images())
     assert loaded.num_classes == 3 and loaded.in_chans == 1
+
+
+ZOO = sorted(p.parent for p in (Path(__file__).resolve().parent.parent / 'zoo').glob('*/model.safetensors'))
+
+
+@pytest.mark.parametrize('directory', ZOO, ids=[p.name for p in ZOO])
+def test_zoo_checkpoints_load_with_every_key(directory: Path):
+    """The published weights keep loading: the same parameter names, every one used, finite logits."""
+    from safetensors import safe_open
+
+    model = timm.create_model(f'local-dir:{directory}', pretrained=True).eval()
+    with safe_open(str(directory / 'model.safetensors'), framework='pt') as f:
+        assert set(f.keys()) == set(model.state_dict())
+    with torch.no_grad():
+        logits = model(_images(in_chans=model.in_chans))
+    assert logits.shape == (2, model.num_classes) and torch.isfinite(logits).all()

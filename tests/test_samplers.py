@@ -64,6 +64,21 @@ def test_balanced_sampler_draws_every_image_of_a_class_uniformly():
     assert (hits - 1 / 6).abs().max() < 0.01
 
 
+@pytest.mark.parametrize("name", ["balanced", "sqrt", "progressive"])
+def test_class_aware_image_weights_are_class_prob_over_count(name):
+    """One weighted draw over images (torch's WeightedRandomSampler) is the class-then-image draw."""
+    labels = _labels()
+    s = create_sampler(name, labels, len(COUNTS), seed=0, total_epochs=3)
+    s.set_epoch(1)
+    w = s.image_weights()
+    assert w.shape == labels.shape and math.isclose(float(w.sum()), 1.0, rel_tol=1e-12)
+    per_class = torch.zeros(len(COUNTS), dtype=torch.float64).index_add(0, labels, w)
+    assert torch.allclose(per_class, s.class_probs())
+    for c in range(len(COUNTS)):  # uniform within a class
+        assert torch.allclose(w[labels == c], w[labels == c][0].expand(COUNTS[c]))
+    assert torch.equal(s.indices(), torch.tensor(list(s)))
+
+
 def test_sqrt_sampler_is_proportional_to_sqrt_counts():
     labels = _labels()
     s = create_sampler("sqrt", labels, len(COUNTS), seed=2)

@@ -44,6 +44,8 @@ class DatasetSpec:
     input_size: tuple[int, int, int] | None = None
     val_per_class: int = 20  # images per class of a validation split ltzoo draws itself (0: none)
     shots: tuple[int, int] = (100, 20)  # many-shot: more than shots[0] images; few-shot: fewer than shots[1]
+    display_name: str = ""  # how cards name it
+    hub_id: str | None = None  # the Hub dataset its images come from (cards link it), if there is one
 
 
 def _resolve_fmnist_dir(data_dir: str | None) -> Path:
@@ -113,16 +115,18 @@ def _read_folder(data_dir, **_):
 
 DATASETS: dict[str, DatasetSpec] = {
     # 10-class sets: 100 validation images per class, and shot cuts that split rho=100 into 4/3/3 classes
-    "fmnist_lt": DatasetSpec(_read_fmnist, 100.0, val_per_class=100, shots=(1000, 200)),
-    "cifar10_lt": DatasetSpec(_read_cifar(False), 100.0, val_per_class=100, shots=(1000, 200)),
-    "cifar100_lt": DatasetSpec(_read_cifar(True), 100.0),
+    "fmnist_lt": DatasetSpec(_read_fmnist, 100.0, val_per_class=100, shots=(1000, 200),
+                             display_name="Fashion-MNIST-LT", hub_id="zalando-datasets/fashion_mnist"),
+    "cifar10_lt": DatasetSpec(_read_cifar(False), 100.0, val_per_class=100, shots=(1000, 200),
+                              display_name="CIFAR-10-LT", hub_id="uoft-cs/cifar10"),
+    "cifar100_lt": DatasetSpec(_read_cifar(True), 100.0, display_name="CIFAR-100-LT", hub_id="uoft-cs/cifar100"),
     "imagenet_lt": DatasetSpec(_read_lists, None, ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt"),
-                               (3, 224, 224), val_per_class=0),
+                               (3, 224, 224), val_per_class=0, display_name="ImageNet-LT", hub_id="ILSVRC/imagenet-1k"),
     "places_lt": DatasetSpec(_read_lists, None, ("Places_LT_train.txt", "Places_LT_val.txt", "Places_LT_test.txt"),
-                             (3, 224, 224), val_per_class=0),
+                             (3, 224, 224), val_per_class=0, display_name="Places-LT"),
     "inat2018": DatasetSpec(_read_lists, None, ("iNaturalist18_train.txt", None, "iNaturalist18_val.txt"),
-                            (3, 224, 224), val_per_class=0),
-    "imagefolder": DatasetSpec(_read_folder, None),
+                            (3, 224, 224), val_per_class=0, display_name="iNaturalist 2018"),
+    "imagefolder": DatasetSpec(_read_folder, None, display_name="image folder"),
 }
 
 

@@ -6,15 +6,16 @@ sampling (Mahajan et al., 2018), q = 0 class-balanced sampling (Shen et al., 201
 sampling (Kang et al., 2020, "Decoupling Representation and Classifier") interpolates
 p_c(t) = (1 - t/T) * n_c / N + (t/T) / C over the T training epochs.
 
-Every sampler takes an explicit seed and draws with a `torch.Generator` seeded by (seed, epoch), so
-all processes of a distributed run produce the same order and accelerate shards it between them.
+Every sampler takes an explicit seed and draws through torch's own samplers (`RandomSampler`,
+`WeightedRandomSampler`) with a `torch.Generator` seeded by (seed, epoch), so all processes of a
+distributed run produce the same order and accelerate shards it between them.
 """
 from __future__ import annotations
 
 from typing import Iterator, Sequence
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import RandomSampler, Sampler, WeightedRandomSampler
 
 from ltzoo.data.profiles import class_indices
 
@@ -22,7 +23,12 @@ SAMPLERS = ("instance", "balanced", "sqrt", "progressive")
 
 
 class _EpochSampler(Sampler[int]):
-    """Base: a seeded sampler whose order depends only on (seed, epoch)."""
+    """Base: a seeded sampler whose order depends only on (seed, epoch).
+
+    Each epoch's draw is one of torch's samplers (`epoch_sampler`) driven by a `torch.Generator`
+    seeded with (seed, epoch), so every process of a distributed run draws the same order and
+    accelerate's sharding hands each process its part of it.
+    """
 
     def __init__(self, labels: torch.Tensor, num_classes: int, seed: int = 0, num_samples: int | None = None):
         self.labels = torch.as_tensor(labels, dtype=torch.long)
@@ -42,31 +48,38 @@ class _EpochSampler(Sampler[int]):
         return self.num_samples
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.indices().tolist())
+        return iter(self.epoch_sampler()) if len(self.labels) else iter(())
 
     def indices(self) -> torch.Tensor:
+        """This epoch's draw as an int64 tensor of image indices."""
+        return torch.tensor(list(self), dtype=torch.long)
+
+    def epoch_sampler(self) -> Sampler[int]:
+        """The torch sampler that draws this epoch, with a freshly seeded generator."""
         raise NotImplementedError
 
 
 class InstanceSampler(_EpochSampler):
-    """Every image once per epoch, in a seeded random order (plain shuffling)."""
+    """Every image once per epoch, in a seeded random order (plain shuffling).
 
-    def indices(self) -> torch.Tensor:
-        gen, n = self._generator(), len(self.labels)
-        passes = -(-self.num_samples // n) if n else 0  # more samples than images: several permutations
-        return torch.cat([torch.randperm(n, generator=gen) for _ in range(max(passes, 1))])[: self.num_samples]
+    More samples than images chain several permutations (`RandomSampler` without replacement).
+    """
+
+    def epoch_sampler(self) -> RandomSampler:
+        return RandomSampler(range(len(self.labels)), num_samples=self.num_samples, generator=self._generator())
 
 
 class ClassAwareSampler(_EpochSampler):
-    """Draw a class with probability proportional to n_c ** q, then one of its images uniformly."""
+    """Draw a class with probability proportional to n_c ** q, then one of its images uniformly.
+
+    The two-step draw is one `WeightedRandomSampler` draw (with replacement) over the images, image i
+    of class c weighing p_c / n_c.
+    """
 
     def __init__(self, labels: torch.Tensor, num_classes: int, q: float = 0.0, **kwargs):
         super().__init__(labels, num_classes, **kwargs)
         self.q = q
-        self._by_class = class_indices(self.labels, num_classes)
-        self.counts = torch.tensor([len(i) for i in self._by_class], dtype=torch.float64)
-        self._sorted = torch.cat(self._by_class)
-        self._starts = torch.cumsum(self.counts, 0).long() - self.counts.long()
+        self.counts = torch.bincount(self.labels, minlength=num_classes).double()
 
     def class_probs(self) -> torch.Tensor:
         """The class distribution of this epoch's draw (classes without images get zero)."""
@@ -74,11 +87,13 @@ class ClassAwareSampler(_EpochSampler):
         w = torch.where(present, self.counts.clamp(min=1) ** self.q, torch.zeros_like(self.counts))
         return w / w.sum()
 
-    def indices(self) -> torch.Tensor:
-        gen = self._generator()
-        cls = torch.multinomial(self.class_probs(), self.num_samples, replacement=True, generator=gen)
-        offset = (torch.rand(self.num_samples, generator=gen, dtype=torch.float64) * self.counts[cls]).long()
-        return self._sorted[self._starts[cls] + offset]
+    def image_weights(self) -> torch.Tensor:
+        """Per-image draw probabilities p_c / n_c of this epoch (they sum to 1)."""
+        return (self.class_probs() / self.counts.clamp(min=1))[self.labels]
+
+    def epoch_sampler(self) -> WeightedRandomSampler:
+        return WeightedRandomSampler(self.image_weights(), self.num_samples, replacement=True,
+                                     generator=self._generator())
 
 
 class ProgressiveSampler(ClassAwareSampler):

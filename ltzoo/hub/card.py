@@ -11,7 +11,13 @@ whose results hold accuracy, mean class accuracy, HM, GM, min recall and many/me
 the test and validation splits, as percentages with 2 decimals (the rounding of ltzoo's summary table).
 
 Every number comes from the run folder's ``results.json`` (and the parameter count from
-``model.safetensors``); building a card only reads the run folder.
+``model.safetensors``); the reproduce command and configuration from its ``run_config.yaml`` (the
+``config`` of ``results.json`` when there is none). Building a card only reads the run folder.
+
+This module gathers values; the template holds the prose and lays out every table. Display names and
+citations are not kept here: datasets, losses and classifier methods name themselves in their registries
+(`ltzoo.data.datasets.DATASETS`, `ltzoo.losses.loss_spec`, `ltzoo.heads.HEAD_METHODS`), whose ``cite``
+keys are entries of ``ltzoo/references.bib``.
 
 Parents (the ``--init`` of each stage, recorded in ``results.json`` as ``parents``) are shown by hub id.
 A parent's hub id is, in this order: the one given in ``parent_ids`` (``ltzoo card/push --parent-id``);
@@ -55,118 +61,18 @@ METRICS: dict[str, tuple[str, str, str]] = {
 #: results.json split -> model-index split name.
 SPLITS = {"test": "test", "val": "validation"}
 
-#: ltzoo dataset name -> (readable name, Hub dataset id of the images it is drawn from, or None).
-DATASETS: dict[str, tuple[str, str | None]] = {
-    "fmnist_lt": ("Fashion-MNIST-LT", "zalando-datasets/fashion_mnist"),
-    "cifar10_lt": ("CIFAR-10-LT", "uoft-cs/cifar10"),
-    "cifar100_lt": ("CIFAR-100-LT", "uoft-cs/cifar100"),
-    "imagenet_lt": ("ImageNet-LT", "ILSVRC/imagenet-1k"),
-    "places_lt": ("Places-LT", None),
-    "inat2018": ("iNaturalist 2018", None),
-    "imagefolder": ("image folder", None),
-}
-
-LOSSES = {
-    "ce": "cross-entropy", "focal": "focal loss", "cb": "class-balanced cross-entropy",
-    "cb_focal": "class-balanced focal loss", "bsce": "balanced softmax cross-entropy",
-    "la": "logit-adjusted cross-entropy", "ldam": "LDAM loss", "ldam_drw": "LDAM-DRW", "gml": "geometric mean loss (GML)",
-}
-CLASSIFIERS = {
-    "gml": "GML (geometric mean loss) classifier retraining", "crt": "cRT classifier retraining",
-    "lws": "LWS (learnable weight scaling)", "taunorm": "tau-normalised classifier",
-    "la": "post-hoc logit adjustment",
-}
-
-CITATIONS: dict[str, str] = {
-    "btm": """@article{yu2025reviving,
-  title   = {Reviving Undersampling for Long-Tailed Learning},
-  author  = {Yu, Hao and Du, Yingxiao and Wu, Jianxin},
-  journal = {Pattern Recognition},
-  pages   = {111200},
-  year    = {2025},
-  note    = {arXiv:2401.16811}
-}""",
-    "gml": """@inproceedings{du2023no,
-  title     = {No One Left Behind: Improving the Worst Categories in Long-Tailed Learning},
-  author    = {Du, Yingxiao and Wu, Jianxin},
-  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
-  pages     = {15804--15813},
-  year      = {2023},
-  note      = {arXiv:2303.03630}
-}""",
-    "decoupling": """@inproceedings{kang2020decoupling,
-  title     = {Decoupling Representation and Classifier for Long-Tailed Recognition},
-  author    = {Kang, Bingyi and Xie, Saining and Rohrbach, Marcus and Yan, Zhicheng and Gordo, Albert and Feng, Jiashi and Kalantidis, Yannis},
-  booktitle = {International Conference on Learning Representations (ICLR)},
-  year      = {2020},
-  note      = {arXiv:1910.09217}
-}""",
-    "la": """@inproceedings{menon2021long,
-  title     = {Long-Tail Learning via Logit Adjustment},
-  author    = {Menon, Aditya Krishna and Jayasumana, Sadeep and Rawat, Ankit Singh and Jain, Himanshu and Veit, Andreas and Kumar, Sanjiv},
-  booktitle = {International Conference on Learning Representations (ICLR)},
-  year      = {2021},
-  note      = {arXiv:2007.07314}
-}""",
-    "bsce": """@inproceedings{ren2020balanced,
-  title     = {Balanced Meta-Softmax for Long-Tailed Visual Recognition},
-  author    = {Ren, Jiawei and Yu, Cunjun and Sheng, Shunan and Ma, Xiao and Zhao, Haiyu and Yi, Shuai and Li, Hongsheng},
-  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
-  year      = {2020},
-  note      = {arXiv:2007.10740}
-}""",
-    "ldam": """@inproceedings{cao2019learning,
-  title     = {Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss},
-  author    = {Cao, Kaidi and Wei, Colin and Gaidon, Adrien and Arechiga, Nikos and Ma, Tengyu},
-  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
-  year      = {2019},
-  note      = {arXiv:1906.07413}
-}""",
-    "cb": """@inproceedings{cui2019class,
-  title     = {Class-Balanced Loss Based on Effective Number of Samples},
-  author    = {Cui, Yin and Jia, Menglin and Lin, Tsung-Yi and Song, Yang and Belongie, Serge},
-  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year      = {2019},
-  note      = {arXiv:1901.05555}
-}""",
-    "focal": """@inproceedings{lin2017focal,
-  title     = {Focal Loss for Dense Object Detection},
-  author    = {Lin, Tsung-Yi and Goyal, Priya and Girshick, Ross and He, Kaiming and Doll{\\'a}r, Piotr},
-  booktitle = {Proceedings of the IEEE International Conference on Computer Vision (ICCV)},
-  year      = {2017},
-  note      = {arXiv:1708.02002}
-}""",
-    "resnet": """@inproceedings{he2016deep,
-  title     = {Deep Residual Learning for Image Recognition},
-  author    = {He, Kaiming and Zhang, Xiangyu and Ren, Shaoqing and Sun, Jian},
-  booktitle = {Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year      = {2016},
-  note      = {arXiv:1512.03385}
-}""",
-    "timm": """@misc{rw2019timm,
-  author       = {Ross Wightman},
-  title        = {PyTorch Image Models},
-  year         = {2019},
-  publisher    = {GitHub},
-  journal      = {GitHub repository},
-  doi          = {10.5281/zenodo.4414861},
-  howpublished = {\\url{https://github.com/huggingface/pytorch-image-models}}
-}""",
-}
-_LOSS_CITATIONS = {"la": ["la"], "bsce": ["bsce"], "ldam": ["ldam"], "ldam_drw": ["ldam"], "cb": ["cb"],
-                   "cb_focal": ["cb", "focal"], "focal": ["focal"], "gml": ["gml"]}
-_CLASSIFIER_CITATIONS = {"gml": ["gml"], "crt": ["decoupling"], "lws": ["decoupling"], "taunorm": ["decoupling"],
-                         "la": ["la"]}
+#: BibTeX of every paper a card may cite, keyed as the registries' ``cite`` fields name them.
+BIB_PATH = Path(__file__).resolve().parents[1] / "references.bib"
+#: Papers of recipes beyond their parts (losses and classifier heads cite through their own registries).
+RECIPE_CITES = {"btm": ("yu2025reviving",)}
+BACKBONE_CITES = {"resnet": "he2016deep"}  # architecture name prefix -> paper, when timm's cfg names none
+LIBRARY_CITE = "rw2019timm"
 
 
 # ------------------------------------------------------------------------------------------- helpers
 def pct(value: float | None) -> float | None:
     """A fraction as a percentage with 2 decimals, rounded exactly as ltzoo's summary table prints it."""
     return None if value is None else float(f"{100 * value:.2f}")
-
-
-def _pct_str(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
 
 
 def _read_json(path: Path) -> dict | None:
@@ -331,7 +237,7 @@ def render_command(config: dict, recipe: str, num_processes: int = 1, init: str 
     elif init is not None:
         config["init"] = init
     launch = ["accelerate", "launch"] + (["--num_processes", str(num_processes)] if num_processes > 1 else [])
-    groups: list[list[str]] = [launch + [f"recipes/{recipe}.py"]]
+    groups: list[list[str]] = [launch + [recipe_launch(recipe)]]
     always = set(_ALWAYS) - ({"epochs"} if recipe == "btm" and config.get("init") else set())  # BTM: stage-1 epochs
     if parser is not None:
         for action in parser._actions:
@@ -388,107 +294,107 @@ def _eval_command(model_ref: str, config: dict, split: str = "test") -> str:
 
 
 def _dataset_names(name: str) -> tuple[str, str | None]:
+    """(display name, Hub dataset id or None) of a dataset, from ltzoo's dataset registry."""
     if name.startswith("hf:"):
         ref = name[3:]
         return ref, (None if ref.startswith((".", "/", "~")) else ref)
-    return DATASETS.get(name, (name, None))
+    from ltzoo.data.datasets import DATASETS
+
+    spec = DATASETS.get(name)
+    return (spec.display_name or name, spec.hub_id) if spec is not None else (name, None)
 
 
-def _epochs(n) -> str:
-    return f"{n} epoch" + ("" if n == 1 else "s") if n is not None else "? epochs"
+def _loss_info(name: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """(display name, cite keys) of a loss from ltzoo's loss registry; an unknown name is shown as is."""
+    from ltzoo.losses import loss_spec
+
+    try:
+        spec = loss_spec(name)
+    except (ValueError, AttributeError):
+        return name, ()
+    return spec.display_name, spec.cite
 
 
-def _method_text(results: dict, config: dict) -> str:
-    """A readable description of how the model was made."""
-    recipe = results.get("recipe")
-    if recipe == "pretrain":
-        loss = config.get("loss") or results.get("method", "?").split("+")[0]
-        sampler = config.get("sampler", "instance")
-        text = f"trained with {LOSSES.get(loss, loss)}"
-        text += f" and {sampler}-balanced sampling" if sampler != "instance" else " and instance sampling"
-        if config.get("epochs") is not None:
-            text += f" for {_epochs(config['epochs'])}"
-        return text
+def _head_info(name: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """(display name, cite keys) of a classifier method from ltzoo.heads' registry."""
+    from ltzoo.heads import HEAD_METHODS
+
+    method = HEAD_METHODS.get(name)
+    return (method.display_name, method.cite) if method is not None else (name, ())
+
+
+@functools.lru_cache(maxsize=None)
+def bibtex(path: Path = BIB_PATH) -> dict[str, str]:
+    """The entries of a BibTeX file, by key, each as its text from ``@`` to the closing brace."""
+    text, entries, start = path.read_text(encoding="utf-8"), {}, 0
+    while (at := text.find("@", start)) >= 0:
+        depth, end = 0, text.index("{", at)
+        for end in range(end, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+        entry = text[at:end + 1]
+        entries[entry[entry.index("{") + 1:entry.index(",")].strip()] = entry
+        start = end + 1
+    return entries
+
+
+def _cite_keys(results: dict, config: dict, arch: str, pretrained_cfg: dict) -> list[str]:
+    """The papers a card cites: the recipe's, its classifier's or loss's, the backbone's, timm."""
+    recipe, method = results.get("recipe"), str(results.get("method", ""))
+    keys: list[str] = list(RECIPE_CITES["btm"]) if recipe == "btm" or method.startswith("btm") else []
     if recipe == "btm":
-        members = results.get("members", config.get("subsets"))
-        text = (f"BTM (Balanced Training and Merging): {members} class-balanced subsets of "
-                f"{config.get('shots', '?')} images per class, each fine-tuned for {_epochs(config.get('member_epochs'))}, "
-                f"then merged by {config.get('merge', 'uniform')} weight averaging "
-                f"(BatchNorm statistics {'re-estimated' if config.get('bn_merge') == 'reestimate' else 'averaged'})")
-        head = (results.get("classifier") or {}).get("method") or config.get("classifier")
-        if head and head != "none":
-            text += f"; classifier: {CLASSIFIERS.get(head, head)}"
-            if "ensemble" in (results.get("classifier") or {}):
-                text += ", ensembled with the merged classifier"
-        return text
-    if recipe == "gml":
-        text = (f"classifier retrained with the geometric mean loss (GML) on the frozen backbone's cached features "
-                f"for {_epochs(config.get('head_epochs'))}")
-        if str(results.get("method", "")).endswith("+ens"):
-            text += ", ensembled with the original classifier (temperatures chosen on the validation split)"
-        return text
-    return f"method {results.get('method', '?')}"
+        keys += _head_info(_classifier(results, config))[1]
+    if recipe == "gml":  # its comparison table has every other classifier method too
+        from ltzoo.heads import METHODS
 
-
-def _citations(results: dict, config: dict, arch: str, pretrained_cfg: dict) -> list[str]:
-    keys: list[str] = []
-    method = str(results.get("method", ""))
-    if results.get("recipe") == "btm" or method.startswith("btm"):
-        keys.append("btm")
-    head = (results.get("classifier") or {}).get("method") or config.get("classifier")
-    if results.get("recipe") == "btm" and head:
-        keys += _CLASSIFIER_CITATIONS.get(head, [])
-    if results.get("recipe") == "gml":
-        keys.append("gml")
-        if config.get("baselines", True):  # its comparison table has cRT, LWS, tau-norm and logit adjustment
-            keys += ["decoupling", "la"]
-    loss = config.get("loss") if results.get("recipe") == "pretrain" else None
-    if loss:
-        keys += _LOSS_CITATIONS.get(loss, [])
+        keys += [k for h in (METHODS if config.get("baselines", True) else ("gml",)) for k in _head_info(h)[1]]
+    if recipe == "pretrain" and config.get("loss"):
+        keys += _loss_info(config["loss"])[1]
     paper_ids = str(pretrained_cfg.get("paper_ids", ""))
-    if "1512.03385" in paper_ids or arch.startswith("resnet"):
-        keys.append("resnet")
-    keys.append("timm")
-    return [CITATIONS[k] for k in dict.fromkeys(keys)]
+    keys += [k for k, e in bibtex().items() if _arxiv(e) and _arxiv(e) in paper_ids]
+    keys += [k for prefix, k in BACKBONE_CITES.items() if arch.startswith(prefix)]
+    return list(dict.fromkeys(keys + [LIBRARY_CITE]))
 
 
-def _metrics_table(metrics: dict) -> str:
-    head = "| split | " + " | ".join(h for _, _, h in METRICS.values()) + " |"
-    lines = [head, "|" + "---|" * (len(METRICS) + 1)]
-    for split, label in (("val", "validation"), ("test", "test")):
-        m = metrics.get(split)
-        if m:
-            lines.append(f"| {label} | " + " | ".join(_pct_str(m.get(k)) for k in METRICS) + " |")
-    return "\n".join(lines)
+def _arxiv(entry: str) -> str | None:
+    """The arXiv id a BibTeX entry's note gives (``arXiv:NNNN.NNNNN``), if any."""
+    at = entry.find("arXiv:")
+    return entry[at + 6:].split("}")[0].strip() if at >= 0 else None
 
 
-def _stages_table(table: dict) -> str | None:
-    """BTM's comparison of its stages (stage 1, merged, with the new classifier), if results.json has it."""
-    if not table:
-        return None
-    head = "| model | split | " + " | ".join(h for _, _, h in METRICS.values()) + " |"
-    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
-    for name, by_split in table.items():
-        for split, label in (("val", "validation"), ("test", "test")):
-            m = by_split.get(split)
-            if m:
-                lines.append(f"| {name} | {label} | " + " | ".join(_pct_str(m.get(k)) for k in METRICS) + " |")
-    return "\n".join(lines)
+def _classifier(results: dict, config: dict) -> str | None:
+    """The classifier method a BTM run used (results first, then its config)."""
+    return (results.get("classifier") or {}).get("method") or config.get("classifier")
 
 
-def _per_class_table(results: dict) -> str | None:
-    metrics = results.get("metrics", {})
-    counts = results.get("train_counts") or []
-    names = results.get("class_names") or [str(i) for i in range(len(counts))]
+def _per_class(results: dict) -> dict | None:
+    """The per-class recall table's data: the splits with per-class recalls, and a row per class."""
+    metrics, counts = results.get("metrics", {}), results.get("train_counts") or []
     if not counts:
         return None
-    cols = [s for s in ("val", "test") if metrics.get(s, {}).get("per_class_recall")]
-    lines = ["| class | train images | " + " | ".join(f"{SPLITS[s]} recall" for s in cols) + " |",
-             "|" + "---|" * (len(cols) + 2)]
-    for c, (name, n) in enumerate(zip(names, counts)):
-        vals = [_pct_str(metrics[s]["per_class_recall"][c]) for s in cols]
-        lines.append(f"| {str(name).replace('|', '/')} | {n} | " + " | ".join(vals) + " |")
-    return "\n".join(lines)
+    names = results.get("class_names") or [str(i) for i in range(len(counts))]
+    splits = [(s, SPLITS[s]) for s in ("val", "test") if metrics.get(s, {}).get("per_class_recall")]
+    rows = [{"index": c, "name": str(name), "count": n} for c, (name, n) in enumerate(zip(names, counts))]
+    return {"splits": splits, "rows": rows}
+
+
+def run_config(run_dir: Path, results: dict) -> dict:
+    """The run's resolved configuration: its own ``run_config.yaml``, else the ``config`` of results.json."""
+    from ltzoo.runs import RUN_CONFIG
+
+    path = run_dir / RUN_CONFIG
+    if path.is_file():
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(config, dict):
+            return config
+        _logger.warning("%s holds no mapping; the card uses results.json's config", path)
+    return results.get("config") or {}
+
+
+def recipe_launch(recipe: str) -> str:
+    """What ``accelerate launch`` runs for a recipe, as cards print it."""
+    return f"recipes/{recipe}.py"
 
 
 def _group_names(metrics: dict) -> dict[str, str]:
@@ -545,7 +451,7 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
     if repo_id is not None and _repo_id(repo_id) != repo_id:
         raise ValueError(f"repo id {repo_id!r} is not of the form ORG/NAME")
     name = name or (repo_id.split("/")[-1] if repo_id else run_dir.resolve().name)
-    config = results.get("config") or {}
+    config = run_config(run_dir, results)
     pretrained_cfg = model_cfg.get("pretrained_cfg") or {}
     arch = model_cfg.get("architecture") or results.get("model") or config.get("model", "?")
     ltzoo_arch = is_ltzoo_arch(arch)
@@ -598,26 +504,32 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
     if hub_parents:
         card_data.base_model_relation = "finetune"
 
-    # body
-    metrics = results.get("metrics") or {}
-    test = metrics.get("test") or {}
+    # body: the template lays out the prose and tables from these values
     n_params = count_parameters(run_dir / "model.safetensors")
     model_ref = f"hf-hub:{repo_id}" if repo_id else f"local-dir:{run_dir.resolve()}"
     in_chans = (pretrained_cfg.get("input_size") or [3])[0]
+    metrics = results.get("metrics") or {}
+    classifier = _classifier(results, config)
+    loss = config.get("loss") or method.split("+")[0]
     ctx: dict[str, Any] = {
         "model_name": name, "repo_id": repo_id, "model_ref": model_ref, "arch": arch, "ltzoo_arch": ltzoo_arch,
         "dataset_key": ds_key, "dataset_label": ds_label, "dataset_hub": ds_hub, "dataset": ds,
-        "recipe": recipe, "method": method, "method_text": _method_text(results, config),
+        "recipe": recipe, "launch": recipe_launch(recipe), "method": method, "run_config": config,
+        "loss_display": _loss_info(loss)[0], "sampler": config.get("sampler", "instance"),
+        "members": results.get("members", config.get("subsets")), "classifier": classifier,
+        "classifier_display": _head_info(classifier)[0],
+        "classifier_ensembled": "ensemble" in (results.get("classifier") or {}),
         "num_classes": model_cfg.get("num_classes"), "params": f"{n_params / 1e6:.2f}M" if n_params else None,
         "input_size": "x".join(map(str, pretrained_cfg.get("input_size", []))) or None,
         "image_mode": "L" if in_chans == 1 else "RGB", "mean": pretrained_cfg.get("mean"), "std": pretrained_cfg.get("std"),
         "pretrained_cfg": pretrained_cfg, "parents": parents, "chain": chain,
         "selection": results.get("selection"), "selected_epoch": results.get("selected_epoch"),
-        "metrics_table": _metrics_table(metrics), "stages_table": _stages_table(results.get("table") or {}),
-        "per_class_table": _per_class_table(results), "has_plot": (run_dir / PLOT).is_file(), "plot": PLOT,
+        "metric_columns": [{"key": k, "header": h} for k, (_, _, h) in METRICS.items()],
+        "splits": [("val", "validation"), ("test", "test")], "metrics": metrics, "test": metrics.get("test") or {},
+        "stages": results.get("table") or {}, "per_class": _per_class(results),
+        "has_plot": (run_dir / PLOT).is_file(), "plot": PLOT,
         "val_source": ds.get("val_source"), "train_source": ds.get("train_source"),
-        "headline": {k: _pct_str(test.get(k)) for k in METRICS},
-        "git_commit": config.get("git_commit"), "seed": config.get("seed"), "config": bool(config),
+        "git_commit": config.get("git_commit"), "seed": config.get("seed"),
         "command": render_command(config, recipe, results.get("num_processes", 1) or 1, init=init_id,
                                   omit_init=own_stage1) if config else None,
         "config_yaml": config_yaml(config, recipe, init=init_id, omit_init=own_stage1) if config else None,
@@ -625,7 +537,7 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
         "hardware": results.get("hardware"), "num_processes": results.get("num_processes"),
         "wall_seconds": results.get("wall_seconds"), "train_seconds": results.get("train_seconds"),
         "seconds": results.get("seconds"), "peak_memory_mb": results.get("peak_memory_mb"),
-        "citations": _citations(results, config, arch, pretrained_cfg), "hub_url": HUB_URL,
+        "citations": [bibtex()[k] for k in _cite_keys(results, config, arch, pretrained_cfg)], "hub_url": HUB_URL,
         "backbone_paper": pretrained_cfg.get("paper_name"), "backbone_paper_ids": pretrained_cfg.get("paper_ids"),
     }
     return ModelCard.from_template(card_data, template_path=str(template_path or TEMPLATE_PATH), **ctx)

@@ -10,13 +10,16 @@ written into it. A re-push is a new commit that updates the card (and any file t
 The token comes from huggingface_hub's usual places (``token=``, ``HF_TOKEN``, ``hf auth login``'s
 stored token). It never appears in a message or a log: every error text is scrubbed of it.
 
-Transient failures (connection errors, timeouts, HTTP 408/429/5xx) are retried, ``attempts`` times in
-all with exponential back-off; authentication, permission and not-found errors are not. Either way a
+Transient failures are retried, ``attempts`` times in all with exponential back-off: those that
+huggingface_hub's public ``http_backoff`` retries (connection errors, timeouts, HTTP 408/429/5xx);
+authentication, permission and not-found errors are not. Either way a
 failure ends in a `HubError` that names the problem and the fix. Retrying a commit whose answer was
 lost can at worst create a second, identical commit.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import time
 from pathlib import Path
@@ -27,7 +30,6 @@ _logger = logging.getLogger(__name__)
 #: Files of a run folder that are uploaded (those present; the first three must be).
 REQUIRED = ("config.json", "model.safetensors", "results.json")
 OPTIONAL = ("per_class_recall.png",)
-RETRY_STATUS = (408, 429, 500, 502, 503, 504)
 
 _sleep = time.sleep  # patched by tests
 T = TypeVar("T")
@@ -46,25 +48,22 @@ def _scrub(text: str, token: str | None) -> str:
     return text.replace(token, "hf_***") if token else text
 
 
-def _network_errors() -> tuple[type[BaseException], ...]:
-    """The exception types of a connection that failed or timed out (whichever HTTP client hf uses)."""
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    try:
-        from huggingface_hub.utils import _http
+@functools.lru_cache(maxsize=None)
+def _transient() -> tuple[tuple[type[BaseException], ...], tuple[int, ...]]:
+    """What huggingface_hub itself retries: the exceptions and HTTP statuses of its public ``http_backoff``.
 
-        errors += list(getattr(_http, "_DEFAULT_RETRY_ON_EXCEPTIONS", ()))
-    except ImportError:  # pragma: no cover - layout of other huggingface_hub versions
-        pass
-    for module in ("httpx2", "httpx", "requests"):
-        try:
-            mod = __import__(module)
-        except ImportError:
-            continue
-        for name in ("TransportError", "ConnectionError", "Timeout"):
-            exc = getattr(mod, name, None)
-            if isinstance(exc, type) and issubclass(exc, BaseException):
-                errors.append(exc)
-    return tuple(dict.fromkeys(errors))
+    Read from the defaults of `huggingface_hub.utils.http_backoff` (a dropped connection, a timeout, a
+    protocol error; 408, 429 and 5xx), so ltzoo follows whatever HTTP client and policy the installed
+    huggingface_hub has; Python's own ConnectionError / TimeoutError are added for the layers below it.
+    """
+    from huggingface_hub.utils import http_backoff
+
+    params = inspect.signature(http_backoff).parameters
+    excs = params["retry_on_exceptions"].default
+    statuses = params["retry_on_status_codes"].default
+    excs = excs if isinstance(excs, tuple) else (excs,)
+    statuses = statuses if isinstance(statuses, tuple) else (statuses,)
+    return tuple(dict.fromkeys((ConnectionError, TimeoutError, *excs))), tuple(statuses)
 
 
 def _endpoint() -> str:
@@ -92,14 +91,14 @@ def hub_error(exc: BaseException, action: str, repo_id: str, token: str | None) 
         elif status == 404:
             msg = (f"cannot {action}: not found (HTTP 404: {detail}). Check the repo id {repo_id!r}, the "
                    "--revision, and that HF_ENDPOINT points at the Hub")
-        elif status in RETRY_STATUS or (status is not None and status >= 500):
+        elif status in _transient()[1] or (status is not None and status >= 500):
             msg = (f"cannot {action}: the Hub at {_endpoint()} answered HTTP {status} ({detail}); it may be down "
                    "or rate-limiting: retry later")
             return HubError(msg, status, retryable=True)
         else:
             msg = f"cannot {action}: the Hub refused the request (HTTP {status}: {detail})"
         return HubError(msg, status)
-    if isinstance(exc, _network_errors()):
+    if isinstance(exc, _transient()[0]):
         msg = (f"cannot {action}: the Hub at {_endpoint()} could not be reached ({type(exc).__name__}: "
                f"{_scrub(str(exc), token)}); check the network connection, proxy settings and HF_ENDPOINT")
         return HubError(msg, retryable=True)

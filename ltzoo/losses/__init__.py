@@ -1,20 +1,28 @@
 """Losses for long-tailed classification.
 
-Every loss is an ``nn.Module`` called as ``loss(logits, target) -> scalar`` with int64 (N,)
-targets ('ce', 'bsce' and 'la' also take soft (N, C) mixup / cutmix targets), computes in float32
+Every loss is a :class:`LongTailLoss`: an ``nn.Module`` called as ``loss(logits, target) -> scalar``
+with int64 (N,) targets (the losses whose ``accepts_soft_targets`` is true, see
+:func:`soft_target_losses`, also take soft (N, C) mixup / cutmix targets). It computes in float32
 under mixed precision, keeps its class-count-derived tensors as float64 buffers (exact; moved by
-``.to(device)`` and cast to the compute dtype in ``forward``), and has ``set_epoch(epoch)``
-(which only LDAM-DRW uses). Build them by name with :func:`create_loss`.
+``.to(device)`` and cast to the compute dtype), and has ``set_epoch(epoch)`` (which only LDAM-DRW
+uses). Build them by name with :func:`create_loss`; :func:`loss_spec` gives a loss's registry entry
+(display name, BibTeX keys, soft-target support).
 """
-from ltzoo.losses.balanced_softmax import BalancedSoftmaxLoss
 from ltzoo.losses.base import LongTailLoss
 from ltzoo.losses.ce import CrossEntropyLoss
 from ltzoo.losses.class_balanced import ClassBalancedLoss, effective_number_weights
-from ltzoo.losses.factory import create_loss, list_losses
+from ltzoo.losses.factory import (
+    LossSpec,
+    accepts_soft_targets,
+    create_loss,
+    list_losses,
+    loss_spec,
+    soft_target_losses,
+)
 from ltzoo.losses.focal import FocalLoss
 from ltzoo.losses.gml import GeometricMeanLoss
 from ltzoo.losses.ldam import LDAMLoss, ldam_margins
-from ltzoo.losses.logit_adjust import LogitAdjustedLoss
+from ltzoo.losses.logit_adjust import BalancedSoftmaxLoss, LogitAdjustedLoss
 
 __all__ = [
     "BalancedSoftmaxLoss",
@@ -25,8 +33,12 @@ __all__ = [
     "LDAMLoss",
     "LogitAdjustedLoss",
     "LongTailLoss",
+    "LossSpec",
+    "accepts_soft_targets",
     "create_loss",
     "effective_number_weights",
     "ldam_margins",
     "list_losses",
+    "loss_spec",
+    "soft_target_losses",
 ]

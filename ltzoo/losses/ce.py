@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ltzoo.losses._utils import check_logits, check_target, upcast
 from ltzoo.losses.base import LongTailLoss
 
 
@@ -30,27 +29,15 @@ class CrossEntropyLoss(LongTailLoss):
         smoothing: label smoothing eps in [0, 1).
     """
 
+    accepts_soft_targets = True
+
     def __init__(self, smoothing: float = 0.0) -> None:
-        super().__init__()
+        super().__init__("ce")
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
         self.smoothing = float(smoothing)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Computes the loss.
-
-        Args:
-            logits: (N, C) scores, any floating dtype (computed in float32 or higher).
-            target: (N,) int64 class indices, or (N, C) target probabilities.
-
-        Returns:
-            The scalar mean loss.
-        """
-        check_logits(logits, None, "ce")
-        check_target(target, logits, "ce")
-        logits = upcast(logits)
-        if target.is_floating_point():
-            target = target.to(logits.dtype)
+    def compute(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, target, label_smoothing=self.smoothing)
 
     def extra_repr(self) -> str:

@@ -8,9 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ltzoo.losses._utils import ClassCounts, as_class_counts, check_hard_target, check_logits, upcast
-from ltzoo.losses.base import LongTailLoss
-from ltzoo.losses.focal import focal_loss_per_sample
+from ltzoo.losses.base import ClassCounts, LongTailLoss
+from ltzoo.losses.focal import check_gamma, focal_loss_per_sample
 
 BASES = ("ce", "focal")
 
@@ -61,35 +60,16 @@ class ClassBalancedLoss(LongTailLoss):
     def __init__(
         self, class_counts: ClassCounts, beta: float = 0.9999, base: str = "ce", gamma: float = 2.0
     ) -> None:
-        super().__init__()
         if base not in BASES:
             raise ValueError(f"class-balanced base loss must be one of {BASES}, got {base!r}")
-        if gamma < 0:
-            raise ValueError(f"focal gamma must be >= 0, got {gamma}")
-        counts = as_class_counts(class_counts, "cb" if base == "ce" else "cb_focal")
+        super().__init__("cb" if base == "ce" else "cb_focal")
+        self.gamma = check_gamma(gamma)
+        counts = self._counts(class_counts)
         self.beta = float(beta)
         self.base = base
-        self.gamma = float(gamma)
-        self.num_classes = counts.numel()
         self.register_buffer("weights", effective_number_weights(counts, self.beta))
 
-    @property
-    def _name(self) -> str:
-        return "cb" if self.base == "ce" else "cb_focal"
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Computes the loss.
-
-        Args:
-            logits: (N, C) scores, any floating dtype (computed in float32 or higher).
-            target: (N,) int64 class indices.
-
-        Returns:
-            The scalar mean loss.
-        """
-        check_logits(logits, self.num_classes, self._name)
-        check_hard_target(target, logits, self._name)
-        logits = upcast(logits)
+    def compute(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.base == "focal":
             per_sample = focal_loss_per_sample(logits, target, self.gamma)
         else:

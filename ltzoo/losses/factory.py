@@ -1,4 +1,4 @@
-"""Loss factory: build any ltzoo loss by name.
+"""The loss registry and factory: build any ltzoo loss by name.
 
 Usage::
 
@@ -7,17 +7,22 @@ Usage::
         criterion.set_epoch(epoch)        # every epoch, whatever the loss
         ...
         loss = criterion(logits, target)
+
+Each registry entry (:class:`LossSpec`) carries what the rest of ltzoo needs to know about a loss:
+its class and fixed / default hyper-parameters, a display name, the BibTeX keys of the papers to
+cite (entries of ``ltzoo/references.bib``), and, through its class, whether it takes soft (mixup /
+cutmix) targets. A variant of a loss (balanced softmax = logit-adjusted CE with tau = 1) is an
+entry, not a class.
 """
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import torch
-from torch import nn
 
-from ltzoo.losses._utils import as_class_counts
-from ltzoo.losses.balanced_softmax import BalancedSoftmaxLoss
+from ltzoo.losses.base import LongTailLoss, as_class_counts
 from ltzoo.losses.ce import CrossEntropyLoss
 from ltzoo.losses.class_balanced import ClassBalancedLoss
 from ltzoo.losses.focal import FocalLoss
@@ -27,17 +32,47 @@ from ltzoo.losses.logit_adjust import LogitAdjustedLoss
 
 DEFAULT_DRW_EPOCH = 160  # Cao et al. 2019: re-weighting from epoch 160 of 200 on CIFAR-LT
 
-# name -> (class, needs class_counts, fixed kwargs, default kwargs)
-_LOSSES: dict[str, tuple[Callable[..., nn.Module], bool, dict[str, Any], dict[str, Any]]] = {
-    "ce": (CrossEntropyLoss, False, {}, {}),
-    "focal": (FocalLoss, False, {}, {}),
-    "cb": (ClassBalancedLoss, True, {"base": "ce", "gamma": 2.0}, {}),  # gamma unused with base='ce'
-    "cb_focal": (ClassBalancedLoss, True, {"base": "focal"}, {}),
-    "bsce": (BalancedSoftmaxLoss, True, {}, {}),
-    "la": (LogitAdjustedLoss, True, {}, {}),
-    "ldam": (LDAMLoss, True, {"drw_epoch": None, "beta": 0.9999}, {}),  # beta only serves DRW
-    "ldam_drw": (LDAMLoss, True, {}, {"drw_epoch": DEFAULT_DRW_EPOCH}),
-    "gml": (GeometricMeanLoss, True, {}, {}),
+
+@dataclass(frozen=True)
+class LossSpec:
+    """One registry entry.
+
+    Attributes:
+        cls: the loss class.
+        display_name: how cards and tables name the loss.
+        cite: BibTeX keys (in ``ltzoo/references.bib``) of the papers that define it.
+        needs_counts: whether it takes the per-class training counts.
+        fixed: hyper-parameters the entry pins (not accepted as keyword arguments).
+        defaults: hyper-parameter defaults that differ from the class's.
+    """
+
+    cls: type[LongTailLoss]
+    display_name: str
+    cite: tuple[str, ...] = ()
+    needs_counts: bool = True
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def accepts_soft_targets(self) -> bool:
+        """Whether the loss takes (N, C) soft targets (mixup / cutmix)."""
+        return self.cls.accepts_soft_targets
+
+
+_LOSSES: dict[str, LossSpec] = {
+    "ce": LossSpec(CrossEntropyLoss, "cross-entropy", needs_counts=False),
+    "focal": LossSpec(FocalLoss, "focal loss", ("lin2017focal",), needs_counts=False),
+    "cb": LossSpec(ClassBalancedLoss, "class-balanced cross-entropy", ("cui2019class",),
+                   fixed={"base": "ce", "gamma": 2.0}),  # gamma unused with base='ce'
+    "cb_focal": LossSpec(ClassBalancedLoss, "class-balanced focal loss", ("cui2019class", "lin2017focal"),
+                         fixed={"base": "focal"}),
+    "bsce": LossSpec(LogitAdjustedLoss, "balanced softmax cross-entropy", ("ren2020balanced",),
+                     fixed={"tau": 1.0}),  # balanced softmax is logit adjustment with tau = 1
+    "la": LossSpec(LogitAdjustedLoss, "logit-adjusted cross-entropy", ("menon2021long",)),
+    "ldam": LossSpec(LDAMLoss, "LDAM loss", ("cao2019learning",),
+                     fixed={"drw_epoch": None, "beta": 0.9999}),  # beta only serves DRW
+    "ldam_drw": LossSpec(LDAMLoss, "LDAM-DRW", ("cao2019learning",), defaults={"drw_epoch": DEFAULT_DRW_EPOCH}),
+    "gml": LossSpec(GeometricMeanLoss, "geometric mean loss (GML)", ("du2023no",)),
 }
 
 _ALIASES = {
@@ -60,16 +95,39 @@ def _canonical(name: str) -> str:
     return key
 
 
-def _accepted_kwargs(cls: Callable[..., nn.Module], fixed: dict[str, Any]) -> list[str]:
-    params = inspect.signature(cls).parameters
-    return [p for p in params if p not in ("self", "class_counts") and p not in fixed]
+def loss_spec(name: str) -> LossSpec:
+    """The registry entry of a loss (any name :func:`create_loss` accepts).
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+    """
+    return _LOSSES[_canonical(name)]
+
+
+def accepts_soft_targets(name: str) -> bool:
+    """Whether the loss ``name`` takes soft (N, C) targets, as mixup and cutmix produce.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    return loss_spec(name).accepts_soft_targets
+
+
+def soft_target_losses() -> list[str]:
+    """Canonical names of the losses that take soft (mixup / cutmix) targets."""
+    return [name for name, spec in _LOSSES.items() if spec.accepts_soft_targets]
+
+
+def _accepted_kwargs(spec: LossSpec) -> list[str]:
+    params = inspect.signature(spec.cls).parameters
+    return [p for p in params if p not in ("self", "class_counts") and p not in spec.fixed]
 
 
 def create_loss(
     name: str,
     class_counts: Sequence[int] | torch.Tensor | None = None,
     **kwargs: Any,
-) -> nn.Module:
+) -> LongTailLoss:
     """Builds a loss by name.
 
     Args:
@@ -82,21 +140,24 @@ def create_loss(
             max_m, s, drw_epoch (default 160), beta; 'gml': p.
 
     Returns:
-        The loss module (a :class:`ltzoo.losses.base.LongTailLoss`).
+        The loss module; its ``loss_name`` is the canonical name.
 
     Raises:
         ValueError: unknown name, missing or invalid class_counts, invalid hyper-parameters.
         TypeError: a keyword argument the loss does not take.
     """
     key = _canonical(name)
-    cls, needs_counts, fixed, defaults = _LOSSES[key]
-    accepted = _accepted_kwargs(cls, fixed)
+    spec = _LOSSES[key]
+    accepted = _accepted_kwargs(spec)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise TypeError(f"loss {key!r} got unexpected keyword arguments {unknown}; it accepts {accepted}")
-    params = {**defaults, **kwargs, **fixed}
+    params = {**spec.defaults, **kwargs, **spec.fixed}
     if key == "ldam_drw" and params.get("drw_epoch") is None:
         raise ValueError("loss 'ldam_drw' needs an integer drw_epoch (use 'ldam' for LDAM without DRW)")
-    if not needs_counts:
-        return cls(**params)
-    return cls(as_class_counts(class_counts, key), **params)
+    if spec.needs_counts:
+        loss = spec.cls(as_class_counts(class_counts, key), **params)
+    else:
+        loss = spec.cls(**params)
+    loss.loss_name = key
+    return loss

@@ -8,7 +8,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ltzoo.losses._utils import check_hard_target, check_logits, upcast
 from ltzoo.losses.base import LongTailLoss
 
 
@@ -30,6 +29,13 @@ def focal_loss_per_sample(logits: torch.Tensor, target: torch.Tensor, gamma: flo
     return -modulator * log_pt
 
 
+def check_gamma(gamma: float) -> float:
+    """The focal focusing parameter, checked to be >= 0."""
+    if gamma < 0:
+        raise ValueError(f"focal gamma must be >= 0, got {gamma}")
+    return float(gamma)
+
+
 class FocalLoss(LongTailLoss):
     """Softmax focal loss, averaged over the batch.
 
@@ -44,24 +50,11 @@ class FocalLoss(LongTailLoss):
     """
 
     def __init__(self, gamma: float = 2.0) -> None:
-        super().__init__()
-        if gamma < 0:
-            raise ValueError(f"focal gamma must be >= 0, got {gamma}")
-        self.gamma = float(gamma)
+        super().__init__("focal")
+        self.gamma = check_gamma(gamma)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Computes the loss.
-
-        Args:
-            logits: (N, C) scores, any floating dtype (computed in float32 or higher).
-            target: (N,) int64 class indices.
-
-        Returns:
-            The scalar mean loss.
-        """
-        check_logits(logits, None, "focal")
-        check_hard_target(target, logits, "focal")
-        return focal_loss_per_sample(upcast(logits), target, self.gamma).mean()
+    def compute(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return focal_loss_per_sample(logits, target, self.gamma).mean()
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}"

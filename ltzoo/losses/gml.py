@@ -8,8 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ltzoo.losses._utils import ClassCounts, as_class_counts, check_hard_target, check_logits, upcast
-from ltzoo.losses.base import LongTailLoss
+from ltzoo.losses.base import ClassCounts, LongTailLoss
 
 
 def class_log_power_means(
@@ -79,10 +78,9 @@ class GeometricMeanLoss(LongTailLoss):
     log_counts: torch.Tensor
 
     def __init__(self, class_counts: ClassCounts, p: float = 1.0) -> None:
-        super().__init__()
-        counts = as_class_counts(class_counts, "gml")
+        super().__init__("gml")
+        counts = self._counts(class_counts)
         self.p = float(p)
-        self.num_classes = counts.numel()
         self.register_buffer("log_counts", counts.log())
 
     def class_log_means(
@@ -98,26 +96,17 @@ class GeometricMeanLoss(LongTailLoss):
             (log_means, present): the (C,) values log M_c (0 for classes absent from the batch)
             and the (C,) bool mask of the classes present.
         """
-        check_logits(logits, self.num_classes, "gml")
-        check_hard_target(target, logits, "gml")
-        logits = upcast(logits)
+        return self._log_means(*self.prepare(logits, target))
+
+    def _log_means(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_q = F.log_softmax(logits + self.log_counts.to(logits.dtype), dim=1)
         log_q_true = log_q.gather(1, target.unsqueeze(1)).squeeze(1)
         return class_log_power_means(log_q_true, target, self.num_classes, self.p)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Computes the loss.
-
-        Args:
-            logits: (N, C) scores, any floating dtype (computed in float32 or higher).
-            target: (N,) int64 class indices (N >= 1).
-
-        Returns:
-            The scalar loss.
-        """
+    def compute(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if target.numel() == 0:
             raise ValueError("loss 'gml' needs a non-empty batch")
-        log_means, present = self.class_log_means(logits, target)
+        log_means, present = self._log_means(logits, target)
         return -log_means.sum() / present.sum()
 
     def extra_repr(self) -> str:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ltzoo.losses._utils import ClassCounts, as_class_counts, check_hard_target, check_logits, upcast
-from ltzoo.losses.base import LongTailLoss
+from ltzoo.losses.base import ClassCounts, LongTailLoss
 from ltzoo.losses.class_balanced import effective_number_weights
 
 
@@ -63,20 +62,18 @@ class LDAMLoss(LongTailLoss):
         drw_epoch: int | None = None,
         beta: float = 0.9999,
     ) -> None:
-        super().__init__()
         if max_m <= 0:
             raise ValueError(f"LDAM max_m must be > 0, got {max_m}")
         if s <= 0:
             raise ValueError(f"LDAM scale s must be > 0, got {s}")
         if drw_epoch is not None and drw_epoch < 0:
             raise ValueError(f"drw_epoch must be >= 0 or None, got {drw_epoch}")
-        name = "ldam" if drw_epoch is None else "ldam_drw"
-        counts = as_class_counts(class_counts, name)
+        super().__init__("ldam" if drw_epoch is None else "ldam_drw")
+        counts = self._counts(class_counts)
         self.max_m = float(max_m)
         self.s = float(s)
         self.drw_epoch = drw_epoch
         self.beta = float(beta)
-        self.num_classes = counts.numel()
         self.epoch = 0
         self.register_buffer("margins", ldam_margins(counts, self.max_m))
         self.register_buffer("drw_weights", effective_number_weights(counts, self.beta))
@@ -99,20 +96,7 @@ class LDAMLoss(LongTailLoss):
         """
         self.epoch = int(epoch)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Computes the loss.
-
-        Args:
-            logits: (N, C) scores, any floating dtype (computed in float32 or higher).
-            target: (N,) int64 class indices.
-
-        Returns:
-            The scalar mean loss.
-        """
-        name = "ldam" if self.drw_epoch is None else "ldam_drw"
-        check_logits(logits, self.num_classes, name)
-        check_hard_target(target, logits, name)
-        logits = upcast(logits)
+    def compute(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         margin = self.margins.to(logits.dtype)[target].unsqueeze(1)
         one_hot = F.one_hot(target, self.num_classes).to(logits.dtype)
         adjusted = self.s * (logits - one_hot * margin)

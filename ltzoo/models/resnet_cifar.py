@@ -10,6 +10,10 @@ Cao et al., NeurIPS 2019, https://arxiv.org/abs/1906.07413):
   (depth ``6n + 2``: n=3, 5, 9 for ResNet-20, -32, -56),
 * global average pooling and a linear classifier ``fc``.
 
+The block, its projection shortcut and the head are timm's own (``timm.models.resnet.BasicBlock``,
+``downsample_conv``, ``timm.layers.create_classifier``), so parameter names match timm's ``ResNet``
+(``layerN.M.conv1``, ``.downsample.0``, ``fc``) and checkpoints are plain timm state dicts.
+
 Shortcut: this implementation uses the paper's **option B**, a 1x1 convolution + BN projection
 wherever the shape changes (the first block of stages 2 and 3), identity elsewhere. The paper's
 CIFAR experiments (and LDAM's code) use option A, a parameter-free zero-padded strided identity;
@@ -27,71 +31,17 @@ from typing import Any, Dict, List, Optional, Tuple, Type, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import SelectAdaptivePool2d
+from timm.layers import SelectAdaptivePool2d, create_classifier
 from timm.models._builder import build_model_with_cfg
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 from timm.models._registry import generate_default_cfgs, register_model
+from timm.models.resnet import BasicBlock, downsample_conv
 
-__all__ = ['ResNetCifar', 'BasicBlockCifar']  # model_registry will add each entrypoint fn to this
+__all__ = ['ResNetCifar']  # model_registry will add each entrypoint fn to this
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-
-
-class BasicBlockCifar(nn.Module):
-    """Two 3x3 conv-BN layers with a residual connection (He et al. 2016, Fig. 2 left).
-
-    The shortcut is the identity, or a 1x1 conv + BN projection (option B) when the stride or
-    channel count changes.
-    """
-
-    def __init__(
-            self,
-            in_chs: int,
-            out_chs: int,
-            stride: int = 1,
-            act_layer: Type[nn.Module] = nn.ReLU,
-            norm_layer: Type[nn.Module] = nn.BatchNorm2d,
-            device: Optional[torch.device] = None,
-            dtype: Optional[torch.dtype] = None,
-    ):
-        """
-        Args:
-            in_chs: Input channels.
-            out_chs: Output channels.
-            stride: Stride of the first 3x3 conv (and of the projection shortcut).
-            act_layer: Activation layer class.
-            norm_layer: Normalization layer class.
-            device: Parameter device.
-            dtype: Parameter dtype.
-        """
-        super().__init__()
-        dd = {'device': device, 'dtype': dtype}
-        self.conv1 = nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=1, bias=False, **dd)
-        self.bn1 = norm_layer(out_chs, **dd)
-        self.act1 = act_layer(inplace=True)
-        self.conv2 = nn.Conv2d(out_chs, out_chs, 3, stride=1, padding=1, bias=False, **dd)
-        self.bn2 = norm_layer(out_chs, **dd)
-        self.act2 = act_layer(inplace=True)
-        if stride != 1 or in_chs != out_chs:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_chs, out_chs, 1, stride=stride, bias=False, **dd),
-                norm_layer(out_chs, **dd),
-            )
-        else:
-            self.downsample = nn.Identity()
-
-    def zero_init_last(self) -> None:
-        """Zero the last BN scale so the block starts as its shortcut."""
-        nn.init.zeros_(self.bn2.weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the block."""
-        shortcut = self.downsample(x)
-        x = self.act1(self.bn1(self.conv1(x)))
-        x = self.bn2(self.conv2(x))
-        return self.act2(x + shortcut)
 
 
 def _make_stage(
@@ -99,11 +49,40 @@ def _make_stage(
         out_chs: int,
         depth: int,
         stride: int,
-        **block_kwargs: Any,
+        act_layer: Type[nn.Module] = nn.ReLU,
+        norm_layer: Type[nn.Module] = nn.BatchNorm2d,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
 ) -> nn.Sequential:
-    """Build one stage of ``depth`` blocks, the first one strided."""
-    blocks = [BasicBlockCifar(in_chs, out_chs, stride=stride, **block_kwargs)]
-    blocks += [BasicBlockCifar(out_chs, out_chs, **block_kwargs) for _ in range(depth - 1)]
+    """Build one stage of ``depth`` timm ``BasicBlock``s, the first one strided.
+
+    The first block gets a 1x1 conv + BN projection shortcut (``downsample_conv``, option B) when
+    the stride or the width changes; every other shortcut is the identity.
+
+    Args:
+        in_chs: Input channels of the stage.
+        out_chs: Output channels of every block.
+        depth: Number of blocks.
+        stride: Stride of the first block.
+        act_layer: Activation layer class.
+        norm_layer: Normalization layer class.
+        device: Parameter device.
+        dtype: Parameter dtype.
+
+    Returns:
+        The stage.
+    """
+    dd = {'device': device, 'dtype': dtype}
+    blocks = []
+    for i in range(depth):
+        block_in, block_stride = (in_chs, stride) if i == 0 else (out_chs, 1)
+        downsample = None
+        if block_stride != 1 or block_in != out_chs:
+            downsample = downsample_conv(block_in, out_chs, 1, stride=block_stride, norm_layer=norm_layer, **dd)
+        blocks.append(BasicBlock(
+            block_in, out_chs, stride=block_stride, downsample=downsample,
+            act_layer=act_layer, norm_layer=norm_layer, **dd,
+        ))
     return nn.Sequential(*blocks)
 
 
@@ -181,10 +160,7 @@ class ResNetCifar(nn.Module):
             dtype: Optional[torch.dtype] = None,
     ) -> Tuple[SelectAdaptivePool2d, nn.Module]:
         """Create the global pool and the linear classifier (identity if ``num_classes`` is 0)."""
-        pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))  # no pool: keep NCHW
-        num_pooled = self.num_features * pool.feat_mult()
-        fc = nn.Linear(num_pooled, num_classes, device=device, dtype=dtype) if num_classes > 0 else nn.Identity()
-        return pool, fc
+        return create_classifier(self.num_features, num_classes, pool_type=global_pool, device=device, dtype=dtype)
 
     @torch.jit.ignore
     def init_weights(self, zero_init_last: bool = False) -> None:
