@@ -64,14 +64,14 @@ def test_data_fmnist_lt_from_idx_files(tmp_path, capsys):
     assert s["val_images"] == 50 and "balanced, 5/class" in s["val_source"]
     assert s["test_images"] == 50 and s["input_size"] == [1, 28, 28]
     assert s["profile"] == "exp" and s["imbalance"] == 10.0 and s["seed"] == 3 and s["n_max"] == 25
-    assert s["shot_thresholds"] == {"many": ">1000", "medium": "200..1000", "few": "<200"}
+    assert s["shot_thresholds"] == {"many": ">10", "medium": "5..10", "few": "<5"}  # chosen for 25..2 images
     step = _run_json(capsys, "data", "fmnist_lt", "--data-dir", str(tmp_path), "--imbalance", "5",
                      "--profile", "step", "--val-per-class", "0")
     assert step["class_counts"] == [30] * 5 + [6] * 5 and step["val_source"] is None
     rc, out, _ = _run(capsys, "data", "fmnist_lt", "--data-dir", str(tmp_path), "--imbalance", "10",
                       "--val-per-class", "5")
     assert rc == 0 and f"class counts: {longtail_counts(25, 10, 10)}" in out
-    assert "many / medium / few: 0 / 0 / 10" in out
+    assert "many / medium / few: 4 / 3 / 3" in out
 
 
 def test_data_imagefolder_and_lists(tmp_path, capsys):

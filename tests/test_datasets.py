@@ -19,6 +19,7 @@ from fixtures import (
 from ltzoo.data import DATASETS, list_datasets, load_dataset, longtail_counts, shot_groups
 from ltzoo.data.datasets import FMNIST_SYSTEM_DIR, IMAGENET_MEAN, IMAGENET_STD
 from ltzoo.data.formats import FMNIST_CLASSES, read_idx, read_split_list
+from ltzoo.data.profiles import NAMED_CLASS_ORDERS, counts_in_class_order, resolve_class_order
 
 SPLITS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "splits"
 needs_splits = pytest.mark.skipif(
@@ -352,6 +353,104 @@ def test_list_dataset_missing_files(tmp_path):
         load_dataset("places_lt", data_dir=str(tmp_path), train_list=str(lists["train"]))
     ds = load_dataset("places_lt", data_dir=str(tmp_path), train_list=str(lists["train"]), require_test=False)
     assert len(ds.test) == 0 and ds.test.source == "none"
+
+
+# --------------------------------------------------------------------------- class order, shot cuts
+HARD_TAIL = list(NAMED_CLASS_ORDERS["hard_tail"][0])
+
+
+@needs_fmnist
+def test_fmnist_lt_class_orders_share_the_validation_split():
+    own = load_dataset("fmnist_lt")
+    assert own.info["class_order"] == "own" and own.info["class_order_classes"] == FMNIST_CLASSES
+    assert own.shot_thresholds == (1000, 200) and own.summary()["many_medium_few"] == {"many": 4, "medium": 3, "few": 3}
+    for order in ("reverse", "hard_tail"):
+        ds = load_dataset("fmnist_lt", class_order=order)
+        ranked, _ = resolve_class_order(order, FMNIST_CLASSES)
+        assert ds.train_counts == counts_in_class_order(own.train_counts, ranked)
+        assert torch.equal(ds.val.images, own.val.images) and torch.equal(ds.val.labels, own.val.labels)
+        _assert_disjoint_images(ds.train.images, ds.val.images)
+        assert ds.class_names == FMNIST_CLASSES and ds.shot_thresholds == (1000, 200)
+    assert ds.train_counts[FMNIST_CLASSES.index("Shirt")] == 59 and ds.train_counts[1] == 5900  # hard_tail
+    assert ds.info["class_order_classes"] == HARD_TAIL and "class order hard_tail" in ds.train.source
+
+
+@pytest.mark.parametrize("order", ["reverse", "random:1", "hard_tail", HARD_TAIL, [3, 1, 4, 0, 5, 9, 2, 6, 8, 7],
+                                   ",".join(reversed(FMNIST_CLASSES))])
+def test_class_order_moves_counts_not_labels(tmp_path, order):
+    make_fmnist_idx(tmp_path, 40)
+    kw = dict(data_dir=str(tmp_path), imbalance=10, val_per_class=3, seed=2)
+    own = load_dataset("fmnist_lt", **kw)
+    ds = load_dataset("fmnist_lt", class_order=order, **kw)
+    ranked, label = resolve_class_order(order, FMNIST_CLASSES)
+    assert ranked != list(range(10))
+    assert ds.train_counts == counts_in_class_order(longtail_counts(37, 10, 10), ranked)
+    assert ds.class_names == own.class_names == FMNIST_CLASSES
+    _assert_looks_like_its_class(ds.train)  # each image still carries its own class's label
+    # the validation split is the own order's, whatever the order; train never overlaps it
+    assert torch.equal(ds.val.images, own.val.images) and torch.equal(ds.val.labels, own.val.labels)
+    _assert_disjoint_images(ds.train.images, ds.val.images)
+    assert torch.equal(ds.test.images, own.test.images)
+    s = ds.summary()
+    assert s["class_order"] == label and s["class_order_classes"] == [FMNIST_CLASSES[c] for c in ranked]
+    assert s["class_counts"] == ds.train_counts and f"class order {label}" in ds.train.source
+    assert "class order" not in own.train.source and own.summary()["class_order"] == "own"
+
+
+@pytest.mark.parametrize("with_val", [True, False], ids=["val_folder", "held_out_val"])
+def test_class_order_on_an_image_folder(tmp_path, with_val):
+    counts = {"train": [12, 12, 12], "test": [1, 1, 1]}
+    if with_val:
+        counts["val"] = [2, 2, 2]
+    make_imagefolder(tmp_path, counts, channels=1)
+    kw = dict(data_dir=str(tmp_path), imbalance=4, val_per_class=2)
+    own = load_dataset("imagefolder", **kw)
+    ds = load_dataset("imagefolder", class_order="class_01,class_02,class_00", **kw)
+    n_max = 12 if with_val else 10
+    assert own.train_counts == longtail_counts(n_max, 3, 4) == [n_max, n_max // 2, n_max // 4]
+    assert ds.train_counts == [n_max // 4, n_max, n_max // 2]
+    assert torch.equal(ds.val.images, own.val.images)
+    _assert_disjoint_images(ds.train.images, ds.val.images)
+    _assert_looks_like_its_class(ds.train)
+
+
+def test_class_order_errors(tmp_path):
+    make_imagefolder(tmp_path, {"train": [6, 6], "test": [1, 1]}, channels=1)
+    with pytest.raises(ValueError, match="imagefolder: a class order applies to data made long-tailed by a profile"):
+        load_dataset("imagefolder", data_dir=str(tmp_path), val_per_class=0, class_order="reverse")
+    assert load_dataset("imagefolder", data_dir=str(tmp_path), val_per_class=0, class_order="own").info["class_order"] is None
+    with pytest.raises(ValueError, match=r"missing \['class_01'\]; duplicated \['class_00'\]"):
+        load_dataset("imagefolder", data_dir=str(tmp_path), imbalance=2, val_per_class=0, class_order=["class_00"] * 2)
+    with pytest.raises(ValueError, match="'hard_tail' is defined for the classes Trouser, Bag, Ankle boot, ..., not for this dataset.s \\(class_00"):
+        load_dataset("imagefolder", data_dir=str(tmp_path), imbalance=2, val_per_class=0, class_order="hard_tail")
+
+
+def test_shot_cuts_chosen_for_the_data_or_given(tmp_path):
+    make_fmnist_idx(tmp_path, 30)
+    kw = dict(data_dir=str(tmp_path), imbalance=10, val_per_class=5)
+    ds = load_dataset("fmnist_lt", **kw)  # 25 down to 2 images: the literature's cuts make every class few-shot
+    assert ds.train_counts == [25, 19, 14, 11, 8, 6, 5, 4, 3, 2]
+    assert ds.shot_thresholds == (10, 5) and ds.info["shot_rule"].startswith("thirds of the log-count range 2..25")
+    s = ds.summary()
+    assert s["many_medium_few"] == {"many": 4, "medium": 3, "few": 3}
+    assert s["shot_thresholds"] == {"many": ">10", "medium": "5..10", "few": "<5"}
+    given = load_dataset("fmnist_lt", shot_cuts=(14, 4), **kw)
+    assert given.shot_thresholds == (14, 4) and given.summary()["shot_rule"] == "given"
+    assert given.summary()["many_medium_few"] == {"many": 2, "medium": 6, "few": 2}
+    with pytest.raises(ValueError, match=r"shot cuts \(many=4, few=14\) must be integers with many >= few >= 0"):
+        load_dataset("fmnist_lt", shot_cuts=(4, 14), **kw)
+
+
+def test_image_folder_of_tens_gets_three_shot_groups(tmp_path):
+    # a small long-tailed folder as a user brings it (no profile): the literature's cuts leave many-shot empty
+    train = [60, 40, 25, 16, 10, 7, 4, 3]
+    make_imagefolder(tmp_path, {"train": train, "val": [1] * 8, "test": [1] * 8}, channels=1)
+    ds = load_dataset("imagefolder", data_dir=str(tmp_path))
+    s = ds.summary()
+    assert s["class_counts"] == train and ds.info["class_order"] is None
+    assert shot_groups(train, 100, 20)["many"] == []
+    assert ds.shot_thresholds == (20, 10) and s["many_medium_few"] == {"many": 3, "medium": 2, "few": 3}
+    assert "would give 0/3/5 classes" in s["shot_rule"]
 
 
 # ------------------------------------------------------------------------------------- image folder

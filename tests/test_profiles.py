@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ltzoo.data import LTDataset, Split, longtail_counts, shot_groups, subsample_longtail
-from ltzoo.data.profiles import class_indices
+from ltzoo.data.formats import FMNIST_CLASSES
+from ltzoo.data.profiles import NAMED_CLASS_ORDERS, class_indices, counts_in_class_order, resolve_class_order
 
 FMNIST_LT_COUNTS = [6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60]
 
@@ -98,6 +99,84 @@ def test_subsample_longtail_errors():
         subsample_longtail(labels, [5, -1, 1])
     with pytest.raises(ValueError, match="counts cover 2 classes"):
         subsample_longtail(labels, [5, 5])
+
+
+def test_subsample_longtail_exclude_skips_the_excluded_and_keeps_the_permutation():
+    labels = torch.arange(60) % 3
+    counts = [15, 8, 3]
+    kept, left = subsample_longtail(labels, counts, seed=4)
+    # excluding images the draw left out changes nothing it kept
+    kept2, left2 = subsample_longtail(labels, counts, seed=4, exclude=left[::2])
+    assert torch.equal(kept, kept2) and torch.equal(left2, left[1::2])
+    # excluding kept images: they are skipped, never kept nor left out, and the counts still hold
+    barred = kept[:5]
+    kept3, left3 = subsample_longtail(labels, counts, seed=4, exclude=barred)
+    assert not set(barred.tolist()) & (set(kept3.tolist()) | set(left3.tolist()))
+    assert torch.bincount(labels[kept3], minlength=3).tolist() == counts
+    assert len(kept3) + len(left3) == 60 - 5
+    # a larger count keeps a superset of a smaller one's images (the same permutation)
+    bigger, _ = subsample_longtail(labels, [18, 8, 3], seed=4)
+    assert set(kept.tolist()) <= set(bigger.tolist())
+    with pytest.raises(ValueError, match="class 0 has 15 images outside the excluded ones but the profile asks for 16"):
+        subsample_longtail(labels, [16, 1, 1], seed=0, exclude=torch.tensor([0, 3, 6, 9, 12]))
+
+
+# ---------------------------------------------------------------------------------------- class order
+NAMES = ["ant", "bee", "cat", "dog"]
+
+
+def test_class_order_own_reverse_and_random():
+    assert resolve_class_order(None, NAMES) == ([0, 1, 2, 3], "own")
+    assert resolve_class_order("own", NAMES) == ([0, 1, 2, 3], "own")
+    assert resolve_class_order("reverse", NAMES) == ([3, 2, 1, 0], "reverse")
+    a, label = resolve_class_order("random:7", NAMES)
+    assert label == "random:7" and sorted(a) == [0, 1, 2, 3]
+    assert resolve_class_order("random:7", NAMES)[0] == a  # seeded
+    draws = {tuple(resolve_class_order(f"random:{s}", list(map(str, range(10))))[0]) for s in range(5)}
+    assert len(draws) == 5
+
+
+@pytest.mark.parametrize("order", [["dog", "ant", "cat", "bee"], [3, 0, 2, 1], ("dog", "ant", "cat", "bee"),
+                                   "dog,ant,cat,bee", " dog , ant,cat,bee", "3,0,2,1"])
+def test_class_order_explicit_by_name_or_index(order):
+    assert resolve_class_order(order, NAMES) == ([3, 0, 2, 1], "explicit")
+
+
+def test_class_order_names_win_over_indices():
+    # folder classes named by digits: entries that are all class names are read as names
+    names = ["0", "1", "10", "2"]
+    assert resolve_class_order("10,2,1,0", names)[0] == [2, 3, 1, 0]
+    assert resolve_class_order([3, 2, 1, 0], names)[0] == [3, 2, 1, 0]
+
+
+@pytest.mark.parametrize("order, match", [
+    (["dog", "ant", "cat"], r"each of the 4 classes once, most images first: missing \['bee'\]"),
+    (["dog", "ant", "cat", "dog"], r"missing \['bee'\]; duplicated \['dog'\]"),
+    ([0, 1, 2, 4], r"missing \['dog'\]; out of range \[4\]"),
+    (["dog", "ant", "cat", "bea"], r"\['bea'\] are not class names \(classes: \['ant', 'bee', 'cat', 'dog'\]\)"),
+    ("sideways", r"unknown class order 'sideways'; choose 'own', 'reverse', 'random:<seed>', one of \['hard_tail'\]"),
+    ("random:x", r"'random:<seed>' needs an integer seed"),
+    ("hard_tail", r"named class order 'hard_tail' is defined for the classes .*, not for this dataset's \(ant, bee, cat, ...\)"),
+])
+def test_class_order_errors_name_the_problem(order, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_class_order(order, NAMES)
+
+
+def test_named_hard_tail_order_is_a_permutation_of_fashion_mnist():
+    for orders in NAMED_CLASS_ORDERS.values():
+        for names in orders:
+            assert len(set(names)) == len(names)
+    ranked, label = resolve_class_order("hard_tail", FMNIST_CLASSES)
+    assert label == "hard_tail" and sorted(ranked) == list(range(10))
+    assert [FMNIST_CLASSES[c] for c in ranked] == list(NAMED_CLASS_ORDERS["hard_tail"][0])
+
+
+def test_counts_in_class_order():
+    assert counts_in_class_order([9, 5, 2], [0, 1, 2]) == [9, 5, 2]
+    assert counts_in_class_order([9, 5, 2], [2, 0, 1]) == [5, 2, 9]
+    with pytest.raises(ValueError, match="not a permutation of the 3 classes"):
+        counts_in_class_order([9, 5, 2], [0, 0, 1])
 
 
 # -------------------------------------------------------------------------------------- Split / LTDataset

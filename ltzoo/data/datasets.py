@@ -13,6 +13,16 @@ Names:
   of training).
 - ``imagefolder``: ``data_dir/{train,test[,val]}/<class>/*``; ``hf:<name or path>``: a Hugging Face
   `datasets` image dataset. Both are used as they are, or made long-tailed when ``imbalance`` is given.
+
+A dataset made long-tailed by a profile takes a class order (``class_order``, see
+`ltzoo.data.profiles.resolve_class_order`): which class keeps the most images, which the fewest. Its
+validation split is drawn from the images the dataset's own order leaves out, and the training set
+keeps each class's images from the same seeded permutation, skipping the validation ones; so every
+class order validates on the same images, and the own order's draw is the one it always was.
+
+Many / medium / few-shot cut-offs are chosen for the training counts (`ltzoo.metrics.shots`: the
+literature's >100 / <20 where they fit, thirds of the log-count range otherwise) unless ``shot_cuts``
+gives them.
 """
 from __future__ import annotations
 
@@ -20,13 +30,15 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 from ltzoo.data import formats
-from ltzoo.data.profiles import class_indices, longtail_counts, subsample_longtail
+from ltzoo.data.profiles import (class_indices, counts_in_class_order, longtail_counts, resolve_class_order,
+                                  subsample_longtail)
 from ltzoo.data.splits import LTDataset, Split, check_split_labels
+from ltzoo.metrics.shots import check_shot_cuts, choose_shot_cuts
 
 _logger = logging.getLogger(__name__)
 
@@ -43,7 +55,7 @@ class DatasetSpec:
     lists: tuple[str | None, str | None, str | None] = (None, None, None)
     input_size: tuple[int, int, int] | None = None
     val_per_class: int = 20  # images per class of a validation split ltzoo draws itself (0: none)
-    shots: tuple[int, int] = (100, 20)  # many-shot: more than shots[0] images; few-shot: fewer than shots[1]
+    shots: tuple[int, int] | None = None  # fixed (many, few) shot cuts; None: chosen for the data (ltzoo.metrics.shots)
     display_name: str = ""  # how cards name it
     hub_id: str | None = None  # the Hub dataset its images come from (cards link it), if there is one
 
@@ -114,10 +126,10 @@ def _read_folder(data_dir, **_):
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    # 10-class sets: 100 validation images per class, and shot cuts that split rho=100 into 4/3/3 classes
-    "fmnist_lt": DatasetSpec(_read_fmnist, 100.0, val_per_class=100, shots=(1000, 200),
+    # 10-class sets: 100 validation images per class
+    "fmnist_lt": DatasetSpec(_read_fmnist, 100.0, val_per_class=100,
                              display_name="Fashion-MNIST-LT", hub_id="zalando-datasets/fashion_mnist"),
-    "cifar10_lt": DatasetSpec(_read_cifar(False), 100.0, val_per_class=100, shots=(1000, 200),
+    "cifar10_lt": DatasetSpec(_read_cifar(False), 100.0, val_per_class=100,
                               display_name="CIFAR-10-LT", hub_id="uoft-cs/cifar10"),
     "cifar100_lt": DatasetSpec(_read_cifar(True), 100.0, display_name="CIFAR-100-LT", hub_id="uoft-cs/cifar100"),
     "imagenet_lt": DatasetSpec(_read_lists, None, ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt"),
@@ -147,6 +159,8 @@ def load_dataset(
     val_list: str | None = None,
     test_list: str | None = None,
     require_test: bool = True,
+    class_order: str | Sequence[str | int] | None = None,
+    shot_cuts: Sequence[int] | None = None,
 ) -> LTDataset:
     """Load a long-tailed dataset by name.
 
@@ -164,6 +178,12 @@ def load_dataset(
         train_list, val_list, test_list: split lists for the list datasets.
         require_test: if False, a dataset without a test split loads with an empty one (for
             inspecting class counts).
+        class_order: which class keeps the most images under the profile, which the fewest: None or
+            'own' (the dataset's order), 'reverse', 'random:<seed>', a named order ('hard_tail' for
+            Fashion-MNIST's classes) or a list of every class, by name or index, most images first.
+            Only for datasets made long-tailed by a profile; labels and class names do not change.
+        shot_cuts: ``(many, few)``: many-shot classes have more than ``many`` training images, few-shot
+            fewer than ``few``; None chooses them for the training counts (`ltzoo.metrics.shots`).
 
     Returns:
         An `LTDataset` whose splits say where they came from (``split.source``).
@@ -188,12 +208,16 @@ def load_dataset(
     num_classes = len(classes)
     for split in (train, val, test):  # before any per-class indexing, which needs labels in range
         check_split_labels(name, split, num_classes)
-    info = {"profile": None, "imbalance": None, "seed": seed}
+    info = {"profile": None, "imbalance": None, "seed": seed, "class_order": None, "class_order_classes": None}
     if imbalance is not None:
-        train, val, info = _make_longtail(train, val, num_classes, imbalance, profile, seed, val_per_class, n_max)
+        train, val, info = _make_longtail(train, val, classes, imbalance, profile, seed, val_per_class, n_max,
+                                          class_order)
+    elif class_order not in (None, "own"):
+        raise ValueError(f"{name}: a class order applies to data made long-tailed by a profile, and {name} is used "
+                         "as it is; pass --imbalance to subsample it, or drop --class-order")
     elif val is None and val_per_class > 0:
         train, val = _hold_out_val(train, num_classes, val_per_class, seed)
-    info["shot_thresholds"] = {"many": spec.shots[0], "few": spec.shots[1]}
+    info.update(_shot_cuts(train.counts(num_classes), shot_cuts, spec, name))
     ds = LTDataset(name, classes, train, val, test, _input_size(train, spec), *_mean_std(train), info=info)
     ds.check_labels()
     _logger.info("loaded %s: %d train / %d val / %d test images, %d classes", name, len(train),
@@ -201,7 +225,9 @@ def load_dataset(
     return ds
 
 
-def _make_longtail(train, val, num_classes, imbalance, profile, seed, val_per_class, n_max):
+def _make_longtail(train, val, classes, imbalance, profile, seed, val_per_class, n_max, class_order):
+    num_classes = len(classes)
+    ranked, order_name = resolve_class_order(class_order, classes)
     full = train.counts(num_classes)
     need_val = val is None and val_per_class > 0
     if n_max is None:
@@ -211,23 +237,44 @@ def _make_longtail(train, val, num_classes, imbalance, profile, seed, val_per_cl
                 f"the smallest class has {min(full)} training images, too few to keep any after holding out a "
                 f"balanced validation split of {val_per_class}/class; pass a val split or a smaller --val-per-class"
             )
-    counts = longtail_counts(n_max, num_classes, imbalance, profile)
-    kept, left = subsample_longtail(train.labels, counts, seed)
+    own_counts = longtail_counts(n_max, num_classes, imbalance, profile)  # class ranked r keeps own_counts[r]
     source = f"{profile} profile, rho={imbalance:g}, n_max={n_max}, seed={seed}"
-    if need_val:
-        pool = train.subset(left)
-        by_class = _shuffled_by_class(pool.labels, num_classes, seed)
-        short = [c for c, i in enumerate(by_class) if len(i) < val_per_class]
-        if short:
-            raise ValueError(
-                f"n_max={n_max} leaves {len(short)} classes fewer than {val_per_class} images for a balanced "
-                f"validation split (e.g. class {short[0]}: {len(by_class[short[0]])}); lower n_max or --val-per-class"
-            )
-        val_idx = torch.cat([i[:val_per_class] for i in by_class])
-        val = pool.subset(val_idx, name="val", source=f"balanced, {val_per_class}/class, drawn from the training "
-                                                      "images the long-tail profile left out")
-    info = {"profile": profile, "imbalance": imbalance, "n_max": n_max, "seed": seed, "train_source": source}
+    if order_name != "own":
+        source += f", class order {order_name}"
+    val_idx = None
+    if need_val:  # from what the own order leaves out: the same validation images for every class order
+        val_idx = _draw_val(train, subsample_longtail(train.labels, own_counts, seed)[1], num_classes,
+                            val_per_class, seed, n_max)
+        val = train.subset(val_idx, name="val", source=f"balanced, {val_per_class}/class, drawn from the training "
+                                                       "images the long-tail profile left out")
+    kept, _ = subsample_longtail(train.labels, counts_in_class_order(own_counts, ranked), seed, exclude=val_idx)
+    info = {"profile": profile, "imbalance": imbalance, "n_max": n_max, "seed": seed, "train_source": source,
+            "class_order": order_name, "class_order_classes": [classes[c] for c in ranked]}
     return train.subset(kept, source=source), val, info
+
+
+def _draw_val(train: Split, left: torch.Tensor, num_classes: int, per_class: int, seed: int,
+              n_max: int) -> torch.Tensor:
+    """``per_class`` seeded images of each class among ``left`` (indices into ``train``)."""
+    by_class = _shuffled_by_class(train.labels[left], num_classes, seed)
+    short = [c for c, i in enumerate(by_class) if len(i) < per_class]
+    if short:
+        raise ValueError(
+            f"n_max={n_max} leaves {len(short)} classes fewer than {per_class} images for a balanced "
+            f"validation split (e.g. class {short[0]}: {len(by_class[short[0]])}); lower n_max or --val-per-class"
+        )
+    return left[torch.cat([i[:per_class] for i in by_class])]
+
+
+def _shot_cuts(counts: list[int], given: Sequence[int] | None, spec: DatasetSpec, name: str) -> dict:
+    if given is not None:
+        many, few = check_shot_cuts(given)
+        rule = "given"
+    elif spec.shots is not None:
+        (many, few), rule = spec.shots, f"{name}'s fixed cuts"
+    else:
+        many, few, rule = choose_shot_cuts(counts)
+    return {"shot_thresholds": {"many": many, "few": few}, "shot_rule": rule}
 
 
 def _hold_out_val(train: Split, num_classes: int, per_class: int, seed: int) -> tuple[Split, Split]:
