@@ -13,6 +13,8 @@ Names:
   of training).
 - ``imagefolder``: ``data_dir/{train,test[,val]}/<class>/*``; ``hf:<name or path>``: a Hugging Face
   `datasets` image dataset. Both are used as they are, or made long-tailed when ``imbalance`` is given.
+- ``fmnist_ctx_lt``: ``fmnist_lt`` in RGB with an irrelevant background context, fixed per class in the
+  tail half of the training set (see `ltzoo.data.context`).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import Callable
 import torch
 
 from ltzoo.data import formats
+from ltzoo.data.context import add_context
 from ltzoo.data.profiles import class_indices, longtail_counts, subsample_longtail
 from ltzoo.data.splits import LTDataset, Split, check_split_labels
 
@@ -44,6 +47,7 @@ class DatasetSpec:
     input_size: tuple[int, int, int] | None = None
     val_per_class: int = 20  # images per class of a validation split ltzoo draws itself (0: none)
     shots: tuple[int, int] = (100, 20)  # many-shot: more than shots[0] images; few-shot: fewer than shots[1]
+    finish: Callable | None = None  # (train, val, test, num_classes, info) -> (train, val, test), after long-tailing
 
 
 def _resolve_fmnist_dir(data_dir: str | None) -> Path:
@@ -114,6 +118,7 @@ def _read_folder(data_dir, **_):
 DATASETS: dict[str, DatasetSpec] = {
     # 10-class sets: 100 validation images per class, and shot cuts that split rho=100 into 4/3/3 classes
     "fmnist_lt": DatasetSpec(_read_fmnist, 100.0, val_per_class=100, shots=(1000, 200)),
+    "fmnist_ctx_lt": DatasetSpec(_read_fmnist, 100.0, val_per_class=100, shots=(1000, 200), finish=add_context),
     "cifar10_lt": DatasetSpec(_read_cifar(False), 100.0, val_per_class=100, shots=(1000, 200)),
     "cifar100_lt": DatasetSpec(_read_cifar(True), 100.0),
     "imagenet_lt": DatasetSpec(_read_lists, None, ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt"),
@@ -190,6 +195,8 @@ def load_dataset(
     elif val is None and val_per_class > 0:
         train, val = _hold_out_val(train, num_classes, val_per_class, seed)
     info["shot_thresholds"] = {"many": spec.shots[0], "few": spec.shots[1]}
+    if spec.finish is not None:
+        train, val, test = spec.finish(train, val, test, num_classes, info)
     ds = LTDataset(name, classes, train, val, test, _input_size(train, spec), *_mean_std(train), info=info)
     ds.check_labels()
     _logger.info("loaded %s: %d train / %d val / %d test images, %d classes", name, len(train),
