@@ -53,7 +53,8 @@ def _as_map(t: torch.Tensor, net: nn.Module) -> torch.Tensor:
         f"{type(net).__name__} returned shape {tuple(t.shape)}")
 
 
-def gradcam_masks(model: nn.Module, head: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gradcam_masks(model: nn.Module, head: nn.Module, x: torch.Tensor,
+                  y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Background masks of ``x`` from Grad-CAM of ``head`` for the true classes ``y`` (Shi et al., 2023).
 
     The map is timm's ``forward_features``; the logits are ``head(forward_head(map, pre_logits=True))``.

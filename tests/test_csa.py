@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -253,3 +254,40 @@ def test_train_csa_epoch_resumes_exactly_from_saved_states():
     for k, v in straight[1].state_dict().items():
         assert torch.equal(v, resumed[1].state_dict()[k]), k
     assert torch.equal(bank.images, bank2.images)
+
+
+TWO_PROCESS_SCRIPT = '''
+import sys
+import torch
+from accelerate import Accelerator
+sys.path.insert(0, {tests!r})
+import test_csa as t
+
+acc = Accelerator()
+setup = t._setup()
+bank = t.ContextBank(capacity=16)
+stats = [t._epoch(setup, bank, e) for e in range(3)]
+torch.save({{"bank": bank.state_dict(), "model": acc.unwrap_model(setup[1]).state_dict(), "stats": stats}},
+           {out!r} + f"/rank{{acc.process_index}}.pt")
+'''
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_bank(tmp_path):
+    """Under 2 processes the admitted images are gathered: both hold the same bank, so one checkpoint resumes both."""
+    import subprocess
+
+    from launching import launch_cmd, recipe_env
+
+    script = tmp_path / "two.py"
+    script.write_text(TWO_PROCESS_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path)))
+    proc = subprocess.run(launch_cmd(script, [], processes=2), env=recipe_env(tmp_path / "hf"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{i}.pt", weights_only=False) for i in (0, 1))
+    assert torch.equal(r0["bank"]["images"], r1["bank"]["images"]) and len(r0["bank"]["images"]) == 16
+    assert torch.equal(r0["bank"]["masks"], r1["bank"]["masks"])
+    for k, v in r0["model"].items():  # parameters agree (DDP); batch-norm buffers are each process's own
+        assert "running_" in k or "num_batches" in k or torch.equal(v, r1["model"][k]), k
+    assert r0["stats"] == [{**s, "seconds": r0["stats"][i]["seconds"]} for i, s in enumerate(r1["stats"])]
+    assert r0["stats"][0]["images"] == 2 * (72 // 2 // 8) * 8 and r0["stats"][-1]["shifted_steps"] > 0
