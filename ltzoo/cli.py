@@ -75,6 +75,7 @@ def cmd_data(args) -> int:
         "many / medium / few: " + " / ".join(str(v) for v in s["many_medium_few"].values())
         + f"  ({', '.join(f'{k} {v}' for k, v in s['shot_thresholds'].items())})",
         f"validation split: {s['val_source'] or 'none'}",
+        *([f"context: {s['context']['rule']}"] if "context" in s else []),
     ])
     _emit(s, args.json, text)
     return 0

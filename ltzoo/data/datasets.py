@@ -23,6 +23,9 @@ class order validates on the same images, and the own order's draw is the one it
 Many / medium / few-shot cut-offs are chosen for the training counts (`ltzoo.metrics.shots`: the
 literature's >100 / <20 where they fit, thirds of the log-count range otherwise) unless ``shot_cuts``
 gives them.
+
+- ``fmnist_ctx_lt``: ``fmnist_lt`` in RGB with an irrelevant background context, fixed per class in the
+  tail half of the training set (see `ltzoo.data.context`).
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from typing import Callable, Sequence
 import torch
 
 from ltzoo.data import formats
+from ltzoo.data.context import add_context
 from ltzoo.data.profiles import (class_indices, counts_in_class_order, longtail_counts, resolve_class_order,
                                   subsample_longtail)
 from ltzoo.data.splits import LTDataset, Split, check_split_labels
@@ -58,6 +62,7 @@ class DatasetSpec:
     shots: tuple[int, int] | None = None  # fixed (many, few) shot cuts; None: chosen for the data (ltzoo.metrics.shots)
     display_name: str = ""  # how cards name it
     hub_id: str | None = None  # the Hub dataset its images come from (cards link it), if there is one
+    finish: Callable | None = None  # (train, val, test, num_classes, info) -> (train, val, test), after long-tailing
 
 
 def _resolve_fmnist_dir(data_dir: str | None) -> Path:
@@ -129,6 +134,8 @@ DATASETS: dict[str, DatasetSpec] = {
     # 10-class sets: 100 validation images per class
     "fmnist_lt": DatasetSpec(_read_fmnist, 100.0, val_per_class=100,
                              display_name="Fashion-MNIST-LT", hub_id="zalando-datasets/fashion_mnist"),
+    "fmnist_ctx_lt": DatasetSpec(_read_fmnist, 100.0, val_per_class=100, finish=add_context,
+                                 display_name="Fashion-MNIST-LT with irrelevant contexts"),
     "cifar10_lt": DatasetSpec(_read_cifar(False), 100.0, val_per_class=100,
                               display_name="CIFAR-10-LT", hub_id="uoft-cs/cifar10"),
     "cifar100_lt": DatasetSpec(_read_cifar(True), 100.0, display_name="CIFAR-100-LT", hub_id="uoft-cs/cifar100"),
@@ -218,6 +225,8 @@ def load_dataset(
     elif val is None and val_per_class > 0:
         train, val = _hold_out_val(train, num_classes, val_per_class, seed)
     info.update(_shot_cuts(train.counts(num_classes), shot_cuts, spec, name))
+    if spec.finish is not None:
+        train, val, test = spec.finish(train, val, test, num_classes, info)
     ds = LTDataset(name, classes, train, val, test, _input_size(train, spec), *_mean_std(train), info=info)
     ds.check_labels()
     _logger.info("loaded %s: %d train / %d val / %d test images, %d classes", name, len(train),
