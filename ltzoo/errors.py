@@ -209,6 +209,7 @@ def run_main(main: Callable[..., Any], prog: str, argv: Sequence[str] | None = N
     except Exception as exc:
         err = user_error(exc)
         if err is None:
+            _record("crash", type(exc).__name__)  # tells `launch` to keep the launcher's traceback too
             raise
         report_user_error(f"{prog}: error: {err}")
         code = USER_ERROR_EXIT
@@ -220,16 +221,20 @@ def run_main(main: Callable[..., Any], prog: str, argv: Sequence[str] | None = N
 
 def report_user_error(line: str) -> None:
     """Show a user error's line: on stderr, or recorded for `launch` when running under it."""
+    if not _record("error", line):
+        sys.stderr.write(line + "\n")
+
+
+def _record(kind: str, text: str) -> bool:
+    """Record how this process ended for `launch` (``<kind>.<rank>`` in ``$LTZOO_ERROR_DIR``); False if not under it."""
     folder = os.environ.get(ERROR_DIR_ENV)
-    if folder and Path(folder).is_dir():
-        rank = os.environ.get("RANK", "0")
-        try:
-            with open(Path(folder) / f"rank{rank}.txt", "w") as f:
-                f.write(line + "\n")
-            return
-        except OSError:  # cannot record it: show it here instead
-            pass
-    sys.stderr.write(line + "\n")
+    if not folder or not Path(folder).is_dir():
+        return False
+    try:
+        (Path(folder) / f"{kind}.{os.environ.get('RANK', '0')}").write_text(text + "\n")
+        return True
+    except OSError:
+        return False
 
 
 # ------------------------------------------------------------------------------------------- launch
@@ -244,6 +249,10 @@ def launch(argv: Sequence[str]) -> int:
 
     args = launch_command_parser().parse_args(list(argv))
     old = os.environ.get(ERROR_DIR_ENV)
+    # torch elastic logs each failed or stopped process; ChildFailedError's report says the same for a crash
+    elastic = logging.getLogger("torch.distributed.elastic.multiprocessing.api")
+    level = elastic.level
+    elastic.setLevel(logging.CRITICAL)
     with tempfile.TemporaryDirectory(prefix="ltzoo-errors-") as folder:
         os.environ[ERROR_DIR_ENV] = folder
         try:
@@ -259,6 +268,7 @@ def launch(argv: Sequence[str]) -> int:
                 return USER_ERROR_EXIT
             raise
         finally:
+            elastic.setLevel(level)
             if old is None:
                 os.environ.pop(ERROR_DIR_ENV, None)
             else:
@@ -266,7 +276,8 @@ def launch(argv: Sequence[str]) -> int:
 
 
 def _recorded_errors(folder: str) -> list[str]:
-    files = sorted(Path(folder).glob("rank*.txt"), key=lambda p: int(p.stem[4:]) if p.stem[4:].isdigit() else 0)
+    """The distinct user-error lines the processes recorded, in rank order."""
+    files = sorted(Path(folder).glob("error.*"), key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
     lines: list[str] = []
     for p in files:
         line = p.read_text().strip()
@@ -276,22 +287,21 @@ def _recorded_errors(folder: str) -> list[str]:
 
 
 def _only_user_errors(exc: BaseException, folder: str) -> bool:
-    """True if every process that failed on its own recorded a user error (exit code 2)."""
+    """True if the launch failed because processes ended on user errors, and none crashed."""
+    import signal
     import subprocess
 
-    recorded = {p.stem[4:] for p in Path(folder).glob("rank*.txt")}
+    if any(Path(folder).glob("crash.*")):
+        return False
+    recorded = {p.suffix[1:] for p in Path(folder).glob("error.*")}
     if isinstance(exc, subprocess.CalledProcessError):  # one process
         return exc.returncode == USER_ERROR_EXIT and "0" in recorded
-    if isinstance(exc, SystemExit):  # accelerate launch -q: the child's code is lost; a record says why
+    if isinstance(exc, SystemExit):  # accelerate launch -q: the child's code is lost; the record says why
         return "0" in recorded
     failures = getattr(exc, "failures", None)  # torch elastic's ChildFailedError: {global rank: failure}
     if not isinstance(failures, dict) or not failures:
         return False
-    for rank, failure in failures.items():
-        code = getattr(failure, "exitcode", None)
-        if code == USER_ERROR_EXIT and str(rank) in recorded:
-            continue
-        if code is not None and code < 0:  # stopped by a signal: the agent ending the other processes
-            continue
-        return False
-    return any(getattr(f, "exitcode", None) == USER_ERROR_EXIT for f in failures.values())
+    codes = {str(rank): getattr(failure, "exitcode", None) for rank, failure in failures.items()}
+    # a process either ended on its recorded user error, or was stopped by the agent (SIGTERM) after one did
+    return all((c == USER_ERROR_EXIT and r in recorded) or c == -signal.SIGTERM for r, c in codes.items()) \
+        and USER_ERROR_EXIT in codes.values()
