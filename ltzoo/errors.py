@@ -84,22 +84,29 @@ def user_error(exc: BaseException, hub_id: str | None = None) -> UserError | Non
     return None
 
 
+def _network_error(exc: BaseException) -> bool:
+    """A failed connection: httpx's or requests' transport errors, a refused connection, an unknown host."""
+    import socket
+
+    names = {f"{c.__module__.split('.')[0]}.{c.__name__}" for c in type(exc).__mro__}
+    return isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or bool(names & {
+        "httpx.TransportError", "httpx2.TransportError", "requests.ConnectionError", "requests.Timeout"})
+
+
 def _hub_error(exc: BaseException, hub_id: str | None) -> UserError | None:
     try:
         from huggingface_hub import errors as hf
-        from requests import ConnectionError as RequestsConnectionError, Timeout
-    except ImportError:  # pragma: no cover - both are dependencies of ltzoo
+    except ImportError:  # pragma: no cover - a dependency of ltzoo
         return None
     what = f"hub model {hub_id}" if hub_id else "a file from the Hugging Face Hub"
     offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-    if isinstance(exc, (hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled)) or (
-            offline and isinstance(exc, (RequestsConnectionError, Timeout, ConnectionError))):
+    if isinstance(exc, (hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled)) or (offline and _network_error(exc)):
         if offline:
             return UserError(f"{what} is not in the local cache and the Hub is offline (HF_HUB_OFFLINE=1)",
                              "download it once online (unset HF_HUB_OFFLINE), or pass a run folder instead")
         return UserError(f"{what} is not in the local cache and the Hub cannot be reached",
                          "check the network connection (or HF_ENDPOINT), or pass a run folder instead")
-    if isinstance(exc, (RequestsConnectionError, Timeout)):
+    if _network_error(exc):
         return UserError(f"cannot reach the Hugging Face Hub to fetch {what} ({type(exc).__name__})",
                          "check the network connection (or HF_ENDPOINT), or set HF_HUB_OFFLINE=1 to use the cache")
     if isinstance(exc, hf.GatedRepoError):
