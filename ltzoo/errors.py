@@ -37,6 +37,8 @@ USER_ERROR_EXIT = 2
 INTERRUPT_EXIT = 130
 #: Folder where recipe processes record user errors for `launch` (set by `launch` only).
 ERROR_DIR_ENV = "LTZOO_ERROR_DIR"
+#: Set to 1 to see the traceback of user errors too (debugging ltzoo).
+TRACEBACK_ENV = "LTZOO_TRACEBACK"
 
 
 class UserError(ValueError):
@@ -196,7 +198,8 @@ def run_main(main: Callable[..., Any], prog: str, argv: Sequence[str] | None = N
 
     A user error (see `user_error`) writes ``<prog>: error: <message>`` on stderr, one line, and gives
     exit code 2 (130 for Ctrl-C); any other exception propagates with its traceback (exit code 1). Under
-    `launch` the line is recorded for the launcher instead, which prints it once.
+    `launch` the line is recorded for the launcher instead, which prints it once. ``LTZOO_TRACEBACK=1``
+    shows the traceback of user errors too.
 
     Args:
         main: called as ``main(argv)`` when ``argv`` is given, else ``main()``; an int it returns is the
@@ -215,7 +218,7 @@ def run_main(main: Callable[..., Any], prog: str, argv: Sequence[str] | None = N
         code = INTERRUPT_EXIT
     except Exception as exc:
         err = user_error(exc)
-        if err is None:
+        if err is None or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
             _record("crash", type(exc).__name__)  # tells `launch` to keep the launcher's traceback too
             raise
         report_user_error(f"{prog}: error: {err}")

@@ -96,6 +96,12 @@ def test_run_main_keeps_the_traceback_of_a_bug(capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_traceback_of_user_errors_on_request(monkeypatch):
+    monkeypatch.setenv("LTZOO_TRACEBACK", "1")
+    with pytest.raises(UserError, match="bad; fix"):
+        run_main(lambda: (_ for _ in ()).throw(UserError("bad", "fix")), "x", exit=False)
+
+
 def test_run_main_exit_codes(capsys):
     assert run_main(lambda: 3, "x", exit=False) == 3
     assert run_main(lambda: {"results": 1}, "x", exit=False) == 0  # a recipe returns its results
