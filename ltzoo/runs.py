@@ -17,6 +17,8 @@ import contextlib
 import json
 import logging
 import os
+import re
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -28,11 +30,13 @@ import yaml
 from torch import nn
 
 from ltzoo.data.splits import LTDataset
+from ltzoo.errors import UserError, user_error
 
 _logger = logging.getLogger(__name__)
 
 RESULTS = "results.json"
 RUN_CONFIG = "run_config.yaml"
+WEIGHTS = "model.safetensors"
 
 
 @contextlib.contextmanager
@@ -130,34 +134,72 @@ def resolve_model_ref(ref: str) -> str:
     path = Path(ref).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path} has no config.json: not a finished ltzoo run folder or timm export")
+            raise UserError(f"{path} has no config.json: not a finished ltzoo run folder or timm export",
+                            "pass the folder of a finished run (one holding config.json and model.safetensors)")
         return f"local-dir:{path.resolve()}"
-    if "/" in ref and not ref.startswith((".", "/")):
+    if path.exists():
+        raise UserError(f"{ref} is a file, not a run folder",
+                        "pass the folder of a finished run, a hub id (ORG/NAME) or a timm model name")
+    if _HUB_ID.fullmatch(ref):
         return f"hf-hub:{ref}"
-    if ref.startswith((".", "/")):
-        raise FileNotFoundError(f"run folder {ref} does not exist")
+    if "/" in ref or ref.startswith((".", "~")):
+        raise UserError(f"run folder {ref} does not exist", "check the path (or pass a hub id, ORG/NAME)")
     return ref
 
 
-def load_model(ref: str, pretrained: bool = True, **kwargs) -> nn.Module:
-    """Create a model from a run folder, hub id or timm name (``pretrained`` loads its weights)."""
-    name = resolve_model_ref(ref)
-    from safetensors import SafetensorError
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
+
+def check_weights(path: str | Path) -> Path:
+    """Check that a safetensors weights file (or a run folder's model.safetensors) is complete and readable.
+
+    Opens the file with safetensors (its header and that the tensors cover the file exactly; no tensor
+    is read). Returns the file's path; raises `UserError` naming the file and the fix.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        if not (path / WEIGHTS).is_file():
+            raise UserError(f"{path} has no {WEIGHTS}: the run did not finish, or its weights were removed",
+                            "finish the run (run its recipe again with the same --output: it resumes) or "
+                            "pass another run folder")
+        path = path / WEIGHTS
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist", "check the path, or re-export the run")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except SafetensorError as exc:
+        raise UserError(f"{path} is not a readable safetensors file ({exc}): it is truncated or corrupt",
+                        "re-export it (run the recipe again into a fresh --output) or re-download it") from exc
+    except OSError as exc:
+        raise user_error(exc) or exc
+    return path
+
+
+def load_model(ref: str, pretrained: bool = True, **kwargs) -> nn.Module:
+    """Create a model from a run folder, hub id or timm name (``pretrained`` loads its weights).
+
+    Bad references, missing or corrupt weights, and hub ids that cannot be fetched (offline, not in the
+    cache, not on the Hub) raise `UserError` naming the reference and the fix.
+    """
+    name = resolve_model_ref(ref)
+    if pretrained and name.startswith("local-dir:"):
+        check_weights(name[len("local-dir:"):])
     try:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"the config.json of {ref} is not valid JSON ({exc}); it is corrupt: re-export or "
-                         "re-download it") from exc
-    except RuntimeError as exc:
-        if str(exc).startswith("Unknown model"):
-            raise RuntimeError(f"{ref} is not a run folder, a hub id (ORG/NAME) or a timm model name "
-                               "(timm.list_models() lists the names)") from exc
-        raise RuntimeError(f"could not load weights of {ref} ({exc}); the checkpoint does not match its config "
-                           "or is corrupt: re-export or re-download it") from exc
-    except SafetensorError as exc:
-        raise RuntimeError(f"could not read the weights of {ref} ({exc}); model.safetensors is truncated or "
-                           "corrupt: re-export or re-download it") from exc
+        raise UserError(f"the config.json of {ref} is not valid JSON ({exc}): it is corrupt",
+                        "re-export or re-download it") from exc
+    except Exception as exc:
+        err = user_error(exc, hub_id=name[len("hf-hub:"):] if name.startswith("hf-hub:") else None)
+        if err is not None:
+            raise (err if ref in str(err) else UserError(f"{ref}: {err}")) from exc
+        if isinstance(exc, RuntimeError):  # a state dict that does not fit the architecture of its config
+            raise UserError(f"could not load the weights of {ref} ({str(exc).splitlines()[0]}): the checkpoint "
+                            "does not match its config or is corrupt", "re-export or re-download it") from exc
+        raise
 
 
 def label_names(model: nn.Module) -> list[str] | None:
@@ -202,7 +244,14 @@ def create_model(ds: LTDataset, model: str, init: str | None = None, new_head: b
             raise ValueError(f"{init} takes {net.pretrained_cfg['input_size'][0]}-channel images but {ds.name} has "
                              f"{ds.in_chans}; pick a model made for this dataset")
     else:
-        net = timm.create_model(model, pretrained=pretrained, num_classes=ds.num_classes, in_chans=ds.in_chans, **kwargs)
+        try:
+            net = timm.create_model(model, pretrained=pretrained, num_classes=ds.num_classes, in_chans=ds.in_chans,
+                                    **kwargs)
+        except (RuntimeError, OSError) as exc:  # an unknown --model; its pretrained weights not fetchable
+            err = user_error(exc, hub_id=f"{model} (pretrained weights)")
+            if err is None:
+                raise
+            raise err from exc
     net.pretrained_cfg = {**net.pretrained_cfg, **data_config(ds, net), "label_names": list(ds.class_names)}
     return net
 
@@ -218,3 +267,65 @@ def save_model(model: nn.Module, run_dir: str | Path, ds: LTDataset) -> None:
                     data_config=data_config(ds, model), safe_serialization=True)
         for name in ("config.json", "model.safetensors"):
             os.replace(Path(tmp) / name, run_dir / name)
+
+
+# --------------------------------------------------------------------------------- resuming a run
+def read_jsonl(path: str | Path, repair: bool = True) -> list[dict]:
+    """The records of a JSONL log (``[]`` if it does not exist), surviving a torn last line.
+
+    A crash while appending can leave the last line cut short. With ``repair`` that line is dropped
+    (a warning names the file) and the file rewritten without it, atomically; without ``repair`` it
+    raises. A bad line before the last one is corruption, not a torn write: `UserError` naming the
+    file, the line and the fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    records: list[dict] = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if lineno < len(lines) or not repair:
+                raise UserError(f"{path}, line {lineno}: not a JSON record ({exc.msg})",
+                                "delete that line (or the file; resuming then keeps no log of earlier epochs), "
+                                "or start afresh with --no-resume") from exc
+            _logger.warning("%s: dropped a torn last line (%d bytes) left by an interrupted write", path, len(line))
+            with atomic_path(path) as tmp:
+                tmp.write_text("".join(ln + "\n" for ln in lines[:lineno - 1] if ln.strip()))
+    return records
+
+
+#: ``atomic_path`` temporaries: ``.<name>.<8 random characters>`` (tempfile.mkstemp's suffix).
+_ATOMIC_TMP = re.compile(r"\.(?P<name>[^/]+\.[A-Za-z0-9]+)\.[a-z0-9_]{8}")
+_STALE_DIRS = (".tmp_epoch_*", ".export-*")
+
+
+def stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Leftovers of interrupted writes in a run folder: `atomic_path` temporaries, `save_model`'s
+    ``.export-*`` folders and `RunFolder.save`'s ``.tmp_epoch_*`` checkpoint folders."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [p for p in run_dir.rglob(".*") if p.is_file() and _ATOMIC_TMP.fullmatch(p.name)]
+    found += [p for pattern in _STALE_DIRS for p in run_dir.rglob(pattern) if p.is_dir()]
+    return sorted(set(found))
+
+
+def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Remove `stale_temporaries` of ``run_dir``, logging each; returns what it removed.
+
+    Call it on the main process before a resumed run writes anything: another process writing into
+    the same folder at the same time would lose its temporaries.
+    """
+    removed = stale_temporaries(run_dir)
+    for p in removed:
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+        _logger.warning("removed %s, left by an interrupted write", p)
+    return removed

@@ -74,13 +74,15 @@ def test_data_fmnist_lt_from_idx_files(tmp_path, capsys):
     assert "many / medium / few: 4 / 3 / 3" in out
 
 
-def test_data_imagefolder_and_lists(tmp_path, capsys):
+def test_data_imagefolder_and_lists(tmp_path, capsys, monkeypatch):
     make_imagefolder(tmp_path / "folder", {"train": [9, 6, 4], "val": [2, 2, 2], "test": [1, 1, 1]}, channels=1)
     s = _run_json(capsys, "data", "imagefolder", "--data-dir", str(tmp_path / "folder"))
     assert s["class_counts"] == [9, 6, 4] and s["val_source"] == "folder val/" and s["input_size"] == [1, 8, 8]
     lists = make_split_lists(tmp_path / "inat", {"train": [5, 3], "test": [1, 1]}, dataset="inat2018")
     s = _run_json(capsys, "data", "inat2018", "--data-dir", str(tmp_path / "inat"), "--val-per-class", "1")
     assert s["class_counts"] == [4, 2] and s["val_images"] == 2 and s["test_images"] == 2
+    lists["test"].rename(tmp_path / "inat_test.txt")  # no test list: the dataset loads without a test split
+    monkeypatch.chdir(tmp_path / "inat")  # without --data-dir, the list's paths are relative to the working dir
     s = _run_json(capsys, "data", "inat2018", "--train-list", str(lists["train"]))
     assert s["class_counts"] == [5, 3] and s["test_images"] == 0
 

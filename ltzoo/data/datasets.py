@@ -37,6 +37,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ltzoo.data import check as data_check
 from ltzoo.data import formats
 from ltzoo.data.context import add_context
 from ltzoo.data.profiles import (class_indices, counts_in_class_order, longtail_counts, resolve_class_order,
@@ -103,7 +104,7 @@ def _require_dir(data_dir: str | None, name: str) -> Path:
     return path
 
 
-def _read_lists(data_dir, train_list=None, val_list=None, test_list=None, spec: DatasetSpec = None, name=""):
+def _read_lists(data_dir, train_list=None, val_list=None, test_list=None, spec: DatasetSpec = None, name="", **_):
     root = _require_dir(data_dir, name) if data_dir else Path(".")
     splits: list[Split | None] = []
     for split, given, default in zip(("train", "val", "test"), (train_list, val_list, test_list), spec.lists):
@@ -124,8 +125,9 @@ def _read_lists(data_dir, train_list=None, val_list=None, test_list=None, spec: 
     return train, test, val, formats.class_names_from_paths(train, num_classes)
 
 
-def _read_folder(data_dir, **_):
+def _read_folder(data_dir, check: Callable[[Split], Split] = lambda split: split, **_):
     train, test, val, classes = formats.read_image_folder(_require_dir(data_dir, "imagefolder"))
+    train, test, val = check(train), check(test), check(val)  # before decoding, which stops at a bad file
     return formats.decode_to_tensor(train), formats.decode_to_tensor(test), \
         None if val is None else formats.decode_to_tensor(val), classes
 
@@ -168,6 +170,8 @@ def load_dataset(
     require_test: bool = True,
     class_order: str | Sequence[str | int] | None = None,
     shot_cuts: Sequence[int] | None = None,
+    check_files: bool = True,
+    skip_bad: bool = False,
 ) -> LTDataset:
     """Load a long-tailed dataset by name.
 
@@ -191,10 +195,21 @@ def load_dataset(
             Only for datasets made long-tailed by a profile; labels and class names do not change.
         shot_cuts: ``(many, few)``: many-shot classes have more than ``many`` training images, few-shot
             fewer than ``few``; None chooses them for the training counts (`ltzoo.metrics.shots`).
+        check_files: check that every image file of a file-backed split exists and decodes, before
+            anything else (see `ltzoo.data.check`).
+        skip_bad: drop the files that fail that check instead of raising; ``info['skipped_files']``
+            (in ``summary()``, hence in results.json) says how many per split.
 
     Returns:
         An `LTDataset` whose splits say where they came from (``split.source``).
     """
+    skipped: dict[str, int] = {}
+
+    def check(split: Split | None) -> Split | None:
+        if check_files and split is not None and split.name not in skipped:
+            split, skipped[split.name] = data_check.check_files(split, name, skip_bad=skip_bad)
+        return split
+
     if name.startswith("hf:"):
         from ltzoo.data.hf import read_hf
 
@@ -203,7 +218,8 @@ def load_dataset(
     elif name in DATASETS:
         spec = DATASETS[name]
         train, test, val, classes = spec.reader(
-            data_dir, train_list=train_list, val_list=val_list, test_list=test_list, spec=spec, name=name)
+            data_dir, train_list=train_list, val_list=val_list, test_list=test_list, spec=spec, name=name,
+            check=check)
     else:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(list_datasets())}")
     if test is None and require_test:
@@ -215,6 +231,8 @@ def load_dataset(
     num_classes = len(classes)
     for split in (train, val, test):  # before any per-class indexing, which needs labels in range
         check_split_labels(name, split, num_classes)
+    train, val, test = check(train), check(val), check(test)
+    data_check.check_classes(name, classes, train, val, test)
     info = {"profile": None, "imbalance": None, "seed": seed, "class_order": None, "class_order_classes": None}
     if imbalance is not None:
         train, val, info = _make_longtail(train, val, classes, imbalance, profile, seed, val_per_class, n_max,
@@ -227,6 +245,8 @@ def load_dataset(
     info.update(_shot_cuts(train.counts(num_classes), shot_cuts, spec, name))
     if spec.finish is not None:
         train, val, test = spec.finish(train, val, test, num_classes, info)
+    if any(skipped.values()):
+        info["skipped_files"] = {k: v for k, v in skipped.items() if v}
     ds = LTDataset(name, classes, train, val, test, _input_size(train, spec), *_mean_std(train), info=info)
     ds.check_labels()
     _logger.info("loaded %s: %d train / %d val / %d test images, %d classes", name, len(train),

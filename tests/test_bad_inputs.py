@@ -1,0 +1,570 @@
+"""Bad inputs of every kind end in one clear line (the problem and the fix) and a non-zero exit, and leave
+the inputs byte-identical; a bug keeps its traceback (issue 12's error contract)."""
+from __future__ import annotations
+
+import argparse
+import errno
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from fixtures import make_imagefolder, make_split_lists
+from hubserver import disable_retry_sleep, patch_huggingface_hub, set_hf_offline
+from launching import ROOT, recipe_env
+
+from ltzoo import argtypes
+from ltzoo.errors import UserError, launch, run_main, user_error  # noqa: F401  (launch: see the slow tests)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def digest(path: Path) -> dict[str, str]:
+    """Every file and folder under ``path`` with a hash of its bytes (folders: '<dir>')."""
+    path = Path(path)
+    if path.is_file():
+        return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {str(p.relative_to(path)): "<dir>" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*"))}
+
+
+def run(capsys, func, prog: str = "ltzoo test") -> tuple[int, str]:
+    """Run ``func`` under `run_main` (as the CLI does); returns (exit code, stderr)."""
+    capsys.readouterr()
+    code = run_main(func, prog, exit=False)
+    return code, capsys.readouterr().err
+
+
+def assert_one_line(err: str, prog: str, *parts: str) -> str:
+    """``err`` is exactly one line ``prog: error: ...`` holding each of ``parts`` (problem, fix)."""
+    lines = err.splitlines()
+    assert len(lines) == 1 and err.endswith("\n"), err
+    assert lines[0].startswith(f"{prog}: error: "), err
+    for part in parts:
+        assert part in lines[0], (part, lines[0])
+    return lines[0]
+
+
+def expect_user_error(capsys, func, *parts: str, inputs: Path | None = None) -> str:
+    """``func`` under run_main: exit code 2, one line with ``parts``, ``inputs`` unchanged."""
+    before = digest(inputs) if inputs is not None else None
+    code, err = run(capsys, func)
+    assert code == 2, err
+    line = assert_one_line(err, "ltzoo test", *parts)
+    if inputs is not None:
+        assert digest(inputs) == before
+    return line
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """A tiny 3-class image folder (train/val/test)."""
+    return make_imagefolder(tmp_path / "data", {"train": [6, 4, 3], "val": [2, 2, 2], "test": [2, 2, 2]})
+
+
+@pytest.fixture
+def run_dir(tmp_path, folder) -> Path:
+    """A finished run folder (config.json + model.safetensors) of a tiny model on ``folder``."""
+    from ltzoo.data import load_dataset
+    from ltzoo.runs import create_model, save_model
+
+    ds = load_dataset("imagefolder", data_dir=str(folder))
+    torch.manual_seed(0)
+    save_model(create_model(ds, "resnet20_cifar"), tmp_path / "run", ds)
+    return tmp_path / "run"
+
+
+# ----------------------------------------------------------------------------------- the contract
+def test_user_error_is_one_line_with_problem_and_fix(capsys):
+    exc = UserError("the thing is\nbroken", "fix\n   it")
+    assert str(exc) == "the thing is broken; fix it" and isinstance(exc, ValueError)
+    assert_one_line(run(capsys, lambda: (_ for _ in ()).throw(exc))[1], "ltzoo test", "broken; fix it")
+
+
+def test_run_main_keeps_the_traceback_of_a_bug(capsys):
+    def main():
+        raise KeyError("a bug in ltzoo")
+
+    with pytest.raises(KeyError, match="a bug in ltzoo"):
+        run_main(main, "ltzoo test", exit=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_traceback_of_user_errors_on_request(monkeypatch):
+    monkeypatch.setenv("LTZOO_TRACEBACK", "1")
+    with pytest.raises(UserError, match="bad; fix"):
+        run_main(lambda: (_ for _ in ()).throw(UserError("bad", "fix")), "x", exit=False)
+
+
+def test_run_main_exit_codes(capsys):
+    assert run_main(lambda: 3, "x", exit=False) == 3
+    assert run_main(lambda: {"results": 1}, "x", exit=False) == 0  # a recipe returns its results
+    assert run_main(lambda argv: len(argv), "x", argv=["a", "b"], exit=False) == 2
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert run_main(interrupted, "x", exit=False) == 130 and capsys.readouterr().err == "x: interrupted\n"
+    with pytest.raises(SystemExit) as info:
+        run_main(lambda: (_ for _ in ()).throw(ValueError("bad value")), "/path/to/recipe.py")
+    assert info.value.code == 2 and capsys.readouterr().err == "recipe.py: error: bad value\n"
+
+
+def _script(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "entry.py"
+    path.write_text("import sys\nfrom ltzoo.errors import run_main\n\ndef main():\n" + body + "\n\nrun_main(main, __file__)\n")
+    return path
+
+
+def test_script_user_error_exit_code_and_one_line(tmp_path):
+    body = "    raise OSError(28, 'No space left on device', 'out/results.json')"
+    proc = subprocess.run([sys.executable, str(_script(tmp_path, body))], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == ["entry.py: error: out/results.json: no space left on the device; free some "
+                                        "space or write the run folder elsewhere (--output)"], proc.stderr
+
+
+@pytest.mark.parametrize("exc, line", [
+    (OSError(errno.EROFS, "Read-only file system", "/ro/run"),
+     "/ro/run: read-only file system; write the run folder to a writable place (--output)"),
+    (OSError(errno.EDQUOT, "Disk quota exceeded", "/home/u/run/model.safetensors"),
+     "/home/u/run/model.safetensors: disk quota exceeded; free some space or write the run folder elsewhere"),
+    (FileNotFoundError(errno.ENOENT, "No such file or directory", "/nonexistent/config.yaml"),
+     "/nonexistent/config.yaml: no such file or directory; check the path"),
+    (FileNotFoundError("data dir /x does not exist (dataset 'places_lt')"), "data dir /x does not exist"),
+])
+def test_disk_and_path_errors(capsys, exc, line):
+    def main():
+        raise exc
+
+    expect_user_error(capsys, main, line)
+
+
+def test_script_bug_keeps_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, str(_script(tmp_path, "    {}['missing']"))], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Traceback") and proc.stderr.rstrip().endswith("KeyError: 'missing'")
+
+
+# ------------------------------------------------------------------------ third-party exceptions
+def _raises(func):
+    try:
+        func()
+    except Exception as exc:  # the exception a library raises for this input
+        return exc
+    raise AssertionError("no exception")
+
+
+def test_classify_third_party_errors(tmp_path):
+    import timm
+    import yaml
+    from PIL import Image
+    from safetensors import safe_open
+
+    bad = tmp_path / "w.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    img = tmp_path / "img.png"
+    img.write_text("not an image")
+    cases = {
+        "safetensors": (lambda: safe_open(str(bad), "pt"), ["not a readable safetensors file", "re-export"]),
+        "pil": (lambda: Image.open(img), [str(img), "replace the file", "--skip-bad-files"]),
+        "timm": (lambda: timm.create_model("resnet_nonexistent"), ["unknown model 'resnet_nonexistent'",
+                                                                     "timm.list_models"]),
+        "yaml": (lambda: yaml.safe_load("epochs: [1,\nlr: 0.1"), ["line 2", "not valid YAML", "fix the syntax"]),
+        "enoent": (lambda: open(tmp_path / "missing.txt"), [str(tmp_path / "missing.txt"), "check the path"]),
+        "eacces": (lambda: (_ for _ in ()).throw(PermissionError(errno.EACCES, "Permission denied", "/root/x")),
+                   ["/root/x: permission denied", "fix the permissions"]),
+    }
+    for name, (func, parts) in cases.items():
+        err = user_error(_raises(func))
+        assert isinstance(err, UserError), name
+        assert "\n" not in str(err) and all(p in str(err) for p in parts), (name, str(err))
+    assert user_error(KeyError("x")) is None and user_error(RuntimeError("CUDA error")) is None
+    assert user_error(OSError(errno.EIO, "I/O error")) is None  # not something a user can fix by a flag
+
+
+def test_classify_hub_errors(monkeypatch):
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    msg = str(user_error(OfflineModeIsEnabled("offline"), hub_id="org/model"))
+    assert "hub model org/model" in msg and "HF_HUB_OFFLINE=1" in msg and "unset HF_HUB_OFFLINE" in msg
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    import requests
+
+    for exc in (requests.ConnectionError("refused"), ConnectionRefusedError(111, "Connection refused")):
+        msg = str(user_error(exc, hub_id="org/model"))
+        assert "cannot reach the Hugging Face Hub" in msg and "org/model" in msg and "check the network" in msg
+    assert user_error(BrokenPipeError(32, "Broken pipe")) is None
+
+
+# --------------------------------------------------------------------------------------- data
+def test_undecodable_image_in_folder_is_found_before_training(capsys, folder):
+    from ltzoo.data import load_dataset
+
+    bad = folder / "train" / "class_01" / "00002.png"
+    bad.write_bytes(b"this is not a png")
+    line = expect_user_error(capsys, lambda: load_dataset("imagefolder", data_dir=str(folder)),
+                             "imagefolder: 1 of 13 train images", str(bad), "cannot identify image file",
+                             "--skip-bad-files", inputs=folder)
+    assert "replace those files or remove them" in line
+
+
+def test_missing_files_in_split_list_lists_the_first_five_and_the_total(capsys, tmp_path):
+    from ltzoo.data import load_dataset
+
+    root = tmp_path / "lists"
+    lists = make_split_lists(root, {"train": [5, 4], "test": [2, 2]}, dataset="places_lt")
+    gone = sorted((root / "train").rglob("*.png"))[:7]
+    for p in gone:
+        p.unlink()
+    line = expect_user_error(
+        capsys, lambda: load_dataset("places_lt", data_dir=str(root)),
+        "places_lt: 7 of 9 train images (split list Places_LT_train.txt) are missing", "(missing)", "and 2 more",
+        "--skip-bad-files", inputs=root)
+    assert sum(str(p) in line for p in gone) == 5
+    assert lists["train"].is_file()
+
+
+def test_skip_bad_files_drops_them_and_reports_how_many(folder, caplog):
+    from ltzoo.data import load_dataset
+
+    (folder / "train" / "class_00" / "00001.png").write_bytes(b"")
+    (folder / "test" / "class_02" / "00000.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    before = digest(folder)
+    with caplog.at_level(logging.WARNING, logger="ltzoo.data.check"):
+        ds = load_dataset("imagefolder", data_dir=str(folder), skip_bad=True)
+    assert ds.train_counts == [5, 4, 3] and ds.test.counts(3) == [2, 2, 1]
+    assert ds.summary()["skipped_files"] == {"train": 1, "test": 1}
+    assert "skipping them" in caplog.text and "00001.png" in caplog.text
+    assert digest(folder) == before
+
+
+def test_skip_bad_cannot_skip_every_image(capsys, tmp_path):
+    from ltzoo.data import load_dataset
+
+    root = tmp_path / "lists"
+    make_split_lists(root, {"train": [2, 2], "test": [1, 1]}, dataset="places_lt")
+    for p in (root / "test").rglob("*.png"):
+        p.write_bytes(b"junk")
+    expect_user_error(capsys, lambda: load_dataset("places_lt", data_dir=str(root), skip_bad=True),
+                      "2 of 2 test images", "no image is left to use", inputs=root)
+
+
+def test_empty_class_folder_is_refused(capsys, folder):
+    from ltzoo.data import load_dataset
+
+    (folder / "train" / "class_03").mkdir()
+    expect_user_error(capsys, lambda: load_dataset("imagefolder", data_dir=str(folder)),
+                      "imagefolder: 1 of 4 classes have no training images", "'class_03'", "add images of those classes",
+                      inputs=folder)
+
+
+def test_class_missing_from_test_split_is_refused(capsys, tmp_path):
+    from ltzoo.data import load_dataset
+
+    root = make_imagefolder(tmp_path / "d", {"train": [4, 4, 4], "test": [2, 0, 2]})
+    expect_user_error(capsys, lambda: load_dataset("imagefolder", data_dir=str(root), val_per_class=1),
+                      "the test split (folder test/) has no images of 1 of 3 classes: 'class_01'",
+                      "add test images of those classes", inputs=root)
+
+
+def test_in_memory_split_gets_the_class_check():
+    from ltzoo.data.check import check_classes, check_files
+    from ltzoo.data.splits import Split
+
+    train = Split("train", torch.tensor([0, 0, 2]), images=torch.zeros(3, 1, 4, 4, dtype=torch.uint8))
+    assert check_files(train) == (train, 0)  # nothing to open
+    with pytest.raises(UserError, match=r"1 of 3 classes have no training images: 'b'"):
+        check_classes("toy", ["a", "b", "c"], train)
+
+
+def test_bad_file_check_runs_in_parallel_in_order_with_a_progress_bar(tmp_path, capsys):
+    from ltzoo.data.check import find_bad_files
+
+    root = make_imagefolder(tmp_path / "d", {"train": [30]})
+    files = sorted(str(p) for p in root.rglob("*.png"))
+    Path(files[7]).write_bytes(b"junk")
+    files.insert(3, str(tmp_path / "absent.png"))
+    bad = find_bad_files(files, workers=4, progress=True)
+    assert [(i, Path(p).name) for i, p, _ in bad] == [(3, "absent.png"), (8, "00007.png")]
+    assert bad[0][2] == "missing" and "cannot identify" in bad[1][2]
+    assert "checking images" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ weights
+@pytest.mark.parametrize("damage, problem", [
+    ("truncate", "is not a readable safetensors file"),
+    ("garbage", "is not a readable safetensors file"),
+    ("empty", "is not a readable safetensors file"),
+    ("remove", "has no model.safetensors"),
+])
+def test_bad_weights_are_named_when_read(capsys, run_dir, damage, problem):
+    from ltzoo.runs import check_weights, load_model
+
+    weights = run_dir / "model.safetensors"
+    data = weights.read_bytes()
+    if damage == "truncate":
+        weights.write_bytes(data[: len(data) - 1000])
+    elif damage == "garbage":
+        weights.write_bytes(os.urandom(64))
+    elif damage == "empty":
+        weights.write_bytes(b"")
+    else:
+        weights.unlink()
+    named = str(run_dir if damage == "remove" else weights)
+    fix = "finish the run" if damage == "remove" else "re-export it"
+    expect_user_error(capsys, lambda: check_weights(run_dir), named, problem, fix, inputs=run_dir)
+    expect_user_error(capsys, lambda: load_model(str(run_dir)), named, problem, fix, inputs=run_dir)
+
+
+def test_good_weights_pass_and_load(run_dir):
+    from ltzoo.runs import check_weights, load_model
+
+    assert check_weights(run_dir) == run_dir / "model.safetensors"
+    assert load_model(str(run_dir)).num_classes == 3
+
+
+def test_init_from_corrupt_weights_is_refused_before_training(capsys, run_dir, folder):
+    from ltzoo.data import load_dataset
+    from ltzoo.runs import create_model
+
+    ds = load_dataset("imagefolder", data_dir=str(folder))
+    (run_dir / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
+    expect_user_error(capsys, lambda: create_model(ds, "resnet20_cifar", init=str(run_dir)),
+                      str(run_dir / "model.safetensors"), "truncated or corrupt", inputs=run_dir)
+
+
+@pytest.mark.parametrize("ref, parts", [
+    ("runs/does/not/exist", ["run folder runs/does/not/exist does not exist", "check the path"]),
+    ("./nothere", ["run folder ./nothere does not exist"]),
+    ("resnet_nonexistent", ["unknown model 'resnet_nonexistent'", "timm.list_models"]),
+])
+def test_bad_model_references(capsys, ref, parts):
+    from ltzoo.runs import load_model
+
+    expect_user_error(capsys, lambda: load_model(ref), *parts)
+
+
+def test_model_ref_that_is_a_file_or_a_folder_without_config(capsys, run_dir):
+    from ltzoo.runs import load_model
+
+    expect_user_error(capsys, lambda: load_model(str(run_dir / "model.safetensors")), "is a file, not a run folder")
+    (run_dir / "config.json").unlink()
+    expect_user_error(capsys, lambda: load_model(str(run_dir)), "has no config.json", inputs=run_dir)
+
+
+def test_unknown_model_for_training_is_refused(capsys, folder):
+    from ltzoo.data import load_dataset
+    from ltzoo.runs import create_model
+
+    ds = load_dataset("imagefolder", data_dir=str(folder))
+    expect_user_error(capsys, lambda: create_model(ds, "resnet33_cifar"), "unknown model 'resnet33_cifar'")
+
+
+def test_hub_id_not_cached_while_offline_names_the_id_and_offline_mode(capsys, tmp_path, monkeypatch):
+    from ltzoo.runs import load_model
+
+    patch_huggingface_hub(monkeypatch, "http://127.0.0.1:9", tmp_path / "hf_home", None)
+    set_hf_offline(monkeypatch)
+    line = expect_user_error(capsys, lambda: load_model("someorg/some-model"),
+                             "hub model someorg/some-model is not in the local cache", "HF_HUB_OFFLINE=1",
+                             "download it once online")
+    assert "offline" in line
+
+
+def test_hub_id_unreachable_hub_names_the_id(capsys, tmp_path, monkeypatch):
+    from ltzoo.runs import load_model
+
+    patch_huggingface_hub(monkeypatch, "http://127.0.0.1:9", tmp_path / "hf_home", None)
+    disable_retry_sleep(monkeypatch)
+    expect_user_error(capsys, lambda: load_model("someorg/some-model"), "someorg/some-model",
+                      "the Hub cannot be reached", "check the network connection")
+
+
+def test_hub_id_that_does_not_exist(capsys, local_hub):
+    from ltzoo.runs import load_model
+
+    expect_user_error(capsys, lambda: load_model("someorg/no-such-model"),
+                      "hub model someorg/no-such-model does not exist on the Hub or is private", "check the id")
+
+
+# ------------------------------------------------------------------------------------- resume
+def _log(path: Path, epochs: int, torn: str = "") -> None:
+    path.write_text("".join(json.dumps({"epoch": e, "loss": 1.0 / (e + 1)}) + "\n" for e in range(epochs)) + torn)
+
+
+def test_torn_last_log_line_is_dropped_with_a_warning(tmp_path, caplog):
+    from ltzoo.runs import read_jsonl
+
+    log = tmp_path / "log.jsonl"
+    _log(log, 3, torn='{"epoch": 3, "lo')
+    with caplog.at_level(logging.WARNING, logger="ltzoo.runs"):
+        records = read_jsonl(log)
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    assert str(log) in caplog.text and "torn last line" in caplog.text
+    assert log.read_text().count("\n") == 3 and log.read_text().endswith("}\n")
+    assert read_jsonl(log) == records and read_jsonl(tmp_path / "absent.jsonl") == []
+
+
+def test_torn_log_without_repair_and_a_corrupt_middle_line_are_refused(capsys, tmp_path):
+    from ltzoo.runs import read_jsonl
+
+    log = tmp_path / "log.jsonl"
+    _log(log, 2, torn='{"epoch": 2')
+    expect_user_error(capsys, lambda: read_jsonl(log, repair=False), f"{log}, line 3: not a JSON record",
+                      "--no-resume", inputs=log)
+    log.write_text('{"epoch": 0}\n{"ep\n{"epoch": 2}\n')
+    expect_user_error(capsys, lambda: read_jsonl(log), f"{log}, line 2: not a JSON record", "delete that line",
+                      inputs=log)
+
+
+def test_stale_temporaries_are_removed_and_nothing_else(tmp_path, caplog):
+    from ltzoo.runs import remove_stale_temporaries, write_json
+
+    run_dir = tmp_path / "run"
+    write_json(run_dir / "results.json", {"a": 1})
+    (run_dir / ".gitignore").write_text("*\n")
+    (run_dir / "checkpoints" / "epoch_2").mkdir(parents=True)
+    (run_dir / "checkpoints" / "epoch_2" / "train_state.json").write_text("{}")
+    stale = [Path(tempfile.mkstemp(prefix=".results.json.", dir=run_dir)[1]),
+             Path(tempfile.mkstemp(prefix=".model.safetensors.", dir=run_dir / "checkpoints")[1]),
+             run_dir / "checkpoints" / ".tmp_epoch_3", run_dir / ".export-abc123"]
+    for d in stale[2:]:
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"half")
+    keep = {k: v for k, v in digest(run_dir).items() if not any(k.startswith(str(s.relative_to(run_dir))) for s in stale)}
+    with caplog.at_level(logging.WARNING, logger="ltzoo.runs"):
+        removed = remove_stale_temporaries(run_dir)
+    assert sorted(removed) == sorted(stale) and digest(run_dir) == keep
+    assert all(str(p) in caplog.text for p in stale)
+    assert remove_stale_temporaries(run_dir) == [] and remove_stale_temporaries(tmp_path / "none") == []
+
+
+# --------------------------------------------------------------------------------- flag values
+@pytest.mark.parametrize("func, value, ok, wanted", [
+    (argtypes.positive_int, "0", None, "an integer >= 1, got '0'"),
+    (argtypes.positive_int, "2.5", None, "an integer >= 1, got '2.5'"),
+    (argtypes.positive_int, 3.0, 3, None),
+    (argtypes.positive_int, True, None, "an integer >= 1, got True"),
+    (argtypes.nonneg_int, "-1", None, "an integer >= 0, got '-1'"),
+    (argtypes.nonneg_int, "0", 0, None),
+    (argtypes.unit_interval, "1.5", None, "a ratio in [0, 1], got '1.5'"),
+    (argtypes.unit_interval, "0", 0.0, None),
+    (argtypes.positive_fraction, "0", None, "a ratio in (0, 1], got '0'"),
+    (argtypes.positive_fraction, "nan", None, "a ratio in (0, 1], got 'nan'"),
+    (argtypes.positive_float, "-0.1", None, "a number > 0, got '-0.1'"),
+    (argtypes.nonneg_float, "inf", None, "a number >= 0, got 'inf'"),
+    (argtypes.imbalance_ratio, "0.5", None, "an imbalance ratio >= 1"),
+    (argtypes.imbalance_ratio, "100", 100.0, None),
+])
+def test_value_types(func, value, ok, wanted):
+    if wanted is None:
+        assert func(value) == ok
+    else:
+        with pytest.raises(argparse.ArgumentTypeError, match=None) as info:
+            func(value)
+        assert wanted in str(info.value)
+
+
+def test_path_types(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("x")
+    assert argtypes.existing_file(str(f)) == str(f) and argtypes.existing_dir(str(tmp_path)) == str(tmp_path)
+    for func, value, msg in ((argtypes.existing_file, tmp_path / "b.txt", "does not exist"),
+                             (argtypes.existing_file, tmp_path, "is a folder, expected a file"),
+                             (argtypes.existing_dir, tmp_path / "nope", "folder .* does not exist"),
+                             (argtypes.existing_dir, f, "is a file, expected a folder")):
+        with pytest.raises(argparse.ArgumentTypeError, match=msg):
+            func(str(value))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="recipe.py")
+    p.add_argument("--subsets", type=argtypes.positive_int, default=4)
+    p.add_argument("--val-list", type=argtypes.existing_file, default=None)
+    return p
+
+
+def test_flag_values_checked_when_parsed(capsys, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        _parser().parse_args(["--subsets", "0"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err.splitlines()[-1] == "recipe.py: error: argument --subsets: expected an integer >= 1, got '0'"
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--val-list", str(tmp_path / "v.txt")])
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"argument --val-list: file {tmp_path / 'v.txt'} does not exist")
+
+
+def test_config_values_checked_like_flags(capsys):
+    p = _parser()
+    assert argtypes.check_config_values(p, {"subsets": 2, "val_list": None}) == {"subsets": 2, "val_list": None}
+    with pytest.raises(SystemExit) as info:
+        argtypes.check_config_values(p, {"subsets": 0}, source="cfg.yaml")
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "recipe.py: error: cfg.yaml: subsets: expected an integer >= 1, got 0"
+
+
+# -------------------------------------------------------------------------- under accelerate launch
+_LAUNCHED = """
+import os, sys
+from ltzoo.errors import UserError, run_main
+
+def main():
+    if sys.argv[1] == "dist":
+        from accelerate import Accelerator
+        Accelerator()  # joins the process group (gloo)
+        if os.environ.get("RANK") == "1" and sys.argv[2] == "crash":
+            raise KeyError("a bug on rank 1")
+    raise UserError("the data is bad", "fix the data")
+
+run_main(main, __file__)
+"""
+
+
+def _launch(tmp_path: Path, flags: list[str], args: list[str], wrapper: bool = True) -> subprocess.CompletedProcess:
+    from launching import free_port
+
+    script = tmp_path / "recipe.py"
+    script.write_text(_LAUNCHED)
+    base = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if "--multi_gpu" in flags:
+        base += ["--main_process_port", str(free_port())]
+    head = ([sys.executable, "-c", "import sys; from ltzoo.errors import launch; sys.exit(launch(sys.argv[1:]))"]
+            if wrapper else [sys.executable, "-m", "accelerate.commands.launch"])
+    return subprocess.run(head + base + flags + [str(script), *args], capture_output=True, text=True,
+                          env=recipe_env(tmp_path / "hf"), timeout=300)
+
+
+@pytest.mark.slow
+def test_launch_one_process_user_error_is_one_line(tmp_path):
+    proc = _launch(tmp_path, ["--num_processes", "1", "--cpu"], ["one"])
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["recipe.py: error: the data is bad; fix the data"], proc.stderr
+    # plain `accelerate launch -q`: the same line, exit code 1 (the launcher's)
+    proc = _launch(tmp_path, ["-q", "--num_processes", "1", "--cpu"], ["one"], wrapper=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == ["recipe.py: error: the data is bad; fix the data"], proc.stderr
+
+
+@pytest.mark.slow
+def test_launch_two_processes_user_error_is_one_line(tmp_path):
+    proc = _launch(tmp_path, ["--multi_gpu", "--num_processes", "2"], ["dist", "user"])
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["recipe.py: error: the data is bad; fix the data"], proc.stderr
+
+
+@pytest.mark.slow
+def test_launch_two_processes_crash_keeps_the_tracebacks(tmp_path):
+    proc = _launch(tmp_path, ["--multi_gpu", "--num_processes", "2"], ["dist", "crash"])
+    assert proc.returncode == 1
+    assert "KeyError: 'a bug on rank 1'" in proc.stderr and "ChildFailedError" in proc.stderr
