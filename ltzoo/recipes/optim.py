@@ -1,23 +1,23 @@
-"""The optimiser and the learning-rate schedule of every training loop in the recipes."""
+"""The optimiser and the learning-rate schedule of every training loop in the recipes.
+
+The optimiser is timm's (`timm.optim.create_optimizer_v2`): SGD with Nesterov momentum 0.9 or AdamW,
+weight decay on the weights only (timm's filter: no decay on parameters with ndim <= 1, i.e. biases
+and norm layers, nor on those a model lists in its ``no_weight_decay()``).
+"""
 from __future__ import annotations
 
 import math
 
 import torch
+from timm.optim import create_optimizer_v2
 
 
 def create_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum 0.9, or AdamW; no weight decay on biases and norm weights.
+    """``name`` ('sgd': Nesterov momentum 0.9, or 'adamw') over the model's trainable parameters.
 
     Parameters with ``requires_grad=False`` are left out (BTM's members train part of the network).
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, momentum=0.9)
 
 
 def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
