@@ -2,14 +2,15 @@
 
 The optimiser is timm's (`timm.optim.create_optimizer_v2`): SGD with Nesterov momentum 0.9 or AdamW,
 weight decay on the weights only (timm's filter: no decay on parameters with ndim <= 1, i.e. biases
-and norm layers, nor on those a model lists in its ``no_weight_decay()``).
+and norm layers, nor on those a model lists in ``no_weight_decay()``). The schedule is torch's: a linear
+warm-up (`LinearLR`) then a cosine decay to zero (`CosineAnnealingLR`), chained by `SequentialLR` and
+stepped once per optimiser step.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from timm.optim import create_optimizer_v2
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
 
 def create_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -20,11 +21,11 @@ def create_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay:
     return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, momentum=0.9)
 
 
-def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up to the peak rate over ``warmup_steps``, then cosine decay to zero at ``total_steps``."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> LRScheduler:
+    """Linear warm-up to the peak rate over ``warmup_steps`` (from peak / warmup_steps at step 0), then cosine
+    decay to zero at ``total_steps``."""
+    cosine = CosineAnnealingLR(optimizer, T_max=max(total_steps - warmup_steps, 1))
+    if warmup_steps <= 0:
+        return cosine
+    warmup = LinearLR(optimizer, start_factor=1 / warmup_steps, end_factor=1.0, total_iters=warmup_steps - 1)
+    return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
