@@ -364,3 +364,24 @@ def test_btm_other_options_and_uneven_members(btm_run, data, hf_home, tmp_path):
     merged = load_file(str(out / "merged" / "model.safetensors"))
     assert torch.equal(merged["bn1.running_mean"], s1["bn1.running_mean"])  # frozen and averaged: stage 1's
     check_reproduces(out, data, res["metrics"]["test"])
+
+
+@pytest.mark.slow
+def test_btm_new_head_on_other_classes(btm_run, tmp_path, monkeypatch, hf_home):
+    """--new-head: BTM starts from --init's backbone with a new classifier for this dataset's 4 classes."""
+    for k, v in recipe_env(hf_home).items():
+        if k != "PYTHONPATH":
+            monkeypatch.setenv(k, v)
+    data4 = _make_imagefolder(tmp_path / "data4", {"train": [20, 12, 8, 6], "val": [2] * 4, "test": [3] * 4})
+    argv = [*DATA, "--data-dir", str(data4), "--init", str(btm_run[0] / "stage1"), *OPTIMIZER, *MEMBERS,
+            "--member-epochs", "1", "--output", str(tmp_path / "btm4")]
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(ValueError, match="--new-head"):  # 3 classes in --init, 4 here
+            btm.main(argv)
+        res = btm.main([*argv, "--new-head"])
+    finally:
+        torch.set_num_threads(threads)  # --threads 1 set it for this process
+    assert res["dataset"]["num_classes"] == 4 and res["metrics"]["test"]["num_samples"] == 12
+    final, s1 = load_file(str(tmp_path / "btm4" / "model.safetensors")), load_file(str(btm_run[0] / "stage1" / "model.safetensors"))
+    assert final["fc.weight"].shape == (4, 64) and s1["fc.weight"].shape == (3, 64)

@@ -81,9 +81,9 @@ def build_parser() -> RecipeParser:
     p = recipe_parser(__doc__, __file__)
     add_data_group(p)
     g = p.add_argument_group("start")
-    add_init_args(g, "the stage-1 model: a run folder or hub id (unset: BTM trains its own stage 1)")
     g.add_argument("--model", default="resnet20_cifar",
                    help="the stage-1 architecture, any timm name (with --init, the architecture is --init's)")
+    add_init_args(g, "the stage-1 model: a run folder or hub id (unset: BTM trains its own stage 1)")
     add_optimizer_args(g)  # of stage 1 and the members
     add_system_args(g)
     g = p.add_argument_group("stage 1 (trained only without --init)")
