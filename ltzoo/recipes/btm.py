@@ -34,7 +34,7 @@ from ltzoo.engine import metrics_from_logits, predict
 from ltzoo.heads import METHODS, Features, Head, ensemble, retrain
 from ltzoo.losses import list_losses
 from ltzoo.merge import average_checkpoints, greedy_soup
-from ltzoo.metrics import summary_table
+from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes import pretrain
 from ltzoo.recipes.common import (add_data_group, add_init_args, add_optimizer_args, add_output_args,
                                   add_schedule_args, add_system_args, configure_threads, default_output, needs_init,
@@ -245,8 +245,7 @@ def run(args: argparse.Namespace) -> dict:
         "wall_seconds": time.perf_counter() - start,
     }, title=name)
     table[name] = results["metrics"]
-    results["table"] = {k: {s: {m: v.get(m) for m in ("acc", "mean_class_acc", "hm", "gm", "min_recall", "many", "medium", "few")}
-                            for s, v in d.items()} for k, d in table.items()}
+    results["table"] = {k: {s: brief(v) for s, v in d.items()} for k, d in table.items()}
     if accelerator.is_main_process:
         write_json(out / "results.json", results)
     accelerator.print(summary_table(table))

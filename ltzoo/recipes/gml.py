@@ -23,7 +23,7 @@ from ltzoo.data.args import dataset_kwargs
 from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.engine import metrics_from_logits, predict
 from ltzoo.heads import METHODS, Features, Head, ensemble, retrain
-from ltzoo.metrics import summary_table
+from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes.common import (add_data_group, add_init_args, add_output_args, add_system_args, configure_threads,
                                   default_output, recipe_parser, RecipeParser, run_cli, setup_logging)
 from ltzoo.recipes.runfolder import finish_run
@@ -108,8 +108,7 @@ def run(args: argparse.Namespace) -> dict:
         "classifier": infos.get("gml"), "ensemble": infos["gml+ens"] if args.ensemble else None,
         "selection": "temperatures and taus on the validation split", "config": config,
         "seconds": {"features": t_features, "heads": t_heads}, "wall_seconds": time.perf_counter() - start,
-        "table": {k: {s: {m: v[m] for m in ("acc", "mean_class_acc", "hm", "gm", "min_recall", "many", "medium", "few")}
-                      for s, v in d.items()} for k, d in table.items()},
+        "table": {k: {s: brief(v) for s, v in d.items()} for k, d in table.items()},
     }, title=f"{arch} {chosen}")
     accelerator.print(summary_table(table))
     accelerator.print(f"exported: {chosen}; features {t_features:.1f} s, all heads {t_heads:.1f} s; run folder: {out}")
