@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,16 +19,16 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "recipes"))
-import btm  # noqa: E402
+from ltzoo.data import balanced_subsets, load_dataset
+from ltzoo.data.loader import BatchPreprocess, make_loader
+from ltzoo.engine import metrics_from_logits, predict
+from ltzoo.heads import Features, Head, ensemble, retrain
+from ltzoo.merge import average_checkpoints
+from ltzoo.recipes import btm
+from ltzoo.recipes.members import fine_tune_member, reestimate_on_subsets
+from ltzoo.runs import create_model
 
-from ltzoo.data import balanced_subsets, load_dataset  # noqa: E402
-from ltzoo.data.loader import BatchPreprocess, make_loader  # noqa: E402
-from ltzoo.engine import metrics_from_logits, predict  # noqa: E402
-from ltzoo.heads import Features, Head, ensemble, retrain  # noqa: E402
-from ltzoo.merge import average_checkpoints  # noqa: E402
-from ltzoo.runs import create_model  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BASE = dict(subsets=4, shots=50, member_epochs=10, member_lr=0.01, member_bn="train", train_params="all")
 KNOBS = {"member_epochs": [5, 20], "member_lr": [0.003, 0.03], "member_bn": ["frozen"], "subsets": [8]}
@@ -65,12 +64,12 @@ def main() -> None:
             subsets = balanced_subsets(ds.train.labels, ds.num_classes, s["shots"], s["subsets"], seed=a.seed)
             paths = [Path(tmp) / f"{name}_{m}.safetensors" for m in range(s["subsets"])]
             for m, path in enumerate(paths):
-                btm.fine_tune_member(acc, base, ds, subsets[m], prep, args, m, path)
+                fine_tune_member(acc, base, ds, subsets[m], prep, args, m, path)
             seconds = time.perf_counter() - start
             for bn in ("average", "reestimate"):
                 model.load_state_dict(average_checkpoints(paths))
                 if bn == "reestimate":
-                    btm.reestimate_on_subsets(model, ds, subsets, prep, None, a.seed)
+                    reestimate_on_subsets(model, ds, subsets, prep, None, a.seed)
                 row = {"setting": f"{name}, bn {bn}", **brief(val_metrics(model)), "member_seconds": round(seconds, 1)}
                 rows.append(row)
                 print(row, flush=True)

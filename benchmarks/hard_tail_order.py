@@ -32,7 +32,8 @@ from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.data.splits import Split
 from ltzoo.engine import predict, train_one_epoch
 from ltzoo.metrics import per_class_recall
-from ltzoo.recipe import hardware, warmup_cosine
+from ltzoo.recipes.optim import create_scheduler
+from ltzoo.recipes.runfolder import hardware
 from ltzoo.runs import atomic_path, create_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +90,7 @@ def main() -> None:
     train_dl = make_loader(train, args.batch_size, sampler, drop_last=True)
     eval_dls = {k: make_loader(v, 512) for k, v in evals.items()}
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=args.weight_decay)
-    sched = warmup_cosine(opt, args.epochs * len(train_dl), len(train_dl))
+    sched = create_scheduler(opt, args.epochs * len(train_dl), len(train_dl))
     model, opt, train_dl, sched = accelerator.prepare(model, opt, train_dl, sched)
     log = []
     for epoch in range(args.epochs):

@@ -4,8 +4,8 @@
     python benchmarks/method_table.py --only-table         # rebuild the table from finished runs
     python benchmarks/method_table.py --seeds 0 1 2 --imbalance 100 --groups core ceiling baselines
 
-Each run is a real recipe under `accelerate launch` (stage 1 with recipes/pretrain.py, classifier
-retraining with recipes/gml.py, BTM with recipes/btm.py), written to runs/bench/rho<R>/s<seed>/<name>.
+Each run is a real recipe under `accelerate launch` (stage 1 with ltzoo.recipes.pretrain, classifier
+retraining with ltzoo.recipes.gml, BTM with ltzoo.recipes.btm), written to runs/bench/rho<R>/s<seed>/<name>.
 Finished runs (results.json present) are skipped, so the script resumes where it stopped, and
 several runners can share the grid (each claims a run with a .claim file): accelerate launch gives a
 CPU process one thread, so on a 2-core machine two runners use it fully. Rows come
@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-STAGE1 = ["--model", "resnet20_cifar", "--epochs", "15", "--batch-size", "128", "--lr", "0.1"]
+STAGE1 = ["--model", "resnet20_cifar", "--epochs", "15", "--batch-size", "128", "--lr", "0.1"]  # pretrain runs
 
 # name -> (recipe, args, stage-1 run it starts from or None, group)
 RUNS = {
@@ -96,11 +96,11 @@ def launch(name: str, seed: int, base: Path, imbalance: float, log) -> None:
     recipe, extra, parent, _ = RUNS[name]
     out = run_dir(base, seed, name)
     args = ["--dataset", "fmnist_lt", "--imbalance", str(imbalance), "--seed", str(seed), "--output", str(out),
-            "--no-progress", "--threads", str(THREADS)] + STAGE1 + extra
+            "--no-progress", "--threads", str(THREADS)] + (STAGE1 if recipe == "pretrain" else []) + extra
     if parent:
         args += ["--init", str(run_dir(base, seed, parent))]
     cmd = ["accelerate", "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", f"recipes/{recipe}.py"] + args
+           "--dynamo_backend", "no", "-m", f"ltzoo.recipes.{recipe}"] + args
     log.write(f"\n$ {' '.join(cmd)}\n")
     log.flush()
     start = time.perf_counter()

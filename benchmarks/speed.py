@@ -31,7 +31,7 @@ from ltzoo.data import create_sampler, load_dataset
 from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.engine import evaluate, train_one_epoch
 from ltzoo.losses import create_loss
-from ltzoo.recipe import hardware
+from ltzoo.recipes.runfolder import hardware
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -215,7 +215,7 @@ def check_classes(model: nn.Module, ds: LTDataset, ref: str) -> None:
     if model.num_classes != ds.num_classes:
         raise ValueError(
             f"{ref} has {model.num_classes} classes but {ds.name} has {ds.num_classes}; use a model trained on "
-            "this dataset, or train one from it with recipes/pretrain.py --init ... --new-head (a new classifier)"
+            "this dataset, or fine-tune it with --init ... --new-head (a new classifier; ltzoo.recipes.pretrain or btm)"
         )
     names = label_names(model)
     if names and list(names) != list(ds.class_names):
@@ -223,7 +223,7 @@ def check_classes(model: nn.Module, ds: LTDataset, ref: str) -> None:
         raise ValueError(
             f"{ref} was trained on other classes than {ds.name}: class {diff} is {names[diff]!r} there and "
             f"{ds.class_names[diff]!r} here; use a model trained on this dataset, or train one from it with "
-            "recipes/pretrain.py --init ... --new-head (a new classifier)"
+            "--init ... --new-head (a new classifier; ltzoo.recipes.pretrain or btm)"
         )
 
 

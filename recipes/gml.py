@@ -1,99 +1,12 @@
-"""GML: retrain the classifier with the geometric mean loss (Du & Wu, CVPR 2023, "No One Left Behind").
+"""GML: retrain the classifier of a trained model with the geometric mean loss (+ the decoupling baselines).
 
-    accelerate launch recipes/gml.py --init runs/pretrain-ce-fmnist_lt-resnet32_cifar-s0
-    accelerate launch recipes/gml.py --init ltzoo/resnet32-ce-fmnistlt --no-ensemble
+    accelerate launch recipes/gml.py --help
 
-The backbone stays frozen: its features are computed once and every head is trained on the cached
-tensors. Beside GML (and GML ensembled with the original head, temperatures chosen on validation) the
-recipe reports the decoupling baselines on the same features: cRT, LWS, tau-norm and post-hoc logit
-adjustment. The exported model is the GML head (ensembled unless --no-ensemble), folded into the
-model's plain linear classifier.
+The recipe is ltzoo.recipes.gml (ltzoo/recipes/gml.py); this file runs it from a checkout. With ltzoo
+installed by pip, `accelerate launch -m ltzoo.recipes.gml` does the same from any directory.
 """
-from __future__ import annotations
-
-import argparse
-import time
-
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-
-from ltzoo.data import load_dataset
-from ltzoo.data.loader import BatchPreprocess, make_loader
-from ltzoo.engine import metrics_from_logits, predict
-from ltzoo.heads import METHODS, Features, Head, ensemble, retrain
-from ltzoo.recipe import (base_parser, configure_threads, dataset_kwargs, default_output, finish_run, parse_args,
-                          run_cli, setup_logging, summary_table)
-from ltzoo.runs import create_model, image_transform, write_run_config
-
-
-def build_parser():
-    p = base_parser(__doc__.split("\n")[0])
-    g = p.add_argument_group("GML")
-    g.add_argument("--p", type=float, default=1.0, help="power of the per-class power mean in the loss (1: the paper's)")
-    g.add_argument("--head-epochs", type=int, default=30, help="epochs over the cached training features")
-    g.add_argument("--head-lr", type=float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws")
-    g.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=True,
-                   help="export GML ensembled with the original head (temperatures chosen on validation)")
-    g.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
-                   help="also report cRT, LWS, tau-norm and logit adjustment on the same features")
-    return p
-
-
-def main(argv=None):
-    args = parse_args(build_parser(), argv)
-    if not args.init:
-        raise SystemExit("gml.py retrains the classifier of a trained model: pass --init RUN_DIR or a hub id")
-    setup_logging()
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
-    configure_threads(accelerator, args.threads)
-    set_seed(args.seed)
-    start = time.perf_counter()
-    ds = load_dataset(args.dataset, **dataset_kwargs(args))
-    model = create_model(ds, args.model, init=args.init)
-    args.model = model.pretrained_cfg.get("architecture") or args.model  # --init's architecture names the run
-    out = default_output("gml", args)
-    config = write_run_config(out, {**vars(args), "recipe": "gml", "output": str(out)}) \
-        if accelerator.is_main_process else vars(args)
-    tf = image_transform(ds, model)
-    splits = {"train": ds.train, "val": ds.val, "test": ds.test}
-    names = [k for k, v in splits.items() if v is not None]
-    loaders = accelerator.prepare(*[make_loader(splits[k], 512, transform=tf, num_workers=args.workers) for k in names])
-    loaders = dict(zip(names, loaders))
-    prep = BatchPreprocess(ds.mean, ds.std).to(accelerator.device)
-    model = accelerator.prepare(model)
-
-    t0 = time.perf_counter()
-    feats = {k: Features(*predict(accelerator, model, dl, prep, features=True, progress=not args.no_progress,
-                                  desc=f"features {k}")) for k, dl in loaders.items()}
-    t_features = time.perf_counter() - t0
-    net = accelerator.unwrap_model(model)
-    orig = Head.from_module(net.get_classifier())
-    counts, val = ds.train_counts, feats.get("val")
-    heads, infos = {"original": orig}, {}
-    t0 = time.perf_counter()
-    for method in (METHODS if args.baselines else ("gml",)):
-        heads[method], infos[method] = retrain(method, orig, feats["train"], val, counts, epochs=args.head_epochs,
-                                               lr=args.head_lr, seed=args.seed, p=args.p)
-    heads["gml+ens"], infos["gml+ens"] = ensemble(orig, heads["gml"], val, counts)
-    t_heads = time.perf_counter() - t0
-
-    table = {name: {s: metrics_from_logits(head(feats[s].x), feats[s].y, counts, ds.shot_thresholds, s)
-                    for s in ("val", "test") if s in feats} for name, head in heads.items()}
-    chosen = "gml+ens" if args.ensemble else "gml"
-    heads[chosen].write_to(net.get_classifier())
-    results = finish_run(accelerator, model, ds, out, {"val": loaders.get("val"), "test": loaders["test"]}, prep, {
-        "recipe": "gml", "method": chosen, "model": net.pretrained_cfg.get("architecture", args.model), "parents": [args.init],
-        "classifier": infos.get("gml"), "ensemble": infos["gml+ens"] if args.ensemble else None,
-        "selection": "temperatures and taus on the validation split", "config": config,
-        "seconds": {"features": t_features, "heads": t_heads}, "wall_seconds": time.perf_counter() - start,
-        "table": {k: {s: {m: v[m] for m in ("acc", "mean_class_acc", "hm", "gm", "min_recall", "many", "medium", "few")}
-                      for s, v in d.items()} for k, d in table.items()},
-    }, title=f"{args.model} {chosen}")
-    accelerator.print(summary_table(table))
-    accelerator.print(f"exported: {chosen}; features {t_features:.1f} s, all heads {t_heads:.1f} s; run folder: {out}")
-    accelerator.end_training()
-    return results
-
+from ltzoo.recipes.gml import main
+from ltzoo.recipes.common import run_cli
 
 if __name__ == "__main__":
-    run_cli(main, __file__)
+    run_cli(main)

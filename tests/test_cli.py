@@ -147,3 +147,25 @@ def test_console_script_data_json(tmp_path):
     assert proc.returncode == 0, proc.stderr
     s = json.loads(proc.stdout)
     assert s["dataset"] == "imagefolder" and s["class_counts"] == [3, 1] and s["val_images"] == 2
+
+
+def test_python_m_ltzoo_lists_every_command():
+    """`python -m ltzoo` (and `-m ltzoo.cli`) in a fresh interpreter: every registered command is in --help."""
+    from ltzoo.cli import GROUPS
+
+    commands = [name for group in GROUPS for name in group.COMMANDS]
+    assert commands == ["data", "eval", "configs", "card", "push", "zoo"]
+    for module in ("ltzoo", "ltzoo.cli"):
+        proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        listed = proc.stdout.split("COMMAND")[-1]
+        assert all(f"    {c} " in listed for c in commands), proc.stdout
+
+
+def test_configs_lists_and_prints_the_packaged_configs(capsys):
+    rc, out, _ = _run(capsys, "configs")
+    assert rc == 0 and "fmnist_lt/btm        btm" in out and "fmnist_lt/ce         pretrain" in out
+    rc, out, _ = _run(capsys, "configs", "fmnist_lt/gml")
+    assert rc == 0 and "head_epochs: 30" in out
+    rc, out, err = _run(capsys, "configs", "fmnist_lt/nope")
+    assert rc == 2 and "ltzoo configs: error: no config file fmnist_lt/nope" in err

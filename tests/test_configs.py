@@ -1,9 +1,10 @@
-"""The recipe configs under recipes/configs/: every file parses with its recipe's flags, and the zoo's
-ImageNet-LT, Places-LT, iNaturalist-2018 and CIFAR-100-LT configs run end to end on tiny fixtures in
-their on-disk formats (tiny model, one epoch, CPU overrides on the command line)."""
+"""The recipe configs shipped in the package (ltzoo/recipes/configs/): every file parses with its recipe's
+flags, by path and by packaged name, and the zoo's ImageNet-LT, Places-LT, iNaturalist-2018 and
+CIFAR-100-LT configs run end to end on tiny fixtures in their on-disk formats (tiny model, one epoch,
+CPU overrides on the command line)."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -12,38 +13,45 @@ import pytest
 import torch
 
 from fixtures import make_cifar_python, make_split_lists
+from ltzoo.recipes.common import config_path, config_recipe, list_configs
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = sorted((ROOT / "recipes" / "configs").glob("*/*.yaml"))
+CONFIGS = sorted((ROOT / "ltzoo" / "recipes" / "configs").glob("*/*.yaml"))
 # what makes a zoo config runnable on this CPU in seconds; everything else comes from the YAML
-TINY = ["--model", "resnet20_cifar", "--no-pretrained", "--epochs", "1", "--batch-size", "8", "--workers", "0",
-        "--mixed-precision", "no", "--no-progress"]
+RUN = ["--model", "resnet20_cifar", "--workers", "0", "--mixed-precision", "no", "--no-progress"]
+TINY = [*RUN, "--no-pretrained", "--epochs", "1", "--batch-size", "8"]  # stage 1 (btm with --init takes no stage-1 flag)
 TINY_BTM = ["--subsets", "2", "--member-epochs", "1", "--head-epochs", "2", "--member-batch-size", "4"]
 
 
 def load_recipe(name: str):
-    recipes = str(ROOT / "recipes")
-    if recipes not in sys.path:
-        sys.path.insert(0, recipes)
-    spec = importlib.util.spec_from_file_location(f"ltzoo_test_recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def recipe_of(config: Path) -> str:
-    return {"ce": "pretrain", "bsce": "pretrain"}.get(config.stem, config.stem)
+    return importlib.import_module(f"ltzoo.recipes.{name}")
 
 
 def test_there_are_configs_for_every_zoo_dataset():
     assert {p.parent.name for p in CONFIGS} >= {"fmnist_lt", "cifar100_lt", "imagenet_lt", "places_lt", "inat2018"}
+    assert list_configs() == [f"{p.parent.name}/{p.stem}" for p in CONFIGS]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_config_parses_with_its_recipe(config):
-    recipe = load_recipe(recipe_of(config))
-    args = recipe.parse_args(recipe.build_parser(), ["-c", str(config)])
+    recipe = load_recipe(config_recipe(config.name))
+    init = ["--init", "RUN_DIR"] if recipe.__name__.endswith("gml") else []  # gml needs a model to start from
+    args = recipe.build_parser().parse_args(["-c", str(config), *init])
     assert args.dataset == config.parent.name
+    # the packaged name gives the same arguments as the path
+    name = f"{config.parent.name}/{config.stem}"
+    assert config_path(name) == config
+    assert vars(recipe.build_parser().parse_args(["-c", name, *init])) == {**vars(args), "config": name}
+
+
+def test_unknown_config_names_the_packaged_ones(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        load_recipe("pretrain").build_parser().parse_args(["-c", "fmnist_lt/nope"])
+    err = capsys.readouterr().err
+    assert "no config file fmnist_lt/nope" in err and "fmnist_lt/ce" in err
+    with pytest.raises(SystemExit):  # a config of another recipe: its keys are not this recipe's flags
+        load_recipe("gml").build_parser().parse_args(["-c", "fmnist_lt/ce"])
+    assert "unknown keys" in capsys.readouterr().err
 
 
 def _fixture(dataset: str, root: Path) -> list[str]:
@@ -66,10 +74,11 @@ def test_zoo_configs_run_on_fixtures(dataset, tmp_path):
     torch.set_num_threads(1)
     try:
         stage1 = tmp_path / "stage1"
-        load_recipe("pretrain").main(["-c", str(ROOT / "recipes/configs" / dataset / "ce.yaml"), *data, *TINY,
-                                      "--output", str(stage1)], end_training=False)
+        pretrain = load_recipe("pretrain")
+        pretrain.run(pretrain.build_parser().parse_args(["-c", f"{dataset}/ce", *data, *TINY, "--output", str(stage1)]),
+                     end_training=False)
         btm = tmp_path / "btm"
-        load_recipe("btm").main(["-c", str(ROOT / "recipes/configs" / dataset / "btm.yaml"), *data, *TINY, *TINY_BTM,
+        load_recipe("btm").main(["-c", f"{dataset}/btm", *data, *RUN, *TINY_BTM,
                                  "--shots", "1", "--allow-fewer", "--init", str(stage1), "--output", str(btm)])
     finally:
         torch.set_num_threads(threads)

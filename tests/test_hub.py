@@ -41,8 +41,8 @@ from ltzoo.hub.card import (
     recipe_parser,
     render_command,
 )
-from ltzoo.metrics import SUMMARY_KEYS
-from ltzoo.recipe import parse_args, summary_table
+from ltzoo.metrics import SUMMARY_KEYS, summary_table
+from ltzoo.recipes import btm, pretrain
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COUNTS = {"train": [150, 60, 25, 12, 6], "val": [4] * 5, "test": [8] * 5}
@@ -55,12 +55,6 @@ def runs(tmp_path_factory) -> dict:
     """Three finished run folders: stage 1 (ltzoo's resnet20_cifar), a timm-native test_resnet, BTM on stage 1."""
     root = tmp_path_factory.mktemp("hub_runs")
     data = make_imagefolder(root / "data", COUNTS, size=(8, 8), channels=1)
-    sys.path.insert(0, str(REPO_ROOT / "recipes"))
-    try:
-        import btm
-        import pretrain
-    finally:
-        sys.path.remove(str(REPO_ROOT / "recipes"))
     common = ["--dataset", "imagefolder", "--data-dir", str(data), "--epochs", "1", "--batch-size", "32",
               "--workers", "0", "--no-progress", "--lr", "0.05"]
     pretrain.main(common + ["--model", "resnet20_cifar", "--output", str(root / "stage1")])
@@ -144,7 +138,7 @@ def test_card_metadata_and_numbers_parse_back(runs, tmp_path):
     assert ours.split("|")[2:] == theirs.split("|")[3:]
     assert "![Per-class recall" in text and "(per_class_recall.png)" in text
     assert "timm.create_model(\"hf-hub:ltzoo/btm-tiny\", pretrained=True)" in text and "import ltzoo" in text
-    assert "accelerate launch recipes/btm.py" in text and "--init ltzoo/stage1-tiny" in text
+    assert "accelerate launch -m ltzoo.recipes.btm" in text and "--init ltzoo/stage1-tiny" in text
     assert results["config"]["git_commit"] is None or results["config"]["git_commit"] in text
     assert "[`ltzoo/stage1-tiny`](https://huggingface.co/ltzoo/stage1-tiny)" in text
     for cite in ("arXiv:2401.16811", "Reviving Undersampling", "No One Left Behind", "arXiv:2303.03630", "rw2019timm"):
@@ -219,7 +213,8 @@ def test_card_of_timm_pretrained_start_and_of_gml_recipe(runs, tmp_path):
     card = build_card(run, repo_id="org/g", parent_ids=["org/stage1"])
     text = card.text
     assert "geometric mean loss (GML)" in text and "for 7 epochs, ensembled with the original classifier" in text
-    assert "accelerate launch recipes/gml.py" in text and "--head-epochs 7" in text and "--subsets" not in text
+    assert "accelerate launch -m ltzoo.recipes.gml" in text and "--head-epochs 7" in text and "--subsets" not in text
+    assert "--epochs" not in text.split("```bash\naccelerate launch")[1].split("```")[0]  # gml takes no --epochs
     assert "No One Left Behind" in text and "Decoupling Representation" in text and "Reviving" not in text
 
 
@@ -257,12 +252,12 @@ def test_card_command_and_config_reproduce_the_run_arguments(runs, tmp_path, whi
     parser = recipe_parser(recipe)
     expected = {k: v for k, v in config.items() if k not in ("config", "output", "recipe", "git_commit")}
     argv = shlex.split(render_command(config, recipe).replace("\\\n", " "))
-    assert argv[:3] == ["accelerate", "launch", f"recipes/{recipe}.py"]
-    parsed = vars(parse_args(recipe_parser.__wrapped__(recipe), argv[3:]))
+    assert argv[:4] == ["accelerate", "launch", "-m", f"ltzoo.recipes.{recipe}"]
+    parsed = vars(recipe_parser.__wrapped__(recipe).parse_args(argv[4:]))
     assert {k: parsed[k] for k in expected} == expected
     cfg = tmp_path / "config.yaml"
     cfg.write_text(config_yaml(config, recipe))
-    parsed = vars(parse_args(recipe_parser.__wrapped__(recipe), ["-c", str(cfg)]))
+    parsed = vars(recipe_parser.__wrapped__(recipe).parse_args(["-c", str(cfg)]))
     assert {k: parsed[k] for k in expected} == expected
     assert parser is recipe_parser(recipe)  # cached
 

@@ -1,4 +1,4 @@
-"""The BTM and GML recipes (recipes/btm.py, recipes/gml.py) on a tiny generated image folder.
+"""The BTM and GML recipes (ltzoo.recipes.btm, ltzoo.recipes.gml) on a tiny generated image folder.
 
 Fast (in-process, no launch):
 - `_Frozen` keeps BatchNorm statistics fixed for ``--member-bn frozen``;
@@ -18,7 +18,6 @@ End-to-end (``slow``), under ``accelerate launch`` on the CPU:
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch import nn
 
 import ltzoo  # noqa: F401  (registers resnet20_cifar with timm)
 from ltzoo.metrics import longtail_metrics
+from ltzoo.recipes import btm, members
 
 from launching import launch_cmd, recipe_env  # noqa: E402  (tests/ is on sys.path)
 
@@ -39,23 +39,11 @@ TRAIN, VAL, TEST = [40, 15, 6], [3, 3, 3], [9, 8, 6]
 CLASSES = ["class_00", "class_01", "class_02"]
 # stage 1: adamw without warm-up learns the toy classes in 2 epochs; the members use the same optimizer
 DATA = ["--dataset", "imagefolder", "--workers", "0", "--no-progress", "--threads", "1"]  # one thread: bit-identical runs
-STAGE1 = ["--model", "resnet20_cifar", "--epochs", "2", "--batch-size", "8", "--optimizer", "adamw", "--lr", "0.01",
-          "--warmup-epochs", "0"]
+OPTIMIZER = ["--model", "resnet20_cifar", "--optimizer", "adamw"]  # of stage 1 and the members
+STAGE1 = [*OPTIMIZER, "--epochs", "2", "--batch-size", "8", "--lr", "0.01", "--warmup-epochs", "0"]  # only without --init
 MEMBERS = ["--subsets", "2", "--shots", "3", "--member-epochs", "2", "--member-batch-size", "4", "--head-epochs", "2"]
 LAUNCH_TIMEOUT = 240
 METRIC_KEYS = ("acc", "mean_class_acc", "hm", "gm", "min_recall")
-
-
-def _load_recipe(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="module")
-def btm():
-    return _load_recipe(BTM, "ltzoo_recipe_btm")
 
 
 # ------------------------------------------------------------------------------------- fast, in-process
@@ -63,10 +51,10 @@ def _bn_net() -> nn.Module:
     return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
 
 
-def test_frozen_wrapper_keeps_bn_statistics(btm):
+def test_frozen_wrapper_keeps_bn_statistics():
     torch.manual_seed(0)
     net = _bn_net()
-    frozen = btm._Frozen(net, "frozen")
+    frozen = members._Frozen(net, "frozen")
     assert frozen.train() is frozen
     assert net.training and net[0].training and net[4].training and not net[1].training
     stats = (net[1].running_mean.clone(), net[1].running_var.clone(), int(net[1].num_batches_tracked))
@@ -82,7 +70,7 @@ def test_frozen_wrapper_keeps_bn_statistics(btm):
     frozen.eval()
     assert not any(m.training for m in net.modules())
 
-    trained = btm._Frozen(net, "train").train()
+    trained = members._Frozen(net, "train").train()
     assert all(m.training for m in net.modules())
     trained(torch.randn(8, 1, 8, 8) * 3 + 2)
     assert not torch.equal(net[1].running_mean, stats[0]), "--member-bn train follows the batches"
@@ -105,7 +93,7 @@ def _tiny_dataset():
 
 
 @pytest.fixture(scope="module")
-def member_setup(btm):
+def member_setup():
     import timm
     from accelerate import Accelerator
 
@@ -120,40 +108,40 @@ def member_setup(btm):
     return Accelerator(cpu=True), ds, base, prep, subsets
 
 
-def _member(btm, setup, tmp_path, m, *flags):
+def _member(setup, tmp_path, m, *flags):
     accelerator, ds, base, prep, subsets = setup
-    args = btm.parse_args(btm.build_parser(), [*DATA, "--optimizer", "adamw", "--member-epochs", "2", *flags])
+    args = btm.build_parser().parse_args([*DATA, "--optimizer", "adamw", "--member-epochs", "2", *flags])
     path = tmp_path / f"m{m}_{'_'.join(flags)}.safetensors"
-    settings = btm.member_settings(args, subsets[m], btm.state_digest(base))
-    btm.fine_tune_member(accelerator, base, ds, subsets[m], prep, args, m, path, settings)
-    assert btm.trained_member(path, settings)
-    assert not btm.trained_member(path, {**settings, "member_epochs": "3"})
+    settings = members.member_settings(args, subsets[m], members.state_digest(base))
+    members.fine_tune_member(accelerator, base, ds, subsets[m], prep, args, m, path, settings)
+    assert members.trained_member(path, settings)
+    assert not members.trained_member(path, {**settings, "member_epochs": "3"})
     return load_file(str(path))
 
 
-def test_member_fine_tune(btm, member_setup, tmp_path):
+def test_member_fine_tune(member_setup, tmp_path):
     base = member_setup[2]
     before = copy.deepcopy(base.state_dict())
     # 9 images, default batch of 64: the member still trains (a batch of the whole subset)
-    a = _member(btm, member_setup, tmp_path, 0)
+    a = _member(member_setup, tmp_path, 0)
     assert {k: v for k, v in base.state_dict().items()}.keys() == a.keys()
     assert all(torch.equal(base.state_dict()[k], before[k]) for k in before), "the stage-1 model was modified"
     changed = [k for k in a if not torch.equal(a[k], before[k])]
     assert "fc.weight" in changed and "conv1.weight" in changed and "bn1.running_mean" in changed
     # a member depends on (seed, member) only: trained again, bit-identical; another member differs
-    again = _member(btm, member_setup, tmp_path / "again", 0)
+    again = _member(member_setup, tmp_path / "again", 0)
     assert all(torch.equal(a[k], again[k]) for k in a)
-    other = _member(btm, member_setup, tmp_path, 1)
+    other = _member(member_setup, tmp_path, 1)
     assert not torch.equal(a["fc.weight"], other["fc.weight"])
 
 
-def test_member_fine_tune_with_frozen_bn(btm, member_setup, tmp_path):
+def test_member_fine_tune_with_frozen_bn(member_setup, tmp_path):
     before = copy.deepcopy(member_setup[2].state_dict())
-    sd = _member(btm, member_setup, tmp_path, 0, "--member-bn", "frozen", "--member-batch-size", "4")
+    sd = _member(member_setup, tmp_path, 0, "--member-bn", "frozen", "--member-batch-size", "4")
     stats = [k for k in sd if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert stats and all(torch.equal(sd[k], before[k]) for k in stats), "frozen BN statistics changed"
     assert not torch.equal(sd["bn1.weight"], before["bn1.weight"]) and not torch.equal(sd["fc.weight"], before["fc.weight"])
-    head_only = _member(btm, member_setup, tmp_path, 0, "--train-params", "classifier", "--member-bn", "frozen")
+    head_only = _member(member_setup, tmp_path, 0, "--train-params", "classifier", "--member-bn", "frozen")
     assert all(torch.equal(head_only[k], before[k]) for k in head_only if not k.startswith("fc."))
     assert not torch.equal(head_only["fc.weight"], before["fc.weight"])
 
@@ -180,6 +168,11 @@ def launch(recipe: Path, args: list[str], hf_home: Path, processes: int = 1) -> 
                           timeout=LAUNCH_TIMEOUT)
     assert proc.returncode == 0, f"{recipe.name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
+
+
+def output(proc: subprocess.CompletedProcess) -> str:
+    """What a run printed and logged (the members' progress is logged, on every process)."""
+    return proc.stdout + proc.stderr
 
 
 def results(run_dir: Path) -> dict:
@@ -249,7 +242,7 @@ def btm_run(data, hf_home, tmp_path_factory) -> tuple[Path, subprocess.Completed
 @pytest.mark.slow
 def test_btm_end_to_end(btm_run, data):
     out, proc = btm_run
-    assert "member 1/2 fine-tuned on 9 images" in proc.stdout and "member 2/2 fine-tuned on 9 images" in proc.stdout
+    assert "member 1/2 fine-tuned on 9 images" in output(proc) and "member 2/2 fine-tuned on 9 images" in output(proc)
     for name in ("config.json", "model.safetensors", "results.json", "run_config.yaml", "per_class_recall.png"):
         assert (out / name).is_file(), name
     for name in ("config.json", "model.safetensors", "results.json"):
@@ -296,8 +289,8 @@ def test_btm_resume_skips_saved_members(btm_run, data, hf_home):
     trained = load_file(str(second)), _metadata(second)
     second.unlink()
     proc = launch(BTM, [*DATA, "--data-dir", str(data), *STAGE1, *MEMBERS, "--output", str(out)], hf_home)
-    assert "member 1/2: already trained, skipped" in proc.stdout
-    assert "member 1/2 fine-tuned" not in proc.stdout and "member 2/2 fine-tuned on 9 images" in proc.stdout
+    assert "member 1/2: already trained, skipped" in output(proc)
+    assert "member 1/2 fine-tuned" not in output(proc) and "member 2/2 fine-tuned on 9 images" in output(proc)
     assert (first.stat().st_mtime_ns, first.read_bytes()) == before[first.name], "a saved member was re-trained"
     again = load_file(str(second))  # (not the bytes: the safetensors header's metadata order varies)
     assert all(torch.equal(again[k], trained[0][k]) for k in trained[0]), "the re-trained member differs"
@@ -334,11 +327,11 @@ def test_gml_recipe(btm_run, data, hf_home, tmp_path):
 def test_btm_two_processes(btm_run, data, hf_home, tmp_path):
     one = btm_run[0]
     out = tmp_path / "btm2"
-    proc = launch(BTM, [*DATA, "--data-dir", str(data), "--init", str(one / "stage1"), *STAGE1, *MEMBERS,
+    proc = launch(BTM, [*DATA, "--data-dir", str(data), "--init", str(one / "stage1"), *OPTIMIZER, *MEMBERS,
                         "--output", str(out)], hf_home, processes=2)
     # the two members trained in parallel, one on each process
-    assert "member 1/2 fine-tuned on 9 images (process 0)" in proc.stdout
-    assert "member 2/2 fine-tuned on 9 images (process 1)" in proc.stdout
+    assert "member 1/2 fine-tuned on 9 images (process 0)" in output(proc)
+    assert "member 2/2 fine-tuned on 9 images (process 1)" in output(proc)
     res = results(out)
     assert res["num_processes"] == 2
     check_btm_table(res)
@@ -356,11 +349,11 @@ def test_btm_two_processes(btm_run, data, hf_home, tmp_path):
 def test_btm_other_options_and_uneven_members(btm_run, data, hf_home, tmp_path):
     """Three members on two processes (one process trains two), greedy soup, averaged BN, frozen BN, LWS."""
     out = tmp_path / "btm3"
-    flags = [*DATA, "--data-dir", str(data), "--init", str(btm_run[0] / "stage1"), *STAGE1, *MEMBERS,
+    flags = [*DATA, "--data-dir", str(data), "--init", str(btm_run[0] / "stage1"), *OPTIMIZER, *MEMBERS,
              "--subsets", "3", "--merge", "greedy", "--bn-merge", "average", "--member-bn", "frozen",
              "--classifier", "lws", "--output", str(out)]
     proc = launch(BTM, flags, hf_home, processes=2)
-    assert "member 3/3 fine-tuned on 9 images (process 0)" in proc.stdout
+    assert "member 3/3 fine-tuned on 9 images (process 0)" in output(proc)
     res = results(out)
     assert res["method"] == "btm+lws" and "ensemble" not in res["classifier"]  # lws is not ensembled
     check_btm_table(res, "BTM+lws")
@@ -371,3 +364,24 @@ def test_btm_other_options_and_uneven_members(btm_run, data, hf_home, tmp_path):
     merged = load_file(str(out / "merged" / "model.safetensors"))
     assert torch.equal(merged["bn1.running_mean"], s1["bn1.running_mean"])  # frozen and averaged: stage 1's
     check_reproduces(out, data, res["metrics"]["test"])
+
+
+@pytest.mark.slow
+def test_btm_new_head_on_other_classes(btm_run, tmp_path, monkeypatch, hf_home):
+    """--new-head: BTM starts from --init's backbone with a new classifier for this dataset's 4 classes."""
+    for k, v in recipe_env(hf_home).items():
+        if k != "PYTHONPATH":
+            monkeypatch.setenv(k, v)
+    data4 = _make_imagefolder(tmp_path / "data4", {"train": [20, 12, 8, 6], "val": [2] * 4, "test": [3] * 4})
+    argv = [*DATA, "--data-dir", str(data4), "--init", str(btm_run[0] / "stage1"), *OPTIMIZER, *MEMBERS,
+            "--member-epochs", "1", "--output", str(tmp_path / "btm4")]
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(ValueError, match="--new-head"):  # 3 classes in --init, 4 here
+            btm.main(argv)
+        res = btm.main([*argv, "--new-head"])
+    finally:
+        torch.set_num_threads(threads)  # --threads 1 set it for this process
+    assert res["dataset"]["num_classes"] == 4 and res["metrics"]["test"]["num_samples"] == 12
+    final, s1 = load_file(str(tmp_path / "btm4" / "model.safetensors")), load_file(str(btm_run[0] / "stage1" / "model.safetensors"))
+    assert final["fc.weight"].shape == (4, 64) and s1["fc.weight"].shape == (3, 64)

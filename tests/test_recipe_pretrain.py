@@ -1,4 +1,4 @@
-"""End-to-end tests of the stage-1 recipe (recipes/pretrain.py) on a tiny generated image folder.
+"""End-to-end tests of the stage-1 recipe (ltzoo.recipes.pretrain) on a tiny generated image folder.
 
 - one run under a real ``accelerate launch`` and the run-folder contract: the files are there, timm loads
   the folder, and timm's own preprocessing (``resolve_data_config`` + ``create_transform``) applied to the
@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -82,11 +81,10 @@ def launch(args: list[str], hf_home: Path, processes: int = 1) -> subprocess.Com
 
 @pytest.fixture(scope="module")
 def recipe():
-    """recipes/pretrain.py as a module (its ``main(argv)`` and ``build_parser``)."""
-    spec = importlib.util.spec_from_file_location("ltzoo_recipe_pretrain", RECIPE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """The stage-1 recipe's module (its ``main(argv)`` and ``build_parser``)."""
+    from ltzoo.recipes import pretrain
+
+    return pretrain
 
 
 @pytest.fixture
@@ -208,19 +206,19 @@ def test_config_file_end_to_end(recipe, data, tmp_path, inproc):
 def test_config_file_defaults(recipe, tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("epochs: 7\nbatch-size: 4\nloss: focal\nlr: 1e-3\nresume: false\n")
-    args = recipe.parse_args(recipe.build_parser(), ["-c", str(cfg), "--loss", "ce"])
+    args = recipe.build_parser().parse_args(["-c", str(cfg), "--loss", "ce"])
     assert (args.epochs, args.batch_size, args.loss, args.lr, args.resume) == (7, 4, "ce", 1e-3, False)
-    args = recipe.parse_args(recipe.build_parser(), ["-c", str(cfg), "--epochs", "2", "--resume"])
+    args = recipe.build_parser().parse_args(["-c", str(cfg), "--epochs", "2", "--resume"])
     assert (args.epochs, args.loss, args.resume) == (2, "focal", True)
 
     cfg.write_text("epochs: 7\nepoch_count: 3\n")
     with pytest.raises(SystemExit):
-        recipe.parse_args(recipe.build_parser(), ["-c", str(cfg)])
+        recipe.build_parser().parse_args(["-c", str(cfg)])
     assert "unknown keys ['epoch_count']" in capsys.readouterr().err
 
     cfg.write_text("optimizer: adam\n")  # not a choice: argparse does not check defaults, the recipe must
     with pytest.raises(SystemExit):
-        recipe.parse_args(recipe.build_parser(), ["-c", str(cfg)])
+        recipe.build_parser().parse_args(["-c", str(cfg)])
     assert "invalid choice 'adam'" in capsys.readouterr().err
 
 

@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
+import importlib
 import json
 import logging
 import shlex
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -202,21 +201,14 @@ def count_parameters(path: Path) -> int | None:
 
 @functools.lru_cache(maxsize=None)
 def recipe_parser(recipe: str) -> argparse.ArgumentParser | None:
-    """The argument parser of ``recipes/<recipe>.py`` of this checkout (None when it is not there)."""
-    path = REPO_ROOT / "recipes" / f"{recipe}.py"
-    if not path.is_file():
-        return None
-    saved = list(sys.path)  # recipes may put their folder on sys.path to import each other
+    """The argument parser of the recipe ``ltzoo.recipes.<recipe>`` (None when there is no such recipe)."""
     try:
-        spec = importlib.util.spec_from_file_location(f"_ltzoo_card_recipe_{recipe}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.build_parser()
-    except Exception as exc:  # a broken recipe file should not stop the card: fall back to every flag
-        _logger.warning("could not read the flags of %s (%s); the card lists every flag", path, exc)
+        return importlib.import_module(f"ltzoo.recipes.{recipe}").build_parser()
+    except ModuleNotFoundError as exc:  # a run of a recipe this ltzoo does not have: the card lists every flag
+        if exc.name != f"ltzoo.recipes.{recipe}":
+            raise
+        _logger.warning("no recipe %r in ltzoo.recipes; the card lists every flag", recipe)
         return None
-    finally:
-        sys.path[:] = saved
 
 
 _NOT_FLAGS = ("config", "output", "recipe", "git_commit", "help")
@@ -225,7 +217,7 @@ _ALWAYS = ("dataset", "model", "loss", "epochs", "seed")  # shown even at their 
 
 def render_command(config: dict, recipe: str, num_processes: int = 1, init: str | None = None,
                    omit_init: bool = False) -> str:
-    """``accelerate launch recipes/<recipe>.py`` with the flags whose values differ from the recipe's defaults.
+    """``accelerate launch -m ltzoo.recipes.<recipe>`` with the flags whose values differ from the recipe's defaults.
 
     ``init`` replaces the recorded ``--init`` (a parent's hub id instead of a local path); ``omit_init``
     drops it (BTM's own stage 1). Without the recipe's parser every flag with a value is listed.
@@ -394,7 +386,7 @@ def run_config(run_dir: Path, results: dict) -> dict:
 
 def recipe_launch(recipe: str) -> str:
     """What ``accelerate launch`` runs for a recipe, as cards print it."""
-    return f"recipes/{recipe}.py"
+    return f"-m ltzoo.recipes.{recipe}"
 
 
 def _group_names(metrics: dict) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The ``card``, ``push`` and ``zoo`` sub-commands of ``ltzoo`` (registered on import by ltzoo.cli).
+"""``ltzoo card``, ``ltzoo push`` and ``ltzoo zoo``: the model card of a run folder, its upload, the catalogue.
 
     ltzoo card RUN_DIR                                   # RUN_DIR/README.md
     ltzoo card RUN_DIR --name NAME --repo-id ltzoo/NAME  # also hub_cards/NAME.md, the zoo's copy
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ltzoo.cli import _emit, command
+from ltzoo.cli.output import emit
 
 
 def _parent_ids(values) -> list[str | None] | None:
@@ -37,7 +37,6 @@ def _add_card(p) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-@command("card", _add_card)
 def cmd_card(args) -> int:
     """Generate the model card of a run folder (README.md; with --name also hub_cards/NAME.md)."""
     from ltzoo.hub.card import build_card, default_cards_dir
@@ -59,7 +58,7 @@ def cmd_card(args) -> int:
     test = {r.metric_type: r.metric_value for r in card.data.eval_results or [] if r.dataset_split == "test"}
     out = {"written": [str(p) for p in targets], "name": meta["ltzoo"]["name"], "hub_id": args.repo_id,
            "test": test, "metadata": meta}
-    _emit(out, args.json, "\n".join(f"wrote {p}" for p in targets)
+    emit(out, args.json, "\n".join(f"wrote {p}" for p in targets)
           + "\ntest: " + ", ".join(f"{k} {v:.2f}" for k, v in test.items()))
     return 0
 
@@ -75,7 +74,6 @@ def _add_push(p) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-@command("push", _add_push)
 def cmd_push(args) -> int:
     """Upload a run folder (weights, config, results, plot, generated card) to the Hub in one commit."""
     from ltzoo.hub.push import push_run
@@ -91,7 +89,7 @@ def cmd_push(args) -> int:
         lines += [f"  {f['path_in_repo']:<24} {f['bytes']:>12,d} bytes  {f['source']}" for f in result["files"]]
         lines.append("token: " + ("found" if result["token_found"] else
                                   "NOT found (run `hf auth login` or set HF_TOKEN before pushing)"))
-        _emit(obj, args.json, "\n".join(lines))
+        emit(obj, args.json, "\n".join(lines))
         return 0
     from ltzoo.hub.card import is_ltzoo_arch
     from ltzoo.runs import read_json
@@ -99,7 +97,7 @@ def cmd_push(args) -> int:
     arch = read_json(Path(args.run_dir) / "config.json").get("architecture", "")
     obj = {"repo_id": args.repo_id, "revision": args.revision or "main", "commit_url": result.commit_url,
            "commit": result.oid, "url": f"{result.repo_url}"}
-    _emit(obj, args.json, f"pushed {args.run_dir} to {args.repo_id}@{obj['revision']}: {result.commit_url}\n"
+    emit(obj, args.json, f"pushed {args.run_dir} to {args.repo_id}@{obj['revision']}: {result.commit_url}\n"
           f"load it with {'import ltzoo; ' if is_ltzoo_arch(arch) else ''}"
           f"timm.create_model('hf-hub:{args.repo_id}', pretrained=True)")
     return 0
@@ -110,7 +108,6 @@ def _add_zoo(p) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-@command("zoo", _add_zoo)
 def cmd_zoo(args) -> int:
     """The zoo's catalogue (test-split numbers), read from the generated cards in hub_cards/."""
     from ltzoo.hub.card import default_cards_dir
@@ -120,5 +117,8 @@ def cmd_zoo(args) -> int:
     entries = catalogue(cards_dir)
     text = catalogue_table(entries) if entries else (
         f"no model cards in {cards_dir}; generate them with `ltzoo card RUN_DIR --name NAME --repo-id ORG/NAME`")
-    _emit({"cards_dir": str(cards_dir), "models": entries}, args.json, text)
+    emit({"cards_dir": str(cards_dir), "models": entries}, args.json, text)
     return 0
+
+
+COMMANDS = {"card": (cmd_card, _add_card), "push": (cmd_push, _add_push), "zoo": (cmd_zoo, _add_zoo)}

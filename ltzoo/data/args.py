@@ -1,0 +1,40 @@
+"""The data flags, declared once for every command that loads a dataset (the recipes, ``ltzoo data``,
+``ltzoo eval``), and the `load_dataset` keyword arguments they stand for.
+
+    add_data_args(parser)                      # --data-dir, --imbalance, --profile, --val-per-class, lists
+    ds = load_dataset(args.dataset, **dataset_kwargs(args))
+"""
+from __future__ import annotations
+
+import argparse
+
+SEED_HELP = "seed of the long-tail subsampling and the validation draw"
+
+
+def add_data_args(parser, seed: bool = False) -> None:
+    """Add the flags of `load_dataset`'s keyword arguments (the dataset's name is the caller's own flag).
+
+    Args:
+        parser: an ``ArgumentParser`` or argument group.
+        seed: also add ``--seed`` (commands whose only seed is the data's; the recipes declare their own).
+    """
+    parser.add_argument("--data-dir", default=None, help="where the dataset's files are")
+    parser.add_argument("--imbalance", type=float, default=None,
+                        help="imbalance ratio rho (largest / smallest class); unset: 100 for fmnist_lt and cifar*_lt, "
+                             "the data as it is for the others")
+    parser.add_argument("--profile", default="exp", choices=("exp", "step"), help="long-tail profile")
+    parser.add_argument("--val-per-class", type=int, default=None,
+                        help="balanced validation images per class to draw when the dataset has no val split; unset: "
+                             "100 for fmnist_lt and cifar10_lt, 20 for the others, 0 (none) for the list datasets")
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help=SEED_HELP)
+    parser.add_argument("--train-list", default=None, help="`path label` list of the training images (list datasets)")
+    parser.add_argument("--val-list", default=None, help="`path label` list of the validation images (list datasets)")
+    parser.add_argument("--test-list", default=None, help="`path label` list of the test images (list datasets)")
+
+
+def dataset_kwargs(args: argparse.Namespace) -> dict:
+    """The `load_dataset` keyword arguments of the data flags (and ``--seed``)."""
+    return dict(data_dir=args.data_dir, imbalance=args.imbalance, profile=args.profile, seed=args.seed,
+                val_per_class=args.val_per_class, train_list=args.train_list, val_list=args.val_list,
+                test_list=args.test_list)

@@ -1,0 +1,14 @@
+"""The recipes, each a module with ``build_parser()``, ``main(argv=None)`` and ``run(args)``:
+
+- `ltzoo.recipes.pretrain`: stage 1, any timm backbone with the long-tail losses and samplers;
+- `ltzoo.recipes.btm`: Balanced Training and Merging (it runs stage 1 itself without --init);
+- `ltzoo.recipes.gml`: classifier retraining with the geometric mean loss, and the decoupling baselines.
+
+Run one with ``accelerate launch -m ltzoo.recipes.<name> [-c CONFIG] [flags]`` (or, from a checkout,
+``accelerate launch recipes/<name>.py``). The configs under ``configs/<dataset>/<name>.yaml`` ship with
+the package; ``-c fmnist_lt/ce`` names one, ``ltzoo configs`` lists them. The shared parts: the command
+line and configs (`ltzoo.recipes.common`), the optimiser and schedule (`ltzoo.recipes.optim`), the run
+folder (`ltzoo.recipes.runfolder`) and BTM's member fine-tuning (`ltzoo.recipes.members`).
+"""
+
+RECIPES = ("pretrain", "btm", "gml")

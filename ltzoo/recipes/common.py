@@ -1,0 +1,233 @@
+"""What every recipe's command line shares: its parser (YAML defaults from ``-c``, the command line wins,
+combinations a recipe cannot honour refused at parse time), the flag groups, the packaged configs, the
+run folder's default name, and running a recipe as a script.
+
+    parser = recipe_parser(__doc__, __file__)
+    add_data_group(parser)
+    parser.add_check(lambda args, given: "--x needs --y" if args.x and not args.y else None)
+    args = parser.parse_args(argv)
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import logging
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import yaml
+
+from ltzoo.data.args import add_data_args
+
+_logger = logging.getLogger(__name__)
+
+#: A parse-time check: (parsed arguments, the flags given on the command line) -> an error message or None.
+Check = Callable[[argparse.Namespace, set], "str | None"]
+
+
+# ------------------------------------------------------------------------------------ packaged configs
+def configs_dir():
+    """The folder of the YAML configs shipped inside the package (``<dataset>/<name>.yaml``)."""
+    return resources.files("ltzoo.recipes") / "configs"
+
+
+def list_configs() -> list[str]:
+    """The packaged configs by name, e.g. ``fmnist_lt/ce`` (what ``-c`` takes besides a path)."""
+    root = configs_dir()
+    return sorted(f"{d.name}/{f.name[:-5]}" for d in root.iterdir() if d.is_dir()
+                  for f in d.iterdir() if f.name.endswith(".yaml"))
+
+
+def config_recipe(name: str) -> str:
+    """The recipe a packaged config is for: ``<dataset>/btm`` and ``<dataset>/gml`` are theirs, the others stage 1's."""
+    stem = Path(name).stem
+    return stem if stem in ("btm", "gml") else "pretrain"
+
+
+def config_path(name: str) -> Path:
+    """A ``-c`` value as a file: a path to a YAML file, or the name of a packaged config (``fmnist_lt/ce``)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    packaged = configs_dir() / (name if name.endswith(".yaml") else f"{name}.yaml")
+    if packaged.is_file():
+        return Path(str(packaged))
+    raise FileNotFoundError(f"no config file {name}, and no packaged config of that name (packaged: "
+                            f"{', '.join(list_configs())})")
+
+
+# ----------------------------------------------------------------------------------------- the parser
+class RecipeParser(argparse.ArgumentParser):
+    """argparse with ``-c CONFIG`` (YAML defaults, the command line wins) and parse-time checks.
+
+    ``parse_args`` reads the config named by ``-c`` (unknown keys and invalid choices are errors),
+    parses the command line, then runs every check added with `add_check`: a combination of flags
+    the recipe cannot honour ends the parse with ``parser.error`` and a message naming the fix.
+    """
+
+    def __init__(self, description: str, **kwargs):
+        super().__init__(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+        self.checks: list[Check] = []
+        self.add_argument("-c", "--config", help="YAML file of defaults (keys are flag names with _), or a packaged "
+                          "config by name (e.g. fmnist_lt/ce; `ltzoo configs` lists them); the command line wins")
+
+    def add_check(self, check: Check) -> None:
+        """Run ``check(args, given)`` after parsing; a returned message is a usage error."""
+        self.checks.append(check)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace=None) -> argparse.Namespace:
+        argv = sys.argv[1:] if args is None else list(args)
+        pre, _ = self.parse_known_args(argv)
+        if pre.config:
+            self._set_config_defaults(pre.config)
+        ns = super().parse_args(argv, namespace)
+        given = self.given(argv)
+        for check in self.checks:
+            message = check(ns, given)
+            if message:
+                self.error(message)
+        return ns
+
+    def given(self, argv: Sequence[str]) -> set[str]:
+        """The destinations of the flags on the command line ``argv`` (not the defaults, not the config's)."""
+        unset = object()
+        ns = argparse.Namespace(**{a.dest: unset for a in self._actions if a.dest != argparse.SUPPRESS})
+        ns, _ = self.parse_known_args(list(argv), ns)
+        return {k for k, v in vars(ns).items() if v is not unset}
+
+    def _set_config_defaults(self, name: str) -> None:
+        try:
+            path = config_path(name)
+            cfg = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            self.error(f"cannot read the config file {name}: {exc}")
+        if not isinstance(cfg, dict):
+            self.error(f"{name}: a config is a mapping of flag names to values (like `epochs: 15`), "
+                       f"not a {type(cfg).__name__}")
+        known = {a.dest for a in self._actions}
+        cfg = {str(k).replace("-", "_"): v for k, v in cfg.items()}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            hints = [f"{k} -> {m[0]}" for k in unknown if (m := difflib.get_close_matches(k, known, n=1))]
+            self.error(f"{name}: unknown keys {unknown}" + (f" (did you mean {', '.join(hints)}?)" if hints else "")
+                       + f"; {self.prog} takes the flags of its --help")
+        for a in self._actions:  # argparse checks choices on the command line only, not on defaults
+            if a.choices is not None and a.dest in cfg and cfg[a.dest] not in a.choices:
+                self.error(f"{name}: {a.dest}: invalid choice {cfg[a.dest]!r} (choose from "
+                           f"{', '.join(map(str, a.choices))})")
+        self.set_defaults(**cfg)
+
+
+def recipe_parser(doc: str, script: str) -> RecipeParser:
+    """A recipe's parser, described by the first line of its module docstring, its usage named ``script``."""
+    return RecipeParser(doc.strip().split("\n")[0], prog=Path(script).name)
+
+
+# ----------------------------------------------------------------------------------------- flag groups
+def add_data_group(p: argparse.ArgumentParser) -> None:
+    """--dataset, the data flags (`ltzoo.data.args`) and --workers."""
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="fmnist_lt", help="dataset name (see `ltzoo data --help`) or hf:<name>")
+    add_data_args(g)
+    g.add_argument("--workers", type=int, default=4, help="loader workers for file-backed datasets")
+
+
+def add_model_args(g, init_help: str = "start from this run folder or hub id") -> None:
+    """--model and --pretrained (a fresh timm model), --init and --new-head (a trained one)."""
+    g.add_argument("--model", default="resnet32_cifar",
+                   help="any timm architecture name (with --init, the architecture is --init's)")
+    g.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=False,
+                   help="start --model from timm's pretrained weights")
+    add_init_args(g, init_help)
+
+
+def add_init_args(g, init_help: str, new_head: bool = True) -> None:
+    """--init (a run folder or hub id) and, where the recipe can give it a new classifier, --new-head."""
+    g.add_argument("--init", default=None, help=init_help)
+    if new_head:
+        g.add_argument("--new-head", action="store_true",
+                       help="give --init's model a new classifier for this dataset's classes")
+
+
+def add_schedule_args(g) -> None:
+    """The flags of one training run: length, batch, peak rate, warm-up, gradient accumulation."""
+    g.add_argument("--epochs", type=int, default=30, help="passes over the training images")
+    g.add_argument("--batch-size", type=int, default=128, help="images per step, per process")
+    g.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
+    g.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up, then cosine decay to 0")
+    g.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+
+
+def add_optimizer_args(g) -> None:
+    g.add_argument("--weight-decay", type=float, default=5e-4, help="on weights, not on biases and norm layers")
+    g.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"), help="sgd: Nesterov momentum 0.9")
+
+
+def add_system_args(g) -> None:
+    """--seed, --mixed-precision and --threads."""
+    g.add_argument("--seed", type=int, default=0, help="seed of the data draw, the initialisation and the training")
+    g.add_argument("--mixed-precision", default=None, choices=("no", "fp16", "bf16"),
+                   help="overrides accelerate's config")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per process; unset: the machine's cores shared among its processes "
+                        "(accelerate launch alone would pin one)")
+
+
+def add_output_args(g, resume: str | None = None, checkpoints: bool = False) -> None:
+    """--output and --no-progress; --resume (its meaning for the recipe) and --save-every where they apply."""
+    g.add_argument("--output", default=None, help="the run folder; unset: runs/<recipe>-<dataset>-<model>-s<seed>")
+    if resume:
+        g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help=resume)
+    if checkpoints:
+        g.add_argument("--save-every", type=int, default=1, help="checkpoint every N epochs")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def needs_init(flag: str) -> Check:
+    """A check: ``flag`` (a store_true flag) means nothing without --init."""
+    dest = flag.lstrip("-").replace("-", "_")
+
+    def check(args, given) -> str | None:
+        if getattr(args, dest) and not args.init:
+            return f"{flag} changes the model of --init, and there is no --init: give --init RUN_DIR, or drop {flag}"
+        return None
+    return check
+
+
+# ------------------------------------------------------------------------------------------- the run
+def default_output(recipe: str, args: argparse.Namespace, model: str | None = None) -> Path:
+    """runs/<recipe>-<dataset>-<model>-s<seed> unless --output is given."""
+    if args.output:
+        return Path(args.output)
+    dataset = args.dataset.replace("hf:", "hf-").replace("/", "-")
+    return Path("runs") / f"{recipe}-{dataset}-{model or args.model}-s{args.seed}"
+
+
+def run_cli(main: Callable[[], object]) -> None:
+    """Run a recipe's ``main`` as a script: bad input ends with one clear line and exit code 2, no traceback."""
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as exc:
+        sys.stderr.write(f"{Path(sys.argv[0]).name}: error: {exc}\n")
+        sys.exit(2)
+
+
+def setup_logging() -> None:
+    """INFO-level logging for a recipe's run (accelerate's logger prints on the main process only)."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        level=logging.INFO)
+
+
+def configure_threads(accelerator, threads: int | None = None) -> int:
+    """Give a CPU process its share of the cores (accelerate launch sets OMP_NUM_THREADS=1)."""
+    if accelerator.device.type != "cpu":
+        return torch.get_num_threads()
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n = threads or max(1, cores // local)
+    torch.set_num_threads(n)
+    return n
