@@ -4,10 +4,7 @@ environment, then run from a directory outside the checkout, with nothing of the
 - ``python -m ltzoo --help`` lists every command;
 - ``accelerate launch -m ltzoo.recipes.btm --help`` runs the recipe module (no ``recipes/`` folder needed);
 - the packaged configs are there (``ltzoo configs``);
-- ``ltzoo card`` on a zoo entry gives its ``hub_cards/`` file. The one known difference: the reproduce
-  command, which now reads ``accelerate launch -m ltzoo.recipes.pretrain`` (it works from a pip install)
-  where cards generated before the recipes moved into the package read ``accelerate launch
-  recipes/pretrain.py``; the comparison maps the old line to the new one and otherwise requires identity.
+- ``ltzoo card`` on a zoo entry gives exactly its ``hub_cards/`` file.
 """
 from __future__ import annotations
 
@@ -77,7 +74,5 @@ def test_installed_card_of_a_zoo_entry_matches_hub_cards(venv):
          "--output", venv["root"] / "README.md", "--cards-dir", cards], venv["cwd"], venv["env"])
     card = (cards / f"{ENTRY}.md").read_text()
     published = (ROOT / "hub_cards" / f"{ENTRY}.md").read_text()
-    # the known difference (see the module docstring); a no-op once hub_cards/ is regenerated
-    published = published.replace("accelerate launch recipes/pretrain.py \\\n", "accelerate launch -m ltzoo.recipes.pretrain \\\n")
     assert "accelerate launch -m ltzoo.recipes.pretrain \\\n    --dataset fmnist_lt" in card
     assert card == published

@@ -18,7 +18,7 @@ def _load(args, require_test: bool = True):
 
 def _add_data(p):
     p.add_argument("dataset", help="dataset name, e.g. fmnist_lt, cifar100_lt, places_lt, imagefolder, hf:NAME")
-    add_data_args(p, seed=True)
+    add_data_args(p, seed=True, check_files=False)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

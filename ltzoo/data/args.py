@@ -8,26 +8,45 @@ from __future__ import annotations
 
 import argparse
 
+from ltzoo.argtypes import imbalance_ratio, nonneg_int
+
 SEED_HELP = "seed of the long-tail subsampling and the validation draw"
 
 
-def add_data_args(parser, seed: bool = False) -> None:
+def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
     """Add the flags of `load_dataset`'s keyword arguments (the dataset's name is the caller's own flag).
 
     Args:
         parser: an ``ArgumentParser`` or argument group.
         seed: also add ``--seed`` (commands whose only seed is the data's; the recipes declare their own).
+        check_files: the image files are checked (exist, decode) by default; False: only on ``--check-files``
+            (commands that describe a split list without needing its images, like ``ltzoo data``).
     """
     parser.add_argument("--data-dir", default=None, help="where the dataset's files are")
-    parser.add_argument("--imbalance", type=float, default=None,
+    parser.add_argument("--imbalance", type=imbalance_ratio, default=None,
                         help="imbalance ratio rho (largest / smallest class); unset: 100 for fmnist_lt and cifar*_lt, "
                              "the data as it is for the others")
     parser.add_argument("--profile", default="exp", choices=("exp", "step"), help="long-tail profile")
-    parser.add_argument("--val-per-class", type=int, default=None,
+    parser.add_argument("--val-per-class", type=nonneg_int, default=None,
                         help="balanced validation images per class to draw when the dataset has no val split; unset: "
                              "100 for fmnist_lt and cifar10_lt, 20 for the others, 0 (none) for the list datasets")
+    parser.add_argument("--class-order", default=None,
+                        help="which class keeps the most images under the profile: own (the dataset's order), reverse, "
+                             "random:<seed>, hard_tail (Fashion-MNIST's classes, worst-recalled get the fewest; "
+                             "benchmarks/results/hard_tail_order.md), or every class by name or index, comma-separated, "
+                             "most images first")
+    parser.add_argument("--shot-cuts", type=nonneg_int, nargs=2, metavar=("MANY", "FEW"), default=None,
+                        help="many-shot: more than MANY training images, few-shot: fewer than FEW; unset: the "
+                             "literature's 100 / 20 where they fit the counts, else thirds of the log-count range")
+    if check_files:
+        parser.add_argument("--skip-bad-files", action="store_true",
+                            help="drop image files that are missing or do not decode (the run reports how many) "
+                                 "instead of stopping before training")
+    else:
+        parser.add_argument("--check-files", action="store_true",
+                            help="also check that every image file exists and decodes")
     if seed:
-        parser.add_argument("--seed", type=int, default=0, help=SEED_HELP)
+        parser.add_argument("--seed", type=nonneg_int, default=0, help=SEED_HELP)
     parser.add_argument("--train-list", default=None, help="`path label` list of the training images (list datasets)")
     parser.add_argument("--val-list", default=None, help="`path label` list of the validation images (list datasets)")
     parser.add_argument("--test-list", default=None, help="`path label` list of the test images (list datasets)")
@@ -37,4 +56,5 @@ def dataset_kwargs(args: argparse.Namespace) -> dict:
     """The `load_dataset` keyword arguments of the data flags (and ``--seed``)."""
     return dict(data_dir=args.data_dir, imbalance=args.imbalance, profile=args.profile, seed=args.seed,
                 val_per_class=args.val_per_class, train_list=args.train_list, val_list=args.val_list,
-                test_list=args.test_list)
+                test_list=args.test_list, class_order=args.class_order, shot_cuts=args.shot_cuts,
+                check_files=getattr(args, "check_files", True), skip_bad=getattr(args, "skip_bad_files", False))

@@ -229,7 +229,7 @@ def render_command(config: dict, recipe: str, num_processes: int = 1, init: str 
     elif init is not None:
         config["init"] = init
     launch = ["accelerate", "launch"] + (["--num_processes", str(num_processes)] if num_processes > 1 else [])
-    groups: list[list[str]] = [launch + [recipe_launch(recipe)]]
+    groups: list[list[str]] = [launch + recipe_launch(recipe).split()]
     always = set(_ALWAYS) - ({"epochs"} if recipe == "btm" and config.get("init") else set())  # BTM: stage-1 epochs
     if parser is not None:
         for action in parser._actions:
