@@ -123,11 +123,15 @@ def test_gml_needs_init(capsys):
 # ----------------------------------------------------------------------------------- shared data flags
 def test_data_flags_are_the_same_in_the_recipes_and_the_cli():
     sub = next(a for a in cli_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    data = {o for o in flags(sub.choices["data"]) if o not in ("-h", "--help", "--json")}
-    assert data >= {"--data-dir", "--imbalance", "--profile", "--val-per-class", "--seed", "--train-list"}
+    data = {o for o in flags(sub.choices["data"]) if o not in ("-h", "--help", "--json", "--check-files")}
+    assert data >= {"--data-dir", "--imbalance", "--profile", "--val-per-class", "--seed", "--train-list",
+                    "--class-order", "--shot-cuts"}
+    # `ltzoo data` describes a split list without its images (--check-files to check them); the commands
+    # that read the images check them and can skip the bad ones
+    assert "--check-files" in flags(sub.choices["data"]) and "--skip-bad-files" not in flags(sub.choices["data"])
     for recipe in (pretrain, btm, gml):
-        assert data <= flags(recipe.build_parser()), recipe.__name__
-    assert data - {"--seed"} <= flags(sub.choices["eval"])
+        assert data | {"--skip-bad-files"} <= flags(recipe.build_parser()), recipe.__name__
+    assert data - {"--seed"} | {"--skip-bad-files"} <= flags(sub.choices["eval"])
 
 
 # --------------------------------------------------------------------------------- optimiser, schedule
