@@ -1,17 +1,23 @@
-"""The method table on Fashion-MNIST-LT: every method of ltzoo on one backbone, seeds, one table.
+"""The method tables on Fashion-MNIST-LT: every method of ltzoo on one backbone, seeds, one table per setting.
 
-    python benchmarks/method_table.py                      # run what is missing, then write the table
-    python benchmarks/method_table.py --only-table         # rebuild the table from finished runs
-    python benchmarks/method_table.py --seeds 0 1 2 --imbalance 100 --groups core ceiling baselines
+    python benchmarks/method_table.py                                   # rho=100, own order: run what is missing, then the table
+    python benchmarks/method_table.py --setting rho100_hard --runs ce bsce gml_on_ce btm_on_ce
+    python benchmarks/method_table.py --setting ctx_rho100 --groups csa --jobs 8 --data-dir DIR
+    python benchmarks/method_table.py --only-table --setting rho10      # rebuild a table from finished runs
+
+Settings (`SETTINGS`): rho100 (Fashion-MNIST-LT, rho = 100, the dataset's own class order), rho100_hard
+(the same with the hard-tail class order of benchmarks/results/hard_tail_order.md), rho10 (rho = 10) and
+ctx_rho100 (fmnist_ctx_lt: the same images with irrelevant background contexts, CSA's benchmark).
 
 Each run is a real recipe under `accelerate launch` (stage 1 with ltzoo.recipes.pretrain, classifier
-retraining with ltzoo.recipes.gml, BTM with ltzoo.recipes.btm), written to runs/bench/rho<R>/s<seed>/<name>.
-Finished runs (results.json present) are skipped, so the script resumes where it stopped, and
-several runners can share the grid (each claims a run with a .claim file): accelerate launch gives a
-CPU process one thread, so on a 2-core machine two runners use it fully. Rows come
-from the runs' results.json: the test split, evaluated once on the model chosen on the validation
-split. Output: benchmarks/results/method_table_rho<R>.{csv,md}, hm_vs_acc_rho<R>.png and
-per_class_recall_rho<R>.png.
+retraining with ltzoo.recipes.gml, BTM with ltzoo.recipes.btm, CSA with ltzoo.recipes.csa), written to
+runs/bench/<setting>/s<seed>/<name>, at each recipe's default precision (bf16 where the device computes it
+natively) unless the run says otherwise. Finished runs (results.json present) are skipped, so the script
+resumes where it stopped; `--jobs N` runs N recipes at once (a run starts when the run it starts from has
+finished), and several runners can share the grid (each claims a run with a .claim file). `--deadline-at`
+stops starting runs after a given time. Rows come from the runs' results.json: the test split, evaluated
+once on the model chosen on the validation split; a row run on fewer seeds than asked says so. Output:
+benchmarks/results/method_table_<setting>.{csv,md}, hm_vs_acc_<setting>.png and per_class_recall_<setting>.png.
 """
 from __future__ import annotations
 
@@ -22,12 +28,24 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 STAGE1 = ["--model", "resnet20_cifar", "--epochs", "15", "--batch-size", "128", "--lr", "0.1"]  # pretrain runs
+LONG = ["--epochs", "45"]  # the longer stage-1 schedule of the "strong" group (3x the default)
+
+#: setting -> (dataset, imbalance, class order or None, what the table is about)
+SETTINGS = {
+    "rho100": ("fmnist_lt", 100.0, None, "Fashion-MNIST-LT, rho=100, the dataset's own class order"),
+    "rho100_hard": ("fmnist_lt", 100.0, "hard_tail", "Fashion-MNIST-LT, rho=100, hard-tail class order "
+                    "(the classes a balanced model recalls worst on validation get the fewest images)"),
+    "rho10": ("fmnist_lt", 10.0, None, "Fashion-MNIST-LT, rho=10, the dataset's own class order"),
+    "ctx_rho100": ("fmnist_ctx_lt", 100.0, None, "Fashion-MNIST-LT with irrelevant background contexts "
+                   "(fmnist_ctx_lt: fixed per tail class in training, random in validation and test), rho=100"),
+}
 
 # name -> (recipe, args, stage-1 run it starts from or None, group)
 RUNS = {
@@ -41,6 +59,15 @@ RUNS = {
     "cb_reweight": ("pretrain", ["--loss", "cb"], None, "baselines"),
     "la": ("pretrain", ["--loss", "la"], None, "baselines"),
     "ldam_drw": ("pretrain", ["--loss", "ldam_drw"], None, "baselines"),
+    # today's fp32 training loop against the default (bf16 where native): the same pipeline, 3 seeds each
+    "ce_fp32": ("pretrain", ["--loss", "ce", "--mixed-precision", "no", "--no-channels-last"], None, "fp32"),
+    "btm_on_ce_fp32": ("btm", ["--classifier", "gml", "--mixed-precision", "no", "--no-channels-last"], "ce_fp32",
+                       "fp32"),
+    # a stronger stage 1 (chosen on validation HM): a 3x longer schedule, with and without mixup
+    "bsce_long": ("pretrain", ["--loss", "bsce", *LONG], None, "strong"),
+    "bsce_long_mixup": ("pretrain", ["--loss", "bsce", *LONG, "--mixup", "0.2"], None, "strong"),
+    "btm_on_bsce_long": ("btm", ["--classifier", "gml"], "bsce_long", "strong"),
+    "btm_on_bsce_long_mixup": ("btm", ["--classifier", "gml"], "bsce_long_mixup", "strong"),
 }
 
 # table row -> (run, key in that run's results "table" or None for its final metrics)
@@ -60,6 +87,12 @@ ROWS = {
     "CE + BTM": ("btm_on_ce", "BTM"),
     "CE + BTM + GML": ("btm_on_ce", None),
     "BSCE + BTM + GML": ("btm_on_bsce", None),
+    "Balanced Softmax, 45 epochs": ("bsce_long", None),
+    "Balanced Softmax + mixup, 45 epochs": ("bsce_long_mixup", None),
+    "BSCE 45 ep. + BTM + GML": ("btm_on_bsce_long", None),
+    "BSCE + mixup 45 ep. + BTM + GML": ("btm_on_bsce_long_mixup", None),
+    "CE, fp32 training": ("ce_fp32", None),
+    "CE + BTM + GML, fp32 training": ("btm_on_ce_fp32", None),
     "Ceiling: CE on the full balanced set": ("ceiling", None),
 }
 THREADS = 1  # per run: run one runner per core (see the module docstring)
@@ -92,20 +125,75 @@ def claim(out: Path) -> bool:
     return True
 
 
-def launch(name: str, seed: int, base: Path, imbalance: float, log) -> None:
+def launch(name: str, seed: int, base: Path, setting: str, log, data_dir: str | None = None,
+           threads: int = THREADS, epochs: int | None = None) -> None:
+    """Run one recipe of the grid to completion under `accelerate launch`, its output appended to ``log``."""
     recipe, extra, parent, _ = RUNS[name]
+    dataset, imbalance, order, _ = SETTINGS[setting]
     out = run_dir(base, seed, name)
-    args = ["--dataset", "fmnist_lt", "--imbalance", str(imbalance), "--seed", str(seed), "--output", str(out),
-            "--no-progress", "--threads", str(THREADS)] + (STAGE1 if recipe == "pretrain" else []) + extra
+    args = ["--dataset", dataset, "--imbalance", str(imbalance), "--seed", str(seed), "--output", str(out),
+            "--no-progress", "--threads", str(threads)] + (STAGE1 if recipe in ("pretrain", "csa") else []) + extra
+    if epochs and recipe in ("pretrain", "csa"):  # a quick grid: every stage 1 this long
+        args += ["--epochs", str(epochs)]
+    args += ["--class-order", order] if order else []
+    args += ["--data-dir", data_dir] if data_dir else []
     if parent:
         args += ["--init", str(run_dir(base, seed, parent))]
-    cmd = ["accelerate", "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", f"ltzoo.recipes.{recipe}"] + args
-    log.write(f"\n$ {' '.join(cmd)}\n")
-    log.flush()
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+           "--dynamo_backend", "no", "-q", "-m", f"ltzoo.recipes.{recipe}"] + args
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
-    print(f"  {name} (seed {seed}) done in {time.perf_counter() - start:.0f} s", flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log.write(f"\n$ {' '.join(cmd)}\n{proc.stdout}")
+    log.flush()
+    status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {log.name})"
+    print(f"  {setting} {name} (seed {seed}) {status} in {time.perf_counter() - start:.0f} s", flush=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} seed {seed} failed")
+
+
+def run_grid(base: Path, setting: str, seeds: list[int], names: list[str], jobs: int = 1,
+             deadline: float | None = None, data_dir: str | None = None, threads: int = THREADS,
+             epochs: int | None = None) -> None:
+    """Run the unfinished (name, seed) pairs, ``jobs`` at a time, in the order given (names first, then
+    seeds); a run starts once the run it starts from has finished, and is dropped if that one failed."""
+    todo = [(n, s) for n in names for s in seeds if not (run_dir(base, s, n) / "results.json").is_file()]
+    failed: set[tuple[str, int]] = set()
+    lock = threading.Lock()
+    base.mkdir(parents=True, exist_ok=True)
+    log = open(base / "runs.log", "a")
+
+    def next_run() -> tuple[str, int] | None:
+        while True:
+            with lock:
+                if not todo or (deadline and time.time() > deadline):
+                    return None
+                for i, (n, s) in enumerate(todo):
+                    parent = RUNS[n][2]
+                    if parent and (parent, s) in failed:
+                        failed.add(todo.pop(i))
+                        break
+                    if (parent is None or (run_dir(base, s, parent) / "results.json").is_file()) \
+                            and claim(run_dir(base, s, n)):
+                        return todo.pop(i)
+            time.sleep(2)  # every remaining run waits for the run it starts from
+
+    def worker() -> None:
+        while (item := next_run()) is not None:
+            name, seed = item
+            try:
+                launch(name, seed, base, setting, log, data_dir, threads, epochs)
+            except RuntimeError:
+                with lock:
+                    failed.add(item)
+            finally:
+                (run_dir(base, seed, name) / ".claim").unlink(missing_ok=True)
+
+    workers = [threading.Thread(target=worker) for _ in range(max(1, jobs))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    log.close()
 
 
 def metrics_of(base: Path, seed: int, row: str) -> dict | None:
@@ -115,10 +203,11 @@ def metrics_of(base: Path, seed: int, row: str) -> dict | None:
         return None
     res = json.loads(path.read_text())
     m = res["metrics"]["test"] if key is None else res["table"][key]["test"]
+    val = (res["metrics"] if key is None else res["table"][key]).get("val") or {}
     sec = res.get("seconds", {})
     secs = res.get("train_seconds") or sec.get("btm_total_one_device") or sec.get("btm_total") or sec.get("heads")
-    return {**{c: m.get(c) for c in COLUMNS}, "seconds": secs, "peak_memory_mb": res.get("peak_memory_mb"),
-            "hardware": res.get("hardware")}
+    return {**{c: m.get(c) for c in COLUMNS}, "val_hm": val.get("hm"), "seconds": secs,
+            "peak_memory_mb": res.get("peak_memory_mb"), "hardware": res.get("hardware")}
 
 
 def aggregate(base: Path, seeds: list[int]) -> list[dict]:
@@ -128,36 +217,64 @@ def aggregate(base: Path, seeds: list[int]) -> list[dict]:
         if not per_seed:
             continue
         out = {"method": row, "seeds": len(per_seed)}
-        for c in COLUMNS + ("seconds", "peak_memory_mb"):
+        for c in COLUMNS + ("val_hm", "seconds", "peak_memory_mb"):
             vals = [m[c] for m in per_seed if m[c] is not None]
             out[c] = statistics.mean(vals) if vals else None
             out[c + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
-        out["hardware"] = per_seed[0]["hardware"]
+        out["hardware"] = "; ".join(sorted({m["hardware"] for m in per_seed if m["hardware"]}))
         rows.append(out)
     return rows
 
 
-def write_table(rows: list[dict], imbalance: float, seeds: list[int]) -> None:
+def _cell(r: dict, c: str) -> str:
+    """A percentage, with its standard deviation over seeds where there are several."""
+    if r[c] is None:
+        return "-"
+    return f"{100 * r[c]:.2f} ± {100 * r[c + '_std']:.2f}" if r["seeds"] > 1 else f"{100 * r[c]:.2f}"
+
+
+def gap_closed(rows: list[dict], ceiling: dict | None) -> dict[str, float]:
+    """method -> share of the CE-to-ceiling HM gap it closes (test means), where CE and a ceiling exist."""
+    ce = next((r for r in rows if r["method"] == "CE"), None)
+    if not (ce and ceiling) or ceiling["hm"] <= ce["hm"]:
+        return {}
+    return {r["method"]: (r["hm"] - ce["hm"]) / (ceiling["hm"] - ce["hm"]) for r in rows}
+
+
+def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict | None = None) -> None:
+    """The table as CSV and Markdown (README's copy and the plots too), for one setting.
+
+    ``ceiling``: the balanced-set ceiling row to measure the HM gap against when the setting has none of its
+    own (it is the same model whatever the class order).
+    """
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tag = f"rho{imbalance:g}"
+    tag = setting
     with open(RESULTS / f"method_table_{tag}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    pct = lambda r, c: "-" if r[c] is None else f"{100 * r[c]:.2f} ± {100 * r[c + '_std']:.2f}"
-    lines = [f"Fashion-MNIST-LT, rho={imbalance:g}, resnet20_cifar; test split (1,000 images per class), "
-             f"model chosen on the balanced validation split; mean ± std over the seeds run (of {seeds}).",
-             f"Hardware: {rows[0]['hardware']}. Seconds: training time of the stage the row adds "
-             "(stage 1, the BTM stage, or the classifier heads).", "",
-             "| method | seeds | " + " | ".join(COLUMNS) + " | seconds | peak MB |",
-             "|---|---|" + "---|" * (len(COLUMNS) + 2)]
+    ceiling = next((r for r in rows if r["method"].startswith("Ceiling")), ceiling)
+    closed = gap_closed(rows, ceiling)
+    hardware = sorted({h for r in rows for h in r["hardware"].split("; ") if h})
+    lines = [f"{SETTINGS[setting][3]}; resnet20_cifar; test split (1,000 images per class), model chosen on the "
+             f"balanced validation split (`val hm`: its validation HM); mean ± std over the seeds run (of {seeds}); "
+             "a row run on fewer seeds than asked says so (`1 of 3`) and shows no ± for one seed.",
+             f"Hardware: {' / '.join(hardware)}. Seconds: training time of the stage the row adds (stage 1, the "
+             "BTM stage, or the classifier heads)." + (" `gap`: the share of the CE-to-ceiling test HM gap the row "
+                                                      f"closes (ceiling HM {100 * ceiling['hm']:.2f})." if closed else ""),
+             "", "| method | seeds | " + " | ".join(COLUMNS) + " | val hm |" + (" gap |" if closed else "")
+             + " seconds | peak MB |",
+             "|---|---|" + "---|" * (len(COLUMNS) + 3 + bool(closed))]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['seeds']} | " + " | ".join(pct(r, c) for c in COLUMNS)
-                     + f" | {r['seconds'] or 0:.0f} | {r['peak_memory_mb'] or 0:.0f} |")
-    lines += ["", f"Re-run: `python benchmarks/method_table.py --imbalance {imbalance:g} --seeds {' '.join(map(str, seeds))}`"]
+        n = f"{r['seeds']}" if r["seeds"] == len(seeds) else f"{r['seeds']} of {len(seeds)}"
+        gap = [f"{100 * closed[r['method']]:.0f}%"] if closed else []
+        lines.append(f"| {r['method']} | {n} | " + " | ".join(_cell(r, c) for c in COLUMNS + ("val_hm",))
+                     + " | " + " | ".join(gap + [f"{r['seconds'] or 0:.0f}", f"{r['peak_memory_mb'] or 0:.0f}"]) + " |")
+    lines += ["", f"Re-run: `python benchmarks/method_table.py --setting {setting} --seeds {' '.join(map(str, seeds))}`"]
     (RESULTS / f"method_table_{tag}.md").write_text("\n".join(lines) + "\n")
     target_text = targets(rows, tag)
-    update_readme(tag, "\n".join(lines) + ("\n\n" + target_text if target_text else ""))
+    if RESULTS == ROOT / "benchmarks" / "results":  # not a quick grid's
+        update_readme(tag, "\n".join(lines) + ("\n\n" + target_text if target_text else ""))
     plot(rows, tag)
 
 
@@ -208,7 +325,7 @@ def plot(rows: list[dict], tag: str) -> None:
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_xlabel("accuracy (%)")
     ax.set_ylabel("harmonic mean of per-class recall (%)")
-    ax.set_title(f"Fashion-MNIST-LT {tag}: HM against accuracy (test)")
+    ax.set_title(f"{tag}: HM against accuracy (test)")
     fig.tight_layout()
     fig.savefig(RESULTS / f"hm_vs_acc_{tag}.png", dpi=110)
     plt.close(fig)
@@ -245,28 +362,33 @@ def plot_recall(base: Path, seed: int, tag: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--setting", default="rho100", choices=list(SETTINGS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--imbalance", type=float, default=100)
-    p.add_argument("--groups", nargs="+", default=["core", "ceiling", "baselines"], choices=("core", "ceiling", "baselines"))
+    p.add_argument("--groups", nargs="+", default=["core", "ceiling", "baselines"],
+                   choices=sorted({g for *_, g in RUNS.values()}), help="the runs of these groups (in RUNS' order)")
+    p.add_argument("--runs", nargs="+", default=None, choices=list(RUNS), help="these runs instead of --groups")
+    p.add_argument("--jobs", type=int, default=1, help="recipes run at once")
+    p.add_argument("--threads", type=int, default=THREADS, help="CPU threads per recipe")
+    p.add_argument("--deadline-at", type=float, default=None, help="start no run after this UNIX time")
+    p.add_argument("--data-dir", default=None, help="the dataset's files (default: the recipes' own search)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="a quick grid: every stage 1 this many epochs (runs/bench-quick/, results/quick/)")
     p.add_argument("--only-table", action="store_true")
     args = p.parse_args()
-    base = ROOT / "runs" / "bench" / f"rho{args.imbalance:g}"
+    base = ROOT / "runs" / ("bench-quick" if args.epochs else "bench") / args.setting
+    if args.epochs:  # never mixed with the real tables
+        global RESULTS
+        RESULTS = RESULTS / "quick"
     if not args.only_table:
-        base.mkdir(parents=True, exist_ok=True)
-        with open(base / "runs.log", "a") as log:
-            for group in args.groups:
-                for seed in args.seeds:
-                    for name, (_, _, _, g) in RUNS.items():
-                        if g == group and claim(run_dir(base, seed, name)):
-                            try:
-                                launch(name, seed, base, args.imbalance, log)
-                            finally:
-                                (run_dir(base, seed, name) / ".claim").unlink(missing_ok=True)
+        names = args.runs or [n for g in args.groups for n, (*_, group) in RUNS.items() if group == g]
+        run_grid(base, args.setting, args.seeds, names, args.jobs, args.deadline_at, args.data_dir, args.threads,
+                 args.epochs)
     rows = aggregate(base, args.seeds)
     if rows:
-        write_table(rows, args.imbalance, args.seeds)
-        plot_recall(base, args.seeds[0], f"rho{args.imbalance:g}")
-        print((RESULTS / f"method_table_rho{args.imbalance:g}.md").read_text())
+        own = [r for r in aggregate(ROOT / "runs" / "bench" / "rho100", args.seeds) if r["method"].startswith("Ceiling")]
+        write_table(rows, args.setting, args.seeds, ceiling=own[0] if own else None)
+        plot_recall(base, args.seeds[0], args.setting)
+        print((RESULTS / f"method_table_{args.setting}.md").read_text())
 
 
 if __name__ == "__main__":
