@@ -109,3 +109,14 @@ def test_prediction_is_fp32_whatever_the_training_precision(fresh_accelerate, ch
     assert bf16[0].dtype == torch.float32
     assert torch.equal(fp32[0], bf16[0]) and torch.equal(fp32[1], bf16[1]) and torch.equal(fp32[2], bf16[2])
     assert fp32[3] == bf16[3]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_batch_preprocess_augments_uint8_as_it_would_floats(channels):
+    """Augmenting the uint8 batch, then normalising, gives exactly the floats of augmenting after conversion."""
+    x = torch.randint(0, 256, (16, channels, 10, 10), dtype=torch.uint8)
+    prep = BatchPreprocess((0.4,) * channels, (0.3,) * channels, crop_padding=2)
+    got = prep(x, train=True, generator=torch.Generator().manual_seed(3))
+    ref = (prep.augment(x.float().div_(255), torch.Generator().manual_seed(3)) - prep.mean) / prep.std
+    assert torch.equal(got, ref)
+    assert not torch.equal(got, prep(x)), "training batches are augmented"

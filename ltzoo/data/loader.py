@@ -120,17 +120,20 @@ class BatchPreprocess(nn.Module):
         self.crop_padding, self.flip, self.channels_last = crop_padding, flip, channels_last
 
     def forward(self, x: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255)
+        cl = self.channels_last and x.ndim == 4
+        if x.dtype == torch.uint8:  # augmented and laid out as uint8 (a quarter of the bytes), then normalised
             if train:
                 x = self.augment(x, generator)
-            x = (x - self.mean) / self.std
-        if self.channels_last and x.ndim == 4:
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x = (x.float().div_(255) - self.mean) / self.std  # elementwise: keeps the layout
+        elif cl:
             x = x.contiguous(memory_format=torch.channels_last)  # no copy when it already is
         return x
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Random translation (pad and crop) and horizontal flip, drawn per image on the batch tensor."""
+        """Random translation (pad with zeros and crop) and horizontal flip, drawn per image on the batch tensor
+        (uint8 or float: the same draws and the same pixels)."""
         n, _, h, w = x.shape
         p = self.crop_padding
         if p > 0:
