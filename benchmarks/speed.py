@@ -431,6 +431,11 @@ def markdown(out: dict) -> str:
         s = out["settings"].get(name, {})
         desc = ", ".join(f"{k}={s[k]}" for k in ("mixed_precision", "channels_last", "compile", "workers") if k in s)
         lines.append(f"| {name} | {desc} | {v:.0f} | {' '.join(f'{x:.0f}' for x in out['all_measurements'][name])} |")
+    if "per_image" in med:
+        lines += ["", "The per-image pipeline's loader workers run on the same cores as the training threads; on a "
+                  "2-core machine that also runs other work, they take turns with them, which costs more than the "
+                  "decoding itself. per_image_default feeds the same pipeline to the default-precision model: its "
+                  "ratio to pure compute is what the pipeline costs at equal precision."]
     if "files" in med:
         f = out["settings"]["files"]
         lines += ["", f"JPEG decoding (500x375 JPEGs, timm's 224-px training transform, {f['workers']} loader workers "
