@@ -1,9 +1,13 @@
 """The loops every recipe shares: one training epoch, prediction, evaluation and feature extraction.
 
 All of them run under an `accelerate.Accelerator`: batches come from prepared loaders, gradients go
-through ``accelerator.accumulate`` / ``accelerator.backward`` under ``accelerator.autocast``, and
-evaluation gathers predictions with ``gather_for_metrics`` so every sample counts once however many
-processes ran.
+through ``accelerator.accumulate`` / ``accelerator.backward`` under ``accelerator.autocast`` (bf16 or
+fp16 when the accelerator's mixed precision says so), and evaluation gathers predictions with
+``gather_for_metrics`` so every sample counts once however many processes ran.
+
+Prediction, evaluation and feature extraction always run in fp32 on the plain (uncompiled) model
+(`ltzoo.accel.full_precision`), whatever precision trained it: a run's metrics, its card and
+``ltzoo eval`` of the exported model agree exactly.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
+from ltzoo.accel import full_precision
 from ltzoo.data.loader import BatchPreprocess
 from ltzoo.metrics import longtail_metrics
 
@@ -50,9 +55,12 @@ def train_one_epoch(
     if hasattr(loss_fn, "set_epoch"):
         loss_fn.set_epoch(epoch)
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + accelerator.process_index)
-    total, seen, start = torch.zeros((), dtype=torch.float64), 0, time.perf_counter()
+    # the loss sum stays on the device (no sync per step); in float64 where the device has it (MPS has not)
+    total = torch.zeros((), dtype=torch.float32 if accelerator.device.type == "mps" else torch.float64,
+                        device=accelerator.device)
+    seen, start = 0, time.perf_counter()
     bar = _bar(accelerator, loader, f"epoch {epoch}", progress)
-    for x, y in bar:
+    for step, (x, y) in enumerate(bar):
         x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
         with accelerator.accumulate(model):
             x = prep(x, train=True, generator=gen)
@@ -68,12 +76,14 @@ def train_one_epoch(
             if scheduler is not None:
                 scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-        total += loss.detach().double().cpu() * len(y)
+        total += loss.detach().to(total.dtype) * len(y)
         seen += len(y)
-        bar.set_postfix(loss=f"{float(total) / seen:.4f}", refresh=False)
-    sums = torch.stack([total, torch.tensor(float(seen), dtype=torch.float64)])
+        if not bar.disable and step % 10 == 0:
+            bar.set_postfix(loss=f"{float(total) / seen:.4f}", refresh=False)
+    sums = torch.stack([total, torch.tensor(float(seen), dtype=total.dtype, device=total.device)])
     if accelerator.num_processes > 1:  # the mean over every process's images, not the main process's
-        sums = accelerator.reduce(sums.to(accelerator.device), "sum").cpu()
+        sums = accelerator.reduce(sums, "sum")
+    sums = sums.cpu()
     total, seen = float(sums[0]), int(sums[1])
     return {"loss": total / max(seen, 1), "images": seen, "seconds": time.perf_counter() - start}
 
@@ -91,22 +101,25 @@ def predict(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (or pre-logit features) and labels of every sample, gathered from all processes, on the CPU.
 
+    Always in fp32, on the plain module under any DDP or compile wrapper, in eval mode: the numbers do
+    not depend on the training precision, and equal those of the exported model (given batches in the
+    same memory format, which ``prep`` decides).
+
     Args:
         head: maps the model's output to the logits to return (e.g. an ensemble of heads).
         features: return pooled pre-logit features (``forward_head(pre_logits=True)``) instead of logits.
     """
-    model.eval()
-    net = accelerator.unwrap_model(model) if features else model
     outs, labels = [], []
-    for x, y in _bar(accelerator, loader, desc, progress):
-        x, y = prep(x.to(accelerator.device, non_blocking=True)), y.to(accelerator.device)
-        with accelerator.autocast():
-            out = net.forward_head(net.forward_features(x), pre_logits=True) if features else model(x)
-        if head is not None:
-            out = head(out)
-        out, y = accelerator.gather_for_metrics((out.float().contiguous(), y))
-        outs.append(out.cpu())
-        labels.append(y.cpu())
+    with full_precision(model, accelerator.device) as net:
+        net.eval()
+        for x, y in _bar(accelerator, loader, desc, progress):
+            x, y = prep(x.to(accelerator.device, non_blocking=True)), y.to(accelerator.device)
+            out = net.forward_head(net.forward_features(x), pre_logits=True) if features else net(x)
+            if head is not None:
+                out = head(out)
+            out, y = accelerator.gather_for_metrics((out.float().contiguous(), y))
+            outs.append(out.cpu())
+            labels.append(y.cpu())
     return torch.cat(outs), torch.cat(labels)
 
 

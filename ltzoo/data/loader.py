@@ -4,7 +4,9 @@ Small datasets (a split with ``images`` in memory) take the fast path: the loade
 uint8 batches by tensor indexing (``__getitems__``, no per-image Python), and `BatchPreprocess` turns
 them into normalised float batches on the device, with random-crop and flip augmentation applied to
 the batch tensor. Large datasets are decoded with PIL and timm's transforms in loader workers;
-their batches arrive as normalised floats and `BatchPreprocess` leaves them alone.
+their batches arrive as normalised floats and `BatchPreprocess` leaves their values alone. Either way
+`BatchPreprocess` hands the model its batches in the model's memory format (channels_last or not,
+`ltzoo.accel.resolve_channels_last`).
 """
 from __future__ import annotations
 
@@ -99,31 +101,39 @@ def make_loader(
 class BatchPreprocess(nn.Module):
     """uint8 batches to normalised floats on the device, with random crop and flip when training.
 
-    Float batches (already transformed by timm's pipeline) pass through unchanged.
+    Float batches (already transformed by timm's pipeline) keep their values.
 
     Args:
         mean, std: per-channel normalisation, in [0, 1] pixel units.
         crop_padding: pixels of zero padding around the image before a random crop back to its size
             (translation by up to this many pixels); 0 disables it.
         flip: random horizontal flips.
+        channels_last: return 4-d batches in channels_last memory format (for a model converted with
+            `ltzoo.accel.to_channels_last`); the values are the same either way.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], crop_padding: int = 4, flip: bool = True):
+    def __init__(self, mean: Sequence[float], std: Sequence[float], crop_padding: int = 4, flip: bool = True,
+                 channels_last: bool = False):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
-        self.crop_padding, self.flip = crop_padding, flip
+        self.crop_padding, self.flip, self.channels_last = crop_padding, flip, channels_last
 
     def forward(self, x: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        if x.dtype != torch.uint8:
-            return x
-        x = x.float().div_(255)
-        if train:
-            x = self.augment(x, generator)
-        return (x - self.mean) / self.std
+        cl = self.channels_last and x.ndim == 4
+        if x.dtype == torch.uint8:  # augmented and laid out as uint8 (a quarter of the bytes), then normalised
+            if train:
+                x = self.augment(x, generator)
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x = (x.float().div_(255) - self.mean) / self.std  # elementwise: keeps the layout
+        elif cl:
+            x = x.contiguous(memory_format=torch.channels_last)  # no copy when it already is
+        return x
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Random translation (pad and crop) and horizontal flip, drawn per image on the batch tensor."""
+        """Random translation (pad with zeros and crop) and horizontal flip, drawn per image on the batch tensor
+        (uint8 or float: the same draws and the same pixels)."""
         n, _, h, w = x.shape
         p = self.crop_padding
         if p > 0:

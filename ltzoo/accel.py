@@ -1,0 +1,186 @@
+"""Speed choices for the hardware at hand: mixed precision, memory format, compilation.
+
+- Mixed precision: ``"auto"`` trains under bf16 autocast (through accelerate) where the device computes
+  bf16 natively: a GPU that `torch.cuda.is_bf16_supported` without emulation, a CPU with AMX-BF16 or
+  AVX512-BF16 units; fp32 elsewhere (bf16 emulated on other CPUs is slower than fp32).
+- channels_last: ``"auto"`` puts convolutional models (and their input batches) in NHWC, the layout
+  oneDNN and cuDNN convolve fastest.
+- `torch.compile`: on request only. Measured on a 2-core CPU (resnet20_cifar, batch 128, bf16,
+  channels_last): about 3 minutes to compile forward + backward for a 1.2x faster step, which a
+  default Fashion-MNIST-LT run (about 12 minutes) does not earn back, and each BTM member would
+  compile again (benchmarks/results/speed.md).
+
+Evaluation never uses reduced precision or a compiled graph: `full_precision` runs a prepared model's
+plain fp32 forward, so a run's metrics, its card and ``ltzoo eval`` agree exactly.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import platform
+from functools import lru_cache
+from typing import Iterator
+
+import torch
+from torch import nn
+
+_logger = logging.getLogger(__name__)
+
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs with native bf16 dot products
+REPORTED_CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512_fp16", "avx512f", "avx2")
+
+
+# ------------------------------------------------------------------------------------------- hardware
+@lru_cache(maxsize=1)
+def cpu_info() -> dict:
+    """The CPU's model name and flags (Linux /proc/cpuinfo; torch's own probes elsewhere)."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+        flags = set(fields.get("flags", "").split())
+    except OSError:  # not Linux: ask torch (x86 only)
+        probes = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_tile": "_is_amx_tile_supported",
+                  "avx512f": "_is_avx512_supported", "avx2": "_is_avx2_supported"}
+        flags = {flag for flag, fn in probes.items() if getattr(torch.cpu, fn, lambda: False)()}
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    return {"model": model, "flags": sorted(flags)}
+
+
+def bf16_is_fast(device: torch.device | str) -> bool:
+    """True where bf16 autocast is native, not emulated: CUDA compute capability >= 8.0, or a CPU with
+    AMX-BF16 or AVX512-BF16."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        flags = set(cpu_info()["flags"])
+        return bool(flags & set(BF16_CPU_FLAGS)) or (not flags and torch.cpu._is_avx512_bf16_supported())
+    return False
+
+
+def _default_device() -> torch.device:
+    from accelerate import PartialState
+
+    return PartialState().device
+
+
+def hardware_summary(device: torch.device | str | None = None) -> dict:
+    """What a benchmark ran on: CPU model and the flags that matter here, threads, GPU name, versions."""
+    cpu = cpu_info()
+    out = {"cpu": cpu["model"], "cpu_flags": [f for f in REPORTED_CPU_FLAGS if f in cpu["flags"]],
+           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
+           "torch": torch.__version__, "gpu": None}
+    if torch.cuda.is_available():
+        out["gpu"] = f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
+    out["bf16_native"] = bf16_is_fast(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return out
+
+
+# ------------------------------------------------------------------------------------ the three choices
+def resolve_mixed_precision(requested: str | None, device: torch.device | str | None = None) -> str:
+    """accelerate's ``mixed_precision`` for a ``--mixed-precision`` value.
+
+    Args:
+        requested: ``"auto"`` (or None): ``"bf16"`` where `bf16_is_fast` on ``device``, else ``"no"``;
+            ``"no"``, ``"bf16"``, ``"fp16"`` pass through.
+        device: where training runs; None: accelerate's device for this process.
+
+    Raises:
+        ValueError: an unknown value, or fp16 on a CPU (accelerate has no fp16 autocast there).
+    """
+    choice = "auto" if requested is None else str(requested).lower()
+    if choice not in MIXED_PRECISION:
+        raise ValueError(f"--mixed-precision {requested!r}: choose one of {', '.join(MIXED_PRECISION)}")
+    device = torch.device(device) if device is not None else _default_device()
+    if choice == "auto":
+        choice = "bf16" if bf16_is_fast(device) else "no"
+        _logger.info(f"mixed precision: {choice} (auto, {device.type})")
+    elif choice == "fp16" and device.type == "cpu":
+        raise ValueError("--mixed-precision fp16 needs a GPU; on a CPU use bf16 (or auto, or no)")
+    return choice
+
+
+def is_convolutional(model: nn.Module) -> bool:
+    """True for a network of 2-d convolutions (more than one: a ViT's patch embedding alone does not count)."""
+    return sum(isinstance(m, nn.Conv2d) for m in model.modules()) > 1
+
+
+def resolve_channels_last(requested: bool | str | None, model: nn.Module) -> bool:
+    """Whether to train ``model`` in channels_last: ``"auto"`` (or None) for convolutional models."""
+    if requested is None or requested == "auto":
+        return is_convolutional(model)
+    if isinstance(requested, str):
+        raise ValueError(f"channels_last {requested!r}: use 'auto', True or False")
+    return bool(requested)
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """``model`` with its 4-d weights in channels_last (in place; returned for chaining)."""
+    return model.to(memory_format=torch.channels_last)
+
+
+def compile_model(model: nn.Module, **kwargs) -> nn.Module:
+    """`torch.compile` of ``model`` (``kwargs`` go to it). Compilation happens on the first call.
+
+    The compiled module shares the parameters of ``model``; `unwrap` returns ``model`` from it.
+    """
+    return torch.compile(model, **kwargs)
+
+
+# --------------------------------------------------------------------------------------- evaluation
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DistributedDataParallel and `torch.compile` wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):  # torch.compile
+            model = model._orig_mod
+        else:
+            return model
+
+
+@contextlib.contextmanager
+def full_precision(model: nn.Module, device: torch.device | str | None = None) -> Iterator[nn.Module]:
+    """Run ``model`` in fp32 inside this block: autocast off, accelerate's autocast wrapper bypassed.
+
+    ``accelerator.prepare`` under mixed precision replaces a model's ``forward`` by one that enters
+    autocast itself (an outer ``autocast(enabled=False)`` cannot stop it); its original is kept as
+    ``_original_forward`` and put back here for the block. Yields the plain module (see `unwrap`).
+    """
+    net = unwrap(model)
+    device = torch.device(device) if device is not None else next(net.parameters()).device
+    wrapped = net.__dict__.get("forward")
+    original = net.__dict__.get("_original_forward")
+    if wrapped is not None and original is not None:
+        net.forward = original
+    try:
+        with torch.autocast(device.type, enabled=False):
+            yield net
+    finally:
+        if wrapped is not None and original is not None:
+            net.forward = wrapped
+
+
+# ------------------------------------------------------------------------------------------ the flags
+def add_speed_arguments(group: argparse._ArgumentGroup) -> None:
+    """``--mixed-precision``, ``--channels-last/--no-channels-last`` and ``--compile/--no-compile``."""
+    group.add_argument("--mixed-precision", default="auto", choices=MIXED_PRECISION,
+                       help="training precision (evaluation is always fp32); auto: bf16 where the CPU (AMX-BF16, "
+                            "AVX512-BF16) or GPU computes it natively, else no (fp32)")
+    group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                       help="channels_last memory format for the model and its batches; unset: for convolutional "
+                            "models")
+    group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                       help="torch.compile the training model (pays off only in long runs: "
+                            "benchmarks/results/speed.md)")
+
+
+def describe(mixed_precision: str, channels_last: bool, compiled: bool) -> dict:
+    """The speed settings of a run, for its results.json (evaluation precision included)."""
+    return {"mixed_precision": mixed_precision, "channels_last": bool(channels_last), "compile": bool(compiled),
+            "eval_precision": "fp32"}
