@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
+from ltzoo.errors import UserError
+
 _logger = logging.getLogger(__name__)
 
 #: Files of a run folder that are uploaded (those present; the first three must be).
@@ -35,8 +37,11 @@ _sleep = time.sleep  # patched by tests
 T = TypeVar("T")
 
 
-class HubError(RuntimeError):
-    """A push that failed, with a message that says what went wrong and what to do (never the token)."""
+class HubError(UserError, RuntimeError):
+    """A push that failed, with a message that says what went wrong and what to do (never the token).
+
+    A `ltzoo.errors.UserError` (one line, exit code 2 under `ltzoo.errors.run_main`); still a RuntimeError.
+    """
 
     def __init__(self, message: str, status: int | None = None, retryable: bool = False):
         super().__init__(message)
