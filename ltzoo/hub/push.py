@@ -132,12 +132,16 @@ def with_retries(fn: Callable[[], T], action: str, repo_id: str, token: str | No
 
 def upload_plan(run_dir: str | Path) -> list[Path]:
     """The files of a run folder that a push uploads (besides the generated README.md)."""
+    from ltzoo.runs import check_weights
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} does not exist")
+        raise UserError(f"run folder {run_dir} does not exist", "check the path")
+    check_weights(run_dir)  # missing or corrupt weights: named, with the fix
     missing = [n for n in REQUIRED if not (run_dir / n).is_file()]
     if missing:
-        raise FileNotFoundError(f"{run_dir} lacks {', '.join(missing)}: not a finished ltzoo run folder")
+        raise UserError(f"{run_dir} lacks {', '.join(missing)}: not a finished ltzoo run folder",
+                        "finish the run (run its recipe again with the same --output) or pass another run folder")
     return [run_dir / n for n in REQUIRED + OPTIONAL if (run_dir / n).is_file()]
 
 

@@ -24,7 +24,7 @@ import yaml
 
 from ltzoo.argtypes import (check_config_values, nonneg_float, nonneg_int, positive_float, positive_int)
 from ltzoo.data.args import add_data_args
-from ltzoo.errors import ArgumentParser, one_line
+from ltzoo.errors import ArgumentParser, one_line, user_error
 
 _logger = logging.getLogger(__name__)
 
@@ -114,10 +114,12 @@ class RecipeParser(ArgumentParser):
 
     def _set_config_defaults(self, name: str) -> None:
         try:
-            path = config_path(name)
-            cfg = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            self.error(f"cannot read the config file {name}: {one_line(exc)}")
+            with open(config_path(name), encoding="utf-8") as f:  # YAML errors then name the file
+                cfg = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:  # names the file, line and column
+            self.error(str(user_error(exc)))
+        except OSError as exc:
+            self.error(f"cannot read the config file {name}: {user_error(exc) or one_line(exc)}")
         if not isinstance(cfg, dict):
             self.error(f"{name}: a config is a mapping of flag names to values (like `epochs: 15`), "
                        f"not a {type(cfg).__name__}")

@@ -175,13 +175,13 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
     model, optimizer, train_dl, val_dl, test_dl, scheduler = accelerator.prepare(
         model, optimizer, train_dl, val_dl, test_dl, scheduler)
 
-    config = write_run_config(out, {**vars(args), "recipe": "pretrain", "output": str(out)}) \
-        if accelerator.is_main_process else vars(args)
-    accelerator.init_trackers("pretrain", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
     best_path = out / "best.safetensors"
     if not args.resume:
         folder.reset()
-    state = folder.resume()
+    state = folder.resume()  # before anything is written: a run folder it refuses stays as it was
+    config = write_run_config(out, {**vars(args), "recipe": "pretrain", "output": str(out)}) \
+        if accelerator.is_main_process else vars(args)
+    accelerator.init_trackers("pretrain", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
     first = 0 if state is None else state["epoch"] + 1
     best = state["best"] if state else None
     train_seconds = state["train_seconds"] if state else 0.0
