@@ -10,6 +10,7 @@ problem>; <the fix>``. Anything else is a bug in ltzoo and keeps its traceback.
   with ENOSPC/EROFS/EACCES/ENOENT, timm's unknown model, huggingface_hub's offline and not-found errors,
   YAML) into a `UserError` with a clear one-line message; None for anything else.
 - `run_main` runs a ``main`` under that contract: the entry point of every recipe and of the CLI.
+- `ArgumentParser` is argparse with one-line usage errors (exit code 2), the parser of the CLI and the recipes.
 - `launch` is ``accelerate launch`` with the same flags, for user errors under the launcher: accelerate's
   launcher turns any non-zero exit of the recipe into its own traceback (``CalledProcessError`` for one
   process, torch elastic's ``ChildFailedError`` box for several), and nothing a child process does can
@@ -21,6 +22,7 @@ problem>; <the fix>``. Anything else is a bug in ltzoo and keeps its traceback.
 """
 from __future__ import annotations
 
+import argparse
 import errno
 import logging
 import os
@@ -245,6 +247,18 @@ def _record(kind: str, text: str) -> bool:
         return True
     except OSError:
         return False
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, ``prog: error: <message>``, with exit code 2 (no usage
+    dump), and reach `launch` like any user error. Its subparsers are of the same class."""
+
+    def error(self, message: str):
+        if message.startswith("unrecognized arguments"):
+            message += f"; `{self.prog} --help` lists the flags"
+        report_user_error(f"{self.prog}: error: {one_line(message)}")
+        sys.stderr.flush()
+        sys.exit(USER_ERROR_EXIT)
 
 
 # ------------------------------------------------------------------------------------------- launch

@@ -568,3 +568,322 @@ def test_launch_two_processes_crash_keeps_the_tracebacks(tmp_path):
     proc = _launch(tmp_path, ["--multi_gpu", "--num_processes", "2"], ["dist", "crash"])
     assert proc.returncode == 1
     assert "KeyError: 'a bug on rank 1'" in proc.stderr and "ChildFailedError" in proc.stderr
+
+
+# ================================================================================================
+# The contract, wired: every recipe and CLI command, called as `main(argv)` under run_main, the way
+# its entry point runs it. Each case: exit code 2, ONE line naming the problem and the fix, inputs and
+# any existing run folder byte-identical, and no run folder left behind by a run that failed.
+# ================================================================================================
+TINY = ["--workers", "0", "--no-progress", "--threads", "1"]
+
+
+def run_entry(capsys, main, argv: list[str], prog: str) -> tuple[int, str]:
+    """``main(argv)`` as its entry point runs it (run_main); a usage error's SystemExit gives its code."""
+    capsys.readouterr()
+    try:
+        code = run_main(main, prog, argv=[str(a) for a in argv], exit=False)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def expect_refused(capsys, main, argv, prog: str, *parts: str, inputs: tuple[Path, ...] = (),
+                   absent: Path | None = None) -> str:
+    """``main(argv)`` ends on a user error: exit 2, one line with ``parts``; ``inputs`` unchanged, ``absent`` absent."""
+    before = [digest(p) for p in inputs]
+    code, err = run_entry(capsys, main, argv, prog)
+    assert code == 2, err
+    line = assert_one_line(err, prog, *parts)
+    assert [digest(p) for p in inputs] == before
+    if absent is not None:
+        assert not absent.exists(), sorted(absent.rglob("*"))
+    return line
+
+
+def _recipe(name: str):
+    from ltzoo.recipes import btm, gml, pretrain
+
+    return {"pretrain": pretrain, "btm": btm, "gml": gml}[name]
+
+
+# --------------------------------------------------------------------------- bad flag values (parse)
+@pytest.mark.parametrize("recipe, argv, parts", [
+    ("btm", ["--subsets", "0"], ["argument --subsets: expected an integer >= 1, got '0'"]),  # issue 12's case
+    ("btm", ["--shots", "-3"], ["argument --shots: expected an integer >= 1"]),
+    ("btm", ["--member-epochs", "0"], ["argument --member-epochs: expected an integer >= 1"]),
+    ("btm", ["--member-lr", "0"], ["argument --member-lr: expected a number > 0"]),
+    ("btm", ["--head-epochs", "1.5"], ["argument --head-epochs: expected an integer >= 1, got '1.5'"]),
+    ("pretrain", ["--epochs", "0"], ["argument --epochs: expected an integer >= 1"]),
+    ("pretrain", ["--batch-size", "zero"], ["argument --batch-size: expected an integer >= 1, got 'zero'"]),
+    ("pretrain", ["--lr", "-0.1"], ["argument --lr: expected a number > 0"]),
+    ("pretrain", ["--grad-accum", "0"], ["argument --grad-accum"]),
+    ("pretrain", ["--save-every", "0"], ["argument --save-every"]),
+    ("pretrain", ["--warmup-epochs", "-1"], ["argument --warmup-epochs: expected a number >= 0"]),
+    ("pretrain", ["--workers", "-1"], ["argument --workers: expected an integer >= 0"]),
+    ("pretrain", ["--seed", "-1"], ["argument --seed"]),
+    ("pretrain", ["--threads", "0"], ["argument --threads"]),
+    ("pretrain", ["--label-smoothing", "1.5"], ["argument --label-smoothing: expected a ratio in [0, 1]"]),
+    ("pretrain", ["--mixup", "-1"], ["argument --mixup: expected a number >= 0"]),
+    ("pretrain", ["--imbalance", "0.5"], ["argument --imbalance: expected an imbalance ratio >= 1"]),
+    ("pretrain", ["--train-list", "/nonexistent/train.txt"], ["argument --train-list: file /nonexistent/train.txt "
+                                                             "does not exist"]),
+    ("pretrain", ["-c", "fmnist_lt/nope"], ["argument -c/--config: no config file fmnist_lt/nope",
+                                            "packaged: "]),
+    ("pretrain", ["--bogus-flag", "1"], ["unrecognized arguments: --bogus-flag", "pretrain.py --help"]),
+    ("gml", ["--init", "x/y", "--head-lr", "0"], ["argument --head-lr: expected a number > 0"]),
+])
+def test_bad_flag_value_is_one_line_at_parse_time(capsys, tmp_path, recipe, argv, parts):
+    expect_refused(capsys, _recipe(recipe).main, argv + ["--output", tmp_path / "run"], f"{recipe}.py", *parts,
+                   absent=tmp_path / "run")
+
+
+@pytest.mark.parametrize("yaml_text, parts", [
+    ("subsets: 0\n", ["subsets: expected an integer >= 1, got 0"]),
+    ("member_lr: -1\n", ["member_lr: expected a number > 0, got -1"]),
+    ("seed: 1.5\n", ["seed: expected an integer >= 0, got 1.5"]),
+    ("epochs: [1,\nlr: 0.1\n", ["line 3, column 1: not valid YAML", "fix the syntax"]),
+    ("epoch: 3\n", ["unknown keys ['epoch'] (did you mean epoch -> epochs?)"]),
+])
+def test_bad_yaml_config_value_is_one_line(capsys, tmp_path, yaml_text, parts):
+    from ltzoo.recipes import btm
+
+    cfg = tmp_path / "btm.yaml"
+    cfg.write_text(yaml_text)
+    expect_refused(capsys, btm.main, ["-c", cfg, "--output", tmp_path / "run"], "btm.py", str(cfg), *parts,
+                   inputs=(cfg,), absent=tmp_path / "run")
+
+
+def test_yaml_values_are_converted_like_the_command_line(tmp_path):
+    from ltzoo.recipes import btm
+
+    cfg = tmp_path / "btm.yaml"
+    cfg.write_text("member_lr: 1e-3\nsubsets: 2\n")  # YAML 1.1 reads 1e-3 as a string: the flag's type converts it
+    args = btm.build_parser().parse_args(["-c", str(cfg)])
+    assert args.member_lr == 0.001 and args.subsets == 2
+
+
+# ------------------------------------------------------------------------------ data, model, init
+@pytest.mark.parametrize("recipe", ["pretrain", "btm"])
+def test_unknown_dataset(capsys, tmp_path, recipe):
+    expect_refused(capsys, _recipe(recipe).main, ["--dataset", "no_such_set", "--output", tmp_path / "run", *TINY],
+                   f"{recipe}.py", "no_such_set", absent=tmp_path / "run")
+
+
+@pytest.mark.parametrize("recipe", ["pretrain", "btm"])
+def test_unknown_model_leaves_no_run_folder(capsys, folder, tmp_path, recipe):
+    expect_refused(capsys, _recipe(recipe).main, ["--dataset", "imagefolder", "--data-dir", folder, "--model",
+                                                  "resnet33_cifar", "--output", tmp_path / "run", *TINY],
+                   f"{recipe}.py", "unknown model 'resnet33_cifar'", "timm.list_models", inputs=(folder,),
+                   absent=tmp_path / "run")
+
+
+@pytest.mark.parametrize("recipe", ["pretrain", "btm"])
+def test_undecodable_image_is_found_before_training(capsys, folder, tmp_path, recipe):
+    bad = folder / "test" / "class_02" / "00001.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n but then nothing")
+    expect_refused(capsys, _recipe(recipe).main, ["--dataset", "imagefolder", "--data-dir", folder,
+                                                  "--output", tmp_path / "run", *TINY],
+                   f"{recipe}.py", "1 of 6 test images", str(bad), "--skip-bad-files", inputs=(folder,),
+                   absent=tmp_path / "run")
+
+
+def test_missing_image_in_a_split_list_is_found_before_training(capsys, tmp_path):
+    from ltzoo.recipes import pretrain
+
+    root = tmp_path / "lists"
+    make_split_lists(root, {"train": [5, 4], "val": [2, 2], "test": [2, 2]}, dataset="places_lt")
+    gone = sorted((root / "val").rglob("*.png"))[0]
+    gone.unlink()
+    expect_refused(capsys, pretrain.main, ["--dataset", "places_lt", "--data-dir", root, "--model", "resnet20_cifar",
+                                           "--output", tmp_path / "run", *TINY],
+                   "pretrain.py", "1 of 4 val images", str(gone), "(missing)", inputs=(root,),
+                   absent=tmp_path / "run")
+
+
+def test_empty_class_folder_stops_the_recipe(capsys, folder, tmp_path):
+    from ltzoo.recipes import btm
+
+    (folder / "train" / "class_03").mkdir()
+    expect_refused(capsys, btm.main, ["--dataset", "imagefolder", "--data-dir", folder, "--output",
+                                      tmp_path / "run", *TINY],
+                   "btm.py", "1 of 4 classes have no training images", "'class_03'", inputs=(folder,),
+                   absent=tmp_path / "run")
+
+
+def _corrupt(run_dir: Path) -> Path:
+    weights = run_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-500])
+    return weights
+
+
+@pytest.mark.parametrize("recipe", ["pretrain", "btm", "gml"])
+def test_init_from_corrupt_weights_leaves_no_run_folder(capsys, folder, run_dir, tmp_path, recipe):
+    weights = _corrupt(run_dir)
+    expect_refused(capsys, _recipe(recipe).main, ["--dataset", "imagefolder", "--data-dir", folder, "--init", run_dir,
+                                                  "--output", tmp_path / "out", *TINY],
+                   f"{recipe}.py", str(weights), "truncated or corrupt", "re-export it", inputs=(folder, run_dir),
+                   absent=tmp_path / "out")
+
+
+def test_init_from_a_hub_id_not_cached_while_offline(capsys, folder, tmp_path, monkeypatch):
+    from ltzoo.recipes import pretrain
+
+    patch_huggingface_hub(monkeypatch, "http://127.0.0.1:9", tmp_path / "hf_home", None)
+    set_hf_offline(monkeypatch)
+    expect_refused(capsys, pretrain.main, ["--dataset", "imagefolder", "--data-dir", folder, "--init",
+                                           "someorg/some-model", "--output", tmp_path / "out", *TINY],
+                   "pretrain.py", "hub model someorg/some-model is not in the local cache", "HF_HUB_OFFLINE=1",
+                   "download it once online", inputs=(folder,), absent=tmp_path / "out")
+
+
+# ------------------------------------------------------------------------- weights read by the CLI
+def cli(capsys, *argv) -> tuple[int, str]:
+    from ltzoo.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+@pytest.mark.parametrize("command", ["card", "push", "eval"])
+def test_cli_checks_the_weights_it_reads(capsys, folder, run_dir, tmp_path, command, damage):
+    from ltzoo.runs import RESULTS, write_json
+
+    write_json(run_dir / RESULTS, {"recipe": "pretrain", "method": "ce", "metrics": {}})
+    if damage == "corrupt":
+        named, parts = str(_corrupt(run_dir)), ["is not a readable safetensors file", "truncated or corrupt"]
+    else:
+        (run_dir / "model.safetensors").unlink()
+        named, parts = str(run_dir), ["has no model.safetensors", "finish the run"]
+    argv = {"card": ["card", run_dir, "--name", "x", "--cards-dir", tmp_path / "cards"],
+            "push": ["push", run_dir, "org/model", "--dry-run"],
+            "eval": ["eval", run_dir, "--dataset", "imagefolder", "--data-dir", folder, "--workers", "0"]}[command]
+    before = digest(run_dir), digest(folder)
+    code, err = cli(capsys, *argv)
+    assert code == 2
+    assert_one_line(err, f"ltzoo {command}", named, *parts)
+    assert (digest(run_dir), digest(folder)) == before and not (tmp_path / "cards").exists()
+
+
+def test_cli_usage_error_is_one_line(capsys):
+    from ltzoo.cli import main
+
+    for argv, part in ((["data", "fmnist_lt", "--profile", "linear"], "invalid choice: 'linear'"),
+                       (["eval", "x", "--dataset", "fmnist_lt", "--batch-size", "0"], "argument --batch-size"),
+                       (["push"], "the following arguments are required: run_dir, repo_id")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+        assert_one_line(capsys.readouterr().err, f"ltzoo {argv[0]}", part)
+
+
+def test_launch_without_a_recipe_is_one_line(capsys, tmp_path):
+    code, err = cli(capsys, "launch")
+    assert code == 2 and "ltzoo launch: error: no recipe to launch; ltzoo launch [ACCELERATE FLAGS] RECIPE" in err
+    code, err = cli(capsys, "launch", "--num_processes", "1", tmp_path / "nothere.py")
+    assert code == 2
+    assert_one_line(err, "ltzoo launch", f"no recipe file {tmp_path / 'nothere.py'}", "a recipe's name")
+    code, err = cli(capsys, "launch", "--bogus", "btm")
+    assert code == 2
+    assert_one_line(err, "ltzoo launch", "accelerate launch: unrecognized arguments: --bogus")
+
+
+def test_launch_takes_a_recipe_by_name():
+    from ltzoo.cli.launch import recipe_argv
+
+    assert recipe_argv(["--num_processes", "2", "btm", "--epochs", "3", "btm"]) == \
+        ["--num_processes", "2", "-m", "ltzoo.recipes.btm", "--epochs", "3", "btm"]
+    assert recipe_argv(["-m", "ltzoo.recipes.gml", "--init", "x"]) == ["-m", "ltzoo.recipes.gml", "--init", "x"]
+    assert recipe_argv([str(ROOT / "recipes" / "btm.py")]) == [str(ROOT / "recipes" / "btm.py")]
+
+
+# ---------------------------------------------------------------------------- disk and run folder
+def test_read_only_output_is_one_line_and_leaves_nothing(capsys, folder, tmp_path, monkeypatch):
+    from ltzoo.recipes import pretrain
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if os.geteuid() == 0:  # root writes anywhere: the file system says no instead, as a read-only mount does
+        real_mkdir = os.mkdir
+
+        def mkdir(path, *args, **kwargs):
+            if str(path).startswith(str(locked)):
+                raise OSError(errno.EROFS, "Read-only file system", str(path))
+            return real_mkdir(path, *args, **kwargs)
+        monkeypatch.setattr(os, "mkdir", mkdir)
+        parts = [f"{locked / 'run'}: read-only file system", "write the run folder to a writable place (--output)"]
+    else:
+        locked.chmod(0o555)
+        parts = [f"{locked / 'run'}: permission denied", "fix the permissions"]
+    try:
+        expect_refused(capsys, pretrain.main, ["--dataset", "imagefolder", "--data-dir", folder, "--model",
+                                               "resnet20_cifar", "--output", locked / "run", *TINY],
+                       "pretrain.py", *parts, inputs=(folder,), absent=locked / "run")
+    finally:
+        locked.chmod(0o755)
+
+
+def test_full_disk_before_anything_is_kept_removes_the_new_run_folder(capsys, folder, tmp_path, monkeypatch):
+    from ltzoo.recipes import btm, pretrain
+
+    def full(path, config):
+        raise OSError(errno.ENOSPC, "No space left on device", str(Path(path) / "run_config.yaml"))
+    monkeypatch.setattr(pretrain, "write_run_config", full)
+    out = tmp_path / "runs" / "deep" / "run"  # every folder above it made by this run, and removed again
+    expect_refused(capsys, btm.main, ["--dataset", "imagefolder", "--data-dir", folder, "--model", "resnet20_cifar",
+                                      "--epochs", "1", "--output", out, *TINY], "btm.py",
+                   "no space left on the device", "free some space", inputs=(folder,), absent=tmp_path / "runs")
+
+
+def test_failed_run_never_removes_a_folder_that_existed(capsys, folder, tmp_path):
+    from ltzoo.recipes import pretrain
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    bad = folder / "train" / "class_00" / "00000.png"
+    bad.write_bytes(b"junk")
+    expect_refused(capsys, pretrain.main, ["--dataset", "imagefolder", "--data-dir", folder, "--output", out, *TINY],
+                   "pretrain.py", str(bad), inputs=(folder, out))
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def _pretrain(folder: Path, out: Path, epochs: int, *extra) -> dict:
+    from ltzoo.recipes import pretrain
+
+    return pretrain.main(["--dataset", "imagefolder", "--data-dir", str(folder), "--model", "resnet20_cifar",
+                          "--epochs", str(epochs), "--batch-size", "8", "--output", str(out), *TINY, *extra])
+
+
+def test_resume_survives_a_torn_log_line_and_stale_temporaries(folder, tmp_path, caplog):
+    out = tmp_path / "run"
+    _pretrain(folder, out, 1)
+    log = out / "log.jsonl"
+    first = log.read_text()
+    log.write_text(first + '{"epoch": 1, "loss": 0.')  # a crash while appending epoch 1's record
+    stale = [Path(tempfile.mkstemp(prefix=".results.json.", dir=out)[1]), out / "checkpoints" / ".tmp_epoch_1"]
+    stale[1].mkdir()
+    (stale[1] / "model.safetensors").write_bytes(b"half")
+    with caplog.at_level(logging.WARNING):
+        results = _pretrain(folder, out, 2)
+    assert results["selected_epoch"] in (0, 1)
+    records = [json.loads(ln) for ln in log.read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1] and log.read_text().startswith(first)
+    assert not any(p.exists() for p in stale)
+    assert "torn last line" in caplog.text and all(str(p) in caplog.text for p in stale)
+
+
+def test_resume_refuses_a_log_corrupt_before_its_last_line(capsys, folder, tmp_path):
+    from ltzoo.recipes import pretrain
+
+    out = tmp_path / "run"
+    _pretrain(folder, out, 1)
+    log = out / "log.jsonl"
+    log.write_text('{"epoch": 0, "lo\n' + log.read_text())
+    expect_refused(capsys, pretrain.main, ["--dataset", "imagefolder", "--data-dir", folder, "--model",
+                                           "resnet20_cifar", "--epochs", "2", "--output", out, *TINY],
+                   "pretrain.py", f"{log}, line 1: not a JSON record", "delete that line", "--no-resume",
+                   inputs=(folder, out))

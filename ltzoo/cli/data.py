@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ltzoo.argtypes import nonneg_int, positive_int
 from ltzoo.cli.output import emit
 from ltzoo.data import load_dataset
 from ltzoo.data.args import add_data_args, dataset_kwargs
+from ltzoo.errors import UserError
 
 
 def _load(args, require_test: bool = True):
@@ -47,8 +49,8 @@ def _add_eval(p):
     p.add_argument("model", help="a run folder, a hub id (org/name or hf-hub:org/name) or a timm model name")
     p.add_argument("--dataset", required=True, help="dataset name, e.g. fmnist_lt (see `ltzoo data --help`)")
     p.add_argument("--split", default="test", choices=("val", "test"), help="the split to evaluate on")
-    p.add_argument("--batch-size", type=int, default=256, help="images per batch")
-    p.add_argument("--workers", type=int, default=4, help="loader workers for file-backed datasets")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per batch")
+    p.add_argument("--workers", type=nonneg_int, default=4, help="loader workers for file-backed datasets")
     p.add_argument("--output", default=None, help="folder for the metrics JSON and the per-class recall plot")
     add_data_args(p, seed=True)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -66,8 +68,9 @@ def cmd_eval(args) -> int:
     ds = _load(args)
     split = ds.val if args.split == "val" else ds.test
     if split is None:
-        raise SystemExit(f"{ds.name} has no {args.split} split")
-    model = load_model(args.model)
+        raise UserError(f"{ds.name} has no {args.split} split", "evaluate on --split test, or give the dataset a "
+                        "validation split (--val-list, a val/ folder, or --val-per-class N)")
+    model = load_model(args.model)  # a run folder's weights are checked first (ltzoo.runs.check_weights)
     check_classes(model, ds, args.model)
     accelerator = Accelerator()
     loader = make_loader(split, args.batch_size, transform=image_transform(ds, model), num_workers=args.workers)

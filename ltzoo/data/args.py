@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ltzoo.argtypes import imbalance_ratio, nonneg_int
+from ltzoo.argtypes import existing_file, imbalance_ratio, nonneg_int
 
 SEED_HELP = "seed of the long-tail subsampling and the validation draw"
 
@@ -47,9 +47,9 @@ def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
                             help="also check that every image file exists and decodes")
     if seed:
         parser.add_argument("--seed", type=nonneg_int, default=0, help=SEED_HELP)
-    parser.add_argument("--train-list", default=None, help="`path label` list of the training images (list datasets)")
-    parser.add_argument("--val-list", default=None, help="`path label` list of the validation images (list datasets)")
-    parser.add_argument("--test-list", default=None, help="`path label` list of the test images (list datasets)")
+    parser.add_argument("--train-list", type=existing_file, default=None, help="`path label` list of the training images (list datasets)")
+    parser.add_argument("--val-list", type=existing_file, default=None, help="`path label` list of the validation images (list datasets)")
+    parser.add_argument("--test-list", type=existing_file, default=None, help="`path label` list of the test images (list datasets)")
 
 
 def dataset_kwargs(args: argparse.Namespace) -> dict:

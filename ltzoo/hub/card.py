@@ -425,7 +425,7 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
     """The model card of a run folder (reads it only).
 
     Args:
-        run_dir: a finished run folder (``results.json`` and ``config.json``).
+        run_dir: a finished run folder (``results.json``, ``config.json`` and a readable ``model.safetensors``).
         repo_id: the hub id the model is (to be) pushed to; the loading snippet and ``ltzoo.hub_id`` use it.
         name: the model's name in the card and the zoo (default: the repo name, else the folder name).
         parent_ids: hub ids of the parents, in the order of results.json's ``parents`` (None entries: look
@@ -436,7 +436,9 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
     results_path = run_dir / "results.json"
     if not results_path.is_file():
         raise FileNotFoundError(f"{results_path} not found: {run_dir} is not a finished ltzoo run folder")
-    from ltzoo.runs import read_json
+    from ltzoo.runs import check_weights, read_json
+
+    check_weights(run_dir)  # a card describes weights: missing or corrupt ones are refused, naming the file
 
     results = read_json(results_path)
     model_cfg = read_json(run_dir / "config.json")
@@ -509,6 +511,7 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
         "recipe": recipe, "launch": recipe_launch(recipe), "method": method, "run_config": config,
         "loss_display": _loss_info(loss)[0], "sampler": config.get("sampler", "instance"),
         "members": results.get("members", config.get("subsets")), "classifier": classifier,
+        "shots": results.get("shots", config.get("shots")), "shots_rule": results.get("shots_rule"),
         "classifier_display": _head_info(classifier)[0],
         "classifier_ensembled": "ensemble" in (results.get("classifier") or {}),
         "num_classes": model_cfg.get("num_classes"), "params": f"{n_params / 1e6:.2f}M" if n_params else None,

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
+from ltzoo.errors import UserError
+
 _logger = logging.getLogger(__name__)
 
 #: Files of a run folder that are uploaded (those present; the first three must be).
@@ -35,8 +37,11 @@ _sleep = time.sleep  # patched by tests
 T = TypeVar("T")
 
 
-class HubError(RuntimeError):
-    """A push that failed, with a message that says what went wrong and what to do (never the token)."""
+class HubError(UserError, RuntimeError):
+    """A push that failed, with a message that says what went wrong and what to do (never the token).
+
+    A `ltzoo.errors.UserError` (one line, exit code 2 under `ltzoo.errors.run_main`); still a RuntimeError.
+    """
 
     def __init__(self, message: str, status: int | None = None, retryable: bool = False):
         super().__init__(message)
@@ -127,12 +132,16 @@ def with_retries(fn: Callable[[], T], action: str, repo_id: str, token: str | No
 
 def upload_plan(run_dir: str | Path) -> list[Path]:
     """The files of a run folder that a push uploads (besides the generated README.md)."""
+    from ltzoo.runs import check_weights
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} does not exist")
+        raise UserError(f"run folder {run_dir} does not exist", "check the path")
+    check_weights(run_dir)  # missing or corrupt weights: named, with the fix
     missing = [n for n in REQUIRED if not (run_dir / n).is_file()]
     if missing:
-        raise FileNotFoundError(f"{run_dir} lacks {', '.join(missing)}: not a finished ltzoo run folder")
+        raise UserError(f"{run_dir} lacks {', '.join(missing)}: not a finished ltzoo run folder",
+                        "finish the run (run its recipe again with the same --output) or pass another run folder")
     return [run_dir / n for n in REQUIRED + OPTIONAL if (run_dir / n).is_file()]
 
 

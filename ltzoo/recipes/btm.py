@@ -6,7 +6,8 @@
 
 1. Stage 1 (only without --init): train the long-tailed model with the stage-1 recipe
    (ltzoo.recipes.pretrain, given this run's data, model and training flags and --stage1-loss).
-2. Draw M class-balanced subsets of K images per class; fine-tune the whole stage-1 network on each.
+2. Draw M class-balanced subsets of K images per class (unset --shots: K = the smallest class's training
+   count, capped at 50, so any long-tailed set runs); fine-tune the whole stage-1 network on each.
    The members are independent: on N processes each trains every N-th member; each member is saved
    before the next starts, and a resumed run skips the saved ones
    (those fine-tuned from the same stage-1 weights, subset and settings, recorded in each member's file).
@@ -27,10 +28,12 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
+from ltzoo.argtypes import positive_float, positive_int
 from ltzoo.data import balanced_subsets, load_dataset
 from ltzoo.data.args import dataset_kwargs
 from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.engine import metrics_from_logits, predict
+from ltzoo.errors import run_main, UserError
 from ltzoo.heads import METHODS, Features, Head, ensemble, retrain
 from ltzoo.losses import list_losses
 from ltzoo.merge import average_checkpoints, greedy_soup
@@ -38,11 +41,11 @@ from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes import pretrain
 from ltzoo.recipes.common import (add_data_group, add_init_args, add_optimizer_args, add_output_args,
                                   add_schedule_args, add_system_args, configure_threads, default_output, needs_init,
-                                  recipe_parser, RecipeParser, run_cli, setup_logging)
+                                  recipe_parser, RecipeParser, setup_logging)
 from ltzoo.recipes.members import fine_tune_member, member_settings, member_train_seconds, reestimate_on_subsets, \
     state_digest, trained_member
-from ltzoo.recipes.runfolder import finish_run
-from ltzoo.runs import create_model, image_transform, save_model, write_json, write_run_config
+from ltzoo.recipes.runfolder import create_run_folder, discard_unfinished_folders, finish_run
+from ltzoo.runs import create_model, image_transform, remove_stale_temporaries, save_model, write_json, write_run_config
 
 logger = get_logger(__name__)
 
@@ -50,6 +53,43 @@ logger = get_logger(__name__)
 STAGE1_FLAGS = ("pretrained", "epochs", "batch_size", "lr", "warmup_epochs", "grad_accum", "save_every", "stage1_loss")
 #: The classifiers whose retrained head is ensembled with the merged one (the others adjust the merged head itself).
 ENSEMBLED = ("gml", "crt")
+#: The most shots an unset --shots takes (the BTM paper's K on CIFAR-LT; tails below it set K instead).
+MAX_DEFAULT_SHOTS = 50
+
+
+def choose_shots(train_counts: list[int], subsets: int = 1, disjoint: bool = False,
+                 cap: int = MAX_DEFAULT_SHOTS) -> tuple[int, str]:
+    """K for an unset --shots, and the rule that chose it: the smallest class's training count (divided
+    among the subsets with --disjoint), capped at ``cap``.
+
+    Raises:
+        UserError: a disjoint draw leaves less than one image per class and subset.
+    """
+    smallest = min(train_counts)
+    share = smallest // subsets if disjoint else smallest
+    if share < 1:
+        raise UserError(f"--disjoint splits each class among --subsets {subsets}, and the smallest class has "
+                        f"{smallest} training images", "lower --subsets or drop --disjoint")
+    per = f" // {subsets} disjoint subsets" if disjoint else ""
+    return min(share, cap), f"the smallest class's {smallest} training images{per}, at most {cap}"
+
+
+def check_shots(train_counts: list[int], class_names: list[str], shots: int, subsets: int, disjoint: bool) -> None:
+    """Refuse a --shots that a class has too few training images for (before any work)."""
+    need = shots * subsets if disjoint else shots
+    short = [(c, n) for c, n in enumerate(train_counts) if n < need]
+    if not short:
+        return
+    listed = ", ".join(f"{class_names[c]!r} ({n})" for c, n in short[:5]) + (
+        f" and {len(short) - 5} more" if len(short) > 5 else "")
+    draw = f"{subsets} disjoint subsets of {shots}" if disjoint else f"{shots}"
+    fewest = min(train_counts) // (subsets if disjoint else 1)
+    verb = "has" if len(short) == 1 else "have"
+    raise UserError(f"--shots {shots} draws {draw} training images per class, and {len(short)} of "
+                    f"{len(train_counts)} classes {verb} fewer: {listed}",
+                    f"lower --shots (at most {fewest}){', drop --disjoint' if disjoint else ''}, leave it unset "
+                    "(the smallest class's count, capped at 50), or let those classes give all they have "
+                    "(--allow-fewer)")
 
 
 def _check_stage1(args, given) -> str | None:
@@ -96,13 +136,15 @@ def build_parser() -> RecipeParser:
     add_output_args(g, resume="continue: stage 1 from its last checkpoint, and skip the members already "
                               "fine-tuned with the same settings", checkpoints=True)
     g = p.add_argument_group("BTM")
-    g.add_argument("--subsets", type=int, default=4, help="M, balanced subsets (= merged members)")
-    g.add_argument("--shots", type=int, default=50, help="K, images per class in each subset")
+    g.add_argument("--subsets", type=positive_int, default=4, help="M, balanced subsets (= merged members)")
+    g.add_argument("--shots", type=positive_int, default=None,
+                   help=f"K, images per class in each subset; unset: the smallest class's training images "
+                        f"(with --disjoint, divided by --subsets), capped at {MAX_DEFAULT_SHOTS}")
     g.add_argument("--disjoint", action="store_true", help="subsets share no image")
     g.add_argument("--allow-fewer", action="store_true", help="a class with fewer than K images gives all it has")
-    g.add_argument("--member-epochs", type=int, default=10, help="fine-tuning epochs over each subset")
-    g.add_argument("--member-lr", type=float, default=0.01, help="peak learning rate of member fine-tuning")
-    g.add_argument("--member-batch-size", type=int, default=64)
+    g.add_argument("--member-epochs", type=positive_int, default=10, help="fine-tuning epochs over each subset")
+    g.add_argument("--member-lr", type=positive_float, default=0.01, help="peak learning rate of member fine-tuning")
+    g.add_argument("--member-batch-size", type=positive_int, default=64)
     g.add_argument("--train-params", default="all", choices=("all", "backbone", "classifier"))
     g.add_argument("--member-bn", default="train", choices=("train", "frozen"),
                    help="train: BN statistics follow the balanced subset; frozen: keep stage 1's (needs a lower "
@@ -117,8 +159,8 @@ def build_parser() -> RecipeParser:
     g.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=None,
                    help="ensemble the retrained head with the merged one (temperatures chosen on validation); "
                         f"unset: on for --classifier {' and '.join(ENSEMBLED)}, which alone it applies to")
-    g.add_argument("--head-epochs", type=int, default=30, help="epochs of gml, crt and lws over the cached features")
-    g.add_argument("--head-lr", type=float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws")
+    g.add_argument("--head-epochs", type=positive_int, default=30, help="epochs of gml, crt and lws over the cached features")
+    g.add_argument("--head-lr", type=positive_float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws")
     p.add_check(needs_init("--new-head"))
     p.add_check(_check_stage1)
     p.add_check(_check_head)
@@ -138,7 +180,9 @@ def stage1_args(args: argparse.Namespace, out: Path) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     """Parse ``argv`` (default: the command line) and run BTM; returns results.json's content."""
-    return run(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    with discard_unfinished_folders():  # bad input found after the run folder was made: no half-made folder
+        return run(args)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -152,8 +196,17 @@ def run(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     ds = load_dataset(args.dataset, **dataset_kwargs(args))
     # the subsets first: a class with too few images for the shots stops the run before any work
+    if args.shots is None:
+        args.shots, shots_rule = choose_shots(ds.train_counts, args.subsets, args.disjoint)
+    else:
+        shots_rule = "given (--shots)"
+        if not args.allow_fewer:
+            check_shots(ds.train_counts, ds.class_names, args.shots, args.subsets, args.disjoint)
     subsets = balanced_subsets(ds.train.labels, ds.num_classes, args.shots, args.subsets, seed=args.seed,
                                disjoint=args.disjoint, allow_fewer=args.allow_fewer)
+    many, few = ds.shot_thresholds
+    logger.info(f"BTM: {args.subsets} subsets of K = {args.shots} images per class ({shots_rule}); many-shot "
+                f"classes have more than {many} training images, few-shot fewer than {few} ({ds.info.get('shot_rule')})")
     out = default_output("btm", args) if args.init is None else None
     if args.init is None:  # stage 1, into the run folder
         args.init = str(out / "stage1")
@@ -163,6 +216,9 @@ def run(args: argparse.Namespace) -> dict:
     base = create_model(ds, args.model, init=args.init, new_head=args.new_head)
     args.model = base.pretrained_cfg.get("architecture") or args.model  # --init's architecture names the run
     out = out or default_output("btm", args)
+    if accelerator.is_main_process:
+        remove_stale_temporaries(out)  # what an interrupted run left (stage 1 removed its own when it resumed)
+    out = create_run_folder(out, accelerator)
     config = write_run_config(out, {**vars(args), "recipe": "btm", "output": str(out)}) \
         if accelerator.is_main_process else vars(args)
     prep = BatchPreprocess(ds.mean, ds.std, crop_padding=ds.input_size[-1] // 8).to(accelerator.device)
@@ -236,7 +292,8 @@ def run(args: argparse.Namespace) -> dict:
     btm_seconds = t_members + t_merge + t_head
     results = finish_run(accelerator, model, ds, out, {"val": prepared.get("val"), "test": prepared["test"]}, prep, {
         "recipe": "btm", "method": name.lower(), "model": net.pretrained_cfg.get("architecture", args.model), "parents": [args.init],
-        "members": len(members), "merged_members": chosen, "classifier": head_info,
+        "members": len(members), "merged_members": chosen, "shots": args.shots, "shots_rule": shots_rule,
+        "classifier": head_info,
         "selection": "all choices on the validation split", "config": config,
         "seconds": {"stage1": t_stage1, "members": t_members, "merge": t_merge, "classifier": t_head,
                     "btm_total": btm_seconds, "member_train_seconds": member_seconds,
@@ -257,4 +314,4 @@ def run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_main(main, __file__)

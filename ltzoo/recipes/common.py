@@ -1,6 +1,7 @@
 """What every recipe's command line shares: its parser (YAML defaults from ``-c``, the command line wins,
-combinations a recipe cannot honour refused at parse time), the flag groups, the packaged configs, the
-run folder's default name, and running a recipe as a script.
+values and combinations a recipe cannot honour refused at parse time, in one line), the flag groups, the
+packaged configs and the run folder's default name. A recipe runs as a script through
+`ltzoo.errors.run_main`.
 
     parser = recipe_parser(__doc__, __file__)
     add_data_group(parser)
@@ -21,7 +22,9 @@ from typing import Callable, Sequence
 import torch
 import yaml
 
+from ltzoo.argtypes import (check_config_values, nonneg_float, nonneg_int, positive_float, positive_int)
 from ltzoo.data.args import add_data_args
+from ltzoo.errors import ArgumentParser, one_line, user_error
 
 _logger = logging.getLogger(__name__)
 
@@ -60,19 +63,29 @@ def config_path(name: str) -> Path:
                             f"{', '.join(list_configs())})")
 
 
+def config_arg(value: str) -> str:
+    """``-c``'s type: a YAML file that exists or a packaged config's name (returned as given)."""
+    try:
+        config_path(value)
+    except FileNotFoundError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 # ----------------------------------------------------------------------------------------- the parser
-class RecipeParser(argparse.ArgumentParser):
+class RecipeParser(ArgumentParser):
     """argparse with ``-c CONFIG`` (YAML defaults, the command line wins) and parse-time checks.
 
-    ``parse_args`` reads the config named by ``-c`` (unknown keys and invalid choices are errors),
-    parses the command line, then runs every check added with `add_check`: a combination of flags
-    the recipe cannot honour ends the parse with ``parser.error`` and a message naming the fix.
+    ``parse_args`` reads the config named by ``-c`` (unknown keys, invalid choices and values a flag's
+    ``type=`` refuses are errors), parses the command line, then runs every check added with
+    `add_check`: a combination of flags the recipe cannot honour ends the parse with ``parser.error``
+    and a message naming the fix. Every usage error is one line (`ltzoo.errors.ArgumentParser`).
     """
 
     def __init__(self, description: str, **kwargs):
         super().__init__(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
         self.checks: list[Check] = []
-        self.add_argument("-c", "--config", help="YAML file of defaults (keys are flag names with _), or a packaged "
+        self.add_argument("-c", "--config", type=config_arg, help="YAML file of defaults (keys are flag names with _), or a packaged "
                           "config by name (e.g. fmnist_lt/ce; `ltzoo configs` lists them); the command line wins")
 
     def add_check(self, check: Check) -> None:
@@ -101,10 +114,12 @@ class RecipeParser(argparse.ArgumentParser):
 
     def _set_config_defaults(self, name: str) -> None:
         try:
-            path = config_path(name)
-            cfg = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            self.error(f"cannot read the config file {name}: {exc}")
+            with open(config_path(name), encoding="utf-8") as f:  # YAML errors then name the file
+                cfg = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:  # names the file, line and column
+            self.error(str(user_error(exc)))
+        except OSError as exc:
+            self.error(f"cannot read the config file {name}: {user_error(exc) or one_line(exc)}")
         if not isinstance(cfg, dict):
             self.error(f"{name}: a config is a mapping of flag names to values (like `epochs: 15`), "
                        f"not a {type(cfg).__name__}")
@@ -119,7 +134,7 @@ class RecipeParser(argparse.ArgumentParser):
             if a.choices is not None and a.dest in cfg and cfg[a.dest] not in a.choices:
                 self.error(f"{name}: {a.dest}: invalid choice {cfg[a.dest]!r} (choose from "
                            f"{', '.join(map(str, a.choices))})")
-        self.set_defaults(**cfg)
+        self.set_defaults(**check_config_values(self, cfg, source=name))
 
 
 def recipe_parser(doc: str, script: str) -> RecipeParser:
@@ -133,7 +148,7 @@ def add_data_group(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="fmnist_lt", help="dataset name (see `ltzoo data --help`) or hf:<name>")
     add_data_args(g)
-    g.add_argument("--workers", type=int, default=4, help="loader workers for file-backed datasets")
+    g.add_argument("--workers", type=nonneg_int, default=4, help="loader workers for file-backed datasets")
 
 
 def add_model_args(g, init_help: str = "start from this run folder or hub id") -> None:
@@ -155,24 +170,24 @@ def add_init_args(g, init_help: str, new_head: bool = True) -> None:
 
 def add_schedule_args(g) -> None:
     """The flags of one training run: length, batch, peak rate, warm-up, gradient accumulation."""
-    g.add_argument("--epochs", type=int, default=30, help="passes over the training images")
-    g.add_argument("--batch-size", type=int, default=128, help="images per step, per process")
-    g.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
-    g.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up, then cosine decay to 0")
-    g.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    g.add_argument("--epochs", type=positive_int, default=30, help="passes over the training images")
+    g.add_argument("--batch-size", type=positive_int, default=128, help="images per step, per process")
+    g.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate")
+    g.add_argument("--warmup-epochs", type=nonneg_float, default=1.0, help="linear warm-up, then cosine decay to 0")
+    g.add_argument("--grad-accum", type=positive_int, default=1, help="gradient accumulation steps")
 
 
 def add_optimizer_args(g) -> None:
-    g.add_argument("--weight-decay", type=float, default=5e-4, help="on weights, not on biases and norm layers")
+    g.add_argument("--weight-decay", type=nonneg_float, default=5e-4, help="on weights, not on biases and norm layers")
     g.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"), help="sgd: Nesterov momentum 0.9")
 
 
 def add_system_args(g) -> None:
     """--seed, --mixed-precision and --threads."""
-    g.add_argument("--seed", type=int, default=0, help="seed of the data draw, the initialisation and the training")
+    g.add_argument("--seed", type=nonneg_int, default=0, help="seed of the data draw, the initialisation and the training")
     g.add_argument("--mixed-precision", default=None, choices=("no", "fp16", "bf16"),
                    help="overrides accelerate's config")
-    g.add_argument("--threads", type=int, default=None,
+    g.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads per process; unset: the machine's cores shared among its processes "
                         "(accelerate launch alone would pin one)")
 
@@ -183,7 +198,7 @@ def add_output_args(g, resume: str | None = None, checkpoints: bool = False) -> 
     if resume:
         g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help=resume)
     if checkpoints:
-        g.add_argument("--save-every", type=int, default=1, help="checkpoint every N epochs")
+        g.add_argument("--save-every", type=positive_int, default=1, help="checkpoint every N epochs")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -205,15 +220,6 @@ def default_output(recipe: str, args: argparse.Namespace, model: str | None = No
         return Path(args.output)
     dataset = args.dataset.replace("hf:", "hf-").replace("/", "-")
     return Path("runs") / f"{recipe}-{dataset}-{model or args.model}-s{args.seed}"
-
-
-def run_cli(main: Callable[[], object]) -> None:
-    """Run a recipe's ``main`` as a script: bad input ends with one clear line and exit code 2, no traceback."""
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as exc:
-        sys.stderr.write(f"{Path(sys.argv[0]).name}: error: {exc}\n")
-        sys.exit(2)
 
 
 def setup_logging() -> None:

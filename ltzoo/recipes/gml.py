@@ -25,8 +25,10 @@ from ltzoo.engine import metrics_from_logits, predict
 from ltzoo.heads import METHODS, Features, Head, ensemble, retrain
 from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes.common import (add_data_group, add_init_args, add_output_args, add_system_args, configure_threads,
-                                  default_output, recipe_parser, RecipeParser, run_cli, setup_logging)
-from ltzoo.recipes.runfolder import finish_run
+                                  default_output, recipe_parser, RecipeParser, setup_logging)
+from ltzoo.argtypes import positive_float, positive_int
+from ltzoo.errors import run_main
+from ltzoo.recipes.runfolder import create_run_folder, discard_unfinished_folders, finish_run
 from ltzoo.runs import create_model, image_transform, write_run_config
 
 
@@ -48,8 +50,8 @@ def build_parser() -> RecipeParser:
     add_output_args(g)
     g = p.add_argument_group("GML")
     g.add_argument("--p", type=float, default=1.0, help="power of the per-class power mean in the loss (1: the paper's)")
-    g.add_argument("--head-epochs", type=int, default=30, help="epochs over the cached training features")
-    g.add_argument("--head-lr", type=float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws")
+    g.add_argument("--head-epochs", type=positive_int, default=30, help="epochs over the cached training features")
+    g.add_argument("--head-lr", type=positive_float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws")
     g.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=True,
                    help="export GML ensembled with the original head (temperatures chosen on validation)")
     g.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
@@ -60,7 +62,9 @@ def build_parser() -> RecipeParser:
 
 def main(argv=None) -> dict:
     """Parse ``argv`` (default: the command line) and run GML; returns results.json's content."""
-    return run(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    with discard_unfinished_folders():  # bad input found after the run folder was made: no half-made folder
+        return run(args)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> dict:
     ds = load_dataset(args.dataset, **dataset_kwargs(args))
     model = create_model(ds, None, init=args.init)
     arch = model.pretrained_cfg.get("architecture") or type(model).__name__  # names the run
-    out = default_output("gml", args, model=arch)
+    out = create_run_folder(default_output("gml", args, model=arch), accelerator)
     config = write_run_config(out, {**vars(args), "recipe": "gml", "output": str(out)}) \
         if accelerator.is_main_process else vars(args)
     tf = image_transform(ds, model)
@@ -117,4 +121,4 @@ def run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_main(main, __file__)

@@ -29,9 +29,11 @@ from ltzoo.losses import create_loss, list_losses
 from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes.common import (add_data_group, add_model_args, add_optimizer_args, add_output_args,
                                   add_schedule_args, add_system_args, configure_threads, default_output, needs_init,
-                                  recipe_parser, RecipeParser, run_cli, setup_logging)
+                                  recipe_parser, RecipeParser, setup_logging)
 from ltzoo.recipes.optim import create_optimizer, create_scheduler
-from ltzoo.recipes.runfolder import finish_run, RunFolder
+from ltzoo.argtypes import nonneg_float, nonneg_int, unit_interval
+from ltzoo.errors import run_main
+from ltzoo.recipes.runfolder import discard_unfinished_folders, finish_run, RunFolder
 from ltzoo.runs import atomic_path, create_model, image_transform, write_run_config
 
 logger = get_logger(__name__)
@@ -88,14 +90,14 @@ def build_parser() -> RecipeParser:
     g.add_argument("--loss", default="ce", choices=list_losses(), help="the training loss (ltzoo.losses)")
     g.add_argument("--sampler", default="instance", choices=("instance", "balanced", "sqrt", "progressive"),
                    help="how training images are drawn (ltzoo.data.samplers)")
-    g.add_argument("--label-smoothing", type=float, default=0.0,
+    g.add_argument("--label-smoothing", type=unit_interval, default=0.0,
                    help="for --loss ce; with --mixup/--cutmix, applied once, by timm's Mixup, to any loss")
-    g.add_argument("--tau", type=float, default=1.0, help="logit adjustment strength (--loss la)")
-    g.add_argument("--drw-epoch", type=int, default=None,
+    g.add_argument("--tau", type=nonneg_float, default=1.0, help="logit adjustment strength (--loss la)")
+    g.add_argument("--drw-epoch", type=nonneg_int, default=None,
                    help="LDAM-DRW re-weighting start epoch (--loss ldam_drw); unset: 80%% of --epochs")
-    g.add_argument("--mixup", type=float, default=0.0, help="timm mixup alpha (0: off; losses that take soft targets)")
-    g.add_argument("--cutmix", type=float, default=0.0, help="timm cutmix alpha (0: off; losses that take soft targets)")
-    g.add_argument("--crop-padding", type=int, default=None, help="random-translation pixels; unset: image size / 8")
+    g.add_argument("--mixup", type=nonneg_float, default=0.0, help="timm mixup alpha (0: off; losses that take soft targets)")
+    g.add_argument("--cutmix", type=nonneg_float, default=0.0, help="timm cutmix alpha (0: off; losses that take soft targets)")
+    g.add_argument("--crop-padding", type=nonneg_int, default=None, help="random-translation pixels; unset: image size / 8")
     g.add_argument("--select", default="hm", choices=("hm", "gm", "acc", "mean_class_acc"),
                    help="validation metric that picks the best epoch")
     p.add_check(needs_init("--new-head"))
@@ -122,7 +124,9 @@ def selection_score(metrics: dict, key: str = "hm") -> tuple:
 
 def main(argv=None) -> dict:
     """Parse ``argv`` (default: the command line) and run stage 1; returns results.json's content."""
-    return run(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    with discard_unfinished_folders():  # bad input found after the run folder was made: no half-made folder
+        return run(args)
 
 
 def run(args: argparse.Namespace, end_training: bool = True) -> dict:
@@ -171,13 +175,13 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
     model, optimizer, train_dl, val_dl, test_dl, scheduler = accelerator.prepare(
         model, optimizer, train_dl, val_dl, test_dl, scheduler)
 
-    config = write_run_config(out, {**vars(args), "recipe": "pretrain", "output": str(out)}) \
-        if accelerator.is_main_process else vars(args)
-    accelerator.init_trackers("pretrain", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
     best_path = out / "best.safetensors"
     if not args.resume:
         folder.reset()
-    state = folder.resume()
+    state = folder.resume()  # before anything is written: a run folder it refuses stays as it was
+    config = write_run_config(out, {**vars(args), "recipe": "pretrain", "output": str(out)}) \
+        if accelerator.is_main_process else vars(args)
+    accelerator.init_trackers("pretrain", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
     first = 0 if state is None else state["epoch"] + 1
     best = state["best"] if state else None
     train_seconds = state["train_seconds"] if state else 0.0
@@ -225,4 +229,4 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_main(main, __file__)

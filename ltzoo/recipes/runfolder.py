@@ -7,21 +7,85 @@ takes the newest complete one. (accelerate's ``ProjectConfiguration(automatic_ch
 total_limit=...)`` is not used: it deletes the old checkpoints before writing the new one into its final
 folder, and resumes from the highest-numbered folder whether complete or not, so a run killed while
 saving would lose its only checkpoint, or resume from a half-written one.)
+
+Resuming survives what a crash leaves: a torn last line of the log is dropped, stale temporaries are
+removed (`ltzoo.runs.read_jsonl`, `ltzoo.runs.remove_stale_temporaries`). A run folder this run made is
+removed again if the run ends on a user error before it holds anything to resume from or keep
+(`create_run_folder`, `discard_unfinished_folders`); a folder that existed before is never removed.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import platform
 import resource
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from ltzoo.engine import evaluate
+from ltzoo.errors import user_error
 from ltzoo.metrics import plot_per_class_recall
-from ltzoo.runs import RESULTS, save_model, write_json
+from ltzoo.runs import RESULTS, WEIGHTS, atomic_path, read_jsonl, remove_stale_temporaries, save_model, write_json
+
+_logger = logging.getLogger(__name__)
+
+#: Run folders this process created, each with the topmost folder its creation made (see `create_run_folder`).
+_CREATED: list[tuple[Path, Path]] = []
+#: What makes a run folder worth keeping: a checkpoint to resume from, a trained member, a finished model.
+_KEEP = ("checkpoints/epoch_*/train_state.json", "members/*.safetensors", WEIGHTS, RESULTS)
+
+
+def create_run_folder(path: str | Path, accelerator) -> Path:
+    """Make the run folder ``path`` (main process; the others wait), remembering it if this run made it.
+
+    A folder this run made is removed by `discard_unfinished_folders` if the run then fails on bad input.
+    """
+    path = Path(path)
+    if accelerator.is_main_process:
+        top = next((p for p in reversed([path, *path.parents]) if not p.exists()), None)
+        path.mkdir(parents=True, exist_ok=True)
+        if top is not None:
+            _CREATED.append((path, top))
+    accelerator.wait_for_everyone()
+    return path
+
+
+def holds_work(path: Path) -> bool:
+    """True if the run folder ``path`` holds something to resume from or keep (see `_KEEP`)."""
+    return any(next(path.rglob(pattern), None) is not None for pattern in _KEEP)
+
+
+@contextlib.contextmanager
+def discard_unfinished_folders() -> Iterator[None]:
+    """Around a recipe's run: on a user error (`ltzoo.errors.user_error`), remove the run folders this
+    process made (`create_run_folder`) that hold no work yet, and the empty parents it made for them."""
+    del _CREATED[:]
+    try:
+        yield
+    except Exception as exc:
+        if user_error(exc) is not None:
+            for path, top in reversed(_CREATED):
+                _discard(path, top)
+        raise
+    finally:
+        del _CREATED[:]
+
+
+def _discard(path: Path, top: Path) -> None:
+    if not path.is_dir() or holds_work(path):
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    _logger.info("removed %s: the run made it and failed before writing anything to keep", path)
+    for parent in path.parents:  # the folders made for it, if nothing else went into them since
+        if top not in (parent, *parent.parents):
+            break
+        with contextlib.suppress(OSError):
+            parent.rmdir()
 
 
 class RunFolder:
@@ -32,9 +96,7 @@ class RunFolder:
         self.accelerator = accelerator
         self.ckpt_dir = self.path / "checkpoints"
         self.log_path = self.path / "log.jsonl"
-        if accelerator.is_main_process:
-            self.path.mkdir(parents=True, exist_ok=True)
-        accelerator.wait_for_everyone()
+        create_run_folder(self.path, accelerator)
 
     def last_checkpoint(self) -> Path | None:
         """The newest complete checkpoint folder (``epoch_N`` with its state file), if any."""
@@ -63,8 +125,9 @@ class RunFolder:
         acc.wait_for_everyone()
 
     def reset(self) -> None:
-        """Start afresh (``--no-resume``): drop the folder's checkpoints and log."""
+        """Start afresh (``--no-resume``): drop the folder's checkpoints, log and stale temporaries."""
         if self.accelerator.is_main_process:
+            remove_stale_temporaries(self.path)
             shutil.rmtree(self.ckpt_dir, ignore_errors=True)
             self.log_path.unlink(missing_ok=True)
         self.accelerator.wait_for_everyone()
@@ -72,8 +135,13 @@ class RunFolder:
     def resume(self) -> dict | None:
         """Load the last checkpoint into the prepared objects; returns its train state (None: fresh start).
 
-        The log keeps only the records of the epochs the checkpoint holds (none on a fresh start).
+        The log keeps only the records of the epochs the checkpoint holds (none on a fresh start). What an
+        interrupted write left (stale temporaries, a torn last log line) is removed first; a log corrupt
+        elsewhere is refused, naming the file and the fix.
         """
+        if self.accelerator.is_main_process:
+            remove_stale_temporaries(self.path)
+        self.accelerator.wait_for_everyone()
         ckpt = self.last_checkpoint()
         if ckpt is None:
             self._truncate_log(-1)
@@ -87,14 +155,20 @@ class RunFolder:
     def _truncate_log(self, last_epoch: int) -> None:
         if not (self.accelerator.is_main_process and self.log_path.is_file()):
             return
-        keep = [ln for ln in self.log_path.read_text().splitlines() if ln and json.loads(ln).get("epoch", -1) <= last_epoch]
-        self.log_path.write_text("".join(ln + "\n" for ln in keep))
+        keep = [r for r in read_jsonl(self.log_path) if r.get("epoch", -1) <= last_epoch]
+        write_jsonl(self.log_path, keep)
 
     def log(self, record: dict) -> None:
         """Append one record to log.jsonl (main process)."""
         if self.accelerator.is_main_process:
             with open(self.log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    """Write a JSONL log atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
 def peak_memory_mb() -> float:
