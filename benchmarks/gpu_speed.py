@@ -37,7 +37,6 @@ import torch.nn.functional as F
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 import timm  # noqa: E402
 import timm.data  # noqa: E402

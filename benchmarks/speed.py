@@ -33,13 +33,11 @@ import multiprocessing as mp
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 TARGETS = {  # ratio name: (numerator, denominator, wanted minimum)
     "default_vs_today": ("default_loop", "today_loop", 1.8),

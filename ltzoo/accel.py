@@ -124,6 +124,14 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
+def apply_channels_last(model: nn.Module, requested: bool | str | None = None) -> bool:
+    """Put ``model`` in channels_last when `resolve_channels_last` says so; returns whether it did."""
+    channels_last = resolve_channels_last(requested, model)
+    if channels_last:
+        to_channels_last(model)
+    return channels_last
+
+
 def compile_model(model: nn.Module, **kwargs) -> nn.Module:
     """`torch.compile` of ``model`` (``kwargs`` go to it). Compilation happens on the first call.
 
@@ -158,10 +166,14 @@ def full_precision(model: nn.Module, device: torch.device | str | None = None) -
     original = net.__dict__.get("_original_forward")
     if wrapped is not None and original is not None:
         net.forward = original
+    # on a GPU, fp32 means fp32: no TF32 matmuls or convolutions (cuDNN allows them by default)
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
         with torch.autocast(device.type, enabled=False):
             yield net
     finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
         if wrapped is not None and original is not None:
             net.forward = wrapped
 

@@ -262,11 +262,34 @@ def save_model(model: nn.Module, run_dir: str | Path, ds: LTDataset) -> None:
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".export-") as tmp:
+    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".export-") as tmp, contiguous_weights(model):
         save_for_hf(model, tmp, model_config={"label_names": list(ds.class_names)},
                     data_config=data_config(ds, model), safe_serialization=True)
         for name in ("config.json", "model.safetensors"):
             os.replace(Path(tmp) / name, run_dir / name)
+
+
+@contextlib.contextmanager
+def contiguous_weights(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` with contiguous weights inside the block (safetensors stores no channels_last tensor), as it
+    was after it."""
+    channels_last = any(p.ndim == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+                        for p in model.parameters())
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)
+    try:
+        yield model
+    finally:
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+
+
+def save_weights(model: nn.Module, path: str | Path) -> None:
+    """The model's weights as a safetensors file (whatever their memory format)."""
+    from safetensors.torch import save_model as _save
+
+    with contiguous_weights(model):
+        _save(model, str(path))
 
 
 # --------------------------------------------------------------------------------- resuming a run

@@ -60,6 +60,7 @@ def cmd_eval(args) -> int:
     """The long-tail metrics of any timm model, hub id or run folder on a dataset split."""
     from accelerate import Accelerator
 
+    from ltzoo.accel import apply_channels_last
     from ltzoo.data.loader import BatchPreprocess, make_loader
     from ltzoo.engine import evaluate
     from ltzoo.metrics import plot_per_class_recall, summary_table
@@ -72,9 +73,10 @@ def cmd_eval(args) -> int:
                         "validation split (--val-list, a val/ folder, or --val-per-class N)")
     model = load_model(args.model)  # a run folder's weights are checked first (ltzoo.runs.check_weights)
     check_classes(model, ds, args.model)
-    accelerator = Accelerator()
+    accelerator = Accelerator()  # evaluation runs in fp32 whatever its mixed precision (ltzoo.accel)
     loader = make_loader(split, args.batch_size, transform=image_transform(ds, model), num_workers=args.workers)
-    prep = BatchPreprocess(*_model_norm(model, ds)).to(accelerator.device)
+    # the recipes' layout: channels_last for convolutional models (the same numbers as their own evaluation)
+    prep = BatchPreprocess(*_model_norm(model, ds), channels_last=apply_channels_last(model)).to(accelerator.device)
     model, loader = accelerator.prepare(model, loader)
     metrics = evaluate(accelerator, model, loader, prep, ds.train_counts, ds.shot_thresholds, args.split)
     result = {"model": args.model, "dataset": ds.name, "split": args.split, "split_source": split.source,

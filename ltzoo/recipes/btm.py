@@ -29,6 +29,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
 from ltzoo.argtypes import positive_float, positive_int
+from ltzoo.accel import apply_channels_last, describe, resolve_mixed_precision
 from ltzoo.data import balanced_subsets, load_dataset
 from ltzoo.data.args import dataset_kwargs
 from ltzoo.data.loader import BatchPreprocess, make_loader
@@ -50,7 +51,8 @@ from ltzoo.runs import create_model, image_transform, remove_stale_temporaries, 
 logger = get_logger(__name__)
 
 #: The flags of the stage 1 BTM trains itself when no --init is given (--model aside: it also names the run).
-STAGE1_FLAGS = ("pretrained", "epochs", "batch_size", "lr", "warmup_epochs", "grad_accum", "save_every", "stage1_loss")
+STAGE1_FLAGS = ("pretrained", "epochs", "batch_size", "lr", "warmup_epochs", "grad_accum", "save_every", "stage1_loss",
+                "compile")  # --compile: BTM's own stage 1 only (members are too short to earn a compile back)
 #: The classifiers whose retrained head is ensembled with the merged one (the others adjust the merged head itself).
 ENSEMBLED = ("gml", "crt")
 #: The most shots an unset --shots takes (the BTM paper's K on CIFAR-LT; tails below it set K instead).
@@ -191,7 +193,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.ensemble is None:
         args.ensemble = args.classifier in ENSEMBLED
     setup_logging()
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(args.mixed_precision))
     configure_threads(accelerator, args.threads)
     start = time.perf_counter()
     ds = load_dataset(args.dataset, **dataset_kwargs(args))
@@ -215,13 +217,15 @@ def run(args: argparse.Namespace) -> dict:
     set_seed(args.seed)
     base = create_model(ds, args.model, init=args.init, new_head=args.new_head)
     args.model = base.pretrained_cfg.get("architecture") or args.model  # --init's architecture names the run
+    channels_last = apply_channels_last(base, args.channels_last)  # the members are copies of it
     out = out or default_output("btm", args)
     if accelerator.is_main_process:
         remove_stale_temporaries(out)  # what an interrupted run left (stage 1 removed its own when it resumed)
     out = create_run_folder(out, accelerator)
     config = write_run_config(out, {**vars(args), "recipe": "btm", "output": str(out)}) \
         if accelerator.is_main_process else vars(args)
-    prep = BatchPreprocess(ds.mean, ds.std, crop_padding=ds.input_size[-1] // 8).to(accelerator.device)
+    prep = BatchPreprocess(ds.mean, ds.std, crop_padding=ds.input_size[-1] // 8,
+                           channels_last=channels_last).to(accelerator.device)
     tf = image_transform(ds, base)
     loaders = {"train": make_loader(ds.train, 512, transform=tf, num_workers=args.workers),
                "val": make_loader(ds.val, 512, transform=tf, num_workers=args.workers) if ds.val is not None else None,
@@ -295,6 +299,7 @@ def run(args: argparse.Namespace) -> dict:
         "members": len(members), "merged_members": chosen, "shots": args.shots, "shots_rule": shots_rule,
         "classifier": head_info,
         "selection": "all choices on the validation split", "config": config,
+        "speed": describe(accelerator.mixed_precision, channels_last, False),
         "seconds": {"stage1": t_stage1, "members": t_members, "merge": t_merge, "classifier": t_head,
                     "btm_total": btm_seconds, "member_train_seconds": member_seconds,
                     # the whole BTM stage on one device, whatever this run reused: every member's training

@@ -23,6 +23,7 @@ import torch
 import yaml
 
 from ltzoo.argtypes import (check_config_values, nonneg_float, nonneg_int, positive_float, positive_int)
+from ltzoo.accel import add_speed_arguments
 from ltzoo.data.args import add_data_args
 from ltzoo.errors import ArgumentParser, one_line, user_error
 
@@ -182,11 +183,11 @@ def add_optimizer_args(g) -> None:
     g.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"), help="sgd: Nesterov momentum 0.9")
 
 
-def add_system_args(g) -> None:
-    """--seed, --mixed-precision and --threads."""
+def add_system_args(g, speed: bool = True) -> None:
+    """--seed and --threads; with ``speed``, --mixed-precision, --channels-last and --compile (`ltzoo.accel`)."""
     g.add_argument("--seed", type=nonneg_int, default=0, help="seed of the data draw, the initialisation and the training")
-    g.add_argument("--mixed-precision", default=None, choices=("no", "fp16", "bf16"),
-                   help="overrides accelerate's config")
+    if speed:
+        add_speed_arguments(g)
     g.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads per process; unset: the machine's cores shared among its processes "
                         "(accelerate launch alone would pin one)")

@@ -18,6 +18,7 @@ import time
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from ltzoo.accel import apply_channels_last
 from ltzoo.data import load_dataset
 from ltzoo.data.args import dataset_kwargs
 from ltzoo.data.loader import BatchPreprocess, make_loader
@@ -45,7 +46,7 @@ def build_parser() -> RecipeParser:
     g = p.add_argument_group("model")
     add_init_args(g, "the trained model whose classifier is retrained: a run folder or hub id (required)",
                   new_head=False)
-    add_system_args(g)
+    add_system_args(g, speed=False)  # the heads train on features extracted in fp32: no precision to choose
     g = p.add_argument_group("run folder")
     add_output_args(g)
     g = p.add_argument_group("GML")
@@ -70,7 +71,7 @@ def main(argv=None) -> dict:
 def run(args: argparse.Namespace) -> dict:
     """Run GML with parsed arguments (``build_parser().parse_args``); returns results.json's content."""
     setup_logging()
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    accelerator = Accelerator()  # the features are extracted in fp32 whatever it says
     configure_threads(accelerator, args.threads)
     set_seed(args.seed)
     start = time.perf_counter()
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> dict:
     names = [k for k, v in splits.items() if v is not None]
     loaders = accelerator.prepare(*[make_loader(splits[k], 512, transform=tf, num_workers=args.workers) for k in names])
     loaders = dict(zip(names, loaders))
-    prep = BatchPreprocess(ds.mean, ds.std).to(accelerator.device)
+    prep = BatchPreprocess(ds.mean, ds.std, channels_last=apply_channels_last(model)).to(accelerator.device)
     model = accelerator.prepare(model)
 
     t0 = time.perf_counter()

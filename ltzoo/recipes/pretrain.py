@@ -19,8 +19,9 @@ import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model
 
+from ltzoo.accel import apply_channels_last, compile_model, describe, resolve_mixed_precision
 from ltzoo.data import create_sampler, load_dataset
 from ltzoo.data.args import dataset_kwargs
 from ltzoo.data.loader import BatchPreprocess, make_loader
@@ -34,7 +35,7 @@ from ltzoo.recipes.optim import create_optimizer, create_scheduler
 from ltzoo.argtypes import nonneg_float, nonneg_int, unit_interval
 from ltzoo.errors import run_main
 from ltzoo.recipes.runfolder import discard_unfinished_folders, finish_run, RunFolder
-from ltzoo.runs import atomic_path, create_model, image_transform, write_run_config
+from ltzoo.runs import atomic_path, create_model, image_transform, write_run_config, save_weights
 
 logger = get_logger(__name__)
 
@@ -136,7 +137,8 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
     """
     setup_logging()
     out = default_output(f"pretrain-{args.loss}", args)
-    accelerator = Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=args.mixed_precision,
+    precision = resolve_mixed_precision(args.mixed_precision)  # auto: bf16 where the device computes it natively
+    accelerator = Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=precision,
                               log_with="tensorboard", project_dir=str(out))
     configure_threads(accelerator, args.threads)
     set_seed(args.seed)
@@ -148,6 +150,7 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
                       f"{len(ds.test)} test, class counts {ds.train_counts[:10]}{'...' if ds.num_classes > 10 else ''}")
     model = create_model(ds, args.model, init=args.init, new_head=args.new_head, pretrained=args.pretrained)
     arch = model.pretrained_cfg.get("architecture") or args.model  # --init's, whatever --model says
+    channels_last = apply_channels_last(model, args.channels_last)
     transform = image_transform(ds, model, train=True)
     sampler = create_sampler(args.sampler, ds.train.labels, ds.num_classes, seed=args.seed, total_epochs=args.epochs)
     batch_size = min(args.batch_size, len(ds.train) // accelerator.num_processes)
@@ -159,7 +162,7 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
         if ds.val is not None else None
     test_dl = make_loader(ds.test, args.batch_size * 2, transform=eval_transform, num_workers=args.workers)
     crop = args.crop_padding if args.crop_padding is not None else ds.input_size[-1] // 8
-    prep = BatchPreprocess(ds.mean, ds.std, crop_padding=crop).to(accelerator.device)
+    prep = BatchPreprocess(ds.mean, ds.std, crop_padding=crop, channels_last=channels_last).to(accelerator.device)
     loss_fn = create_loss(args.loss, ds.train_counts, **loss_kwargs(args)).to(accelerator.device)
     mixup = None
     if args.mixup or args.cutmix:
@@ -173,7 +176,7 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
     steps_per_epoch = -(-per_process // args.grad_accum) * accelerator.num_processes
     scheduler = create_scheduler(optimizer, args.epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch))
     model, optimizer, train_dl, val_dl, test_dl, scheduler = accelerator.prepare(
-        model, optimizer, train_dl, val_dl, test_dl, scheduler)
+        compile_model(model) if args.compile else model, optimizer, train_dl, val_dl, test_dl, scheduler)
 
     best_path = out / "best.safetensors"
     if not args.resume:
@@ -201,7 +204,7 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
                 best = {"score": score, "epoch": epoch}
                 if accelerator.is_main_process:
                     with atomic_path(best_path) as tmp:
-                        save_model(accelerator.unwrap_model(model), str(tmp))
+                        save_weights(accelerator.unwrap_model(model), tmp)
         folder.log(record)
         accelerator.log({"train/loss": stats["loss"], **{f"val/{k}": v for k, v in record.get("val", {}).items()
                                                         if v is not None}}, step=epoch)
@@ -220,6 +223,7 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
         "selected_epoch": best["epoch"] if best else args.epochs - 1,
         "selection": f"best validation {args.select}" if best else "last epoch (no validation split)",
         "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - start, "config": config,
+        "speed": describe(precision, channels_last, args.compile),
     }, title=f"{arch} {args.loss}")
     accelerator.print(summary_table({f"{arch} {results['method']}": results["metrics"]}))
     accelerator.print(f"run folder: {out}")
