@@ -4,8 +4,8 @@
     python benchmarks/method_table.py --only-table         # rebuild the table from finished runs
     python benchmarks/method_table.py --seeds 0 1 2 --imbalance 100 --groups core ceiling baselines
 
-Each run is a real recipe under `accelerate launch` (stage 1 with ltzoo.recipes.pretrain, classifier
-retraining with ltzoo.recipes.gml, BTM with ltzoo.recipes.btm), written to runs/bench/rho<R>/s<seed>/<name>.
+Each run is a real recipe under `accelerate launch` (stage 1 with ltzoo.recipes.pretrain or ltzoo.recipes.csa,
+classifier retraining with ltzoo.recipes.gml, BTM with ltzoo.recipes.btm), written to runs/bench/rho<R>/s<seed>/<name>.
 Finished runs (results.json present) are skipped, so the script resumes where it stopped, and
 several runners can share the grid (each claims a run with a .claim file): accelerate launch gives a
 CPU process one thread, so on a 2-core machine two runners use it fully. Rows come
@@ -27,7 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-STAGE1 = ["--model", "resnet20_cifar", "--epochs", "15", "--batch-size", "128", "--lr", "0.1"]  # pretrain runs
+STAGE1 = ["--model", "resnet20_cifar", "--epochs", "15", "--batch-size", "128", "--lr", "0.1"]  # pretrain, csa runs
+STAGE1_RECIPES = ("pretrain", "csa")
 
 # name -> (recipe, args, stage-1 run it starts from or None, group)
 RUNS = {
@@ -41,6 +42,8 @@ RUNS = {
     "cb_reweight": ("pretrain", ["--loss", "cb"], None, "baselines"),
     "la": ("pretrain", ["--loss", "la"], None, "baselines"),
     "ldam_drw": ("pretrain", ["--loss", "ldam_drw"], None, "baselines"),
+    "csa": ("csa", ["--loss", "ce"], None, "csa"),
+    "btm_on_csa": ("btm", ["--classifier", "gml"], "csa", "csa"),
 }
 
 # table row -> (run, key in that run's results "table" or None for its final metrics)
@@ -60,6 +63,9 @@ ROWS = {
     "CE + BTM": ("btm_on_ce", "BTM"),
     "CE + BTM + GML": ("btm_on_ce", None),
     "BSCE + BTM + GML": ("btm_on_bsce", None),
+    "CSA (context-shift augmentation)": ("csa", None),
+    "CSA + BTM": ("btm_on_csa", "BTM"),
+    "CSA + BTM + GML": ("btm_on_csa", None),
     "Ceiling: CE on the full balanced set": ("ceiling", None),
 }
 THREADS = 1  # per run: run one runner per core (see the module docstring)
@@ -92,13 +98,19 @@ def claim(out: Path) -> bool:
     return True
 
 
-def launch(name: str, seed: int, base: Path, imbalance: float, log) -> None:
+def recipe_args(name: str, seed: int, base: Path, imbalance: float) -> tuple[str, list[str]]:
+    """The recipe of run ``name`` and its flags."""
     recipe, extra, parent, _ = RUNS[name]
     out = run_dir(base, seed, name)
     args = ["--dataset", "fmnist_lt", "--imbalance", str(imbalance), "--seed", str(seed), "--output", str(out),
-            "--no-progress", "--threads", str(THREADS)] + (STAGE1 if recipe == "pretrain" else []) + extra
+            "--no-progress", "--threads", str(THREADS)] + (STAGE1 if recipe in STAGE1_RECIPES else []) + extra
     if parent:
         args += ["--init", str(run_dir(base, seed, parent))]
+    return recipe, args
+
+
+def launch(name: str, seed: int, base: Path, imbalance: float, log) -> None:
+    recipe, args = recipe_args(name, seed, base, imbalance)
     cmd = ["accelerate", "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
            "--dynamo_backend", "no", "-m", f"ltzoo.recipes.{recipe}"] + args
     log.write(f"\n$ {' '.join(cmd)}\n")
@@ -247,7 +259,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--imbalance", type=float, default=100)
-    p.add_argument("--groups", nargs="+", default=["core", "ceiling", "baselines"], choices=("core", "ceiling", "baselines"))
+    p.add_argument("--groups", nargs="+", default=["core", "ceiling", "baselines", "csa"],
+                   choices=("core", "ceiling", "baselines", "csa"))
     p.add_argument("--only-table", action="store_true")
     args = p.parse_args()
     base = ROOT / "runs" / "bench" / f"rho{args.imbalance:g}"
