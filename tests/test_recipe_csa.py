@@ -109,7 +109,8 @@ def timm_metrics(run_dir: Path, data_root: Path, train_counts: list[int]) -> dic
                 with Image.open(f) as img:
                     preds.append(int(model(transform(img.convert("L"))[None]).argmax(-1)))
                 labels.append(c)
-    assert type(model).__name__ == "ResNet" and model.get_classifier().out_features == len(TRAIN)
+    assert type(model).__name__ == "ResNetCifar" and not hasattr(model, "head2")  # the timm model, one head
+    assert isinstance(model.get_classifier(), torch.nn.Linear) and model.num_classes == len(TRAIN)
     return longtail_metrics(torch.tensor(labels), torch.tensor(preds), train_counts, num_classes=len(TRAIN))
 
 
