@@ -233,7 +233,8 @@ def plot_recall(base: Path, seed: int, tag: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(11, 4))
-    main = ["CE", "Balanced Softmax", "CE + GML + ensemble", "CE + BTM + GML", "Ceiling: CE on the full balanced set"]
+    main = ["CE", "Balanced Softmax", "CE + GML + ensemble", "CE + BTM + GML", "CSA (context-shift augmentation)",
+            "Ceiling: CE on the full balanced set"]
     shown = 0
     for i, row in enumerate(main):
         name, key = ROWS[row]
