@@ -34,7 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-STAGE1 = ["--model", "resnet20_cifar", "--epochs", "15", "--batch-size", "128", "--lr", "0.1"]  # pretrain runs
+STAGE1 = ["--model", "resnet20_cifar", "--epochs", "15", "--batch-size", "128", "--lr", "0.1"]  # pretrain, csa runs
+STAGE1_RECIPES = ("pretrain", "csa")
 LONG = ["--epochs", "45"]  # the longer stage-1 schedule of the "strong" group (3x the default)
 
 #: setting -> (dataset, imbalance, class order or None, what the table is about)
@@ -59,6 +60,8 @@ RUNS = {
     "cb_reweight": ("pretrain", ["--loss", "cb"], None, "baselines"),
     "la": ("pretrain", ["--loss", "la"], None, "baselines"),
     "ldam_drw": ("pretrain", ["--loss", "ldam_drw"], None, "baselines"),
+    "csa": ("csa", ["--loss", "ce"], None, "csa"),
+    "btm_on_csa": ("btm", ["--classifier", "gml"], "csa", "csa"),
     # today's fp32 training loop against the default (bf16 where native): the same pipeline, 3 seeds each
     "ce_fp32": ("pretrain", ["--loss", "ce", "--mixed-precision", "no", "--no-channels-last"], None, "fp32"),
     "btm_on_ce_fp32": ("btm", ["--classifier", "gml", "--mixed-precision", "no", "--no-channels-last"], "ce_fp32",
@@ -87,6 +90,9 @@ ROWS = {
     "CE + BTM": ("btm_on_ce", "BTM"),
     "CE + BTM + GML": ("btm_on_ce", None),
     "BSCE + BTM + GML": ("btm_on_bsce", None),
+    "CSA (context-shift augmentation)": ("csa", None),
+    "CSA + BTM": ("btm_on_csa", "BTM"),
+    "CSA + BTM + GML": ("btm_on_csa", None),
     "Balanced Softmax, 45 epochs": ("bsce_long", None),
     "Balanced Softmax + mixup, 45 epochs": ("bsce_long_mixup", None),
     "BSCE 45 ep. + BTM + GML": ("btm_on_bsce_long", None),
@@ -125,20 +131,27 @@ def claim(out: Path) -> bool:
     return True
 
 
-def launch(name: str, seed: int, base: Path, setting: str, log, data_dir: str | None = None,
-           threads: int = THREADS, epochs: int | None = None) -> None:
-    """Run one recipe of the grid to completion under `accelerate launch`, its output appended to ``log``."""
+def recipe_args(name: str, seed: int, base: Path, setting: str = "rho100", data_dir: str | None = None,
+                threads: int = THREADS, epochs: int | None = None) -> tuple[str, list[str]]:
+    """The recipe of run ``name`` and its flags."""
     recipe, extra, parent, _ = RUNS[name]
     dataset, imbalance, order, _ = SETTINGS[setting]
     out = run_dir(base, seed, name)
     args = ["--dataset", dataset, "--imbalance", str(imbalance), "--seed", str(seed), "--output", str(out),
-            "--no-progress", "--threads", str(threads)] + (STAGE1 if recipe in ("pretrain", "csa") else []) + extra
-    if epochs and recipe in ("pretrain", "csa"):  # a quick grid: every stage 1 this long
+            "--no-progress", "--threads", str(threads)] + (STAGE1 if recipe in STAGE1_RECIPES else []) + extra
+    if epochs and recipe in STAGE1_RECIPES:  # a quick grid: every stage 1 this long
         args += ["--epochs", str(epochs)]
     args += ["--class-order", order] if order else []
     args += ["--data-dir", data_dir] if data_dir else []
     if parent:
         args += ["--init", str(run_dir(base, seed, parent))]
+    return recipe, args
+
+
+def launch(name: str, seed: int, base: Path, setting: str, log, data_dir: str | None = None,
+           threads: int = THREADS, epochs: int | None = None) -> None:
+    """Run one recipe of the grid to completion under `accelerate launch`, its output appended to ``log``."""
+    recipe, args = recipe_args(name, seed, base, setting, data_dir, threads, epochs)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
            "--dynamo_backend", "no", "-q", "-m", f"ltzoo.recipes.{recipe}"] + args
     start = time.perf_counter()
@@ -338,7 +351,8 @@ def plot_recall(base: Path, seed: int, tag: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(11, 4))
-    main = ["CE", "Balanced Softmax", "CE + GML + ensemble", "CE + BTM + GML", "Ceiling: CE on the full balanced set"]
+    main = ["CE", "Balanced Softmax", "CE + GML + ensemble", "CE + BTM + GML", "CSA (context-shift augmentation)",
+            "Ceiling: CE on the full balanced set"]
     shown = 0
     for i, row in enumerate(main):
         name, key = ROWS[row]
@@ -364,7 +378,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--setting", default="rho100", choices=list(SETTINGS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--groups", nargs="+", default=["core", "ceiling", "baselines"],
+    p.add_argument("--groups", nargs="+", default=["core", "ceiling", "baselines", "csa"],
                    choices=sorted({g for *_, g in RUNS.values()}), help="the runs of these groups (in RUNS' order)")
     p.add_argument("--runs", nargs="+", default=None, choices=list(RUNS), help="these runs instead of --groups")
     p.add_argument("--jobs", type=int, default=1, help="recipes run at once")

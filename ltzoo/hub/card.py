@@ -63,7 +63,7 @@ SPLITS = {"test": "test", "val": "validation"}
 #: BibTeX of every paper a card may cite, keyed as the registries' ``cite`` fields name them.
 BIB_PATH = Path(__file__).resolve().parents[1] / "references.bib"
 #: Papers of recipes beyond their parts (losses and classifier heads cite through their own registries).
-RECIPE_CITES = {"btm": ("yu2025reviving",)}
+RECIPE_CITES = {"btm": ("yu2025reviving",), "csa": ("shi2023how",)}
 BACKBONE_CITES = {"resnet": "he2016deep"}  # architecture name prefix -> paper, when timm's cfg names none
 LIBRARY_CITE = "rw2019timm"
 
@@ -334,14 +334,14 @@ def bibtex(path: Path = BIB_PATH) -> dict[str, str]:
 def _cite_keys(results: dict, config: dict, arch: str, pretrained_cfg: dict) -> list[str]:
     """The papers a card cites: the recipe's, its classifier's or loss's, the backbone's, timm."""
     recipe, method = results.get("recipe"), str(results.get("method", ""))
-    keys: list[str] = list(RECIPE_CITES["btm"]) if recipe == "btm" or method.startswith("btm") else []
+    keys: list[str] = list(RECIPE_CITES.get(recipe, ())) + (list(RECIPE_CITES["btm"]) if method.startswith("btm") else [])
     if recipe == "btm":
         keys += _head_info(_classifier(results, config))[1]
     if recipe == "gml":  # its comparison table has every other classifier method too
         from ltzoo.heads import METHODS
 
         keys += [k for h in (METHODS if config.get("baselines", True) else ("gml",)) for k in _head_info(h)[1]]
-    if recipe == "pretrain" and config.get("loss"):
+    if recipe in ("pretrain", "csa") and config.get("loss"):
         keys += _loss_info(config["loss"])[1]
     paper_ids = str(pretrained_cfg.get("paper_ids", ""))
     keys += [k for k, e in bibtex().items() if _arxiv(e) and _arxiv(e) in paper_ids]

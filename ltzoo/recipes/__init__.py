@@ -2,7 +2,8 @@
 
 - `ltzoo.recipes.pretrain`: stage 1, any timm backbone with the long-tail losses and samplers;
 - `ltzoo.recipes.btm`: Balanced Training and Merging (it runs stage 1 itself without --init);
-- `ltzoo.recipes.gml`: classifier retraining with the geometric mean loss, and the decoupling baselines.
+- `ltzoo.recipes.gml`: classifier retraining with the geometric mean loss, and the decoupling baselines;
+- `ltzoo.recipes.csa`: context-shift augmentation (two heads, instance and context-shifted balanced batches).
 
 Run one with ``accelerate launch -m ltzoo.recipes.<name> [-c CONFIG] [flags]`` (or, from a checkout,
 ``accelerate launch recipes/<name>.py``). The configs under ``configs/<dataset>/<name>.yaml`` ship with
@@ -11,4 +12,4 @@ line and configs (`ltzoo.recipes.common`), the optimiser and schedule (`ltzoo.re
 folder (`ltzoo.recipes.runfolder`) and BTM's member fine-tuning (`ltzoo.recipes.members`).
 """
 
-RECIPES = ("pretrain", "btm", "gml")
+RECIPES = ("pretrain", "btm", "gml", "csa")

@@ -47,9 +47,9 @@ def list_configs() -> list[str]:
 
 
 def config_recipe(name: str) -> str:
-    """The recipe a packaged config is for: ``<dataset>/btm`` and ``<dataset>/gml`` are theirs, the others stage 1's."""
+    """The recipe a packaged config is for: ``<dataset>/btm``, ``/gml`` and ``/csa`` are theirs, the others stage 1's."""
     stem = Path(name).stem
-    return stem if stem in ("btm", "gml") else "pretrain"
+    return stem if stem in ("btm", "gml", "csa") else "pretrain"
 
 
 def config_path(name: str) -> Path:
