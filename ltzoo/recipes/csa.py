@@ -25,8 +25,9 @@ from pathlib import Path
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, load_model, save_file
 
+from ltzoo.accel import apply_channels_last, describe, resolve_mixed_precision
 from ltzoo.argtypes import nonneg_int, positive_float, positive_int, unit_interval
 from ltzoo.csa import ContextBank, CSAModel, train_csa_epoch
 from ltzoo.data import create_sampler, load_dataset
@@ -37,11 +38,12 @@ from ltzoo.losses import create_loss
 from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes.common import (add_data_group, add_model_args, add_optimizer_args, add_output_args,
                                   add_schedule_args, add_system_args, configure_threads, default_output, needs_init,
-                                  recipe_parser, RecipeParser, run_cli, setup_logging)
+                                  recipe_parser, RecipeParser, setup_logging)
 from ltzoo.recipes.optim import create_optimizer, create_scheduler
 from ltzoo.recipes.pretrain import _check_start, selection_score
 from ltzoo.recipes.runfolder import finish_run, RunFolder
-from ltzoo.runs import atomic_path, create_model, image_transform, write_run_config
+from ltzoo.errors import run_main
+from ltzoo.runs import atomic_path, create_model, image_transform, save_weights, write_run_config
 
 logger = get_logger(__name__)
 
@@ -54,6 +56,9 @@ def _check_csa(args, given) -> str | None:
     if args.shift_after >= args.epochs:
         return (f"--shift-after {args.shift_after} leaves no epoch of context shift in --epochs {args.epochs}: "
                 f"give --shift-after below {args.epochs}, or more --epochs")
+    if args.compile:
+        return ("--compile is not supported by csa (Grad-CAM reads the backbone's feature maps of the plain "
+                "model): drop --compile")
     if args.bank_size < args.batch_size:
         return (f"--bank-size {args.bank_size} is smaller than --batch-size {args.batch_size}: the bank must hold "
                 "a batch's worth of contexts before any batch is shifted; give --bank-size >= --batch-size")
@@ -123,7 +128,8 @@ def run(args: argparse.Namespace) -> dict:
     """Run CSA with parsed arguments (``build_parser().parse_args``); returns results.json's content."""
     setup_logging()
     out = default_output(f"csa-{args.loss}", args)
-    accelerator = Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=args.mixed_precision,
+    precision = resolve_mixed_precision(args.mixed_precision)  # auto: bf16 where the device computes it natively
+    accelerator = Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=precision,
                               log_with="tensorboard", project_dir=str(out))
     configure_threads(accelerator, args.threads)
     set_seed(args.seed)
@@ -135,6 +141,7 @@ def run(args: argparse.Namespace) -> dict:
                       f"{len(ds.test)} test, class counts {ds.train_counts[:10]}{'...' if ds.num_classes > 10 else ''}")
     net = create_model(ds, args.model, init=args.init, new_head=args.new_head, pretrained=args.pretrained)
     arch = net.pretrained_cfg.get("architecture") or args.model  # --init's, whatever --model says
+    channels_last = apply_channels_last(net, args.channels_last)
     model = CSAModel(net)  # branch 1: the timm model's classifier; branch 2: a copy of it
     transform = image_transform(ds, net, train=True)
     batch_size = min(args.batch_size, len(ds.train) // accelerator.num_processes)
@@ -150,7 +157,7 @@ def run(args: argparse.Namespace) -> dict:
         if ds.val is not None else None
     test_dl = make_loader(ds.test, args.batch_size * 2, transform=eval_transform, num_workers=args.workers)
     crop = args.crop_padding if args.crop_padding is not None else ds.input_size[-1] // 8
-    prep = BatchPreprocess(ds.mean, ds.std, crop_padding=crop).to(accelerator.device)
+    prep = BatchPreprocess(ds.mean, ds.std, crop_padding=crop, channels_last=channels_last).to(accelerator.device)
     loss_fn = create_loss(args.loss, ds.train_counts, **({"tau": args.tau} if args.loss == "la" else {}))
     loss_fn = loss_fn.to(accelerator.device)
     optimizer = create_optimizer(model, args.optimizer, args.lr, args.weight_decay)
@@ -163,13 +170,13 @@ def run(args: argparse.Namespace) -> dict:
     bank = ContextBank(args.bank_size)
     checkpoint_bank(accelerator, bank)
 
-    config = write_run_config(out, {**vars(args), "recipe": "csa", "output": str(out)}) \
-        if accelerator.is_main_process else vars(args)
-    accelerator.init_trackers("csa", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
     best_path = out / "best.safetensors"
     if not args.resume:
         folder.reset()
-    state = folder.resume()
+    state = folder.resume()  # before anything is written: a run folder it refuses stays as it was
+    config = write_run_config(out, {**vars(args), "recipe": "csa", "output": str(out)}) \
+        if accelerator.is_main_process else vars(args)
+    accelerator.init_trackers("csa", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
     first = 0 if state is None else state["epoch"] + 1
     best = state["best"] if state else None
     train_seconds = state["train_seconds"] if state else 0.0
@@ -194,7 +201,7 @@ def run(args: argparse.Namespace) -> dict:
                 best = {"score": score, "epoch": epoch}
                 if accelerator.is_main_process:
                     with atomic_path(best_path) as tmp:
-                        save_model(accelerator.unwrap_model(model), str(tmp))
+                        save_weights(accelerator.unwrap_model(model), tmp)
         folder.log(record)
         accelerator.log({"train/loss": stats["loss"], "train/loss1": stats["loss1"], "train/loss2": stats["loss2"],
                          "train/bank": stats["bank"], **{f"val/{k}": v for k, v in record.get("val", {}).items()
@@ -220,6 +227,7 @@ def run(args: argparse.Namespace) -> dict:
         "selection": f"best validation {args.select}" if best else "last epoch (no validation split)",
         "shifted_steps": shifted_steps, "train_seconds": train_seconds,
         "wall_seconds": time.perf_counter() - start, "config": config,
+        "speed": describe(precision, channels_last, False),
     }, title=f"{arch} CSA")
     accelerator.print(summary_table({f"{arch} {results['method']}": results["metrics"]}))
     accelerator.print(f"run folder: {out}")
@@ -228,4 +236,4 @@ def run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_main(main, __file__)
