@@ -887,3 +887,53 @@ def test_resume_refuses_a_log_corrupt_before_its_last_line(capsys, folder, tmp_p
                                            "resnet20_cifar", "--epochs", "2", "--output", out, *TINY],
                    "pretrain.py", f"{log}, line 1: not a JSON record", "delete that line", "--no-resume",
                    inputs=(folder, out))
+
+
+# ------------------------------------------------------------- real recipes under the launchers (slow)
+def _launch_recipe(tmp_path: Path, head: list[str], flags: list[str], args: list[str]) -> subprocess.CompletedProcess:
+    from launching import free_port
+
+    base = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if "--multi_gpu" in flags:
+        base += ["--main_process_port", str(free_port())]
+    # pretrain asks accelerate for tensorboard, which ltzoo does not install: accelerate warns, before any error
+    env = {**recipe_env(tmp_path / "hf"), "PYTHONWARNINGS": "ignore::UserWarning:accelerate.accelerator"}
+    return subprocess.run(head + base + flags + [str(a) for a in args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=300)
+
+
+ACCELERATE_Q = [sys.executable, "-m", "accelerate.commands.launch", "-q"]
+LTZOO_LAUNCH = [sys.executable, "-m", "ltzoo", "launch"]
+
+
+@pytest.mark.slow
+def test_accelerate_launch_q_recipe_user_error_is_one_line_and_a_crash_keeps_its_traceback(tmp_path, folder):
+    bad = folder / "train" / "class_01" / "00000.png"
+    bad.write_bytes(b"junk")
+    before = digest(folder)
+    proc = _launch_recipe(tmp_path, ACCELERATE_Q, ["--num_processes", "1", "--cpu"],
+                          ["recipes/btm.py", "--dataset", "imagefolder", "--data-dir", folder, "--output",
+                           tmp_path / "run", *TINY])
+    assert proc.returncode == 1  # accelerate's own code for a failed process
+    assert_one_line(proc.stderr, "btm.py", str(bad), "--skip-bad-files")
+    assert digest(folder) == before and not (tmp_path / "run").exists()
+    # -q hides only accelerate's traceback: a bug in the recipe process keeps its own
+    script = _script(tmp_path, "    {}['missing']")
+    proc = _launch_recipe(tmp_path, ACCELERATE_Q, ["--num_processes", "1", "--cpu"], [script])
+    assert proc.returncode == 1 and "CalledProcessError" not in proc.stderr
+    assert "Traceback" in proc.stderr and proc.stderr.rstrip().endswith("KeyError: 'missing'")
+
+
+@pytest.mark.slow
+def test_ltzoo_launch_recipe_user_errors_are_one_line(tmp_path, folder):
+    proc = _launch_recipe(tmp_path, LTZOO_LAUNCH, ["--num_processes", "1", "--cpu"], ["btm", "--subsets", "0"])
+    assert proc.returncode == 2
+    assert_one_line(proc.stderr, "btm.py", "argument --subsets: expected an integer >= 1, got '0'")
+    (folder / "train" / "class_03").mkdir()
+    before = digest(folder)
+    proc = _launch_recipe(tmp_path, LTZOO_LAUNCH, ["--multi_gpu", "--num_processes", "2"],
+                          ["recipes/pretrain.py", "--dataset", "imagefolder", "--data-dir", folder, "--output",
+                           tmp_path / "run", *TINY])
+    assert proc.returncode == 2
+    assert_one_line(proc.stderr, "pretrain.py", "1 of 4 classes have no training images", "'class_03'")
+    assert digest(folder) == before and not (tmp_path / "run").exists()

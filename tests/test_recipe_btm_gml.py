@@ -385,3 +385,30 @@ def test_btm_new_head_on_other_classes(btm_run, tmp_path, monkeypatch, hf_home):
     assert res["dataset"]["num_classes"] == 4 and res["metrics"]["test"]["num_samples"] == 12
     final, s1 = load_file(str(tmp_path / "btm4" / "model.safetensors")), load_file(str(btm_run[0] / "stage1" / "model.safetensors"))
     assert final["fc.weight"].shape == (4, 64) and s1["fc.weight"].shape == (3, 64)
+
+
+# ------------------------------------------------------------------ bring your own long-tailed folder
+#: Training images per class after the default hold-out of 20 per class for validation (the folder has no val/).
+BYO_TRAIN = [120, 80, 50, 35, 25, 18, 12, 9, 7, 6]
+
+
+@pytest.mark.slow
+def test_default_btm_adapts_its_shots_to_a_long_tailed_folder(tmp_path, hf_home):
+    """Issue 14: the smallest class has 6 training images; the default run takes K = 6 and says so."""
+    from ltzoo.hub.card import build_card
+
+    data = _make_imagefolder(tmp_path / "byo", {"train": [n + 20 for n in BYO_TRAIN], "test": [4] * 10})
+    out = tmp_path / "run"
+    tiny = ["--model", "resnet20_cifar", "--epochs", "1", "--batch-size", "32", "--member-epochs", "1",
+            "--head-epochs", "2"]
+    proc = launch(BTM, [*DATA, "--data-dir", str(data), *tiny, "--output", str(out)], hf_home)
+    res = json.loads((out / "results.json").read_text())
+    assert res["train_counts"] == BYO_TRAIN and res["dataset"]["val_images"] == 200
+    assert res["shots"] == min(BYO_TRAIN) == 6 and res["config"]["shots"] == 6
+    assert res["shots_rule"] == "the smallest class's 6 training images, at most 50"
+    assert "K = 6 images per class (the smallest class's 6 training images, at most 50)" in output(proc)
+    many, few = res["dataset"]["shot_thresholds"]["many"], res["dataset"]["shot_thresholds"]["few"]
+    assert res["dataset"]["shot_rule"] and all(res["dataset"]["many_medium_few"].values())  # no empty group
+    card = build_card(out).text
+    assert "class-balanced subsets of 6 images per class (K: the smallest class's 6 training images, at most 50)" in card
+    assert f"(training images {many} / " in card and f"; cuts: {res['dataset']['shot_rule']})" in card and few in card

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 import yaml
+from accelerate.utils import is_tensorboard_available
 
 from ltzoo.argtypes import (check_config_values, nonneg_float, nonneg_int, positive_float, positive_int)
 from ltzoo.accel import add_speed_arguments
@@ -28,6 +29,8 @@ from ltzoo.data.args import add_data_args
 from ltzoo.errors import ArgumentParser, one_line, user_error
 
 _logger = logging.getLogger(__name__)
+#: accelerate's tracker for the per-epoch curves: TensorBoard where it is installed (no warning where it is not)
+TRACKER = "tensorboard" if is_tensorboard_available() else None
 
 #: A parse-time check: (parsed arguments, the flags given on the command line) -> an error message or None.
 Check = Callable[[argparse.Namespace, set], "str | None"]

@@ -36,12 +36,12 @@ from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.engine import evaluate
 from ltzoo.losses import create_loss
 from ltzoo.metrics import brief, summary_table
-from ltzoo.recipes.common import (add_data_group, add_model_args, add_optimizer_args, add_output_args,
+from ltzoo.recipes.common import (TRACKER, add_data_group, add_model_args, add_optimizer_args, add_output_args,
                                   add_schedule_args, add_system_args, configure_threads, default_output, needs_init,
                                   recipe_parser, RecipeParser, setup_logging)
 from ltzoo.recipes.optim import create_optimizer, create_scheduler
 from ltzoo.recipes.pretrain import _check_start, selection_score
-from ltzoo.recipes.runfolder import finish_run, RunFolder
+from ltzoo.recipes.runfolder import discard_unfinished_folders, finish_run, RunFolder
 from ltzoo.errors import run_main
 from ltzoo.runs import atomic_path, create_model, image_transform, save_weights, write_run_config
 
@@ -121,7 +121,9 @@ def checkpoint_bank(accelerator: Accelerator, bank: ContextBank) -> None:
 
 def main(argv=None) -> dict:
     """Parse ``argv`` (default: the command line) and run CSA; returns results.json's content."""
-    return run(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    with discard_unfinished_folders():  # bad input found after the run folder was made: no half-made folder
+        return run(args)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -130,7 +132,7 @@ def run(args: argparse.Namespace) -> dict:
     out = default_output(f"csa-{args.loss}", args)
     precision = resolve_mixed_precision(args.mixed_precision)  # auto: bf16 where the device computes it natively
     accelerator = Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=precision,
-                              log_with="tensorboard", project_dir=str(out))
+                              log_with=TRACKER, project_dir=str(out))
     configure_threads(accelerator, args.threads)
     set_seed(args.seed)
     folder = RunFolder(out, accelerator)

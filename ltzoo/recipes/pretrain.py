@@ -28,7 +28,7 @@ from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.engine import evaluate, train_one_epoch
 from ltzoo.losses import create_loss, list_losses
 from ltzoo.metrics import brief, summary_table
-from ltzoo.recipes.common import (add_data_group, add_model_args, add_optimizer_args, add_output_args,
+from ltzoo.recipes.common import (TRACKER, add_data_group, add_model_args, add_optimizer_args, add_output_args,
                                   add_schedule_args, add_system_args, configure_threads, default_output, needs_init,
                                   recipe_parser, RecipeParser, setup_logging)
 from ltzoo.recipes.optim import create_optimizer, create_scheduler
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
     out = default_output(f"pretrain-{args.loss}", args)
     precision = resolve_mixed_precision(args.mixed_precision)  # auto: bf16 where the device computes it natively
     accelerator = Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=precision,
-                              log_with="tensorboard", project_dir=str(out))
+                              log_with=TRACKER, project_dir=str(out))
     configure_threads(accelerator, args.threads)
     set_seed(args.seed)
     folder = RunFolder(out, accelerator)

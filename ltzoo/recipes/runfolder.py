@@ -80,7 +80,7 @@ def _discard(path: Path, top: Path) -> None:
     if not path.is_dir() or holds_work(path):
         return
     shutil.rmtree(path, ignore_errors=True)
-    _logger.info("removed %s: the run made it and failed before writing anything to keep", path)
+    _logger.debug("removed %s: the run made it and failed before writing anything to keep", path)
     for parent in path.parents:  # the folders made for it, if nothing else went into them since
         if top not in (parent, *parent.parents):
             break
