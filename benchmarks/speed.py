@@ -408,7 +408,9 @@ def markdown(out: dict) -> str:
         f"{cfg['model']}, Fashion-MNIST-LT 1x28x28, batch {cfg['batch_size']}. Medians of {cfg['rounds']} rounds; in "
         f"each round every variant ran once, in turn (order reversed every other round), {cfg['steps']} steps "
         "each (interleaved, each in its own process). The machine was shared with other work while this ran: absolute images/s move with the "
-        "load, the ratios of interleaved medians are what to compare.", "",
+        "load, the ratios of interleaved medians are what to compare"
+        + (f" (1-minute load average {out['load_average']['before'][0]:.1f} before, "
+           f"{out['load_average']['after'][0]:.1f} after, on {os.cpu_count()} cores)." if "load_average" in out else "."), "",
         f"Default settings chosen by `ltzoo.accel` here: mixed precision **{out['default']['mixed_precision']}**, "
         f"channels_last **{out['default']['channels_last']}**, compile off; evaluation in fp32.", "",
         "Ratios: the median over rounds of the per-round ratio (both variants measured within the same round); "
@@ -485,7 +487,7 @@ def main() -> None:
         if "files" in names:
             make_jpegs(tmp / "jpeg", 48 if args.quick else 160)
             cfg["jpeg_dir"] = str(tmp / "jpeg")
-        start = time.perf_counter()
+        start, load_before = time.perf_counter(), os.getloadavg()
         runs, info, errors, profiles = run(cfg, names, args.rounds, lambda m: print(m, flush=True))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -499,7 +501,8 @@ def main() -> None:
     default = info.get("default_loop") or info.get("default_compute") or {}
     out = {"hardware": accel.hardware_summary("cpu"), "config": {k: v for k, v in cfg.items() if k != "jpeg_dir"},
            "default": default, "median_images_per_second": med, "ratios": ratios(runs), "all_measurements": runs,
-           "settings": info, "errors": errors, "profiles": profiles, "btm": btm_ratio(), "seconds": time.perf_counter() - start}
+           "settings": info, "errors": errors, "profiles": profiles, "btm": btm_ratio(), "seconds": time.perf_counter() - start,
+           "load_average": {"before": load_before, "after": os.getloadavg()}}
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "speed.json").write_text(json.dumps(out, indent=2) + "\n")

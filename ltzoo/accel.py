@@ -5,10 +5,10 @@
   AVX512-BF16 units; fp32 elsewhere (bf16 emulated on other CPUs is slower than fp32).
 - channels_last: ``"auto"`` puts convolutional models (and their input batches) in NHWC, the layout
   oneDNN and cuDNN convolve fastest.
-- `torch.compile`: on request only. Measured on a 2-core CPU (resnet20_cifar, batch 128, bf16,
-  channels_last): about 3 minutes to compile forward + backward for a 1.2x faster step, which a
-  default Fashion-MNIST-LT run (about 12 minutes) does not earn back, and each BTM member would
-  compile again (benchmarks/results/speed.md).
+- `torch.compile`: on request only. Measured on the 2-core CPU (resnet20_cifar, batch 128, bf16,
+  channels_last; benchmarks/results/speed.md): 2 to 3 minutes to compile forward and backward with
+  empty caches, for a step at most ~1.05-1.2x faster. A BTM run's 15-epoch stage 1 (220k images,
+  about 5 minutes on 2 idle cores) would save seconds, and each BTM member is a new module to compile.
 
 Evaluation never uses reduced precision or a compiled graph: `full_precision` runs a prepared model's
 plain fp32 forward, so a run's metrics, its card and ``ltzoo eval`` agree exactly.
