@@ -5,8 +5,8 @@
 The recipe is ltzoo.recipes.csa (ltzoo/recipes/csa.py); this file runs it from a checkout. With ltzoo
 installed by pip, `accelerate launch -m ltzoo.recipes.csa` does the same from any directory.
 """
+from ltzoo.errors import run_main
 from ltzoo.recipes.csa import main
-from ltzoo.recipes.common import run_cli
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_main(main, __file__)
