@@ -64,9 +64,12 @@ def bf16_is_fast(device: torch.device | str) -> bool:
 
 
 def _default_device() -> torch.device:
+    """accelerate's device for this process, set up as `Accelerator()` will set it up (ACCELERATE_USE_CPU
+    included: a `PartialState` made without it would start a multi-process CPU run as separate runs)."""
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
-    return PartialState().device
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).device
 
 
 def hardware_summary(device: torch.device | str | None = None) -> dict:

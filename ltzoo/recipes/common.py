@@ -241,3 +241,62 @@ def configure_threads(accelerator, threads: int | None = None) -> int:
     n = threads or max(1, cores // local)
     torch.set_num_threads(n)
     return n
+
+
+# ----------------------------------------------------------------------- what a training recipe sets up
+def training_accelerator(args: argparse.Namespace, out: Path):
+    """The `Accelerator` of a training recipe: its precision (`ltzoo.accel`: auto is bf16 where native),
+    gradient accumulation and tracker, this process's share of the CPU cores, and the seed.
+
+    Returns:
+        ``(accelerator, precision)``: the precision accelerate was given, for results.json.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from ltzoo.accel import resolve_mixed_precision
+
+    precision = resolve_mixed_precision(args.mixed_precision)
+    accelerator = Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=precision,
+                              log_with=TRACKER, project_dir=str(out))
+    configure_threads(accelerator, args.threads)
+    set_seed(args.seed)
+    return accelerator, precision
+
+
+def load_data(args: argparse.Namespace, accelerator):
+    """The dataset of the data flags, with a one-line summary printed on the main process."""
+    from ltzoo.data import load_dataset
+    from ltzoo.data.args import dataset_kwargs
+
+    ds = load_dataset(args.dataset, **dataset_kwargs(args))
+    accelerator.print(f"{ds.name}: {len(ds.train)} train / {0 if ds.val is None else len(ds.val)} val / "
+                      f"{len(ds.test)} test, class counts {ds.train_counts[:10]}{'...' if ds.num_classes > 10 else ''}")
+    return ds
+
+
+def train_batch_size(args: argparse.Namespace, ds, accelerator) -> int:
+    """``--batch-size``, lowered (with a warning) when the training set has fewer images per process:
+    with drop_last, a larger batch would leave no batch at all."""
+    batch_size = min(args.batch_size, len(ds.train) // accelerator.num_processes)
+    if batch_size < args.batch_size:
+        _logger.warning(f"{len(ds.train)} training images: batch size lowered to {batch_size} per process")
+    return batch_size
+
+
+def eval_loaders(args: argparse.Namespace, ds, model) -> tuple:
+    """The validation (None without a validation split) and test loaders, batches twice the training's."""
+    from ltzoo.data.loader import make_loader
+    from ltzoo.runs import image_transform
+
+    tf = image_transform(ds, model)
+    val = make_loader(ds.val, args.batch_size * 2, transform=tf, num_workers=args.workers) if ds.val is not None else None
+    return val, make_loader(ds.test, args.batch_size * 2, transform=tf, num_workers=args.workers)
+
+
+def batch_preprocess(args: argparse.Namespace, ds, channels_last: bool, device):
+    """`BatchPreprocess` with ``--crop-padding`` (unset: an eighth of the image size) in the model's layout."""
+    from ltzoo.data.loader import BatchPreprocess
+
+    crop = args.crop_padding if args.crop_padding is not None else ds.input_size[-1] // 8
+    return BatchPreprocess(ds.mean, ds.std, crop_padding=crop, channels_last=channels_last).to(device)

@@ -16,21 +16,20 @@ import functools
 import time
 
 import torch
-from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from safetensors.torch import load_model
 
-from ltzoo.accel import apply_channels_last, compile_model, describe, resolve_mixed_precision
-from ltzoo.data import create_sampler, load_dataset
-from ltzoo.data.args import dataset_kwargs
-from ltzoo.data.loader import BatchPreprocess, make_loader
+from ltzoo.accel import apply_channels_last, compile_model, describe
+from ltzoo.data import create_sampler
+from ltzoo.data.loader import make_loader
 from ltzoo.engine import evaluate, train_one_epoch
 from ltzoo.losses import create_loss, list_losses
 from ltzoo.metrics import brief, summary_table
-from ltzoo.recipes.common import (TRACKER, add_data_group, add_model_args, add_optimizer_args, add_output_args,
-                                  add_schedule_args, add_system_args, configure_threads, default_output, needs_init,
-                                  recipe_parser, RecipeParser, setup_logging)
+from ltzoo.recipes.common import (add_data_group, add_model_args, add_optimizer_args, add_output_args,
+                                  add_schedule_args, add_system_args, batch_preprocess, default_output, eval_loaders,
+                                  load_data, needs_init, recipe_parser, RecipeParser, setup_logging, train_batch_size,
+                                  training_accelerator)
 from ltzoo.recipes.optim import create_optimizer, create_scheduler
 from ltzoo.argtypes import nonneg_float, nonneg_int, unit_interval
 from ltzoo.errors import run_main
@@ -137,32 +136,20 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
     """
     setup_logging()
     out = default_output(f"pretrain-{args.loss}", args)
-    precision = resolve_mixed_precision(args.mixed_precision)  # auto: bf16 where the device computes it natively
-    accelerator = Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=precision,
-                              log_with=TRACKER, project_dir=str(out))
-    configure_threads(accelerator, args.threads)
-    set_seed(args.seed)
+    accelerator, precision = training_accelerator(args, out)
     folder = RunFolder(out, accelerator)
     start = time.perf_counter()
 
-    ds = load_dataset(args.dataset, **dataset_kwargs(args))
-    accelerator.print(f"{ds.name}: {len(ds.train)} train / {0 if ds.val is None else len(ds.val)} val / "
-                      f"{len(ds.test)} test, class counts {ds.train_counts[:10]}{'...' if ds.num_classes > 10 else ''}")
+    ds = load_data(args, accelerator)
     model = create_model(ds, args.model, init=args.init, new_head=args.new_head, pretrained=args.pretrained)
     arch = model.pretrained_cfg.get("architecture") or args.model  # --init's, whatever --model says
     channels_last = apply_channels_last(model, args.channels_last)
     transform = image_transform(ds, model, train=True)
     sampler = create_sampler(args.sampler, ds.train.labels, ds.num_classes, seed=args.seed, total_epochs=args.epochs)
-    batch_size = min(args.batch_size, len(ds.train) // accelerator.num_processes)
-    if batch_size < args.batch_size:  # drop_last would otherwise leave no batch at all
-        logger.warning(f"{len(ds.train)} training images: batch size lowered to {batch_size} per process")
-    train_dl = make_loader(ds.train, batch_size, sampler, transform, args.workers, drop_last=True)
-    eval_transform = image_transform(ds, model)
-    val_dl = make_loader(ds.val, args.batch_size * 2, transform=eval_transform, num_workers=args.workers) \
-        if ds.val is not None else None
-    test_dl = make_loader(ds.test, args.batch_size * 2, transform=eval_transform, num_workers=args.workers)
-    crop = args.crop_padding if args.crop_padding is not None else ds.input_size[-1] // 8
-    prep = BatchPreprocess(ds.mean, ds.std, crop_padding=crop, channels_last=channels_last).to(accelerator.device)
+    train_dl = make_loader(ds.train, train_batch_size(args, ds, accelerator), sampler, transform, args.workers,
+                           drop_last=True)
+    val_dl, test_dl = eval_loaders(args, ds, model)
+    prep = batch_preprocess(args, ds, channels_last, accelerator.device)
     loss_fn = create_loss(args.loss, ds.train_counts, **loss_kwargs(args)).to(accelerator.device)
     mixup = None
     if args.mixup or args.cutmix:
