@@ -204,8 +204,9 @@ class ContextBank:
         """Tensors only (CPU), for `accelerate`'s ``register_for_checkpointing`` or safetensors."""
         empty = torch.zeros(0)
         return {"capacity": torch.tensor(self.capacity),
-                "images": empty if self.images is None else self.images.detach().cpu(),
-                "masks": empty if self.masks is None else self.masks.detach().cpu()}
+                # contiguous: batches may come in channels_last, which safetensors does not store
+                "images": empty if self.images is None else self.images.detach().cpu().contiguous(),
+                "masks": empty if self.masks is None else self.masks.detach().cpu().contiguous()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.capacity = int(state["capacity"])

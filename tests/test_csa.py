@@ -291,3 +291,17 @@ def test_two_processes_share_one_bank(tmp_path):
         assert "running_" in k or "num_batches" in k or torch.equal(v, r1["model"][k]), k
     assert r0["stats"] == [{**s, "seconds": r0["stats"][i]["seconds"]} for i, s in enumerate(r1["stats"])]
     assert r0["stats"][0]["images"] == 2 * (72 // 2 // 8) * 8 and r0["stats"][-1]["shifted_steps"] > 0
+
+
+def test_bank_state_saves_channels_last_batches(tmp_path):
+    """Batches of an RGB model in channels_last fill the bank; its state still saves as safetensors."""
+    from safetensors.torch import load_file, save_file
+
+    bank = ContextBank(4)
+    images = torch.rand(4, 3, 6, 6).contiguous(memory_format=torch.channels_last)
+    masks = torch.rand(4, 1, 6, 6).contiguous(memory_format=torch.channels_last)
+    bank.add(images, masks, torch.ones(4))
+    save_file(bank.state_dict(), str(tmp_path / "bank.safetensors"))
+    restored = ContextBank(4)
+    restored.load_state_dict(load_file(str(tmp_path / "bank.safetensors")))
+    assert torch.equal(restored.images, bank.images) and torch.equal(restored.masks, bank.masks)
