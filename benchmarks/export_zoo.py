@@ -2,7 +2,7 @@
 
     python benchmarks/export_zoo.py [--seed 0]
 
-Copies each entry's model and results from runs/bench/rho100/s<seed>/<run> into zoo/<name>/ and
+Copies each entry's model and results from runs/bench/<setting>/s<seed>/<run> into zoo/<name>/ and
 generates its card (zoo/<name>/README.md and hub_cards/<name>.md) with `ltzoo card`, every number
 read from the run's results.json. Each folder is then ready for `ltzoo push zoo/<name> ltzoo/<name>`.
 """
@@ -16,13 +16,16 @@ from ltzoo.cli import main as ltzoo
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = ("config.json", "model.safetensors", "results.json", "per_class_recall.png", "run_config.yaml")
-# zoo name -> (grid run, hub id of the model it starts from)
+# zoo name -> (method-table setting, grid run, hub id of the model it starts from)
 ENTRIES = {
-    "resnet20-ce-fmnistlt": ("ce", None),
-    "resnet20-gml-fmnistlt": ("gml_on_ce", "ltzoo/resnet20-ce-fmnistlt"),
-    "resnet20-btm-gml-fmnistlt": ("btm_on_ce", "ltzoo/resnet20-ce-fmnistlt"),
-    "resnet20-bsce-fmnistlt": ("bsce", None),
-    "resnet20-btm-gml-bsce-fmnistlt": ("btm_on_bsce", "ltzoo/resnet20-bsce-fmnistlt"),
+    "resnet20-ce-fmnistlt": ("rho100", "ce", None),
+    "resnet20-gml-fmnistlt": ("rho100", "gml_on_ce", "ltzoo/resnet20-ce-fmnistlt"),
+    "resnet20-btm-gml-fmnistlt": ("rho100", "btm_on_ce", "ltzoo/resnet20-ce-fmnistlt"),
+    "resnet20-bsce-fmnistlt": ("rho100", "bsce", None),
+    "resnet20-btm-gml-bsce-fmnistlt": ("rho100", "btm_on_bsce", "ltzoo/resnet20-bsce-fmnistlt"),
+    # CSA's benchmark: Fashion-MNIST-LT with irrelevant background contexts
+    "resnet20-csa-fmnistctxlt": ("ctx_rho100", "csa", None),
+    "resnet20-btm-gml-csa-fmnistctxlt": ("ctx_rho100", "btm_on_csa", "ltzoo/resnet20-csa-fmnistctxlt"),
 }
 
 
@@ -30,8 +33,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    for name, (run, parent) in ENTRIES.items():
-        src = ROOT / "runs" / "bench" / "rho100" / f"s{args.seed}" / run
+    for name, (setting, run, parent) in ENTRIES.items():
+        src = ROOT / "runs" / "bench" / setting / f"s{args.seed}" / run
         if not (src / "results.json").is_file():
             print(f"{name}: {src} has not finished, skipped")
             continue
@@ -44,7 +47,8 @@ def main() -> None:
                 "--cards-dir", str(ROOT / "hub_cards")]
         if parent:
             card += ["--parent-id", parent]
-        ltzoo(card)
+        if ltzoo(card) != 0:
+            raise SystemExit(f"{name}: `ltzoo {' '.join(card)}` failed (its error is above)")
         print(f"{name}: exported to {dst.relative_to(ROOT)}; push with `ltzoo push zoo/{name} ltzoo/{name}`")
 
 

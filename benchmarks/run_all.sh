@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The benchmark grid in priority order (each step resumes: finished runs are skipped).
+# The benchmark grid in priority order; every step resumes (finished runs are skipped).
+#   JOBS=2 THREADS=1 benchmarks/run_all.sh        # two recipes at a time, one thread each (a 2-core CPU)
+#   JOBS=8 THREADS=1 benchmarks/run_all.sh        # a GPU: eight small recipes share it
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python benchmarks/method_table.py --groups core --seeds 0
-python benchmarks/method_table.py --groups ceiling --seeds 0
-python benchmarks/method_table.py --groups core --seeds 1 2
-python benchmarks/method_table.py --groups baselines --seeds 0
-python benchmarks/method_table.py --groups ceiling --seeds 1 2
-python benchmarks/method_table.py --only-table --seeds 0 1 2
+run() { python benchmarks/method_table.py --jobs "${JOBS:-2}" --threads "${THREADS:-1}" "$@"; }
+run --setting rho100 --groups core baselines csa --seeds 0
+run --setting ctx_rho100 --runs ce cb_resample gml_on_ce csa btm_on_csa --seeds 0
+run --setting rho100 --groups core baselines csa fp32 --seeds 0 1 2
+run --setting ctx_rho100 --runs ce cb_resample gml_on_ce csa btm_on_csa --seeds 0 1 2
+run --setting rho100_hard --groups core baselines csa --seeds 0 1 2
+run --setting rho100 --groups strong --seeds 0 1 2
+run --setting rho10 --groups core baselines --seeds 0 1 2
+run --setting rho100 --groups ceiling --seeds 0 1 2
