@@ -102,7 +102,7 @@ def resolve_mixed_precision(requested: str | None, device: torch.device | str | 
     device = torch.device(device) if device is not None else _default_device()
     if choice == "auto":
         choice = "bf16" if bf16_is_fast(device) else "no"
-        _logger.info(f"mixed precision: {choice} (auto, {device.type})")
+        _logger.debug(f"mixed precision: {choice} (auto, {device.type})")  # results.json records it (speed)
     elif choice == "fp16" and device.type == "cpu":
         raise ValueError("--mixed-precision fp16 needs a GPU; on a CPU use bf16 (or auto, or no)")
     return choice
