@@ -36,12 +36,3 @@ def local_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Local
 
 # ===================================================================================== end of Local Hugging Face Hub
 
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerator_state():
-    """Each test starts with no accelerate state: recipes run in-process set it up with their own precision
-    (bf16 where native by default), which a later in-process run with another precision may not change."""
-    yield
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
