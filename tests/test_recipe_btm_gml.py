@@ -373,7 +373,7 @@ def test_btm_new_head_on_other_classes(btm_run, tmp_path, monkeypatch, hf_home):
         if k != "PYTHONPATH":
             monkeypatch.setenv(k, v)
     data4 = _make_imagefolder(tmp_path / "data4", {"train": [20, 12, 8, 6], "val": [2] * 4, "test": [3] * 4})
-    argv = [*DATA, "--data-dir", str(data4), "--init", str(btm_run[0] / "stage1"), *OPTIMIZER, *MEMBERS,
+    argv = [*DATA, "--mixed-precision", "no", "--data-dir", str(data4), "--init", str(btm_run[0] / "stage1"), *OPTIMIZER, *MEMBERS,
             "--member-epochs", "1", "--output", str(tmp_path / "btm4")]
     threads = torch.get_num_threads()
     try:
