@@ -21,6 +21,19 @@ LOCAL_HUB_TOKEN = "hf_localhub_test_token"
 
 
 @pytest.fixture
+def fresh_accelerate():
+    """accelerate keeps one global state per process: start and leave each test with none."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+
+@pytest.fixture
 def local_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
     """A running :class:`hubserver.LocalHub` that ``huggingface_hub`` and ``timm`` talk to, for one test.
 

@@ -13,17 +13,6 @@ from ltzoo import accel
 from ltzoo.data.loader import BatchPreprocess
 
 
-@pytest.fixture
-def fresh_accelerate():
-    """accelerate keeps one global state per process: start and leave each test with none."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
 
 def _flags(monkeypatch, *flags):
     monkeypatch.setattr(accel, "cpu_info", lambda: {"model": "test CPU", "flags": sorted(flags)})

@@ -24,14 +24,8 @@ TINY_BTM = ["--subsets", "2", "--member-epochs", "1", "--head-epochs", "2", "--m
 
 
 @pytest.fixture(autouse=True)
-def _fresh_accelerator_state():
-    """Each test here runs recipes in-process with the precision its config asks for: start with no accelerate
-    state (an earlier in-process run in this interpreter may have set another one up)."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
+def _fresh_accelerator_state(fresh_accelerate):
+    """Each test here runs recipes in-process with the precision its config asks for."""
 
 
 def load_recipe(name: str):

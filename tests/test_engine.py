@@ -16,17 +16,6 @@ from ltzoo.engine import evaluate, predict, train_one_epoch
 COUNTS = (12, 6, 4)
 
 
-@pytest.fixture
-def fresh_accelerate():
-    """accelerate keeps one global state per process: start and leave each test with none."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
 
 def _split(counts, seed=0) -> Split:
     g = torch.Generator().manual_seed(seed)

@@ -367,7 +367,7 @@ def test_btm_other_options_and_uneven_members(btm_run, data, hf_home, tmp_path):
 
 
 @pytest.mark.slow
-def test_btm_new_head_on_other_classes(btm_run, tmp_path, monkeypatch, hf_home):
+def test_btm_new_head_on_other_classes(btm_run, tmp_path, monkeypatch, hf_home, fresh_accelerate):
     """--new-head: BTM starts from --init's backbone with a new classifier for this dataset's 4 classes."""
     for k, v in recipe_env(hf_home).items():
         if k != "PYTHONPATH":
