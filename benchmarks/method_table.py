@@ -11,7 +11,7 @@ ctx_rho100 (fmnist_ctx_lt: the same images with irrelevant background contexts, 
 
 Each run is a real recipe under `accelerate launch` (stage 1 with ltzoo.recipes.pretrain, classifier
 retraining with ltzoo.recipes.gml, BTM with ltzoo.recipes.btm, CSA with ltzoo.recipes.csa), written to
-runs/bench/<setting>/s<seed>/<name>, at each recipe's default precision (bf16 where the device computes it
+runs/<grid>/<setting>/s<seed>/<name> (`--grid`, default bench), at each recipe's default precision (bf16 where the device computes it
 natively) unless the run says otherwise. Finished runs (results.json present) are skipped, so the script
 resumes where it stopped; `--jobs N` runs N recipes at once (a run starts when the run it starts from has
 finished), and several runners can share the grid (each claims a run with a .claim file). `--deadline-at`
@@ -101,6 +101,7 @@ ROWS = {
     "CE + BTM + GML, fp32 training": ("btm_on_ce_fp32", None),
     "Ceiling: CE on the full balanced set": ("ceiling", None),
 }
+GRID = "bench"  # runs/GRID/<setting>: set by --grid
 THREADS = 1  # per run: run one runner per core (see the module docstring)
 COLUMNS = ("acc", "hm", "gm", "min_recall", "many", "medium", "few")
 
@@ -283,11 +284,12 @@ def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict 
         gap = [f"{100 * closed[r['method']]:.0f}%"] if closed else []
         lines.append(f"| {r['method']} | {n} | " + " | ".join(_cell(r, c) for c in COLUMNS + ("val_hm",))
                      + " | " + " | ".join(gap + [f"{r['seconds'] or 0:.0f}", f"{r['peak_memory_mb'] or 0:.0f}"]) + " |")
-    lines += ["", f"Re-run: `python benchmarks/method_table.py --setting {setting} --seeds {' '.join(map(str, seeds))}`"]
+    grid = f" --grid {GRID}" if GRID not in ("bench", "bench-quick") else ""
+    lines += ["", f"Re-run: `python benchmarks/method_table.py --setting {setting} --seeds {' '.join(map(str, seeds))}{grid}`"]
     (RESULTS / f"method_table_{tag}.md").write_text("\n".join(lines) + "\n")
     target_text = targets(rows, tag)
-    if RESULTS == ROOT / "benchmarks" / "results":  # not a quick grid's
-        update_readme(tag, "\n".join(lines) + ("\n\n" + target_text if target_text else ""))
+    if GRID != "bench-quick":  # not a quick grid's
+        update_readme(tag if GRID == "bench" else f"{GRID}:{tag}", "\n".join(lines) + ("\n\n" + target_text if target_text else ""))
     plot(rows, tag)
 
 
@@ -387,19 +389,28 @@ def main() -> None:
     p.add_argument("--data-dir", default=None, help="the dataset's files (default: the recipes' own search)")
     p.add_argument("--epochs", type=int, default=None,
                    help="a quick grid: every stage 1 this many epochs (runs/bench-quick/, results/quick/)")
+    p.add_argument("--grid", default="bench", metavar="NAME",
+                   help="runs/NAME/<setting> holds the runs; a grid other than 'bench' (say one run on another "
+                        "machine) writes its tables to benchmarks/results/NAME/ and README's "
+                        "<!-- method-table:NAME:<setting> --> markers")
+    p.add_argument("--ceiling-grid", default=None, metavar="NAME",
+                   help="take the balanced-set ceiling (for the gap column) from runs/NAME/rho100 (default: --grid's)")
     p.add_argument("--only-table", action="store_true")
     args = p.parse_args()
-    base = ROOT / "runs" / ("bench-quick" if args.epochs else "bench") / args.setting
+    global RESULTS, GRID
+    GRID = "bench-quick" if args.epochs else args.grid
+    base = ROOT / "runs" / GRID / args.setting
     if args.epochs:  # never mixed with the real tables
-        global RESULTS
         RESULTS = RESULTS / "quick"
+    elif GRID != "bench":
+        RESULTS = RESULTS / GRID
     if not args.only_table:
         names = args.runs or [n for g in args.groups for n, (*_, group) in RUNS.items() if group == g]
         run_grid(base, args.setting, args.seeds, names, args.jobs, args.deadline_at, args.data_dir, args.threads,
                  args.epochs)
     rows = aggregate(base, args.seeds)
     if rows:
-        own = [r for r in aggregate(ROOT / "runs" / "bench" / "rho100", args.seeds) if r["method"].startswith("Ceiling")]
+        own = [r for r in aggregate(ROOT / "runs" / (args.ceiling_grid or GRID) / "rho100", args.seeds) if r["method"].startswith("Ceiling")]
         write_table(rows, args.setting, args.seeds, ceiling=own[0] if own else None)
         plot_recall(base, args.seeds[0], args.setting)
         print((RESULTS / f"method_table_{args.setting}.md").read_text())
