@@ -58,7 +58,6 @@ RUNS = {
     "btm_on_bsce": ("btm", ["--classifier", "gml"], "bsce", "baselines"),
     "cb_resample": ("pretrain", ["--loss", "ce", "--sampler", "balanced"], None, "baselines"),
     "cb_reweight": ("pretrain", ["--loss", "cb"], None, "baselines"),
-    "la": ("pretrain", ["--loss", "la"], None, "baselines"),
     "ldam_drw": ("pretrain", ["--loss", "ldam_drw"], None, "baselines"),
     "csa": ("csa", ["--loss", "ce"], None, "csa"),
     "btm_on_csa": ("btm", ["--classifier", "gml"], "csa", "csa"),
@@ -78,8 +77,7 @@ ROWS = {
     "CE": ("ce", None),
     "CB re-sampling": ("cb_resample", None),
     "CB re-weighting": ("cb_reweight", None),
-    "Balanced Softmax": ("bsce", None),
-    "Logit adjustment (loss)": ("la", None),
+    "Balanced Softmax": ("bsce", None),  # = the logit-adjusted loss at its default tau = 1: one row, one run
     "LDAM-DRW": ("ldam_drw", None),
     "CE + cRT": ("gml_on_ce", "crt"),
     "CE + LWS": ("gml_on_ce", "lws"),
