@@ -25,7 +25,7 @@ from pathlib import Path
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from safetensors.torch import load_file, load_model, save_file
+from safetensors.torch import load_file, save_file
 
 from ltzoo.accel import apply_channels_last, describe
 from ltzoo.argtypes import nonneg_int, positive_float, positive_int, unit_interval
@@ -40,10 +40,10 @@ from ltzoo.recipes.common import (add_data_group, add_model_args, add_optimizer_
                                   load_data, needs_init, recipe_parser, RecipeParser, setup_logging, train_batch_size,
                                   training_accelerator)
 from ltzoo.recipes.optim import create_optimizer, create_scheduler
-from ltzoo.recipes.pretrain import _check_start, selection_score
-from ltzoo.recipes.runfolder import discard_unfinished_folders, finish_run, RunFolder
+from ltzoo.recipes.pretrain import _check_start
+from ltzoo.recipes.runfolder import BestEpoch, discard_unfinished_folders, finish_run, RunFolder
 from ltzoo.errors import run_main
-from ltzoo.runs import atomic_path, create_model, image_transform, save_weights, write_run_config
+from ltzoo.runs import create_model, image_transform, write_run_config
 
 logger = get_logger(__name__)
 
@@ -160,7 +160,6 @@ def run(args: argparse.Namespace) -> dict:
     bank = ContextBank(args.bank_size)
     checkpoint_bank(accelerator, bank)
 
-    best_path = out / "best.safetensors"
     if not args.resume:
         folder.reset()
     state = folder.resume()  # before anything is written: a run folder it refuses stays as it was
@@ -168,7 +167,7 @@ def run(args: argparse.Namespace) -> dict:
         if accelerator.is_main_process else vars(args)
     accelerator.init_trackers("csa", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
     first = 0 if state is None else state["epoch"] + 1
-    best = state["best"] if state else None
+    best = BestEpoch(out, accelerator, args.select, state["best"] if state else None)
     train_seconds = state["train_seconds"] if state else 0.0
     shifted_steps = state["shifted_steps"] if state else 0
     for epoch in range(first, args.epochs):
@@ -186,12 +185,7 @@ def run(args: argparse.Namespace) -> dict:
             val = evaluate(accelerator, model, val_dl, prep, ds.train_counts, ds.shot_thresholds, "val",
                            progress=not args.no_progress)
             record["val"] = brief(val)
-            score = list(selection_score(val, args.select))
-            if best is None or score > best["score"]:
-                best = {"score": score, "epoch": epoch}
-                if accelerator.is_main_process:
-                    with atomic_path(best_path) as tmp:
-                        save_weights(accelerator.unwrap_model(model), tmp)
+            best.update(epoch, val, model)
         folder.log(record)
         accelerator.log({"train/loss": stats["loss"], "train/loss1": stats["loss1"], "train/loss2": stats["loss2"],
                          "train/bank": stats["bank"], **{f"val/{k}": v for k, v in record.get("val", {}).items()
@@ -201,20 +195,17 @@ def run(args: argparse.Namespace) -> dict:
                     + (f", val acc {record['val']['acc']:.4f} hm {record['val']['hm']:.4f}" if "val" in record else ""),
                     main_process_only=True)
         if (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs:
-            folder.save(epoch, {"best": best, "train_seconds": train_seconds, "shifted_steps": shifted_steps})
+            folder.save(epoch, {"best": best.best, "train_seconds": train_seconds, "shifted_steps": shifted_steps})
     if shifted_steps == 0:
         logger.warning(f"no batch was context-shifted: the bank never held {batch_size} images branch 1 gives "
                        f"p >= {args.threshold}; lower --threshold or --shift-after, or train longer", main_process_only=True)
 
-    accelerator.wait_for_everyone()
-    if best is not None:  # the epoch chosen on the validation split
-        load_model(accelerator.unwrap_model(model), str(best_path), device="cpu")  # copied onto the model's device
+    best.restore(model)  # the epoch chosen on the validation split
     exported = accelerator.unwrap_model(model).export().eval()  # plain timm, the two heads folded into one
     results = finish_run(accelerator, exported, ds, out, {"val": val_dl, "test": test_dl}, prep, {
         "recipe": "csa", "method": "csa" if args.loss == "ce" else f"csa+{args.loss}",
         "model": arch, "parents": [args.init] if args.init else [],
-        "selected_epoch": best["epoch"] if best else args.epochs - 1,
-        "selection": f"best validation {args.select}" if best else "last epoch (no validation split)",
+        **best.fields(args.epochs),
         "shifted_steps": shifted_steps, "train_seconds": train_seconds,
         "wall_seconds": time.perf_counter() - start, "config": config,
         "speed": describe(precision, channels_last, False),

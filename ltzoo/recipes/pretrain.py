@@ -18,7 +18,6 @@ import time
 import torch
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from safetensors.torch import load_model
 
 from ltzoo.accel import apply_channels_last, compile_model, describe
 from ltzoo.data import create_sampler
@@ -33,8 +32,8 @@ from ltzoo.recipes.common import (add_data_group, add_model_args, add_optimizer_
 from ltzoo.recipes.optim import create_optimizer, create_scheduler
 from ltzoo.argtypes import nonneg_float, nonneg_int, unit_interval
 from ltzoo.errors import run_main
-from ltzoo.recipes.runfolder import discard_unfinished_folders, finish_run, RunFolder
-from ltzoo.runs import atomic_path, create_model, image_transform, write_run_config, save_weights
+from ltzoo.recipes.runfolder import BestEpoch, discard_unfinished_folders, finish_run, RunFolder
+from ltzoo.runs import create_model, image_transform, write_run_config
 
 logger = get_logger(__name__)
 
@@ -65,7 +64,7 @@ def _check_losses(args, given) -> str | None:
     if args.tau != 1.0 and args.loss != "la":
         return f"--tau is the strength of --loss la, not of --loss {args.loss}: drop --tau, or use --loss la"
     if args.drw_epoch is not None and args.loss != "ldam_drw":
-        return f"--drw-epoch is the re-weighting epoch of --loss ldam_drw: drop it, or use --loss ldam_drw"
+        return "--drw-epoch is the re-weighting epoch of --loss ldam_drw: drop it, or use --loss ldam_drw"
     return None
 
 
@@ -117,11 +116,6 @@ def loss_kwargs(args: argparse.Namespace) -> dict:
             }.get(args.loss, {})
 
 
-def selection_score(metrics: dict, key: str = "hm") -> tuple:
-    """The model-selection key on the validation split: the chosen metric, ties broken by mean class accuracy."""
-    return (metrics[key], metrics["mean_class_acc"], metrics["acc"])
-
-
 def main(argv=None) -> dict:
     """Parse ``argv`` (default: the command line) and run stage 1; returns results.json's content."""
     args = build_parser().parse_args(argv)
@@ -165,7 +159,6 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
     model, optimizer, train_dl, val_dl, test_dl, scheduler = accelerator.prepare(
         compile_model(model) if args.compile else model, optimizer, train_dl, val_dl, test_dl, scheduler)
 
-    best_path = out / "best.safetensors"
     if not args.resume:
         folder.reset()
     state = folder.resume()  # before anything is written: a run folder it refuses stays as it was
@@ -173,7 +166,7 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
         if accelerator.is_main_process else vars(args)
     accelerator.init_trackers("pretrain", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
     first = 0 if state is None else state["epoch"] + 1
-    best = state["best"] if state else None
+    best = BestEpoch(out, accelerator, args.select, state["best"] if state else None)
     train_seconds = state["train_seconds"] if state else 0.0
     for epoch in range(first, args.epochs):
         set_seed(args.seed + epoch)
@@ -186,12 +179,7 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
             val = evaluate(accelerator, model, val_dl, prep, ds.train_counts, ds.shot_thresholds, "val",
                            progress=not args.no_progress)
             record["val"] = brief(val)
-            score = list(selection_score(val, args.select))
-            if best is None or score > best["score"]:
-                best = {"score": score, "epoch": epoch}
-                if accelerator.is_main_process:
-                    with atomic_path(best_path) as tmp:
-                        save_weights(accelerator.unwrap_model(model), tmp)
+            best.update(epoch, val, model)
         folder.log(record)
         accelerator.log({"train/loss": stats["loss"], **{f"val/{k}": v for k, v in record.get("val", {}).items()
                                                         if v is not None}}, step=epoch)
@@ -199,16 +187,13 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
                     + (f", val acc {record['val']['acc']:.4f} hm {record['val']['hm']:.4f}" if "val" in record else ""),
                     main_process_only=True)
         if (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs:
-            folder.save(epoch, {"best": best, "train_seconds": train_seconds})
+            folder.save(epoch, {"best": best.best, "train_seconds": train_seconds})
 
-    accelerator.wait_for_everyone()
-    if best is not None:  # the epoch chosen on the validation split
-        load_model(accelerator.unwrap_model(model), str(best_path), device="cpu")  # copied onto the model's device
+    best.restore(model)  # the epoch chosen on the validation split
     results = finish_run(accelerator, model, ds, out, {"val": val_dl, "test": test_dl}, prep, {
         "recipe": "pretrain", "method": args.loss if args.sampler == "instance" else f"{args.loss}+{args.sampler}",
         "model": arch, "parents": [args.init] if args.init else [],
-        "selected_epoch": best["epoch"] if best else args.epochs - 1,
-        "selection": f"best validation {args.select}" if best else "last epoch (no validation split)",
+        **best.fields(args.epochs),
         "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - start, "config": config,
         "speed": describe(precision, channels_last, args.compile),
     }, title=f"{arch} {args.loss}")

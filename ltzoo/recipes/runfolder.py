@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from safetensors.torch import load_model
 
 from ltzoo.engine import evaluate
 from ltzoo.errors import user_error
 from ltzoo.metrics import plot_per_class_recall
-from ltzoo.runs import RESULTS, WEIGHTS, atomic_path, read_jsonl, remove_stale_temporaries, save_model, write_json
+from ltzoo.runs import (RESULTS, WEIGHTS, atomic_path, read_jsonl, remove_stale_temporaries, save_model, save_weights,
+                        write_json)
 
 _logger = logging.getLogger(__name__)
 
@@ -163,6 +165,49 @@ class RunFolder:
         if self.accelerator.is_main_process:
             with open(self.log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+
+def selection_score(metrics: dict, key: str = "hm") -> tuple:
+    """The model-selection key on the validation split: the chosen metric, ties broken by mean class accuracy."""
+    return (metrics[key], metrics["mean_class_acc"], metrics["acc"])
+
+
+class BestEpoch:
+    """The epoch a stage-1 recipe keeps, chosen on the validation split by ``select`` (a metric name).
+
+    ``update`` scores an epoch's validation metrics and, when they beat the best so far, writes the model's
+    weights to the run folder's ``best.safetensors`` (atomically, main process); ``restore`` loads them back
+    into the model at the end of training; ``fields`` says in results.json which epoch was kept and why.
+    ``state`` is what ``best`` held at the last checkpoint (``RunFolder.resume``), so a resumed run keeps it.
+    """
+
+    FILE = "best.safetensors"
+
+    def __init__(self, out: Path, accelerator, select: str, state: dict | None = None):
+        self.path, self.accelerator, self.select, self.best = Path(out) / self.FILE, accelerator, select, state
+
+    def update(self, epoch: int, val: dict, model) -> bool:
+        """Score ``val`` (the epoch's validation metrics); keep ``model``'s weights if they are the best yet."""
+        score = list(selection_score(val, self.select))
+        if self.best is not None and score <= self.best["score"]:
+            return False
+        self.best = {"score": score, "epoch": epoch}
+        if self.accelerator.is_main_process:
+            with atomic_path(self.path) as tmp:
+                save_weights(self.accelerator.unwrap_model(model), tmp)
+        return True
+
+    def restore(self, model) -> None:
+        """Load the kept epoch's weights into ``model`` (every process; nothing was kept without validation)."""
+        self.accelerator.wait_for_everyone()
+        if self.best is not None:
+            load_model(self.accelerator.unwrap_model(model), str(self.path), device="cpu")  # onto the model's device
+
+    def fields(self, epochs: int) -> dict:
+        """results.json's record of the choice."""
+        if self.best is None:
+            return {"selected_epoch": epochs - 1, "selection": "last epoch (no validation split)"}
+        return {"selected_epoch": self.best["epoch"], "selection": f"best validation {self.select}"}
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
