@@ -253,7 +253,8 @@ def gap_closed(rows: list[dict], ceiling: dict | None) -> dict[str, float]:
     return {r["method"]: (r["hm"] - ce["hm"]) / (ceiling["hm"] - ce["hm"]) for r in rows}
 
 
-def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict | None = None) -> None:
+def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict | None = None,
+                ceiling_source: str = "") -> None:
     """The table as CSV and Markdown (README's copy and the plots too), for one setting.
 
     ``ceiling``: the balanced-set ceiling row to measure the HM gap against when the setting has none of its
@@ -265,7 +266,8 @@ def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict 
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    ceiling = next((r for r in rows if r["method"].startswith("Ceiling")), ceiling)
+    own = next((r for r in rows if r["method"].startswith("Ceiling")), None)
+    ceiling, ceiling_source = (own, "") if own else (ceiling, ceiling_source)
     closed = gap_closed(rows, ceiling)
     hardware = sorted({h for r in rows for h in r["hardware"].split("; ") if h})
     lines = [f"{SETTINGS[setting][3]}; resnet20_cifar; test split (1,000 images per class), model chosen on the "
@@ -273,7 +275,7 @@ def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict 
              "a row run on fewer seeds than asked says so (`1 of 3`) and shows no ± for one seed.",
              f"Hardware: {' / '.join(hardware)}. Seconds: training time of the stage the row adds (stage 1, the "
              "BTM stage, or the classifier heads)." + (" `gap`: the share of the CE-to-ceiling test HM gap the row "
-                                                      f"closes (ceiling HM {100 * ceiling['hm']:.2f})." if closed else ""),
+                                                      f"closes (ceiling HM {100 * ceiling['hm']:.2f}, {ceiling['seeds']} seeds{ceiling_source})." if closed else ""),
              "", "| method | seeds | " + " | ".join(COLUMNS) + " | val hm |" + (" gap |" if closed else "")
              + " seconds | peak MB |",
              "|---|---|" + "---|" * (len(COLUMNS) + 3 + bool(closed))]
@@ -283,6 +285,7 @@ def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict 
         lines.append(f"| {r['method']} | {n} | " + " | ".join(_cell(r, c) for c in COLUMNS + ("val_hm",))
                      + " | " + " | ".join(gap + [f"{r['seconds'] or 0:.0f}", f"{r['peak_memory_mb'] or 0:.0f}"]) + " |")
     grid = f" --grid {GRID}" if GRID not in ("bench", "bench-quick") else ""
+    grid += f" --ceiling-grid {ceiling_source.split('runs/')[1].split('/')[0]}" if ceiling_source else ""
     lines += ["", f"Re-run: `python benchmarks/method_table.py --setting {setting} --seeds {' '.join(map(str, seeds))}{grid}`"]
     (RESULTS / f"method_table_{tag}.md").write_text("\n".join(lines) + "\n")
     target_text = targets(rows, tag)
@@ -409,7 +412,8 @@ def main() -> None:
     rows = aggregate(base, args.seeds)
     if rows:
         own = [r for r in aggregate(ROOT / "runs" / (args.ceiling_grid or GRID) / "rho100", args.seeds) if r["method"].startswith("Ceiling")]
-        write_table(rows, args.setting, args.seeds, ceiling=own[0] if own else None)
+        source = f", trained in runs/{args.ceiling_grid}/rho100 on {own[0]['hardware']}" if own and args.ceiling_grid else ""
+        write_table(rows, args.setting, args.seeds, ceiling=own[0] if own else None, ceiling_source=source)
         plot_recall(base, args.seeds[0], args.setting)
         print((RESULTS / f"method_table_{args.setting}.md").read_text())
 
