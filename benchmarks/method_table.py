@@ -17,7 +17,13 @@ resumes where it stopped; `--jobs N` runs N recipes at once (a run starts when t
 finished), and several runners can share the grid (each claims a run with a .claim file). `--deadline-at`
 stops starting runs after a given time. Rows come from the runs' results.json: the test split, evaluated
 once on the model chosen on the validation split; a row run on fewer seeds than asked says so. Output:
-benchmarks/results/method_table_<setting>.{csv,md}, hm_vs_acc_<setting>.png and per_class_recall_<setting>.png.
+benchmarks/results/method_table_<setting>.{csv,md}, hm_vs_acc_<setting>.png and per_class_recall_<setting>.png
+(in benchmarks/results/<grid>/ for `--grid` other than bench), copied into README.md between its
+<!-- method-table:<setting> --> (or <!-- method-table:<grid>:<setting> -->) markers. The `gap` column
+measures each row against the balanced-set ceiling: the setting's own `ceiling` run, else, for a
+Fashion-MNIST-LT setting, that of runs/<grid>/rho100 (`--ceiling-grid` names another grid). The H200 grid's
+results.json files are kept in benchmarks/results/h200/runs_results.tgz: `tar xzf` it into runs/ to
+rebuild its tables with `--only-table`.
 """
 from __future__ import annotations
 
@@ -219,7 +225,22 @@ def metrics_of(base: Path, seed: int, row: str) -> dict | None:
     sec = res.get("seconds", {})
     secs = res.get("train_seconds") or sec.get("btm_total_one_device") or sec.get("btm_total") or sec.get("heads")
     return {**{c: m.get(c) for c in COLUMNS}, "val_hm": val.get("hm"), "seconds": secs,
-            "peak_memory_mb": res.get("peak_memory_mb"), "hardware": res.get("hardware")}
+            "peak_memory_mb": res.get("peak_memory_mb"), "hardware": res.get("hardware"),
+            "commit": source_commit(base, run_dir(base, seed, name))}
+
+
+def source_commit(base: Path, run: Path) -> str:
+    """The commit a run's code came from: runs/<grid>/source_commit.txt where the grid ran from a tree copied
+    to another machine without its git history, else the run's run_config.yaml (git_commit)."""
+    copied = base.parent / "source_commit.txt"
+    if copied.is_file():
+        return copied.read_text().strip()[:7] + " (copied tree)"
+    config = run / "run_config.yaml"
+    for line in (config.read_text().splitlines() if config.is_file() else []):
+        if line.startswith("git_commit:"):
+            value = line.split(":", 1)[1].strip()
+            return value[:7] + ("-dirty" if value.endswith("-dirty") else "") if value not in ("", "null") else "unknown"
+    return "unknown"
 
 
 def aggregate(base: Path, seeds: list[int]) -> list[dict]:
@@ -234,6 +255,7 @@ def aggregate(base: Path, seeds: list[int]) -> list[dict]:
             out[c] = statistics.mean(vals) if vals else None
             out[c + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
         out["hardware"] = "; ".join(sorted({m["hardware"] for m in per_seed if m["hardware"]}))
+        out["commits"] = "; ".join(sorted({m["commit"] for m in per_seed}))
         rows.append(out)
     return rows
 
@@ -254,11 +276,12 @@ def gap_closed(rows: list[dict], ceiling: dict | None) -> dict[str, float]:
 
 
 def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict | None = None,
-                ceiling_source: str = "") -> None:
+                ceiling_source: str = "", rerun: str = "") -> None:
     """The table as CSV and Markdown (README's copy and the plots too), for one setting.
 
     ``ceiling``: the balanced-set ceiling row to measure the HM gap against when the setting has none of its
-    own (it is the same model whatever the class order).
+    own (it is the same model whatever the class order), ``ceiling_source`` where it was trained;
+    ``rerun``: the command line that rebuilds this table.
     """
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = setting
@@ -266,14 +289,14 @@ def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict 
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    own = next((r for r in rows if r["method"].startswith("Ceiling")), None)
-    ceiling, ceiling_source = (own, "") if own else (ceiling, ceiling_source)
     closed = gap_closed(rows, ceiling)
     hardware = sorted({h for r in rows for h in r["hardware"].split("; ") if h})
+    commits = sorted({c for r in rows for c in r["commits"].split("; ")})
     lines = [f"{SETTINGS[setting][3]}; resnet20_cifar; test split (1,000 images per class), model chosen on the "
              f"balanced validation split (`val hm`: its validation HM); mean ± std over the seeds run (of {seeds}); "
              "a row run on fewer seeds than asked says so (`1 of 3`) and shows no ± for one seed.",
-             f"Hardware: {' / '.join(hardware)}. Seconds: training time of the stage the row adds (stage 1, the "
+             f"Hardware: {' / '.join(hardware)}. Code: commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"
+             + (" (`git diff` between them shows what changed)" if len(commits) > 1 else "") + ". Seconds: training time of the stage the row adds (stage 1, the "
              "BTM stage, or the classifier heads)." + (" `gap`: the share of the CE-to-ceiling test HM gap the row "
                                                       f"closes (ceiling HM {100 * ceiling['hm']:.2f}, {ceiling['seeds']} seeds{ceiling_source})." if closed else ""),
              "", "| method | seeds | " + " | ".join(COLUMNS) + " | val hm |" + (" gap |" if closed else "")
@@ -284,20 +307,18 @@ def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict 
         gap = [f"{100 * closed[r['method']]:.0f}%"] if closed else []
         lines.append(f"| {r['method']} | {n} | " + " | ".join(_cell(r, c) for c in COLUMNS + ("val_hm",))
                      + " | " + " | ".join(gap + [f"{r['seconds'] or 0:.0f}", f"{r['peak_memory_mb'] or 0:.0f}"]) + " |")
-    grid = f" --grid {GRID}" if GRID not in ("bench", "bench-quick") else ""
-    grid += f" --ceiling-grid {ceiling_source.split('runs/')[1].split('/')[0]}" if ceiling_source else ""
-    lines += ["", f"Re-run: `python benchmarks/method_table.py --setting {setting} --seeds {' '.join(map(str, seeds))}{grid}`"]
+    lines += ["", f"Re-run: `{rerun}`"]
     (RESULTS / f"method_table_{tag}.md").write_text("\n".join(lines) + "\n")
-    target_text = targets(rows, tag)
+    target_text = targets(rows, tag, ceiling)
     if GRID != "bench-quick":  # not a quick grid's
         update_readme(tag if GRID == "bench" else f"{GRID}:{tag}", "\n".join(lines) + ("\n\n" + target_text if target_text else ""))
     plot(rows, tag)
 
 
-def targets(rows: list[dict], tag: str) -> str | None:
+def targets(rows: list[dict], tag: str, ceiling: dict | None = None) -> str | None:
     """BTM+GML against its stage 1 and the ceiling: the share of the HM gap closed, min recall, accuracy."""
     by = {r["method"]: r for r in rows}
-    ce, btm, top = by.get("CE"), by.get("CE + BTM + GML"), by.get("Ceiling: CE on the full balanced set")
+    ce, btm, top = by.get("CE"), by.get("CE + BTM + GML"), ceiling
     if not (ce and btm and top):
         return None
     closed = (btm["hm"] - ce["hm"]) / (top["hm"] - ce["hm"])
@@ -389,7 +410,7 @@ def main() -> None:
     p.add_argument("--deadline-at", type=float, default=None, help="start no run after this UNIX time")
     p.add_argument("--data-dir", default=None, help="the dataset's files (default: the recipes' own search)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="a quick grid: every stage 1 this many epochs (runs/bench-quick/, results/quick/)")
+                   help="a quick grid: every stage 1 this many epochs (runs/bench-quick/, results/quick/, whatever --grid says)")
     p.add_argument("--grid", default="bench", metavar="NAME",
                    help="runs/NAME/<setting> holds the runs; a grid other than 'bench' (say one run on another "
                         "machine) writes its tables to benchmarks/results/NAME/ and README's "
@@ -411,12 +432,29 @@ def main() -> None:
                  args.epochs)
     rows = aggregate(base, args.seeds)
     if rows:
-        own = [r for r in aggregate(ROOT / "runs" / (args.ceiling_grid or GRID) / "rho100", args.seeds) if r["method"].startswith("Ceiling")]
-        source = f", trained in runs/{args.ceiling_grid}/rho100 on {own[0]['hardware']}" if own and args.ceiling_grid else ""
-        write_table(rows, args.setting, args.seeds, ceiling=own[0] if own else None, ceiling_source=source)
+        ceiling, source = borrowed_ceiling(rows, args.setting, args.ceiling_grid or GRID, args.seeds)
+        if args.ceiling_grid and ceiling is None:
+            print(f"method_table.py: no ceiling run in runs/{args.ceiling_grid}/rho100 for seeds {args.seeds}: "
+                  "the table has no gap column", file=sys.stderr)
+        shown = list(dict.fromkeys(n for n in RUNS for r in rows if ROWS[r["method"]][0] == n))
+        rerun = (f"python benchmarks/method_table.py --setting {args.setting} --seeds {' '.join(map(str, args.seeds))} "
+                 f"--runs {' '.join(shown)}" + (f" --epochs {args.epochs}" if args.epochs else "")
+                 + (f" --grid {args.grid}" if args.grid != "bench" and not args.epochs else "")
+                 + (f" --ceiling-grid {args.ceiling_grid}" if args.ceiling_grid else ""))
+        write_table(rows, args.setting, args.seeds, ceiling=ceiling, ceiling_source=source, rerun=rerun)
         plot_recall(base, args.seeds[0], args.setting)
         print((RESULTS / f"method_table_{args.setting}.md").read_text())
 
+
+def borrowed_ceiling(rows: list[dict], setting: str, grid: str, seeds: list[int]) -> tuple[dict | None, str]:
+    """The ceiling of the rows' own (a `ceiling` run in this setting), else, for a Fashion-MNIST-LT setting, the
+    one of ``grid``'s rho100 runs: CE on the full balanced training set, the same model whatever the class
+    order or imbalance. Returns it and a note on where it was trained ('' for the rows' own)."""
+    own = next((r for r in rows if r["method"].startswith("Ceiling")), None)
+    if own or SETTINGS[setting][0] != "fmnist_lt":
+        return own, ""
+    other = next((r for r in aggregate(ROOT / "runs" / grid / "rho100", seeds) if r["method"].startswith("Ceiling")), None)
+    return other, (f", trained in runs/{grid}/rho100 on {other['hardware']}" if other else "")
 
 if __name__ == "__main__":
     sys.exit(main())
