@@ -36,6 +36,8 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
+from ltzoo.engine import EpochMeans
+
 _logger = logging.getLogger(__name__)
 
 
@@ -344,25 +346,22 @@ def train_csa_epoch(
     if hasattr(loss_fn, "set_epoch"):
         loss_fn.set_epoch(epoch)
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + accelerator.process_index)
-    sums = torch.zeros(6, dtype=torch.float64)  # loss, loss1, loss2 (image-weighted), images, admitted, shifted steps
+    means, admitted, shifted = EpochMeans(accelerator, "loss", "loss1", "loss2"), 0, 0
     start = time.perf_counter()
     bar = tqdm(instance_loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
                disable=not (progress and accelerator.is_local_main_process))
-    for (x1, y1), (x2, y2) in zip(bar, balanced_loader):
+    for step, ((x1, y1), (x2, y2)) in enumerate(zip(bar, balanced_loader)):
         dev = accelerator.device
         x1, y1 = prep(x1.to(dev, non_blocking=True), train=True, generator=gen), y1.to(dev, non_blocking=True)
         x2, y2 = prep(x2.to(dev, non_blocking=True), train=True, generator=gen), y2.to(dev, non_blocking=True)
         out = csa_step(accelerator, model, (x1, y1), (x2, y2), loss_fn, optimizer, bank, gen,
                        shift=epoch >= warmup_epochs, threshold=threshold,
                        branch2_before_shift=branch2_before_shift, scheduler=scheduler, max_grad_norm=max_grad_norm)
-        n = len(y1)
-        sums += torch.tensor([float(out["loss"]) * n, float(out["loss1"]) * n, float(out["loss2"]) * n,
-                              n, out["admitted"], float(out["shifted"])], dtype=torch.float64)
-        bar.set_postfix(loss=f"{sums[0] / sums[3]:.4f}", bank=len(bank), refresh=False)
-    if accelerator.num_processes > 1:
-        sums = accelerator.reduce(sums.to(accelerator.device), "sum").cpu()
-        sums[5] /= accelerator.num_processes  # every process shifts on the same steps
-    seen = max(int(sums[3]), 1)
-    return {"loss": float(sums[0]) / seen, "loss1": float(sums[1]) / seen, "loss2": float(sums[2]) / seen,
-            "images": int(sums[3]), "seconds": time.perf_counter() - start, "admitted": int(sums[4]),
-            "shifted_steps": int(sums[5]), "bank": len(bank)}
+        means.add(len(y1), out["loss"], out["loss1"], out["loss2"])
+        admitted, shifted = admitted + out["admitted"], shifted + int(out["shifted"])
+        if not bar.disable and step % 10 == 0:
+            bar.set_postfix(loss=f"{means.running('loss'):.4f}", bank=len(bank), refresh=False)
+    losses, seen, (admitted, shifted) = means.result(admitted, shifted)
+    return {**losses, "images": seen, "seconds": time.perf_counter() - start, "admitted": int(admitted),
+            # every process shifts on the same steps: the sum over processes counts each step num_processes times
+            "shifted_steps": int(shifted) // accelerator.num_processes, "bank": len(bank)}

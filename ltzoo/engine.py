@@ -32,6 +32,39 @@ def _bar(accelerator: Accelerator, loader: Iterable, desc: str, show: bool = Tru
                 disable=not (show and accelerator.is_local_main_process))
 
 
+class EpochMeans:
+    """Image-weighted means of an epoch's losses over every process's images.
+
+    The sums stay on the device (no host sync per step; float64 where the device has it, MPS has not), the
+    image count on the host; both are summed over processes once, by ``result``.
+    """
+
+    def __init__(self, accelerator: Accelerator, *names: str):
+        self.accelerator, self.names, self.images = accelerator, names, 0
+        dtype = torch.float32 if accelerator.device.type == "mps" else torch.float64
+        self.sums = torch.zeros(len(names), dtype=dtype, device=accelerator.device)
+
+    def add(self, n: int, *values: torch.Tensor) -> None:
+        """A batch of ``n`` images whose mean losses are ``values`` (0-d tensors, in ``names``' order)."""
+        self.sums += torch.stack([v.detach().to(self.sums.dtype) for v in values]) * n
+        self.images += n
+
+    def running(self, name: str) -> float:
+        """This process's mean of ``name`` so far (syncs with the device: for progress bars, now and then)."""
+        return float(self.sums[self.names.index(name)]) / max(self.images, 1)
+
+    def result(self, *counts: float) -> tuple[dict[str, float], int, list[float]]:
+        """The means, the number of images and ``counts`` (host numbers), each summed over all processes."""
+        host = torch.tensor([float(self.images), *map(float, counts)], dtype=self.sums.dtype, device=self.sums.device)
+        sums = torch.cat([self.sums, host])
+        if self.accelerator.num_processes > 1:
+            sums = self.accelerator.reduce(sums, "sum")
+        sums = sums.cpu().tolist()
+        k = len(self.names)
+        images = int(sums[k])
+        return {n: sums[i] / max(images, 1) for i, n in enumerate(self.names)}, images, sums[k + 1:]
+
+
 def train_one_epoch(
     accelerator: Accelerator,
     model: nn.Module,
@@ -55,10 +88,7 @@ def train_one_epoch(
     if hasattr(loss_fn, "set_epoch"):
         loss_fn.set_epoch(epoch)
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + accelerator.process_index)
-    # the loss sum stays on the device (no sync per step); in float64 where the device has it (MPS has not)
-    total = torch.zeros((), dtype=torch.float32 if accelerator.device.type == "mps" else torch.float64,
-                        device=accelerator.device)
-    seen, start = 0, time.perf_counter()
+    means, start = EpochMeans(accelerator, "loss"), time.perf_counter()
     bar = _bar(accelerator, loader, f"epoch {epoch}", progress)
     for step, (x, y) in enumerate(bar):
         x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
@@ -76,16 +106,11 @@ def train_one_epoch(
             if scheduler is not None:
                 scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-        total += loss.detach().to(total.dtype) * len(y)
-        seen += len(y)
+        means.add(len(y), loss)
         if not bar.disable and step % 10 == 0:
-            bar.set_postfix(loss=f"{float(total) / seen:.4f}", refresh=False)
-    sums = torch.stack([total, torch.tensor(float(seen), dtype=total.dtype, device=total.device)])
-    if accelerator.num_processes > 1:  # the mean over every process's images, not the main process's
-        sums = accelerator.reduce(sums, "sum")
-    sums = sums.cpu()
-    total, seen = float(sums[0]), int(sums[1])
-    return {"loss": total / max(seen, 1), "images": seen, "seconds": time.perf_counter() - start}
+            bar.set_postfix(loss=f"{means.running('loss'):.4f}", refresh=False)
+    out, seen, _ = means.result()
+    return {**out, "images": seen, "seconds": time.perf_counter() - start}
 
 
 @torch.no_grad()
