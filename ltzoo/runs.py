@@ -83,12 +83,18 @@ def read_json(path: str | Path) -> dict:
         raise ValueError(f"{path} is not valid JSON ({exc}); the file is corrupt, re-run the stage that wrote it") from None
 
 
-def git_commit() -> str | None:
-    """The git commit of the ltzoo source tree, with '-dirty' when it has uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
+#: What a run's code is: a change to these (tracked files, against HEAD) makes its commit "-dirty".
+#: Edits elsewhere (README, benchmark results a grid writes between its runs) do not change what trains.
+CODE_PATHS = ("ltzoo", "recipes", "pyproject.toml")
+
+
+def git_commit(root: Path | None = None) -> str | None:
+    """The git commit of the ltzoo source tree, with '-dirty' when its code (`CODE_PATHS`) has uncommitted
+    changes; None outside a git checkout (an installed package)."""
+    root = root or Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
