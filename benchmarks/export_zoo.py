@@ -1,8 +1,8 @@
 """Export the zoo's Fashion-MNIST-LT entries from the benchmark grid's runs.
 
-    python benchmarks/export_zoo.py [--seed 0]
+    python benchmarks/export_zoo.py [--seed 2] [--grid bench] [--only NAME ...]
 
-Copies each entry's model and results from runs/bench/<setting>/s<seed>/<run> into zoo/<name>/ and
+Copies each entry's model and results from runs/<grid>/<setting>/s<seed>/<run> into zoo/<name>/ and
 generates its card (zoo/<name>/README.md and hub_cards/<name>.md) with `ltzoo card`, every number
 read from the run's results.json. Each folder is then ready for `ltzoo push zoo/<name> ltzoo/<name>`.
 """
@@ -31,10 +31,14 @@ ENTRIES = {
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=2)
+    p.add_argument("--grid", default="bench", help="runs/GRID/<setting>/s<seed>/<run> holds the runs")
+    p.add_argument("--only", nargs="+", choices=list(ENTRIES), help="export these entries only")
     args = p.parse_args()
     for name, (setting, run, parent) in ENTRIES.items():
-        src = ROOT / "runs" / "bench" / setting / f"s{args.seed}" / run
+        if args.only and name not in args.only:
+            continue
+        src = ROOT / "runs" / args.grid / setting / f"s{args.seed}" / run
         if not (src / "results.json").is_file():
             print(f"{name}: {src} has not finished, skipped")
             continue
