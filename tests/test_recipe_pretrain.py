@@ -88,7 +88,7 @@ def recipe():
 
 
 @pytest.fixture
-def inproc(monkeypatch, hf_home):
+def inproc(monkeypatch, hf_home, fresh_accelerate):
     """In-process runs see the same environment as the launched ones (one thread: OMP_NUM_THREADS is read at import)."""
     for k, v in recipe_env(hf_home).items():
         if k != "PYTHONPATH":
