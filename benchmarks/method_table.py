@@ -235,12 +235,15 @@ def source_commit(base: Path, run: Path) -> str:
     copied = base.parent / "source_commit.txt"
     if copied.is_file():
         return copied.read_text().strip()[:7] + " (copied tree)"
-    config = run / "run_config.yaml"
-    for line in (config.read_text().splitlines() if config.is_file() else []):
-        if line.startswith("git_commit:"):
-            value = line.split(":", 1)[1].strip()
-            return value[:7] + ("-dirty" if value.endswith("-dirty") else "") if value not in ("", "null") else "unknown"
-    return "unknown"
+    import yaml
+
+    from ltzoo.runs import RUN_CONFIG
+
+    config = run / RUN_CONFIG
+    value = (yaml.safe_load(config.read_text()) or {}).get("git_commit") if config.is_file() else None
+    if not value:
+        return "unknown"
+    return value[:7] + ("-dirty" if value.endswith("-dirty") else "")
 
 
 def aggregate(base: Path, seeds: list[int]) -> list[dict]:
