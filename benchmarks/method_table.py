@@ -76,6 +76,9 @@ RUNS = {
     "bsce_long_mixup": ("pretrain", ["--loss", "bsce", *LONG, "--mixup", "0.2"], None, "strong"),
     "btm_on_bsce_long": ("btm", ["--classifier", "gml"], "bsce_long", "strong"),
     "btm_on_bsce_long_mixup": ("btm", ["--classifier", "gml"], "bsce_long_mixup", "strong"),
+    # weight balancing (Alshammari et al., CVPR 2022), stage 1: CE with a larger weight decay (the default is 5e-4)
+    "ce_wd2e3": ("pretrain", ["--loss", "ce", "--weight-decay", "2e-3"], None, "wb"),
+    "ce_wd5e3": ("pretrain", ["--loss", "ce", "--weight-decay", "5e-3"], None, "wb"),
     # the balanced-set ceiling on the longer schedule: the reference for the "strong" rows
     "ceiling_long": ("pretrain", ["--loss", "ce", "--imbalance", "1", *LONG], None, "strong"),
 }
@@ -103,6 +106,8 @@ ROWS = {
     "Balanced Softmax + mixup, 45 epochs": ("bsce_long_mixup", None),
     "BSCE 45 ep. + BTM + GML": ("btm_on_bsce_long", None),
     "BSCE + mixup 45 ep. + BTM + GML": ("btm_on_bsce_long_mixup", None),
+    "CE, weight decay 2e-3": ("ce_wd2e3", None),
+    "CE, weight decay 5e-3": ("ce_wd5e3", None),
     "CE, fp32 training": ("ce_fp32", None),
     "CE + BTM + GML, fp32 training": ("btm_on_ce_fp32", None),
     "Ceiling: CE on the full balanced set": ("ceiling", None),
