@@ -1,4 +1,5 @@
-"""Classifier retraining on a frozen backbone, on cached features: GML, cRT, LWS, tau-norm, logit adjustment.
+"""Classifier retraining on a frozen backbone, on cached features: GML, cRT, LWS, tau-norm, logit adjustment,
+weight balancing.
 
 The backbone's pooled features are computed once; every method below then trains or adjusts only the
 linear classifier on those tensors, so retraining costs seconds, not epochs of backbone passes.
@@ -10,6 +11,11 @@ linear classifier on those tensors, so retraining costs seconds, not epochs of b
 - LWS (same paper): learn one scale per class on the frozen classifier, class-balanced sampling.
 - tau-norm (same paper): W_c <- W_c / ||W_c||^tau, tau chosen on the validation split.
 - Post-hoc logit adjustment (Menon et al., 2021): z_c - tau * log(prior_c), tau chosen on validation.
+- Weight balancing, stage 2 (Alshammari et al., 2022, "Long-Tailed Recognition via Weight Balancing"):
+  fine-tune the classifier with the class-balanced loss (effective numbers, beta = 0.9999), weight decay
+  (chosen on validation) and MaxNorm: after every step, each class's weight vector is projected into the
+  ball of radius min + 0.1 * (max - min) of the stage-1 classifier's per-class norms, as the authors' code
+  sets it. Stage 1 of weight balancing is plain CE with a tuned (larger) weight decay: `--weight-decay`.
 
 Every method returns a plain `Head` (weight, bias): post-hoc corrections and the GML ensemble are
 folded into one linear layer, so an exported model is vanilla timm. The ensemble combines the two
@@ -50,6 +56,7 @@ HEAD_METHODS: dict[str, HeadMethod] = {
     "lws": HeadMethod("LWS (learnable weight scaling)", ("kang2020decoupling",)),
     "taunorm": HeadMethod("tau-normalised classifier", ("kang2020decoupling",)),
     "la": HeadMethod("post-hoc logit adjustment", ("menon2021long",)),
+    "wb": HeadMethod("weight balancing (class-balanced loss, weight decay, MaxNorm)", ("alshammari2022long",)),
 }
 METHODS = tuple(HEAD_METHODS)
 
@@ -95,11 +102,27 @@ def score(logits: torch.Tensor, labels: torch.Tensor, train_counts: Sequence[int
     return (m[key], m["mean_class_acc"])
 
 
+def max_norm_radius(weight: torch.Tensor, thresh: float = 0.1) -> float:
+    """MaxNorm's radius for a classifier: min + ``thresh`` * (max - min) of its per-class weight norms (the
+    weight-balancing authors' per-layer threshold; ``thresh`` = 0.1 in their code)."""
+    norms = weight.float().norm(dim=1)
+    return float(norms.min() + thresh * (norms.max() - norms.min()))
+
+
+def project_max_norm(weight: torch.Tensor, radius: float) -> None:
+    """MaxNorm by projection, in place: every row (class) whose L2 norm exceeds ``radius`` is scaled onto the
+    ball; shorter rows are left alone."""
+    with torch.no_grad():
+        weight.mul_((radius / weight.norm(dim=1, keepdim=True).clamp(min=1e-12)).clamp(max=1.0))
+
+
 def _train_head(
     head: Head, train: Features, loss_fn: nn.Module, train_counts: Sequence[int], epochs: int, lr: float,
     batch_size: int, sampler: str, seed: int, weight_decay: float = 5e-4, scales_only: bool = False,
+    max_norm: float | None = None,
 ) -> Head:
-    """SGD on cached features; trains the head (or, for LWS, one scale per class)."""
+    """SGD on cached features; trains the head (or, for LWS, one scale per class). ``max_norm``: project each
+    class's weight vector into the ball of this radius after every step (projected gradient descent)."""
     w = head.weight.clone().requires_grad_(not scales_only)
     b = head.bias.clone().requires_grad_(not scales_only)
     s = torch.ones(len(train_counts), requires_grad=scales_only)
@@ -117,6 +140,8 @@ def _train_head(
             loss.backward()
             opt.step()
             sched.step()
+            if max_norm is not None:
+                project_max_norm(w, max_norm)
     with torch.no_grad():
         return Head((w * s[:, None]).detach(), (b * s).detach())
 
@@ -156,6 +181,8 @@ def retrain(
         new = _train_head(head, train, loss, train_counts, epochs, lr or 0.1, batch_size, "balanced", seed,
                           scales_only=True)
         return new, {"method": "lws", "epochs": epochs, "lr": lr or 0.1, "sampler": "balanced"}
+    if method == "wb":
+        return _weight_balanced(head, train, val, train_counts, epochs, lr or 0.1, batch_size, seed, select)
     if method == "taunorm":
         return _choose_tau(lambda t: tau_norm(head, t), val, train_counts, select, "taunorm")
     if method == "la":
@@ -164,6 +191,29 @@ def retrain(
 
 
 TAUS = tuple(round(0.1 * i, 1) for i in range(0, 21))
+#: weight decays the weight-balancing head tries (chosen on validation; 0.1 without a validation split, the
+#: authors' value for CIFAR-100-LT) and its MaxNorm threshold
+WB_WEIGHT_DECAYS = (1e-3, 1e-2, 1e-1)
+WB_THRESH = 0.1
+
+
+def _weight_balanced(head: Head, train: Features, val: Features | None, train_counts, epochs: int, lr: float,
+                     batch_size: int, seed: int, select: str) -> tuple[Head, dict]:
+    """Weight balancing's stage 2: the class-balanced loss with weight decay and MaxNorm, from the given head."""
+    loss = create_loss("cb", train_counts, beta=0.9999)
+    radius = max_norm_radius(head.weight, WB_THRESH)
+
+    def make(wd: float) -> Head:
+        return _train_head(head, train, loss, train_counts, epochs, lr, batch_size, "instance", seed,
+                           weight_decay=wd, max_norm=radius)
+    info = {"method": "wb", "epochs": epochs, "lr": lr, "sampler": "instance", "loss": "cb (beta 0.9999)",
+            "max_norm_thresh": WB_THRESH, "max_norm_radius": radius}
+    if val is None:
+        return make(0.1), {**info, "weight_decay": 0.1, "chosen_on": "default (no validation split)"}
+    heads = {wd: make(wd) for wd in WB_WEIGHT_DECAYS}
+    best = max(WB_WEIGHT_DECAYS, key=lambda wd: score(heads[wd](val.x), val.y, train_counts, select))
+    return heads[best], {**info, "weight_decay": best, "chosen_on": f"validation {select}",
+                         "grid": list(WB_WEIGHT_DECAYS)}
 
 
 def _choose_tau(make: Callable[[float], Head], val: Features | None, train_counts, select: str, name: str):

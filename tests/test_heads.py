@@ -12,7 +12,8 @@ from torch import nn
 
 import ltzoo  # noqa: F401  (registers resnet20_cifar with timm)
 from ltzoo.data import LTDataset, Split
-from ltzoo.heads import METHODS, RATIOS, TAUS, Features, Head, ensemble, logit_adjusted, retrain, score, tau_norm
+from ltzoo.heads import (METHODS, RATIOS, TAUS, WB_THRESH, WB_WEIGHT_DECAYS, Features, Head, ensemble, logit_adjusted,
+                         max_norm_radius, project_max_norm, retrain, score, tau_norm)
 from ltzoo.metrics import longtail_metrics
 
 
@@ -137,7 +138,7 @@ def test_retrain_improves_the_biased_head(lt, method):
         assert score(head(val.x), val.y, COUNTS) >= score(orig(val.x), val.y, COUNTS)
 
 
-@pytest.mark.parametrize("method", ("gml", "crt", "lws"))
+@pytest.mark.parametrize("method", ("gml", "crt", "lws", "wb"))
 def test_trained_methods_are_deterministic(lt, method):
     train, val, _, orig = lt
     a, _ = retrain(method, orig, train, val, COUNTS, epochs=3, batch_size=64, seed=4)
@@ -173,6 +174,35 @@ def test_tau_is_chosen_on_validation(lt, method, make):
     assert info["tau"] == 1.0 and info["chosen_on"].startswith("default")
     default = make(orig, 1.0)
     assert torch.equal(head.weight, default.weight) and torch.equal(head.bias, default.bias)
+
+
+def test_max_norm_projection():
+    w = torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0], [6.0, 8.0]])
+    assert max_norm_radius(w, 0.1) == pytest.approx(0.0 + 0.1 * (10.0 - 0.0))
+    assert max_norm_radius(w, 1.0) == pytest.approx(10.0)
+    project_max_norm(w, 1.0)
+    # rows beyond the radius land on it, direction kept; rows inside (and the zero row) are untouched
+    torch.testing.assert_close(w, torch.tensor([[0.6, 0.8], [0.3, 0.4], [0.0, 0.0], [0.6, 0.8]]))
+
+
+def test_weight_balancing_head(lt):
+    train, val, test, orig = lt
+    head, info = retrain("wb", orig, train, val, COUNTS, epochs=20, batch_size=64)
+    radius = max_norm_radius(orig.weight, WB_THRESH)
+    assert info["max_norm_radius"] == pytest.approx(radius) and info["chosen_on"] == "validation hm"
+    assert info["weight_decay"] in WB_WEIGHT_DECAYS and info["grid"] == list(WB_WEIGHT_DECAYS)
+    # MaxNorm held after the last step: no class's weight vector is longer than the radius, the biggest
+    # stage-1 norms (the head classes') were pulled in, so the norms are more even than the CE head's
+    norms, before = head.weight.norm(dim=1), orig.weight.norm(dim=1)
+    assert bool((norms <= radius * (1 + 1e-5)).all()), (norms, radius)
+    assert norms.max() / norms.min() < before.max() / before.min()
+    # without a validation split: the authors' weight decay (0.1, one of the grid), said so; the head chosen on
+    # validation scores at least as well there as that one (same seed, same training)
+    fixed, default = retrain("wb", orig, train, None, COUNTS, epochs=20, batch_size=64)
+    assert default["weight_decay"] == 0.1 and default["chosen_on"].startswith("default")
+    assert score(head(val.x), val.y, COUNTS) >= score(fixed(val.x), val.y, COUNTS)
+    if info["weight_decay"] == 0.1:
+        assert torch.equal(fixed.weight, head.weight)
 
 
 def test_unknown_method(lt):

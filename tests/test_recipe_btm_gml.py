@@ -309,7 +309,7 @@ def test_gml_recipe(btm_run, data, hf_home, tmp_path):
         assert (out / name).is_file(), name
     res = results(out)
     assert res["recipe"] == "gml" and res["method"] == "gml+ens" and res["parents"] == [str(stage1)]
-    assert list(res["table"]) == ["original", "gml", "crt", "lws", "taunorm", "la", "gml+ens"]
+    assert list(res["table"]) == ["original", "gml", "crt", "lws", "taunorm", "la", "wb", "gml+ens"]
     assert res["ensemble"]["chosen_on"] == "validation hm" and res["classifier"]["p"] == 1.0
     # the original head's row is the stage-1 model
     s1 = results(stage1)

@@ -13,8 +13,8 @@
    (those fine-tuned from the same stage-1 weights, subset and settings, recorded in each member's file).
 3. Merge the members by weight averaging (uniform, or greedy soup by validation HM); BN statistics
    averaged or re-estimated on the subsets' images.
-4. Fine-tune the merged model's classifier on cached features: GML (default), cRT, LWS, tau-norm or
-   logit adjustment; GML and cRT heads ensembled with the merged head (--no-ensemble: not).
+4. Fine-tune the merged model's classifier on cached features: GML (default), cRT, LWS, tau-norm,
+   logit adjustment or weight balancing (wb); GML and cRT heads ensembled with the merged head (--no-ensemble: not).
 Every choice is made on the balanced validation split; each reported model is tested once.
 """
 from __future__ import annotations
@@ -162,7 +162,7 @@ def build_parser() -> RecipeParser:
                    help="ensemble the retrained head with the merged one (temperatures chosen on validation); "
                         f"unset: on for --classifier {' and '.join(ENSEMBLED)}, which alone it applies to")
     g.add_argument("--head-epochs", type=positive_int, default=30, help="epochs of gml, crt and lws over the cached features")
-    g.add_argument("--head-lr", type=positive_float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws")
+    g.add_argument("--head-lr", type=positive_float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws/wb")
     p.add_check(needs_init("--new-head"))
     p.add_check(_check_stage1)
     p.add_check(_check_head)
