@@ -79,6 +79,10 @@ RUNS = {
     # weight balancing (Alshammari et al., CVPR 2022), stage 1: CE with a larger weight decay (the default is 5e-4)
     "ce_wd2e3": ("pretrain", ["--loss", "ce", "--weight-decay", "2e-3"], None, "wb"),
     "ce_wd5e3": ("pretrain", ["--loss", "ce", "--weight-decay", "5e-3"], None, "wb"),
+    # ... and its stage 2, the wb classifier (beside every other head of the gml recipe)
+    "heads_on_ce": ("gml", [], "ce", "wb"),
+    "heads_on_ce_wd2e3": ("gml", [], "ce_wd2e3", "wb"),
+    "heads_on_ce_wd5e3": ("gml", [], "ce_wd5e3", "wb"),
     # the balanced-set ceiling on the longer schedule: the reference for the "strong" rows
     "ceiling_long": ("pretrain", ["--loss", "ce", "--imbalance", "1", *LONG], None, "strong"),
 }
@@ -108,6 +112,11 @@ ROWS = {
     "BSCE + mixup 45 ep. + BTM + GML": ("btm_on_bsce_long_mixup", None),
     "CE, weight decay 2e-3": ("ce_wd2e3", None),
     "CE, weight decay 5e-3": ("ce_wd5e3", None),
+    "CE + WB classifier (CB loss, WD, MaxNorm)": ("heads_on_ce", "wb"),
+    "Weight balancing: CE (WD 2e-3) + WB classifier": ("heads_on_ce_wd2e3", "wb"),
+    "Weight balancing: CE (WD 5e-3) + WB classifier": ("heads_on_ce_wd5e3", "wb"),
+    "CE (WD 2e-3) + GML + ensemble": ("heads_on_ce_wd2e3", None),
+    "CE (WD 5e-3) + GML + ensemble": ("heads_on_ce_wd5e3", None),
     "CE, fp32 training": ("ce_fp32", None),
     "CE + BTM + GML, fp32 training": ("btm_on_ce_fp32", None),
     "Ceiling: CE on the full balanced set": ("ceiling", None),
