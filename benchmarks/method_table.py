@@ -122,6 +122,7 @@ ROWS = {
     "Ceiling: CE on the full balanced set": ("ceiling", None),
     "Ceiling: CE on the full balanced set, 45 epochs": ("ceiling_long", None),
 }
+CEILING = "Ceiling: CE on the full balanced set"  # the row the gap column measures against (15 epochs, as CE)
 GRID = "bench"  # runs/GRID/<setting>: set by --grid
 THREADS = 1  # per run: run one runner per core (see the module docstring)
 COLUMNS = ("acc", "hm", "gm", "min_recall", "many", "medium", "few")
@@ -396,7 +397,7 @@ def plot_recall(base: Path, seed: int, tag: str) -> None:
 
     fig, ax = plt.subplots(figsize=(11, 4))
     main = ["CE", "Balanced Softmax", "CE + GML + ensemble", "CE + BTM + GML", "CSA (context-shift augmentation)",
-            "Ceiling: CE on the full balanced set"]
+            CEILING]
     shown = 0
     for i, row in enumerate(main):
         name, key = ROWS[row]
@@ -470,10 +471,10 @@ def borrowed_ceiling(rows: list[dict], setting: str, grid: str, seeds: list[int]
     """The ceiling of the rows' own (a `ceiling` run in this setting), else, for a Fashion-MNIST-LT setting, the
     one of ``grid``'s rho100 runs: CE on the full balanced training set, the same model whatever the class
     order or imbalance. Returns it and a note on where it was trained ('' for the rows' own)."""
-    own = next((r for r in rows if r["method"].startswith("Ceiling")), None)
+    own = next((r for r in rows if r["method"] == CEILING), None)
     if own or SETTINGS[setting][0] != "fmnist_lt":
         return own, ""
-    other = next((r for r in aggregate(ROOT / "runs" / grid / "rho100", seeds) if r["method"].startswith("Ceiling")), None)
+    other = next((r for r in aggregate(ROOT / "runs" / grid / "rho100", seeds) if r["method"] == CEILING), None)
     return other, (f", trained in runs/{grid}/rho100 on {other['hardware']}" if other else "")
 
 if __name__ == "__main__":
