@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> dict:
     results = finish_run(accelerator, model, ds, out, {"val": loaders.get("val"), "test": loaders["test"]}, prep, {
         "recipe": "gml", "method": chosen, "model": arch, "parents": [args.init],
         "classifier": infos.get("gml"), "ensemble": infos["gml+ens"] if args.ensemble else None,
+        "heads": infos,  # what every head chose (its tau, weight decay, ...) and on which split
         "selection": "temperatures and taus on the validation split", "config": config,
         "seconds": {"features": t_features, "heads": t_heads}, "wall_seconds": time.perf_counter() - start,
         "table": {k: {s: brief(v) for s, v in d.items()} for k, d in table.items()},
