@@ -193,7 +193,7 @@ def retrain(
 TAUS = tuple(round(0.1 * i, 1) for i in range(0, 21))
 #: weight decays the weight-balancing head tries (chosen on validation; 0.1 without a validation split, the
 #: authors' value for CIFAR-100-LT) and its MaxNorm threshold
-WB_WEIGHT_DECAYS = (1e-3, 1e-2, 1e-1)
+WB_WEIGHT_DECAYS = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
 WB_THRESH = 0.1
 
 
