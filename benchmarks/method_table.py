@@ -83,6 +83,7 @@ RUNS = {
     "heads_on_ce": ("gml", [], "ce", "wb"),
     "heads_on_ce_wd2e3": ("gml", [], "ce_wd2e3", "wb"),
     "heads_on_ce_wd5e3": ("gml", [], "ce_wd5e3", "wb"),
+    "btm_on_ce_wd2e3": ("btm", ["--classifier", "gml"], "ce_wd2e3", "wb"),  # 2e-3: the best on validation
     # the balanced-set ceiling on the longer schedule: the reference for the "strong" rows
     "ceiling_long": ("pretrain", ["--loss", "ce", "--imbalance", "1", *LONG], None, "strong"),
 }
@@ -117,6 +118,8 @@ ROWS = {
     "Weight balancing: CE (WD 5e-3) + WB classifier": ("heads_on_ce_wd5e3", "wb"),
     "CE (WD 2e-3) + GML + ensemble": ("heads_on_ce_wd2e3", None),
     "CE (WD 5e-3) + GML + ensemble": ("heads_on_ce_wd5e3", None),
+    "CE (WD 2e-3) + cRT": ("heads_on_ce_wd2e3", "crt"),
+    "CE (WD 2e-3) + BTM + GML": ("btm_on_ce_wd2e3", None),
     "CE, fp32 training": ("ce_fp32", None),
     "CE + BTM + GML, fp32 training": ("btm_on_ce_fp32", None),
     "Ceiling: CE on the full balanced set": ("ceiling", None),
