@@ -11,5 +11,8 @@ run --setting rho100 --groups core baselines csa fp32 --seeds 0 1 2
 run --setting ctx_rho100 --runs ce cb_resample gml_on_ce csa btm_on_csa --seeds 0 1 2
 run --setting rho100_hard --groups core baselines csa --seeds 0 1 2
 run --setting rho100 --groups strong --seeds 0 1 2
+# weight balancing: stage-1 weight decay chosen on seed 0's validation HM, then the pick on 3 seeds
+run --setting rho100 --runs ce_wd2e3 ce_wd5e3 heads_on_ce heads_on_ce_wd2e3 heads_on_ce_wd5e3 --seeds 0
+run --setting rho100 --runs ce_wd2e3 heads_on_ce_wd2e3 btm_on_ce_wd2e3 heads_on_ce --seeds 0 1 2
 run --setting rho10 --groups core baselines --seeds 0 1 2
 run --setting rho100 --groups ceiling --seeds 0 1 2
