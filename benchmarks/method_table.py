@@ -79,12 +79,14 @@ RUNS = {
     # weight balancing (Alshammari et al., CVPR 2022), stage 1: CE with a larger weight decay (the default is 5e-4)
     "ce_wd2e3": ("pretrain", ["--loss", "ce", "--weight-decay", "2e-3"], None, "wb"),
     "ce_wd5e3": ("pretrain", ["--loss", "ce", "--weight-decay", "5e-3"], None, "wb"),
-    # ... and its stage 2, the wb classifier (beside every other head of the gml recipe)
+    # ... and its stage 2, the wb classifier (beside every other head of the gml recipe); heads_on_ce is
+    # gml_on_ce again, by the code that has the wb head (gml_on_ce's runs predate it)
     "heads_on_ce": ("gml", [], "ce", "wb"),
     "heads_on_ce_wd2e3": ("gml", [], "ce_wd2e3", "wb"),
     "heads_on_ce_wd5e3": ("gml", [], "ce_wd5e3", "wb"),
     "btm_on_ce_wd2e3": ("btm", ["--classifier", "gml"], "ce_wd2e3", "wb"),  # 2e-3: the best on validation
-    # the balanced-set ceiling on the longer schedule: the reference for the "strong" rows
+    # the balanced-set ceiling on the longer schedule of the "strong" rows (the gap column keeps measuring
+    # every row against the 15-epoch `ceiling`, CE's schedule)
     "ceiling_long": ("pretrain", ["--loss", "ce", "--imbalance", "1", *LONG], None, "strong"),
 }
 
@@ -142,12 +144,9 @@ def claim(out: Path) -> bool:
     out.mkdir(parents=True, exist_ok=True)
     lock = out / ".claim"
     if lock.is_file():
-        pid = int(lock.read_text() or 0)
-        try:
-            os.kill(pid, 0)
+        if _running(out):
             return False  # another runner is on it
-        except (ProcessLookupError, ValueError):
-            lock.unlink(missing_ok=True)  # its runner died: take it over (the recipe resumes)
+        lock.unlink(missing_ok=True)  # its runner died: take it over (the recipe resumes)
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
@@ -155,6 +154,18 @@ def claim(out: Path) -> bool:
     os.write(fd, str(os.getpid()).encode())
     os.close(fd)
     return True
+
+
+def _running(out: Path) -> bool:
+    """Whether a live runner has claimed the run in ``out``."""
+    try:
+        pid = int((out / ".claim").read_text() or 0)
+        if pid <= 0:
+            return False
+        os.kill(pid, 0)
+        return True
+    except (FileNotFoundError, ProcessLookupError, ValueError, PermissionError):
+        return False
 
 
 def recipe_args(name: str, seed: int, base: Path, setting: str = "rho100", data_dir: str | None = None,
@@ -195,7 +206,14 @@ def run_grid(base: Path, setting: str, seeds: list[int], names: list[str], jobs:
              epochs: int | None = None) -> None:
     """Run the unfinished (name, seed) pairs, ``jobs`` at a time, in the order given (names first, then
     seeds); a run starts once the run it starts from has finished, and is dropped if that one failed."""
-    todo = [(n, s) for n in names for s in seeds if not (run_dir(base, s, n) / "results.json").is_file()]
+    done = lambda n, s: (run_dir(base, s, n) / "results.json").is_file()  # noqa: E731
+    todo = [(n, s) for n in names for s in seeds if not done(n, s)]
+    # a run whose parent is neither finished, asked for, nor running elsewhere: run the parent first
+    for n, s in list(todo):
+        parent = RUNS[n][2]
+        if parent and not done(parent, s) and (parent, s) not in todo and not _running(run_dir(base, s, parent)):
+            print(f"  {setting} {n} (seed {s}) starts from {parent}, which has not run: adding it", flush=True)
+            todo.insert(todo.index((n, s)), (parent, s))
     failed: set[tuple[str, int]] = set()
     lock = threading.Lock()
     base.mkdir(parents=True, exist_ok=True)

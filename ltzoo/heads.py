@@ -16,6 +16,10 @@ linear classifier on those tensors, so retraining costs seconds, not epochs of b
   (chosen on validation) and MaxNorm: after every step, each class's weight vector is projected into the
   ball of radius min + 0.1 * (max - min) of the stage-1 classifier's per-class norms, as the authors' code
   sets it. Stage 1 of weight balancing is plain CE with a tuned (larger) weight decay: `--weight-decay`.
+  Differences from the authors' code: ltzoo's class-balanced loss is weighted cross-entropy (theirs is a
+  binary cross-entropy on the softmax, whose gradients are about 1/C as large), on cached features with
+  the heads' one-cycle schedule over `epochs`; their learning rate (0.01) is the default, and the weight
+  decay is chosen on validation from `WB_WEIGHT_DECAYS` rather than fixed at their 0.1.
 
 Every method returns a plain `Head` (weight, bias): post-hoc corrections and the GML ensemble are
 folded into one linear layer, so an exported model is vanilla timm. The ensemble combines the two
@@ -56,7 +60,8 @@ HEAD_METHODS: dict[str, HeadMethod] = {
     "lws": HeadMethod("LWS (learnable weight scaling)", ("kang2020decoupling",)),
     "taunorm": HeadMethod("tau-normalised classifier", ("kang2020decoupling",)),
     "la": HeadMethod("post-hoc logit adjustment", ("menon2021long",)),
-    "wb": HeadMethod("weight balancing (class-balanced loss, weight decay, MaxNorm)", ("alshammari2022long",)),
+    "wb": HeadMethod("weight balancing (class-balanced loss, weight decay, MaxNorm)",
+                     ("alshammari2022long", "cui2019class")),
 }
 METHODS = tuple(HEAD_METHODS)
 
@@ -104,8 +109,16 @@ def score(logits: torch.Tensor, labels: torch.Tensor, train_counts: Sequence[int
 
 def max_norm_radius(weight: torch.Tensor, thresh: float = 0.1) -> float:
     """MaxNorm's radius for a classifier: min + ``thresh`` * (max - min) of its per-class weight norms (the
-    weight-balancing authors' per-layer threshold; ``thresh`` = 0.1 in their code)."""
+    weight-balancing authors' per-layer threshold; ``thresh`` = 0.1 in their code).
+
+    Raises:
+        ValueError: for a classifier whose classes all have the same norm (an all-zero or untrained-looking
+            head), where the radius would mean nothing.
+    """
     norms = weight.float().norm(dim=1)
+    if not bool(norms.max() > norms.min()):
+        raise ValueError(f"MaxNorm needs a trained classifier: its {len(norms)} per-class weight norms are all "
+                         f"{float(norms.max()):.3g}, so they give no radius; retrain it with another method (gml, crt)")
     return float(norms.min() + thresh * (norms.max() - norms.min()))
 
 
@@ -161,8 +174,9 @@ def retrain(
 ) -> tuple[Head, dict]:
     """Retrain or adjust a classifier on cached features by ``method`` (one of `METHODS`).
 
-    Hyper-parameters with no training signal (tau of tau-norm and logit adjustment) are chosen on the
-    validation split; without one, the literature's default (tau = 1) is used.
+    Hyper-parameters with no training signal (tau of tau-norm and logit adjustment, the weight decay of
+    wb) are chosen on the validation split; without one, the literature's default (tau = 1, weight decay
+    0.1) is used.
 
     Returns:
         The new head and a dict of what was chosen and why.
@@ -182,7 +196,7 @@ def retrain(
                           scales_only=True)
         return new, {"method": "lws", "epochs": epochs, "lr": lr or 0.1, "sampler": "balanced"}
     if method == "wb":
-        return _weight_balanced(head, train, val, train_counts, epochs, lr or 0.1, batch_size, seed, select)
+        return _weight_balanced(head, train, val, train_counts, epochs, lr or 0.01, batch_size, seed, select)
     if method == "taunorm":
         return _choose_tau(lambda t: tau_norm(head, t), val, train_counts, select, "taunorm")
     if method == "la":
@@ -191,9 +205,10 @@ def retrain(
 
 
 TAUS = tuple(round(0.1 * i, 1) for i in range(0, 21))
-#: weight decays the weight-balancing head tries (chosen on validation; 0.1 without a validation split, the
-#: authors' value for CIFAR-100-LT) and its MaxNorm threshold
-WB_WEIGHT_DECAYS = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
+#: weight decays the weight-balancing head tries, largest first so that a validation tie keeps the larger one
+#: (chosen on validation; 0.1, the authors' value for CIFAR-100-LT, without a validation split), and its
+#: MaxNorm threshold
+WB_WEIGHT_DECAYS = (1e-1, 1e-2, 1e-3, 1e-4, 0.0)
 WB_THRESH = 0.1
 
 

@@ -177,32 +177,78 @@ def test_tau_is_chosen_on_validation(lt, method, make):
 
 
 def test_max_norm_projection():
-    w = torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0], [6.0, 8.0]])
-    assert max_norm_radius(w, 0.1) == pytest.approx(0.0 + 0.1 * (10.0 - 0.0))
+    w = torch.tensor([[1.2, 1.6], [0.6, 0.8], [3.0, 4.0], [6.0, 8.0]])  # norms 2, 1, 5, 10
+    assert max_norm_radius(w, 0.1) == pytest.approx(1.0 + 0.1 * (10.0 - 1.0))
     assert max_norm_radius(w, 1.0) == pytest.approx(10.0)
-    project_max_norm(w, 1.0)
-    # rows beyond the radius land on it, direction kept; rows inside (and the zero row) are untouched
-    torch.testing.assert_close(w, torch.tensor([[0.6, 0.8], [0.3, 0.4], [0.0, 0.0], [0.6, 0.8]]))
+    project_max_norm(w, 2.5)
+    # rows beyond the radius land on it, direction kept; rows inside are untouched
+    torch.testing.assert_close(w, torch.tensor([[1.2, 1.6], [0.6, 0.8], [1.5, 2.0], [1.5, 2.0]]))
+    zero = torch.zeros(2, 3)
+    project_max_norm(zero, 1.0)  # a zero row stays zero (no division by zero)
+    assert torch.equal(zero, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="MaxNorm needs a trained classifier"):
+        max_norm_radius(torch.zeros(4, 3))
 
 
-def test_weight_balancing_head(lt):
+def test_weight_balancing_head(lt, monkeypatch):
     train, val, test, orig = lt
     head, info = retrain("wb", orig, train, val, COUNTS, epochs=20, batch_size=64)
     radius = max_norm_radius(orig.weight, WB_THRESH)
     assert info["max_norm_radius"] == pytest.approx(radius) and info["chosen_on"] == "validation hm"
     assert info["weight_decay"] in WB_WEIGHT_DECAYS and info["grid"] == list(WB_WEIGHT_DECAYS)
+    assert info["lr"] == 0.01  # the authors' rate by default
     # MaxNorm held after the last step: no class's weight vector is longer than the radius, the biggest
     # stage-1 norms (the head classes') were pulled in, so the norms are more even than the CE head's
     norms, before = head.weight.norm(dim=1), orig.weight.norm(dim=1)
     assert bool((norms <= radius * (1 + 1e-5)).all()), (norms, radius)
     assert norms.max() / norms.min() < before.max() / before.min()
-    # without a validation split: the authors' weight decay (0.1, one of the grid), said so; the head chosen on
-    # validation scores at least as well there as that one (same seed, same training)
+    # without a validation split: the authors' weight decay, said so
     fixed, default = retrain("wb", orig, train, None, COUNTS, epochs=20, batch_size=64)
     assert default["weight_decay"] == 0.1 and default["chosen_on"].startswith("default")
-    assert score(head(val.x), val.y, COUNTS) >= score(fixed(val.x), val.y, COUNTS)
-    if info["weight_decay"] == 0.1:
-        assert torch.equal(fixed.weight, head.weight)
+    # every weight decay of the grid is trained with it, and the one kept is the best on validation (not train)
+    import ltzoo.heads as heads_mod
+
+    trained = {}
+    real = heads_mod._train_head
+
+    def spy(*args, **kwargs):
+        trained[kwargs["weight_decay"]] = out = real(*args, **kwargs)
+        assert kwargs["max_norm"] == pytest.approx(radius)
+        return out
+    monkeypatch.setattr(heads_mod, "_train_head", spy)
+    again, info2 = retrain("wb", orig, train, val, COUNTS, epochs=20, batch_size=64)
+    assert sorted(trained) == sorted(WB_WEIGHT_DECAYS)
+    assert len({float(h.weight.norm()) for h in trained.values()}) > 1, "the weight decay changed nothing"
+    best = max(WB_WEIGHT_DECAYS, key=lambda wd: score(trained[wd](val.x), val.y, COUNTS))
+    assert info2["weight_decay"] == best and torch.equal(again.weight, trained[best].weight)
+    assert torch.equal(trained[0.1].weight, fixed.weight)
+
+
+def test_max_norm_projects_after_every_step(lt, monkeypatch):
+    """The projection follows each optimiser step (projected gradient descent): wrap SGD.step and
+    project_max_norm and check their order, and that a large step cannot leave a class outside the ball."""
+    import ltzoo.heads as heads_mod
+
+    train, _, _, orig = lt
+    events = []
+    real_step, real_project = torch.optim.SGD.step, heads_mod.project_max_norm
+
+    def step(self, *a, **k):
+        events.append("step")
+        return real_step(self, *a, **k)
+
+    def project(w, r):
+        events.append("project")
+        real_project(w, r)
+        assert bool((w.norm(dim=1) <= r * (1 + 1e-6)).all())
+    monkeypatch.setattr(torch.optim.SGD, "step", step)
+    monkeypatch.setattr(heads_mod, "project_max_norm", project)
+    radius = max_norm_radius(orig.weight)
+    loss = torch.nn.CrossEntropyLoss()
+    heads_mod._train_head(orig, train, loss, COUNTS, epochs=2, lr=5.0, batch_size=64, sampler="instance", seed=0,
+                          weight_decay=0.0, max_norm=radius)
+    steps = 2 * math.ceil(len(train.y) / 64)
+    assert events == ["step", "project"] * steps
 
 
 def test_unknown_method(lt):

@@ -73,6 +73,8 @@ def test_pretrain_accepts_what_the_config_sets_with_init(tmp_path):
     (["--init", "runs/x", "--epochs", "3", "--lr", "0.5"], ["--epochs, --lr", "drop --epochs, --lr"]),
     (["--init", "runs/x", "--stage1-loss", "bsce"], ["--stage1-loss"]),
     (["--init", "runs/x", "--new-head", "--train-params", "backbone", "--classifier", "none"], ["--new-head"]),
+    (["--init", "runs/x", "--new-head", "--train-params", "backbone", "--classifier", "wb"],
+     ["--new-head", "--classifier wb", "MaxNorm"]),
 ])
 def test_btm_refuses_what_it_cannot_honour(argv, words, capsys):
     err = refused(btm, capsys, *argv)
@@ -86,6 +88,9 @@ def test_btm_accepts_stage1_settings_from_a_config_with_init(tmp_path):
     args = parse(btm, "-c", str(cfg), "--init", "runs/x", "--model", "resnet20_cifar")
     assert (args.epochs, args.init, args.ensemble) == (3, "runs/x", None)  # --ensemble unset: on for gml/crt only
     assert parse(btm, "--classifier", "lws", "--no-ensemble").ensemble is False
+    # wb trains its head: it takes the head's schedule
+    args = parse(btm, "--classifier", "wb", "--head-lr", "0.02", "--head-epochs", "5")
+    assert (args.classifier, args.head_lr, args.head_epochs) == ("wb", 0.02, 5)
 
 
 def test_btm_stage1_is_called_with_explicit_arguments(tmp_path):

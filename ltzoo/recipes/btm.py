@@ -55,6 +55,8 @@ STAGE1_FLAGS = ("pretrained", "epochs", "batch_size", "lr", "warmup_epochs", "gr
                 "compile")  # --compile: BTM's own stage 1 only (members are too short to earn a compile back)
 #: The classifiers whose retrained head is ensembled with the merged one (the others adjust the merged head itself).
 ENSEMBLED = ("gml", "crt")
+#: The classifiers that train (and so take --head-epochs and --head-lr); the others adjust the head post hoc.
+TRAINED_HEADS = ("gml", "crt", "lws", "wb")
 #: The most shots an unset --shots takes (the BTM paper's K on CIFAR-LT; tails below it set K instead).
 MAX_DEFAULT_SHOTS = 50
 
@@ -108,12 +110,14 @@ def _check_head(args, given) -> str | None:
         return (f"--ensemble combines a retrained head (--classifier {' or '.join(ENSEMBLED)}) with the merged one; "
                 f"--classifier {args.classifier} adjusts the merged head itself: drop --ensemble, or use --classifier gml")
     trained = [f for f in ("head_lr", "head_epochs") if f in given or (f == "head_lr" and args.head_lr is not None)]
-    if trained and args.classifier not in ("gml", "crt", "lws"):
+    if trained and args.classifier not in TRAINED_HEADS:
         flag = "--" + trained[0].replace("_", "-")
-        return (f"{flag} sets the training of --classifier gml, crt or lws; --classifier {args.classifier} trains "
-                f"nothing: drop {flag}")
-    if args.new_head and args.classifier == "none" and args.train_params == "backbone":
-        return ("--new-head with --train-params backbone and --classifier none would export an untrained classifier: "
+        return (f"{flag} sets the training of --classifier {', '.join(TRAINED_HEADS)}; --classifier {args.classifier} "
+                f"trains nothing: drop {flag}")
+    if args.new_head and args.train_params == "backbone" and args.classifier in ("none", "wb"):
+        why = ("would export an untrained classifier" if args.classifier == "none" else
+               "leaves the classifier untrained, and wb's MaxNorm radius comes from the trained classifier's norms")
+        return (f"--new-head with --train-params backbone and --classifier {args.classifier} {why}: "
                 "train it (--train-params all or classifier) or retrain it (--classifier gml)")
     return None
 
@@ -161,8 +165,8 @@ def build_parser() -> RecipeParser:
     g.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=None,
                    help="ensemble the retrained head with the merged one (temperatures chosen on validation); "
                         f"unset: on for --classifier {' and '.join(ENSEMBLED)}, which alone it applies to")
-    g.add_argument("--head-epochs", type=positive_int, default=30, help="epochs of gml, crt and lws over the cached features")
-    g.add_argument("--head-lr", type=positive_float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws/wb")
+    g.add_argument("--head-epochs", type=positive_int, default=30, help="epochs of gml, crt, lws and wb over the cached features")
+    g.add_argument("--head-lr", type=positive_float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws, 0.01 for wb")
     p.add_check(needs_init("--new-head"))
     p.add_check(_check_stage1)
     p.add_check(_check_head)

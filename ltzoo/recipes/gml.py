@@ -7,7 +7,8 @@
 The backbone stays frozen: its features are computed once and every head is trained on the cached
 tensors. Beside GML (and GML ensembled with the original head, temperatures chosen on validation) the
 recipe reports the decoupling baselines on the same features: cRT, LWS, tau-norm, post-hoc logit
-adjustment and weight balancing's classifier stage (class-balanced loss, weight decay, MaxNorm). The exported model is the GML head (ensembled unless --no-ensemble), folded into the
+adjustment and weight balancing's classifier stage (class-balanced loss, weight decay, MaxNorm). The
+exported model is the GML head (ensembled unless --no-ensemble), folded into the
 model's plain linear classifier. It takes seconds, so it always starts afresh (no --resume).
 """
 from __future__ import annotations
@@ -52,7 +53,7 @@ def build_parser() -> RecipeParser:
     g = p.add_argument_group("GML")
     g.add_argument("--p", type=float, default=1.0, help="power of the per-class power mean in the loss (1: the paper's)")
     g.add_argument("--head-epochs", type=positive_int, default=30, help="epochs over the cached training features")
-    g.add_argument("--head-lr", type=positive_float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws/wb")
+    g.add_argument("--head-lr", type=positive_float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws, 0.01 for wb")
     g.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=True,
                    help="export GML ensembled with the original head (temperatures chosen on validation)")
     g.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> dict:
         "recipe": "gml", "method": chosen, "model": arch, "parents": [args.init],
         "classifier": infos.get("gml"), "ensemble": infos["gml+ens"] if args.ensemble else None,
         "heads": infos,  # what every head chose (its tau, weight decay, ...) and on which split
-        "selection": "temperatures and taus on the validation split", "config": config,
+        "selection": "temperatures, taus and wb's weight decay on the validation split", "config": config,
         "seconds": {"features": t_features, "heads": t_heads}, "wall_seconds": time.perf_counter() - start,
         "table": {k: {s: brief(v) for s, v in d.items()} for k, d in table.items()},
     }, title=f"{arch} {chosen}")

@@ -1,0 +1,47 @@
+"""benchmarks/method_table.py's grid runner, without training: which runs it starts, in which order, and
+how runners share a grid (the recipes themselves are replaced by a stub that writes results.json)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def table(monkeypatch):
+    spec = importlib.util.spec_from_file_location("method_table", ROOT / "benchmarks" / "method_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    started = []
+
+    def fake_launch(name, seed, base, setting, log, *a, **k):
+        parent = mod.RUNS[name][2]
+        assert parent is None or (mod.run_dir(base, seed, parent) / "results.json").is_file(), (name, "before", parent)
+        started.append((name, seed))
+        (mod.run_dir(base, seed, name) / "results.json").write_text("{}")
+    monkeypatch.setattr(mod, "launch", fake_launch)
+    mod.started = started
+    return mod
+
+
+def test_grid_runs_a_missing_parent_first(table, tmp_path):
+    # heads_on_ce (group wb) starts from ce (group core): asked for alone, ce runs first instead of a wait forever
+    table.run_grid(tmp_path, "rho100", [0, 1], ["heads_on_ce"])
+    assert table.started == [("ce", 0), ("heads_on_ce", 0), ("ce", 1), ("heads_on_ce", 1)]
+    table.started.clear()
+    table.run_grid(tmp_path, "rho100", [0, 1], ["heads_on_ce", "ce"])  # all finished: nothing runs again
+    assert table.started == []
+
+
+def test_grid_leaves_claimed_runs_to_their_runner(table, tmp_path):
+    out = table.run_dir(tmp_path, 0, "ce")
+    out.mkdir(parents=True)
+    (out / ".claim").write_text(str(os.getpid()))  # a live runner (this process) holds it
+    assert table._running(out) and not table.claim(out)
+    (out / ".claim").write_text("")  # an empty or dead claim is taken over
+    assert not table._running(out) and table.claim(out)
+    assert (out / ".claim").read_text() == str(os.getpid())
