@@ -76,6 +76,9 @@ RUNS = {
     "bsce_long_mixup": ("pretrain", ["--loss", "bsce", *LONG, "--mixup", "0.2"], None, "strong"),
     "btm_on_bsce_long": ("btm", ["--classifier", "gml"], "bsce_long", "strong"),
     "btm_on_bsce_long_mixup": ("btm", ["--classifier", "gml"], "bsce_long_mixup", "strong"),
+    # ... and with weight balancing's stage-1 weight decay (2e-3, the pick of the CE runs on validation)
+    "bsce_long_wd2e3": ("pretrain", ["--loss", "bsce", *LONG, "--weight-decay", "2e-3"], None, "strong"),
+    "btm_on_bsce_long_wd2e3": ("btm", ["--classifier", "gml"], "bsce_long_wd2e3", "strong"),
     # weight balancing (Alshammari et al., CVPR 2022), stage 1: CE with a larger weight decay (the default is 5e-4)
     "ce_wd2e3": ("pretrain", ["--loss", "ce", "--weight-decay", "2e-3"], None, "wb"),
     "ce_wd5e3": ("pretrain", ["--loss", "ce", "--weight-decay", "5e-3"], None, "wb"),
@@ -113,6 +116,8 @@ ROWS = {
     "Balanced Softmax + mixup, 45 epochs": ("bsce_long_mixup", None),
     "BSCE 45 ep. + BTM + GML": ("btm_on_bsce_long", None),
     "BSCE + mixup 45 ep. + BTM + GML": ("btm_on_bsce_long_mixup", None),
+    "Balanced Softmax, 45 epochs, WD 2e-3": ("bsce_long_wd2e3", None),
+    "BSCE 45 ep. WD 2e-3 + BTM + GML": ("btm_on_bsce_long_wd2e3", None),
     "CE, weight decay 2e-3": ("ce_wd2e3", None),
     "CE, weight decay 5e-3": ("ce_wd5e3", None),
     "CE + WB classifier (CB loss, WD, MaxNorm)": ("heads_on_ce", "wb"),
