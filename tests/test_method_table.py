@@ -45,3 +45,18 @@ def test_grid_leaves_claimed_runs_to_their_runner(table, tmp_path):
     (out / ".claim").write_text("")  # an empty or dead claim is taken over
     assert not table._running(out) and table.claim(out)
     assert (out / ".claim").read_text() == str(os.getpid())
+
+
+def test_which_method_names_ties_and_leaves_out_ceilings(tmp_path):
+    spec = importlib.util.spec_from_file_location("which_method", ROOT / "benchmarks" / "which_method.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    path = tmp_path / "t.csv"
+    head = "method,seeds,hm,hm_std,val_hm\n"
+    path.write_text(head + "A,3,0.90,0.01,0.5\nB,3,0.885,0.01,0.9\nC,3,0.85,0.01,0.6\nD,1,0.99,0,0.99\n"
+                    "Ceiling: x,3,0.95,0.01,0.95\nA fp32 training,3,0.91,0.01,0.9\n")
+    rows = mod.candidates(path)
+    assert [r["method"] for r in rows] == ["A", "B", "C"]  # all seeds; no ceiling, no fp32 check
+    assert mod.cell(rows, "hm") == "tie: A 90.00 ± 1.00, B 88.50 ± 1.00"  # C's interval misses A's
+    lone = [r for r in rows if r["method"] != "B"]
+    assert mod.cell(lone, "hm") == "A 90.00 ± 1.00 (next: C 85.00 ± 1.00)"
