@@ -423,7 +423,7 @@ def plot_recall(base: Path, seed: int, tag: str) -> None:
 
     fig, ax = plt.subplots(figsize=(11, 4))
     main = ["CE", "Balanced Softmax", "CE + GML + ensemble", "CE + BTM + GML", "CSA (context-shift augmentation)",
-            CEILING]
+            "BSCE 45 ep. + BTM + GML", CEILING]
     shown = 0
     for i, row in enumerate(main):
         name, key = ROWS[row]
