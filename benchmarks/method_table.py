@@ -387,12 +387,17 @@ def targets(rows: list[dict], tag: str, ceiling: dict | None = None) -> str | No
 
 def update_readme(tag: str, table: str) -> None:
     """Put the table into README.md between its <!-- method-table:TAG --> markers, if it has them."""
+    write_between_markers(f"method-table:{tag}", table)
+
+
+def write_between_markers(name: str, text: str) -> None:
+    """Replace what README.md holds between <!-- NAME --> and <!-- /NAME --> with ``text``, if it has them."""
     readme = ROOT / "README.md"
-    begin, end = f"<!-- method-table:{tag} -->", f"<!-- /method-table:{tag} -->"
-    text = readme.read_text()
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        readme.write_text(head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1])
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    body = readme.read_text()
+    if begin in body and end in body:
+        head, rest = body.split(begin, 1)
+        readme.write_text(head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1])
 
 
 def plot(rows: list[dict], tag: str) -> None:

@@ -15,6 +15,8 @@ import csv
 import sys
 from pathlib import Path
 
+from method_table import write_between_markers  # benchmarks/ is on sys.path when this script runs
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 #: column title -> the method table's CSV
@@ -67,12 +69,7 @@ def build() -> str:
 def main() -> int:
     text = build()
     (RESULTS / "which_method.md").write_text(text + "\n")
-    readme = ROOT / "README.md"
-    begin, end = "<!-- which-method -->", "<!-- /which-method -->"
-    body = readme.read_text()
-    if begin in body and end in body:
-        head, rest = body.split(begin, 1)
-        readme.write_text(head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+    write_between_markers("which-method", text)
     print(text)
     return 0
 

@@ -47,7 +47,8 @@ def test_grid_leaves_claimed_runs_to_their_runner(table, tmp_path):
     assert (out / ".claim").read_text() == str(os.getpid())
 
 
-def test_which_method_names_ties_and_leaves_out_ceilings(tmp_path):
+def test_which_method_names_ties_and_leaves_out_ceilings(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when the script runs: it imports method_table
     spec = importlib.util.spec_from_file_location("which_method", ROOT / "benchmarks" / "which_method.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
