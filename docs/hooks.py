@@ -232,6 +232,16 @@ def zoo_page() -> str:
         if e["folder"] is not None:
             out.append(f"model = timm.create_model('local-dir:zoo/{e['name']}', pretrained=True)  # from a checkout")
         out += ["```", "", f"Card: `hub_cards/{e['name']}.md`.", ""]
+    out += ["## Publish your own", "",
+            "```bash",
+            "ltzoo card RUN_DIR --name NAME          # the model card, every number read from results.json",
+            "ltzoo push RUN_DIR ltzoo/NAME           # config, weights, card, results and plot in one commit",
+            "ltzoo eval ltzoo/NAME --dataset fmnist_lt --json",
+            "ltzoo zoo                               # the catalogue, from hub_cards/",
+            "```", "",
+            "`ltzoo card RUN_DIR --name NAME` writes `hub_cards/NAME.md` and `RUN_DIR/README.md` (the same text), from "
+            "the card template shipped in the package (`ltzoo/hub/templates/model_card.md`); a card lists the model's "
+            "stage chain with the hub ids of its parents. `hub_cards/README.md` says more.", ""]
     verify = RESULTS / "verify_zoo.md"
     if verify.is_file():
         out += ["## Zoo check", "", demote(verify.read_text(), 2), ""]
@@ -271,7 +281,7 @@ def result(path: str, level: int = 3, plots: bool = True) -> str:
     out = [demote(text, level - 1) if level > 1 else text]
     if plots:
         for png in plots_of(md):
-            rel = png.relative_to(ROOT).as_posix()
+            rel = "benchmarks/results/" + png.relative_to(RESULTS).as_posix()
             out.append(f"\n![{png.stem.replace('_', ' ')}](/{rel})")
     return "\n".join(out) + "\n"
 
@@ -304,7 +314,7 @@ def all_results_page() -> str:
     if others:
         out += ["## Other plots", ""]
         for p in others:
-            rel = p.relative_to(ROOT).as_posix()
+            rel = "benchmarks/results/" + p.relative_to(RESULTS).as_posix()
             out += [f"`{rel}`", "", f"![{p.stem}](/{rel})", ""]
     out += ["## On other pages", "", "Shown on the benchmark pages: " + ", ".join(f"`{s}`" for s in sorted(shown)) + "."]
     return "\n".join(out)
@@ -420,8 +430,10 @@ def on_files(files: Files, config, **kwargs) -> Files:
     add("zoo.md", zoo_page())
     add("benchmarks/all-results.md", all_results_page())
     add("cli.md", cli_page())
-    for png in sorted(RESULTS.rglob("*.png")) + sorted(ZOO.glob("*/per_class_recall.png")):
-        add(png.relative_to(ROOT).as_posix(), path=png)
+    for png in sorted(RESULTS.rglob("*.png")):
+        add("benchmarks/results/" + png.relative_to(RESULTS).as_posix(), path=png)
+    for png in sorted(ZOO.glob("*/per_class_recall.png")):
+        add("zoo/" + png.relative_to(ZOO).as_posix(), path=png)
     return files
 
 
