@@ -79,18 +79,23 @@ def _help(action: argparse.Action, prog: str) -> str:
             pass
     text = _cell(text)
     if action.choices is not None:
-        text += "<br>one of: " + ", ".join(f"`{c}`" for c in action.choices)
+        text += " (one of: " + ", ".join(f"`{c}`" for c in action.choices) + ")"
     return text
 
 
 def _flags(action: argparse.Action) -> str:
-    names = action.option_strings or [action.dest]
-    metavar = "" if action.nargs == 0 else f" {action.metavar or action.dest.upper()}" if action.option_strings else ""
-    return "<br>".join(f"`{n}{metavar if n == names[-1] else ''}`" for n in names)
+    if not action.option_strings:
+        return f"`{action.dest}`"
+    metavar = action.metavar or action.dest.upper()
+    metavar = " ".join(metavar) if isinstance(metavar, tuple) else metavar
+    value = "" if action.nargs == 0 else f" {metavar}" if action.nargs in (None, 1) else f" {metavar} ..."
+    if isinstance(action.nargs, int) and action.nargs > 1 and not isinstance(action.metavar, tuple):
+        value = " " + " ".join([metavar] * action.nargs)
+    return ", ".join(f"`{n}{value}`" for n in action.option_strings)
 
 
 def flag_reference(parser: argparse.ArgumentParser, level: int = 3) -> str:
-    """Every flag of ``parser`` by argument group: flag, default and help (argparse's own --help order)."""
+    """Every flag of ``parser`` by argument group, in argparse's --help order: the flag, its default, its help."""
     out = []
     for group in parser._action_groups:  # what argparse's --help iterates; no public accessor exists
         actions = [a for a in group._group_actions
@@ -98,9 +103,11 @@ def flag_reference(parser: argparse.ArgumentParser, level: int = 3) -> str:
         if not actions:
             continue
         title = {"options": "general", "optional arguments": "general"}.get(group.title, group.title)
-        out += [f"{'#' * level} {title.capitalize()}", "", "| flag | default | what it does |", "|---|---|---|"]
-        out += [f"| {_flags(a)} | {_default(a)} | {_help(a, parser.prog)} |" for a in actions]
-        out.append("")
+        title = f"`{title}`" if title in recipe_names() else title[:1].upper() + title[1:]
+        out += [f"{'#' * level} {title}", ""]
+        for a in actions:
+            default = _default(a)
+            out += [_flags(a) + (f" &nbsp; (default {default})" if default else ""), f":   {_help(a, parser.prog) or '-'}", ""]
     return "\n".join(out)
 
 
@@ -188,33 +195,32 @@ def _num(v) -> str:
 def zoo_page() -> str:
     entries = zoo_entries()
     out = ["# Model zoo", "",
-           "Every model here is a plain timm model (`timm.create_model`), published with a card whose numbers are "
-           "generated from the run's `results.json`. This page is generated from the cards in `hub_cards/` and the "
-           "run files in `zoo/` when the site is built. Numbers: test split, %, the model chosen on validation.", "",
-           "```python", "import timm, ltzoo  # ltzoo registers its architectures (resnet*_cifar) with timm",
-           "model = timm.create_model('hf-hub:ltzoo/NAME', pretrained=True)           # from the Hub",
-           "model = timm.create_model('local-dir:zoo/NAME', pretrained=True)          # from a checkout",
-           "```", "",
-           "`ltzoo zoo` prints this catalogue; `ltzoo eval ltzoo/NAME --dataset DATASET` re-evaluates a model "
-           "(`benchmarks/verify_zoo.py` does it for every entry, below).", ""]
-    datasets = sorted({str(e["dataset"]) for e in entries})
+           "Plain timm models with cards whose numbers come from each run's `results.json`; this page is generated "
+           "from `hub_cards/` and `zoo/` when the site is built. Numbers: test split, %, each model chosen on the "
+           "validation split. [Loading one](#loading-a-model) takes one line.", ""]
+    datasets = sorted({str(e["dataset"]) for e in entries},
+                      key=lambda d: (-sum(str(e["dataset"]) == d for e in entries), d))
     for ds in datasets:
         rows = sorted((e for e in entries if str(e["dataset"]) == ds), key=lambda e: -(e["hm"] or 0))
         ratio = rows[0].get("imbalance_ratio")
-        out += [f"## Leaderboard: `{ds}`" + (f" (rho = {ratio:g})" if ratio else ""), "",
-                "Sorted by HM. many / medium / few: mean recall of the classes in each shot group of the training counts.", "",
-                "| model | method | backbone | acc | HM | GM | min recall | many | medium | few |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
-        for e in rows:
-            test = (e["results"] or {}).get("metrics", {}).get("test", {})
-            shots = [_num(100 * test[k]) if isinstance(test.get(k), float) else "-" for k in ("many", "medium", "few")]
-            out.append(f"| [{e['name']}](#{e['name']}) | {e['method']} | {e['backbone']} | {_num(e['acc'])} | "
-                       f"{_num(e['hm'])} | {_num(e['gm'])} | {_num(e['min_recall'])} | " + " | ".join(shots) + " |")
-        out.append("")
+        out += [f"## `{ds}`" + (f", rho = {ratio:g}" if ratio else ""), "",
+                "| model | HM | min recall | acc | GM | method |", "|---|---|---|---|---|---|"]
+        out += [f"| [{e['name']}](#{e['name']}) | {_num(e['hm'])} | {_num(e['min_recall'])} | {_num(e['acc'])} | "
+                f"{_num(e['gm'])} | {e['method']} |" for e in rows]
+        out += ["", "Sorted by HM, the harmonic mean of per-class recall ([Metrics](metrics.md)).", ""]
+    out += ["## Loading a model", "",
+            "```python",
+            "import timm, ltzoo  # ltzoo registers resnet*_cifar with timm",
+            "model = timm.create_model('hf-hub:ltzoo/NAME', pretrained=True)",
+            "model = timm.create_model('local-dir:zoo/NAME', pretrained=True)  # a checkout",
+            "```", "",
+            "`ltzoo zoo` prints this catalogue; `ltzoo eval ltzoo/NAME --dataset DATASET` re-evaluates a model "
+            "(`benchmarks/verify_zoo.py` does it for every entry: [Zoo check](#zoo-check)).", ""]
     out += ["## The models", ""]
-    for e in sorted(entries, key=lambda e: (str(e["dataset"]), -(e["hm"] or 0))):
+    for e in sorted(entries, key=lambda e: (datasets.index(str(e["dataset"])), -(e["hm"] or 0))):
         out += [f"### {e['name']} {{#{e['name']}}}", ""]
         facts = [f"method `{e['method']}`", f"backbone `{e['backbone']}`", f"dataset `{e['dataset']}`"]
+        test = ((e["results"] or {}).get("metrics") or {}).get("test") or {}
         if e["parents"]:
             facts.append("starts from " + ", ".join(f"`{p}`" for p in e["parents"]))
         out += ["; ".join(facts) + ".", ""]
@@ -224,6 +230,11 @@ def zoo_page() -> str:
             out += [f"Training images per class: {counts}.", ""]
         if e["plot"] is not None:
             out += [f"![Per-class test recall of {e['name']}](zoo/{e['name']}/per_class_recall.png)", ""]
+        if all(isinstance(test.get(k), float) for k in ("many", "medium", "few")):
+            cuts = ((e["results"] or {}).get("dataset") or {}).get("shot_thresholds") or {}
+            out += ["Test recall by shot group: " + ", ".join(
+                f"{k} {_num(100 * test[k])}" + (f" ({cuts[k]} training images)" if k in cuts else "")
+                for k in ("many", "medium", "few")) + ".", ""]
         val = e.get("val") or {}
         if val:
             out += [f"Validation split: acc {_num(val.get('acc'))}, HM {_num(val.get('hm'))}, "
@@ -268,8 +279,11 @@ def plots_of(md: Path) -> list[Path]:
     return [md.parent / n for n in names if (md.parent / n).is_file()]
 
 
-def result(path: str, level: int = 3, plots: bool = True) -> str:
-    """A results file of benchmarks/results shown on a page: its text (headings demoted), then its plots."""
+def result(path: str, level: int = 3, plots: bool = True, numbers: bool = True) -> str:
+    """A results file of benchmarks/results shown on a page: its text (headings demoted), then its plots.
+
+    ``numbers``: its tables hold numbers, kept on one line per cell (class ``numbers``, docs/stylesheets/extra.css).
+    """
     md = RESULTS / path
     if not md.is_file():
         raise FileNotFoundError(f"benchmarks/results/{path} does not exist (named by a docs page)")
@@ -279,6 +293,8 @@ def result(path: str, level: int = 3, plots: bool = True) -> str:
         text = "\n".join(["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
                          + ["| " + " | ".join(r) + " |" for r in rows[1:]])
     out = [demote(text, level - 1) if level > 1 else text]
+    if numbers:
+        out = ['<div class="numbers" markdown>', "", out[0], "", "</div>"]
     if plots:
         for png in plots_of(md):
             rel = "benchmarks/results/" + png.relative_to(RESULTS).as_posix()
@@ -297,7 +313,7 @@ def shown_results() -> set[str]:
 def all_results_page() -> str:
     shown = shown_results()
     files = sorted(p for p in RESULTS.rglob("*") if p.suffix in (".md",) and p.is_file())
-    out = ["# All results files", "",
+    out = ["---", "hide:", "  - toc", "---", "", "# All results files", "",
            "Every Markdown file under `benchmarks/results/` that the other benchmark pages do not show, with its plots, "
            "generated when the site is built (a new results file appears here by itself). The scripts in "
            "`benchmarks/` write them; each file says how to re-run it.", ""]
