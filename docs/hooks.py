@@ -84,13 +84,20 @@ def _help(action: argparse.Action, prog: str) -> str:
 
 
 def _flags(action: argparse.Action) -> str:
+    """``--flag VALUE`` for each of the action's option strings, as --help shows them."""
     if not action.option_strings:
         return f"`{action.dest}`"
     metavar = action.metavar or action.dest.upper()
-    metavar = " ".join(metavar) if isinstance(metavar, tuple) else metavar
-    value = "" if action.nargs == 0 else f" {metavar}" if action.nargs in (None, 1) else f" {metavar} ..."
-    if isinstance(action.nargs, int) and action.nargs > 1 and not isinstance(action.metavar, tuple):
+    if action.nargs == 0:
+        value = ""
+    elif isinstance(metavar, tuple):
+        value = " " + " ".join(metavar)
+    elif isinstance(action.nargs, int):
         value = " " + " ".join([metavar] * action.nargs)
+    elif action.nargs in ("*", "+"):
+        value = f" {metavar} ..."
+    else:
+        value = f" {metavar}"
     return ", ".join(f"`{n}{value}`" for n in action.option_strings)
 
 
@@ -160,7 +167,7 @@ def cli_page() -> str:
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    out = ["# Command line", "", f"`ltzoo --help`: {_cell(parser.description or '')}. Every command below is read "
+    out = ["# Command line", "", f"`ltzoo --help`: {_cell((parser.description or '').rstrip('.'))}. Every command below is read "
            "from `ltzoo.cli.build_parser` when this site is built; `ltzoo COMMAND --help` prints the same.", "",
            "Global flags:", "", flag_reference(parser, level=3)]
     for name, sp in sub.choices.items():
@@ -310,8 +317,12 @@ def shown_results() -> set[str]:
     return shown
 
 
+#: results files the generated pages show themselves (the zoo page: the zoo check)
+GENERATED_SHOWN = {"verify_zoo.md"}
+
+
 def all_results_page() -> str:
-    shown = shown_results()
+    shown = shown_results() | GENERATED_SHOWN
     files = sorted(p for p in RESULTS.rglob("*") if p.suffix in (".md",) and p.is_file())
     out = ["---", "hide:", "  - toc", "---", "", "# All results files", "",
            "Every Markdown file under `benchmarks/results/` that the other benchmark pages do not show, with its plots, "
