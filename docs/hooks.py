@@ -262,7 +262,9 @@ def zoo_page() -> str:
             "stage chain with the hub ids of its parents. `hub_cards/README.md` says more.", ""]
     verify = RESULTS / "verify_zoo.md"
     if verify.is_file():
-        out += ["## Zoo check", "", demote(verify.read_text(), 2), ""]
+        out += ["## Zoo check", "", "`python benchmarks/verify_zoo.py` re-evaluates every zoo model in a fresh process and "
+                "compares it with its card and results.json; it writes `benchmarks/results/verify_zoo.md`:", "",
+                demote(verify.read_text(), 2), ""]
     return "\n".join(out)
 
 
