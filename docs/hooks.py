@@ -19,6 +19,7 @@ import argparse
 import csv
 import html
 import importlib
+import inspect
 import json
 import re
 from functools import lru_cache
@@ -52,7 +53,8 @@ def recipe_parser(name: str) -> argparse.ArgumentParser:
                          if isinstance(v, type) and v.__module__ == module.__name__]
     for owner in owners:
         build = getattr(owner, "build_parser", None)
-        if callable(build):
+        if callable(build) and not any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                                       for p in inspect.signature(build).parameters.values()):
             parser = build()
             if isinstance(parser, argparse.ArgumentParser):
                 return parser
@@ -288,6 +290,25 @@ def plots_of(md: Path) -> list[Path]:
     return [md.parent / n for n in names if (md.parent / n).is_file()]
 
 
+_LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+def relink(markdown: str, folder: Path) -> str:
+    """Links of a results file made to work on the site: its images under /benchmarks/results/..., links to other
+    repository files shown as their path (they are not pages of the site); web links kept."""
+    def fix(m: re.Match) -> str:
+        bang, text, target = m.groups()
+        if re.match(r"[a-z]+:|#", target):
+            return m.group(0)
+        path = (folder / target.split("#")[0]).resolve()
+        if bang and path.is_file() and path.is_relative_to(RESULTS.resolve()):
+            return f"![{text}](/benchmarks/results/{path.relative_to(RESULTS.resolve()).as_posix()})"
+        shown = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else target
+        return f"{text} (`{shown}`)" if text else f"`{shown}`"
+
+    return _LINK.sub(fix, markdown)
+
+
 def result(path: str, level: int = 3, plots: bool = True, numbers: bool = True) -> str:
     """A results file of benchmarks/results shown on a page: its text (headings demoted), then its plots.
 
@@ -301,6 +322,7 @@ def result(path: str, level: int = 3, plots: bool = True, numbers: bool = True) 
         rows = list(csv.reader(text.splitlines()))
         text = "\n".join(["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
                          + ["| " + " | ".join(r) + " |" for r in rows[1:]])
+    text = relink(text, md.parent)
     out = [demote(text, level - 1) if level > 1 else text]
     if numbers:
         out = ['<div class="numbers" markdown>', "", out[0], "", "</div>"]

@@ -117,6 +117,15 @@ def test_a_new_results_file_appears_on_the_all_results_page(tmp_path, monkeypatc
     assert "benchmarks/results/transfer_cifar.md" in page and "### Transfer to CIFAR" in page
 
 
+def test_links_of_an_included_results_file_work_on_the_site(tmp_path, monkeypatch):
+    (tmp_path / "plot.png").write_bytes(b"")
+    monkeypatch.setattr(hooks, "RESULTS", tmp_path)
+    text = hooks.relink("![a plot](plot.png) see [the table](other.md) and [timm](https://github.com/huggingface)",
+                        tmp_path)
+    assert "![a plot](/benchmarks/results/plot.png)" in text
+    assert "[the table]" not in text and "the table (`" in text and "(https://github.com/huggingface)" in text
+
+
 def test_a_misnamed_row_fails_the_build():
     with pytest.raises(KeyError, match="no row"):
         hooks.row("rho100", "A method no table has")
