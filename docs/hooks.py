@@ -141,7 +141,7 @@ def recipe_configs(recipe: str) -> str:
     configs = shipped_configs(recipe)
     if not configs:
         return f"No config ships for `{recipe}`; every flag has a default."
-    out = [f"`-c NAME` takes these by name (`ltzoo configs NAME > my.yaml` copies one out to edit):", ""]
+    out = ["`-c NAME` takes these by name (`ltzoo configs NAME > my.yaml` copies one out to edit):", ""]
     for name, text in configs:
         out += [f'??? example "`{name}`"', "", "    ```yaml"] + [f"    {line}" for line in text.rstrip().splitlines()]
         out += ["    ```", ""]
