@@ -183,7 +183,8 @@ def add_schedule_args(g) -> None:
 
 def add_optimizer_args(g) -> None:
     g.add_argument("--weight-decay", type=nonneg_float, default=5e-4, help="on weights, not on biases and norm layers")
-    g.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"), help="sgd: Nesterov momentum 0.9")
+    g.add_argument("--optimizer", default="sgd", choices=("sgd", "momentum", "adamw"),
+                   help="sgd: Nesterov momentum 0.9; momentum: plain momentum 0.9 (LDAM-DRW's, MiSLAS's)")
 
 
 def add_system_args(g, speed: bool = True) -> None:
