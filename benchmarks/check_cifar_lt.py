@@ -220,7 +220,10 @@ def write_report(rows: list[dict], argv: list[str], seconds: float) -> None:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        val = (f"{r['val_images']} ({r['val_per_class']}/class, absent {r['val_absent_classes']}, "
+        absent = r.get("val_absent_classes", [])
+        absent = (f"classes {absent[0]}-{absent[-1]} ({len(absent)})" if len(absent) > 3
+                  and absent == list(range(absent[0], absent[-1] + 1)) else str(absent))
+        val = (f"{r['val_images']} ({r['val_per_class']}/class, absent {absent}, "
                f"{'yes' if r['val_disjoint_from_reference_train'] else 'NO'})" if "val_images" in r else "none")
         lines.append(
             f"| {r['dataset']} | {r['profile']}, {r['rho']:g} | {r['reference_train_images']:,} / {r['cao2019_train_images']:,} | "

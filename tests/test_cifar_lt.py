@@ -3,6 +3,7 @@ against the line-for-line reimplementation of the reference in benchmarks/check_
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from pathlib import Path
 
@@ -120,3 +121,27 @@ def test_the_flag_reaches_load_dataset():
     add_data_args(p, seed=True)
     assert dataset_kwargs(p.parse_args([]))["split_protocol"] == "ltzoo"
     assert dataset_kwargs(p.parse_args(["--split-protocol", "cao2019"]))["split_protocol"] == "cao2019"
+
+
+@pytest.mark.slow
+def test_ldam_drw_config_runs_on_the_cao2019_split(check, tmp_path, fresh_accelerate):
+    """The packaged LDAM-DRW recipe, shortened, on a generated CIFAR-10 folder: the cao2019 images, the step
+    schedule with DRW, and the validation split without the head class, recorded in results.json."""
+    from ltzoo.recipes import pretrain
+
+    root = check.write_cifar(tmp_path / "data", False, n_train=600, n_test=100)
+    out = tmp_path / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        results = pretrain.main(["-c", "cifar10_lt/ldam_drw", "--data-dir", str(root), "--imbalance", "10",
+                                 "--val-per-class", "5", "--epochs", "3", "--warmup-epochs", "1", "--lr-steps", "2",
+                                 "--drw-epoch", "2", "--batch-size", "64", "--model", "resnet20_cifar", "--workers", "0",
+                                 "--mixed-precision", "no", "--no-progress", "--output", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    data = results["dataset"]
+    assert data["split_protocol"] == "cao2019" and data["train_images"] == 240 and data["val_absent_classes"] == [0]
+    assert results["metrics"]["val"]["absent_classes"] == [0] and results["config"]["optimizer"] == "momentum"
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in log] == pytest.approx([0.1, 0.1 * 0.01, 0.1 * 0.01])  # each epoch's last step's rate
