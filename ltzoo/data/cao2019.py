@@ -2,7 +2,7 @@
 
 Cao, Wei, Gaidon, Arechiga and Ma, 2019, "Learning Imbalanced Datasets with Label-Distribution-Aware
 Margin Loss" (LDAM-DRW, NeurIPS 2019), built CIFAR-LT in ``imbalance_cifar.py`` of kaidic/LDAM-DRW;
-MiSLAS (Zhong et al., CVPR 2021), BBN, RIDE, PaCo and most later CIFAR-LT results reuse that file. With
+MiSLAS (Zhong et al., CVPR 2021), RIDE and many later CIFAR-LT repositories carry copies of that file. With
 C classes of n images each (``img_max = n``), imbalance factor ``1 / rho`` and classes taken in label
 order, class c keeps
 
