@@ -145,3 +145,10 @@ def test_ldam_drw_config_runs_on_the_cao2019_split(check, tmp_path, fresh_accele
     assert results["metrics"]["val"]["absent_classes"] == [0] and results["config"]["optimizer"] == "momentum"
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in log] == pytest.approx([0.1, 0.1 * 0.01, 0.1 * 0.01])  # each epoch's last step's rate
+
+
+def test_cards_reproduce_line_names_the_protocol():
+    from ltzoo.hub.card import _eval_command
+
+    assert "--split-protocol cao2019" in _eval_command("org/m", {"dataset": "cifar100_lt", "split_protocol": "cao2019"})
+    assert "--split-protocol" not in _eval_command("org/m", {"dataset": "cifar100_lt", "split_protocol": "ltzoo"})
