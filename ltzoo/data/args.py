@@ -30,6 +30,10 @@ def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
     parser.add_argument("--val-per-class", type=nonneg_int, default=None,
                         help="balanced validation images per class to draw when the dataset has no val split; unset: "
                              "100 for fmnist_lt and cifar10_lt, 20 for the others, 0 (none) for the list datasets")
+    parser.add_argument("--split-protocol", default="ltzoo", choices=("ltzoo", "cao2019"),
+                        help="how a profile picks the images: ltzoo (a seeded draw after holding out a balanced "
+                             "validation split) or cao2019 (Cao et al.'s CIFAR-LT, the literature's images whatever "
+                             "--seed; validation from the images it leaves out, none for the head class; docs/cifar-lt.md)")
     parser.add_argument("--class-order", default=None,
                         help="which class keeps the most images under the profile: own (the dataset's order), reverse, "
                              "random:<seed>, hard_tail (Fashion-MNIST's classes, worst-recalled get the fewest; "
@@ -57,4 +61,5 @@ def dataset_kwargs(args: argparse.Namespace) -> dict:
     return dict(data_dir=args.data_dir, imbalance=args.imbalance, profile=args.profile, seed=args.seed,
                 val_per_class=args.val_per_class, train_list=args.train_list, val_list=args.val_list,
                 test_list=args.test_list, class_order=args.class_order, shot_cuts=args.shot_cuts,
-                check_files=getattr(args, "check_files", True), skip_bad=getattr(args, "skip_bad_files", False))
+                check_files=getattr(args, "check_files", True), skip_bad=getattr(args, "skip_bad_files", False),
+                split_protocol=getattr(args, "split_protocol", "ltzoo"))

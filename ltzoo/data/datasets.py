@@ -24,6 +24,11 @@ Many / medium / few-shot cut-offs are chosen for the training counts (`ltzoo.met
 literature's >100 / <20 where they fit, thirds of the log-count range otherwise) unless ``shot_cuts``
 gives them.
 
+``split_protocol='cao2019'`` builds a subsampled dataset as Cao et al. (LDAM-DRW, 2019) built CIFAR-10/100-LT,
+the same counts and the same images (`ltzoo.data.cao2019`): 12,406 training images for CIFAR-10-LT and
+10,847 for CIFAR-100-LT at rho=100, whatever the seed; its validation split comes from the images that
+construction leaves out, and the head class, which keeps all its images, has none there.
+
 - ``fmnist_ctx_lt``: ``fmnist_lt`` in RGB with an irrelevant background context, fixed per class in the
   tail half of the training set (see `ltzoo.data.context`).
 """
@@ -35,10 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from ltzoo.data import check as data_check
 from ltzoo.data import formats
+from ltzoo.data.cao2019 import REFERENCE_SEED, cao2019_counts, cao2019_select, validation_from_leftovers
 from ltzoo.data.context import add_context
 from ltzoo.data.profiles import (class_indices, counts_in_class_order, longtail_counts, resolve_class_order,
                                   subsample_longtail)
@@ -49,6 +56,8 @@ _logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FMNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
+#: how a dataset made long-tailed by a profile picks its images: ltzoo's own draw, or Cao et al.'s construction
+SPLIT_PROTOCOLS = ("ltzoo", "cao2019")
 
 
 @dataclass(frozen=True)
@@ -172,6 +181,7 @@ def load_dataset(
     shot_cuts: Sequence[int] | None = None,
     check_files: bool = True,
     skip_bad: bool = False,
+    split_protocol: str = "ltzoo",
 ) -> LTDataset:
     """Load a long-tailed dataset by name.
 
@@ -199,10 +209,15 @@ def load_dataset(
             anything else (see `ltzoo.data.check`).
         skip_bad: drop the files that fail that check instead of raising; ``info['skipped_files']``
             (in ``summary()``, hence in results.json) says how many per split.
+        split_protocol: for a dataset made long-tailed by a profile: 'ltzoo' (a seeded draw that holds a
+            balanced validation split out first) or 'cao2019' (Cao et al.'s CIFAR-LT construction, the
+            literature's images, validation from the leftovers; `ltzoo.data.cao2019`).
 
     Returns:
         An `LTDataset` whose splits say where they came from (``split.source``).
     """
+    if split_protocol not in SPLIT_PROTOCOLS:
+        raise ValueError(f"unknown split protocol {split_protocol!r}; choose one of {', '.join(SPLIT_PROTOCOLS)}")
     skipped: dict[str, int] = {}
 
     def check(split: Split | None) -> Split | None:
@@ -234,7 +249,13 @@ def load_dataset(
     train, val, test = check(train), check(val), check(test)
     data_check.check_classes(name, classes, train, val, test)
     info = {"profile": None, "imbalance": None, "seed": seed, "class_order": None, "class_order_classes": None}
-    if imbalance is not None:
+    if imbalance is not None and split_protocol == "cao2019":
+        train, val, info = _make_cao2019(name, train, val, classes, imbalance, profile, val_per_class, n_max,
+                                         class_order)
+    elif split_protocol == "cao2019":
+        raise ValueError(f"{name}: --split-protocol cao2019 subsamples a balanced training set, and {name} is used "
+                         "as it is; pass --imbalance, or drop --split-protocol")
+    elif imbalance is not None:
         train, val, info = _make_longtail(train, val, classes, imbalance, profile, seed, val_per_class, n_max,
                                           class_order)
     elif class_order not in (None, "own"):
@@ -277,8 +298,42 @@ def _make_longtail(train, val, classes, imbalance, profile, seed, val_per_class,
         val = train.subset(val_idx, name="val", source=f"balanced, {val_per_class}/class, drawn from the training "
                                                        "images the long-tail profile left out")
     kept, _ = subsample_longtail(train.labels, counts_in_class_order(own_counts, ranked), seed, exclude=val_idx)
-    info = {"profile": profile, "imbalance": imbalance, "n_max": n_max, "seed": seed, "train_source": source,
-            "class_order": order_name, "class_order_classes": [classes[c] for c in ranked]}
+    info = {"profile": profile, "imbalance": imbalance, "n_max": n_max, "seed": seed, "split_protocol": "ltzoo",
+            "train_source": source, "class_order": order_name, "class_order_classes": [classes[c] for c in ranked]}
+    return train.subset(kept, source=source), val, info
+
+
+def _make_cao2019(name, train, val, classes, imbalance, profile, val_per_class, n_max, class_order):
+    """Cao et al.'s construction (`ltzoo.data.cao2019`): its counts, its images, in its order."""
+    num_classes = len(classes)
+    full = train.counts(num_classes)
+    if class_order not in (None, "own"):
+        raise ValueError(f"{name}: --split-protocol cao2019 is the reference's construction, in the dataset's own "
+                         "class order; drop --class-order, or use --split-protocol ltzoo")
+    if len(set(full)) != 1:
+        raise ValueError(f"{name}: --split-protocol cao2019 subsamples a balanced training set, and this one has "
+                         f"{min(full)} to {max(full)} images per class; use --split-protocol ltzoo")
+    if n_max is not None and n_max != full[0]:
+        raise ValueError(f"{name}: cao2019 keeps all {full[0]} images of the largest class, as the reference does; "
+                         "drop n_max, or use --split-protocol ltzoo")
+    counts = cao2019_counts(full[0], num_classes, imbalance, profile)
+    kept = torch.from_numpy(np.concatenate(cao2019_select(train.labels.numpy(), counts, REFERENCE_SEED)))
+    source = (f"cao2019: Cao et al.'s CIFAR-LT construction, {profile} profile, rho={imbalance:g}, "
+              f"n_max={full[0]}, NumPy seed {REFERENCE_SEED} (the reference's rand_number, whatever --seed)")
+    info = {"profile": profile, "imbalance": imbalance, "n_max": full[0], "seed": REFERENCE_SEED,
+            "split_protocol": "cao2019", "train_source": source, "class_order": "own",
+            "class_order_classes": list(classes)}
+    if val is None and val_per_class > 0:
+        val_idx, absent, k = validation_from_leftovers(train.labels, kept, num_classes, val_per_class, REFERENCE_SEED)
+        info.update(val_per_class=k, val_absent_classes=absent)
+        if k == 0:
+            _logger.warning("%s: cao2019 keeps every training image at rho=%g, so there is no validation split",
+                            name, imbalance)
+        else:
+            val = train.subset(val_idx, name="val", source=(
+                f"{k}/class from the training images cao2019 left out, over the {num_classes - len(absent)} classes "
+                f"with any left; none of classes {absent[:10]}{' ...' if len(absent) > 10 else ''}, which keep all "
+                "their images"))
     return train.subset(kept, source=source), val, info
 
 

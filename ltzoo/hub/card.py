@@ -276,7 +276,7 @@ def _eval_command(model_ref: str, config: dict, split: str = "test") -> str:
     """``ltzoo eval`` with the data flags of the run (those that differ from ``ltzoo eval``'s defaults)."""
     parts = ["ltzoo", "eval", model_ref, "--dataset", str(config.get("dataset", "DATASET"))]
     defaults = {"data_dir": None, "imbalance": None, "profile": "exp", "val_per_class": None, "seed": 0,
-                "train_list": None, "val_list": None, "test_list": None}
+                "split_protocol": "ltzoo", "train_list": None, "val_list": None, "test_list": None}
     for key, default in defaults.items():
         value = config.get(key, default)
         if value is not None and value != default:

@@ -177,13 +177,14 @@ def add_schedule_args(g) -> None:
     g.add_argument("--epochs", type=positive_int, default=30, help="passes over the training images")
     g.add_argument("--batch-size", type=positive_int, default=128, help="images per step, per process")
     g.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate")
-    g.add_argument("--warmup-epochs", type=nonneg_float, default=1.0, help="linear warm-up, then cosine decay to 0")
+    g.add_argument("--warmup-epochs", type=nonneg_float, default=1.0, help="linear warm-up, then cosine decay to 0 (stage 1: or --lr-steps)")
     g.add_argument("--grad-accum", type=positive_int, default=1, help="gradient accumulation steps")
 
 
 def add_optimizer_args(g) -> None:
     g.add_argument("--weight-decay", type=nonneg_float, default=5e-4, help="on weights, not on biases and norm layers")
-    g.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"), help="sgd: Nesterov momentum 0.9")
+    g.add_argument("--optimizer", default="sgd", choices=("sgd", "momentum", "adamw"),
+                   help="sgd: Nesterov momentum 0.9; momentum: plain momentum 0.9 (LDAM-DRW's, MiSLAS's)")
 
 
 def add_system_args(g, speed: bool = True) -> None:

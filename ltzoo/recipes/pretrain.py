@@ -30,7 +30,7 @@ from ltzoo.recipes.common import (add_data_group, add_model_args, add_optimizer_
                                   load_data, needs_init, recipe_parser, RecipeParser, setup_logging, train_batch_size,
                                   training_accelerator)
 from ltzoo.recipes.optim import create_optimizer, create_scheduler
-from ltzoo.argtypes import nonneg_float, nonneg_int, unit_interval
+from ltzoo.argtypes import nonneg_float, nonneg_int, positive_float, positive_int, unit_interval
 from ltzoo.errors import run_main
 from ltzoo.recipes.runfolder import BestEpoch, discard_unfinished_folders, finish_run, RunFolder
 from ltzoo.runs import create_model, image_transform, write_run_config
@@ -68,6 +68,14 @@ def _check_losses(args, given) -> str | None:
     return None
 
 
+def _check_lr_steps(args, given) -> str | None:
+    steps = args.lr_steps or []
+    if steps != sorted(set(steps)) or any(e <= args.warmup_epochs or e >= args.epochs for e in steps):
+        return (f"--lr-steps {' '.join(map(str, steps))}: give increasing epochs after the warm-up "
+                f"(--warmup-epochs {args.warmup_epochs:g}) and before --epochs {args.epochs}")
+    return None
+
+
 def _check_start(args, given) -> str | None:
     if args.init and "pretrained" in given and args.pretrained:
         return "--pretrained starts from timm's weights and --init from a trained model: give one of them"
@@ -94,6 +102,9 @@ def build_parser() -> RecipeParser:
     g.add_argument("--tau", type=nonneg_float, default=1.0, help="logit adjustment strength (--loss la)")
     g.add_argument("--drw-epoch", type=nonneg_int, default=None,
                    help="LDAM-DRW re-weighting start epoch (--loss ldam_drw); unset: 80%% of --epochs")
+    g.add_argument("--lr-steps", type=positive_int, nargs="+", default=None, metavar="EPOCH",
+                   help="step decay instead of cosine: the rate times --lr-gamma at each of these epochs")
+    g.add_argument("--lr-gamma", type=positive_float, default=0.1, help="the factor of each --lr-steps decay")
     g.add_argument("--mixup", type=nonneg_float, default=0.0, help="timm mixup alpha (0: off; losses that take soft targets)")
     g.add_argument("--cutmix", type=nonneg_float, default=0.0, help="timm cutmix alpha (0: off; losses that take soft targets)")
     g.add_argument("--crop-padding", type=nonneg_int, default=None, help="random-translation pixels; unset: image size / 8")
@@ -102,6 +113,7 @@ def build_parser() -> RecipeParser:
     p.add_check(needs_init("--new-head"))
     p.add_check(_check_start)
     p.add_check(_check_losses)
+    p.add_check(_check_lr_steps)
     return p
 
 
@@ -155,7 +167,8 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
     # batches (drop_last), and accelerate steps the scheduler num_processes times per optimiser step
     per_process = len(train_dl) // accelerator.num_processes
     steps_per_epoch = -(-per_process // args.grad_accum) * accelerator.num_processes
-    scheduler = create_scheduler(optimizer, args.epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch))
+    scheduler = create_scheduler(optimizer, args.epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch),
+                                 [e * steps_per_epoch for e in args.lr_steps or []], args.lr_gamma)
     model, optimizer, train_dl, val_dl, test_dl, scheduler = accelerator.prepare(
         compile_model(model) if args.compile else model, optimizer, train_dl, val_dl, test_dl, scheduler)
 
