@@ -403,11 +403,11 @@ def _log(path: Path, epochs: int, torn: str = "") -> None:
 
 
 def test_torn_last_log_line_is_dropped_with_a_warning(tmp_path, caplog):
-    from ltzoo.runs import read_jsonl
+    from ltzoo.runfolder import read_jsonl
 
     log = tmp_path / "log.jsonl"
     _log(log, 3, torn='{"epoch": 3, "lo')
-    with caplog.at_level(logging.WARNING, logger="ltzoo.runs"):
+    with caplog.at_level(logging.WARNING, logger="ltzoo.runfolder"):
         records = read_jsonl(log)
     assert [r["epoch"] for r in records] == [0, 1, 2]
     assert str(log) in caplog.text and "torn last line" in caplog.text
@@ -416,7 +416,7 @@ def test_torn_last_log_line_is_dropped_with_a_warning(tmp_path, caplog):
 
 
 def test_torn_log_without_repair_and_a_corrupt_middle_line_are_refused(capsys, tmp_path):
-    from ltzoo.runs import read_jsonl
+    from ltzoo.runfolder import read_jsonl
 
     log = tmp_path / "log.jsonl"
     _log(log, 2, torn='{"epoch": 2')
@@ -428,7 +428,8 @@ def test_torn_log_without_repair_and_a_corrupt_middle_line_are_refused(capsys, t
 
 
 def test_stale_temporaries_are_removed_and_nothing_else(tmp_path, caplog):
-    from ltzoo.runs import remove_stale_temporaries, write_json
+    from ltzoo.files import write_json
+    from ltzoo.runfolder import remove_stale_temporaries
 
     run_dir = tmp_path / "run"
     write_json(run_dir / "results.json", {"a": 1})
@@ -442,7 +443,7 @@ def test_stale_temporaries_are_removed_and_nothing_else(tmp_path, caplog):
         d.mkdir()
         (d / "model.safetensors").write_bytes(b"half")
     keep = {k: v for k, v in digest(run_dir).items() if not any(k.startswith(str(s.relative_to(run_dir))) for s in stale)}
-    with caplog.at_level(logging.WARNING, logger="ltzoo.runs"):
+    with caplog.at_level(logging.WARNING, logger="ltzoo.runfolder"):
         removed = remove_stale_temporaries(run_dir)
     assert sorted(removed) == sorted(stale) and digest(run_dir) == keep
     assert all(str(p) in caplog.text for p in stale)
@@ -749,7 +750,8 @@ def cli(capsys, *argv) -> tuple[int, str]:
 @pytest.mark.parametrize("damage", ["corrupt", "missing"])
 @pytest.mark.parametrize("command", ["card", "push", "eval"])
 def test_cli_checks_the_weights_it_reads(capsys, folder, run_dir, tmp_path, command, damage):
-    from ltzoo.runs import RESULTS, write_json
+    from ltzoo.files import write_json
+    from ltzoo.runs import RESULTS
 
     write_json(run_dir / RESULTS, {"recipe": "pretrain", "method": "ce", "metrics": {}})
     if damage == "corrupt":

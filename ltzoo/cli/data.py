@@ -64,7 +64,8 @@ def cmd_eval(args) -> int:
     from ltzoo.data.loader import BatchPreprocess, make_loader
     from ltzoo.engine import evaluate
     from ltzoo.metrics import plot_per_class_recall, summary_table
-    from ltzoo.runs import check_classes, image_transform, load_model, write_json
+    from ltzoo.files import write_json
+    from ltzoo.runs import check_classes, image_transform, load_model
 
     ds = _load(args)
     split = ds.val if args.split == "val" else ds.test

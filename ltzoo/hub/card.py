@@ -436,7 +436,8 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
     results_path = run_dir / "results.json"
     if not results_path.is_file():
         raise FileNotFoundError(f"{results_path} not found: {run_dir} is not a finished ltzoo run folder")
-    from ltzoo.runs import check_weights, read_json
+    from ltzoo.files import read_json
+    from ltzoo.runs import check_weights
 
     check_weights(run_dir)  # a card describes weights: missing or corrupt ones are refused, naming the file
 
@@ -542,7 +543,7 @@ def write_card(run_dir: str | Path, out_path: str | Path | None = None, **kwargs
     """Build the card of ``run_dir`` (see `build_card`) and save it (default: ``RUN_DIR/README.md``)."""
     card = build_card(run_dir, **kwargs)
     out = Path(out_path) if out_path is not None else Path(run_dir) / "README.md"
-    from ltzoo.runs import atomic_path
+    from ltzoo.files import atomic_path
 
     with atomic_path(out) as tmp:
         tmp.write_text(str(card), encoding="utf-8")
