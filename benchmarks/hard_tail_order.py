@@ -33,7 +33,7 @@ from ltzoo.data.splits import Split
 from ltzoo.engine import predict, train_one_epoch
 from ltzoo.metrics import per_class_recall
 from ltzoo.recipes.optim import create_scheduler
-from ltzoo.recipes.runfolder import hardware
+from ltzoo.runfolder import hardware
 from ltzoo.files import atomic_path
 from ltzoo.runs import create_model
 

@@ -173,10 +173,13 @@ def without_autocast_wrapper(accelerator, model: nn.Module) -> nn.Module:
 
 @contextlib.contextmanager
 def full_precision(model: nn.Module, device: torch.device | str | None = None) -> Iterator[nn.Module]:
-    """Run ``model`` in fp32 inside this block: autocast off, no TF32 (a prepared model must come from
-    `ltzoo.recipes.context.RunContext.prepare`, which removes accelerate's autocast wrapper). Yields the
-    plain module (see `unwrap`)."""
-    net = unwrap(model)
+    """Run ``model`` in fp32 inside this block: autocast off, no TF32. A model prepared under mixed precision
+    loses accelerate's autocast wrapper for good, through accelerate's public
+    ``extract_model_from_parallel(keep_fp32_wrapper=False)`` (training autocasts explicitly: see
+    `without_autocast_wrapper`). Yields the plain module (see `unwrap`)."""
+    from accelerate.utils import extract_model_from_parallel
+
+    net = unwrap(extract_model_from_parallel(model, keep_fp32_wrapper=False))
     device = torch.device(device) if device is not None else next(net.parameters()).device
     # on a GPU, fp32 means fp32: no TF32 matmuls or convolutions (cuDNN allows them by default)
     tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
@@ -189,19 +192,21 @@ def full_precision(model: nn.Module, device: torch.device | str | None = None) -
 
 
 # ---------------------------------------------------------------------------------- the accelerator
-def make_accelerator(mixed_precision: str | None = "no", grad_accum: int = 1, project_dir: str | None = None,
+def make_accelerator(mixed_precision: str | None = None, grad_accum: int = 1, project_dir: str | None = None,
                      log_with: str | None = None):
     """The `accelerate.Accelerator` of a run: the one place in ltzoo that constructs one.
 
     Args:
         mixed_precision: a ``--mixed-precision`` value, resolved once here (`resolve_mixed_precision`:
-            ``auto`` is bf16 where the device computes it natively, the CPU's AMX/AVX512-BF16 included).
+            ``auto`` is bf16 where the device computes it natively, the CPU's AMX/AVX512-BF16 included);
+            None: accelerate's own (its launcher's, or the process's existing state), for what only evaluates.
         grad_accum: gradient accumulation steps of the run's prepared training loop.
         project_dir, log_with: the tracker's folder and name (None: no tracker).
     """
     from accelerate import Accelerator
 
-    return Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=resolve_mixed_precision(mixed_precision),
+    precision = None if mixed_precision is None else resolve_mixed_precision(mixed_precision)
+    return Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=precision,
                        log_with=log_with, project_dir=project_dir)
 
 

@@ -103,8 +103,10 @@ class Recipe:
         return self.folder
 
     def write_config(self) -> dict:
-        """run_config.yaml: the resolved flags, the recipe, the folder and the git commit."""
-        return self.folder.write_config({**vars(self.args), "recipe": self.name, "output": str(self.folder.path)})
+        """run_config.yaml: the resolved flags, the recipe, the folder, the git commit, and the recipe's flags
+        (option, kind, default: a card renders the reproduce command from the run's config alone)."""
+        return self.folder.write_config({**vars(self.args), "recipe": self.name, "output": str(self.folder.path),
+                                         "flags": self.build_parser().flag_table()})
 
     def results(self, fields: dict, metrics: dict, ds) -> dict:
         """results.json's content: the recipe's ``fields``, the data, the metrics by split, the machine."""

@@ -104,6 +104,21 @@ class RecipeParser(ArgumentParser):
                 self.error(message)
         return ns
 
+    def flag_table(self) -> dict[str, list]:
+        """Each flag's destination -> ``[option, kind, default]`` (kind: ``bool`` for --x/--no-x, ``switch``
+        for a store_true flag, ``value`` otherwise): what run_config.yaml records so that a card renders the
+        run's command line from the run's config alone (`ltzoo.hub.card.render_command`)."""
+        table = {}
+        for a in self._actions:
+            if not a.option_strings or a.dest in ("help", "config"):
+                continue
+            flag = next((o for o in a.option_strings if o.startswith("--") and not o.startswith("--no-")),
+                        a.option_strings[-1])
+            kind = ("bool" if isinstance(a, argparse.BooleanOptionalAction) else
+                    "switch" if isinstance(a, (argparse._StoreTrueAction, argparse._StoreFalseAction)) else "value")
+            table[a.dest] = [flag, kind, a.default]
+        return table
+
     def given(self, argv: Sequence[str]) -> set[str]:
         """The destinations of the flags on the command line ``argv`` (not the defaults, not the config's)."""
         unset = object()

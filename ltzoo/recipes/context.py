@@ -60,7 +60,7 @@ class RunContext:
         """The context of a run with parsed recipe flags: ``--mixed-precision`` (absent: fp32), ``--grad-accum``,
         ``--threads`` and ``--seed``; ``project_dir``: where the tracker writes. Prints the opening line."""
         setup_logging()
-        requested = getattr(args, "mixed_precision", "no")
+        requested = getattr(args, "mixed_precision", None)  # None: a recipe that only evaluates (gml)
         accelerator = make_accelerator(requested, getattr(args, "grad_accum", 1),
                                        project_dir=str(project_dir) if project_dir else None,
                                        log_with=TRACKER if project_dir else None)
