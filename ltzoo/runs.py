@@ -202,7 +202,10 @@ def save_model(model: nn.Module, run_dir: str | Path, ds: LTDataset) -> None:
     with tempfile.TemporaryDirectory(dir=run_dir, prefix=".export-") as tmp, contiguous_weights(model):
         save_for_hf(model, tmp, model_config={"label_names": list(ds.class_names)},
                     data_config=data_config(ds, model), safe_serialization=True)
+        umask = os.umask(0)
+        os.umask(umask)
         for name in ("config.json", "model.safetensors"):
+            os.chmod(Path(tmp) / name, 0o666 & ~umask)  # safetensors writes 0600; the folder's other files are 0644
             os.replace(Path(tmp) / name, run_dir / name)
 
 

@@ -198,9 +198,13 @@ def test_classify_hub_errors(monkeypatch):
     msg = str(user_error(OfflineModeIsEnabled("offline"), hub_id="org/model"))
     assert "hub model org/model" in msg and "HF_HUB_OFFLINE=1" in msg and "unset HF_HUB_OFFLINE" in msg
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    import requests
-
-    for exc in (requests.ConnectionError("refused"), ConnectionRefusedError(111, "Connection refused")):
+    transport = []  # the transport errors of the HTTP client huggingface_hub uses here (requests is not a dependency)
+    for module, name in (("httpx", "ConnectError"), ("httpx2", "ConnectError"), ("requests", "ConnectionError")):
+        try:
+            transport.append(getattr(__import__(module), name)("refused"))
+        except ImportError:
+            pass
+    for exc in (*transport, ConnectionRefusedError(111, "Connection refused")):
         msg = str(user_error(exc, hub_id="org/model"))
         assert "cannot reach the Hugging Face Hub" in msg and "org/model" in msg and "check the network" in msg
     assert user_error(BrokenPipeError(32, "Broken pipe")) is None

@@ -23,7 +23,7 @@ import yaml
 from ltzoo.argtypes import (check_config_values, nonneg_float, nonneg_int, positive_float, positive_int)
 from ltzoo.accel import add_speed_arguments
 from ltzoo.data.args import add_data_args
-from ltzoo.errors import ArgumentParser, one_line, user_error
+from ltzoo.errors import ArgumentParser, DefaultsHelpFormatter, one_line, user_error
 
 _logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class RecipeParser(ArgumentParser):
     """
 
     def __init__(self, description: str, **kwargs):
-        super().__init__(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+        super().__init__(description=description, formatter_class=DefaultsHelpFormatter, **kwargs)
         self.checks: list[Check] = []
         self.add_argument("-c", "--config", type=config_arg, help="YAML file of defaults (keys are flag names with _), or a packaged "
                           "config by name (e.g. fmnist_lt/ce; `ltzoo configs` lists them); the command line wins")
