@@ -510,6 +510,7 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
         "stages": results.get("table") or {}, "per_class": _per_class(results),
         "has_plot": (run_dir / PLOT).is_file(), "plot": PLOT,
         "val_source": ds.get("val_source"), "train_source": ds.get("train_source"),
+        "val_rule": ds.get("val_rule"), "val_resolution": ds.get("val_resolution"),
         "git_commit": config.get("git_commit"), "seed": config.get("seed"),
         "command": render_command(config, recipe, results.get("num_processes", 1) or 1, init=init_id,
                                   omit_init=own_stage1) if config else None,

@@ -228,7 +228,8 @@ class TrainingRecipe(Recipe):
             "speed": describe(self.ctx.precision, self.channels_last, getattr(args, "compile", False)),
         }, metrics, self.ds)
         self.folder.export(self.exported, self.ds, results, title=self.title())
-        self.accelerator.print(summary_table({f"{self.arch} {results['method']}": results["metrics"]}))
+        if self.own_context:  # composed (BTM's stage 1), the caller's table has its row
+            self.accelerator.print(summary_table({f"{self.arch} {results['method']}": results["metrics"]}))
         self.accelerator.print(f"run folder: {self.folder.path}")
         return results
 

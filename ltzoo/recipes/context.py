@@ -99,8 +99,13 @@ class RunContext:
             self.accelerator.print(
                 f"{ds.name}: {len(ds.train)} train / {0 if ds.val is None else len(ds.val)} val / {len(ds.test)} "
                 f"test, class counts {ds.train_counts[:10]}{'...' if ds.num_classes > 10 else ''}")
+            for note in ("val_rule", "val_resolution"):  # how the validation split was sized, and how coarse it is
+                if ds.info.get(note):
+                    self.accelerator.print(f"validation: {ds.info[note]}")
             self._datasets[key] = ds
-        return self._datasets[key]
+        ds = self._datasets[key]
+        args.profile = ds.info.get("profile")  # the config records what was applied: none for data used as is
+        return ds
 
     def train_batch_size(self, batch_size: int, ds) -> int:
         """``batch_size``, lowered (with a warning) when the training set has fewer images per process:
