@@ -797,13 +797,38 @@ def test_launch_without_a_recipe_is_one_line(capsys, tmp_path):
     assert_one_line(err, "ltzoo launch", "accelerate launch: unrecognized arguments: --bogus")
 
 
-def test_launch_takes_a_recipe_by_name():
+def test_launch_takes_a_recipe_by_name(monkeypatch, tmp_path):
+    import accelerate.commands.config as accelerate_config
+
     from ltzoo.cli.launch import recipe_argv
+
+    config = tmp_path / "default_config.yaml"
+    config.write_text("{}")
+    monkeypatch.setattr(accelerate_config, "default_config_file", str(config))  # a config file: no defaults added
 
     assert recipe_argv(["--num_processes", "2", "btm", "--epochs", "3", "btm"]) == \
         ["--num_processes", "2", "-m", "ltzoo.recipes.btm", "--epochs", "3", "btm"]
     assert recipe_argv(["-m", "ltzoo.recipes.gml", "--init", "x"]) == ["-m", "ltzoo.recipes.gml", "--init", "x"]
     assert recipe_argv([str(ROOT / "recipes" / "btm.py")]) == [str(ROOT / "recipes" / "btm.py")]
+
+
+def test_launch_passes_accelerates_defaults_without_a_config_file(monkeypatch, tmp_path):
+    """No accelerate config file: ltzoo launch passes accelerate's defaults itself, so accelerate's six-line
+    "defaults used" warning does not open the run; what the user gave stays."""
+    import accelerate.commands.config as accelerate_config
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    from ltzoo.cli.launch import recipe_argv
+
+    monkeypatch.setattr(accelerate_config, "default_config_file", str(tmp_path / "none.yaml"))
+    argv = recipe_argv(["--num_processes", "2", "btm", "--epochs", "3"])
+    assert argv[-4:] == ["-m", "ltzoo.recipes.btm", "--epochs", "3"] and argv.count("--num_processes") == 1
+    assert argv[argv.index("--num_processes") + 1] == "2" and "--mixed_precision" in argv
+    args = launch_command_parser().parse_args(recipe_argv(["btm"]))
+    warned = []
+    monkeypatch.setattr("accelerate.commands.launch.logger.warning", lambda m, *a, **k: warned.append(m))
+    _validate_launch_command(args)
+    assert not [m for m in warned if "defaults used" in m], warned
 
 
 # ---------------------------------------------------------------------------- disk and run folder
