@@ -22,8 +22,10 @@ import json
 import logging
 import os
 import re
+import socket
 import tempfile
 from pathlib import Path
+from urllib.parse import urlparse
 from typing import Iterator
 
 import timm
@@ -125,7 +127,8 @@ def load_model(ref: str, pretrained: bool = True, **kwargs) -> nn.Module:
     if pretrained and name.startswith("local-dir:"):
         check_weights(name[len("local-dir:"):])
     try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
+        with _offline_when_unreachable(name):
+            return timm.create_model(name, pretrained=pretrained, **kwargs)
     except json.JSONDecodeError as exc:
         raise UserError(f"the config.json of {ref} is not valid JSON ({exc}): it is corrupt",
                         "re-export or re-download it") from exc
@@ -137,6 +140,36 @@ def load_model(ref: str, pretrained: bool = True, **kwargs) -> nn.Module:
             raise UserError(f"could not load the weights of {ref} ({str(exc).splitlines()[0]}): the checkpoint "
                             "does not match its config or is corrupt", "re-export or re-download it") from exc
         raise
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick look for the Hub (name resolution and a TCP connection to its endpoint)."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _offline_when_unreachable(name: str) -> Iterator[None]:
+    """A hub model with the Hub out of reach: huggingface_hub in offline mode for the block, so the cache
+    answers at once (or its not-cached error comes at once) instead of after 30-50 s of retries."""
+    from huggingface_hub import constants
+
+    if not name.startswith("hf-hub:") or constants.HF_HUB_OFFLINE or hub_reachable():
+        yield
+        return
+    _logger.warning("the Hugging Face Hub (%s) cannot be reached: %s from the local cache only", constants.ENDPOINT,
+                    name[len("hf-hub:"):])
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = False
 
 
 def label_names(model: nn.Module) -> list[str] | None:

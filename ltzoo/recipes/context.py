@@ -35,6 +35,7 @@ def setup_logging() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)
+    logging.getLogger("huggingface_hub").propagate = False  # it has its own handler: its warnings once, not twice
 
 
 def configure_threads(accelerator, threads: int | None = None) -> int:
