@@ -13,6 +13,7 @@ branches, BTM's members). Prediction, evaluation and feature extraction always r
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Callable, Iterable
@@ -22,7 +23,7 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
-from ltzoo.accel import full_precision
+from ltzoo.accel import full_precision, unwrap
 from ltzoo.data.loader import BatchPreprocess
 from ltzoo.metrics import longtail_metrics
 
@@ -160,6 +161,7 @@ def predict(
     features: bool = False,
     progress: bool = True,
     desc: str = "eval",
+    run_precision: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (or pre-logit features) and labels of every sample, gathered from all processes, on the CPU.
 
@@ -170,9 +172,11 @@ def predict(
     Args:
         head: maps the model's output to the logits to return (e.g. an ensemble of heads).
         features: return pooled pre-logit features (``forward_head(pre_logits=True)``) instead of logits.
+        run_precision: compute under the run's autocast (bf16 where it trains in bf16) instead of fp32, the
+            outputs returned as fp32: for features cached to train a head on (BTM's), not for metrics.
     """
     outs, labels = [], []
-    with full_precision(model, accelerator.device) as net:
+    with (_run_precision(accelerator, model) if run_precision else full_precision(model, accelerator.device)) as net:
         net.eval()
         for x, y in progress_bar(accelerator, loader, desc, progress):
             x, y = prep(x.to(accelerator.device, non_blocking=True)), y.to(accelerator.device)
@@ -183,6 +187,12 @@ def predict(
             outs.append(out.cpu())
             labels.append(y.cpu())
     return torch.cat(outs), torch.cat(labels)
+
+
+@contextlib.contextmanager
+def _run_precision(accelerator: Accelerator, model: nn.Module):
+    with accelerator.autocast():
+        yield unwrap(model)
 
 
 def evaluate(

@@ -303,8 +303,11 @@ class BTM(Recipe):
         t0 = time.perf_counter()
         self.head_info = {}
         if args.classifier != "none":
+            # features at the run's precision (bf16 where it trains in bf16: the heads' numbers barely move,
+            # benchmarks/results/btm_ratio.md); the exported model is evaluated in fp32 all the same
             feats = {s: Features(*predict(self.accelerator, self.model, self.loaders[s], self.prep, features=True,
-                                          progress=False)) for s in ("train", "val") if s in self.loaders}
+                                          progress=False, run_precision=True))
+                     for s in ("train", "val") if s in self.loaders}
             orig = Head.from_module(self.net.get_classifier())
             new, self.head_info = retrain(args.classifier, orig, feats["train"], feats.get("val"), self.ds.train_counts,
                                           epochs=args.head_epochs, lr=args.head_lr, seed=args.seed)
