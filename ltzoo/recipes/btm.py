@@ -106,23 +106,6 @@ def _check_stage1(args, given) -> str | None:
     return None
 
 
-def _check_head(args, given) -> str | None:
-    if args.ensemble and args.classifier not in ENSEMBLED:
-        return (f"--ensemble combines a retrained head (--classifier {' or '.join(ENSEMBLED)}) with the merged one; "
-                f"--classifier {args.classifier} adjusts the merged head itself: drop --ensemble, or use --classifier gml")
-    trained = [f for f in ("head_lr", "head_epochs") if f in given or (f == "head_lr" and args.head_lr is not None)]
-    if trained and args.classifier not in TRAINED_HEADS:
-        flag = "--" + trained[0].replace("_", "-")
-        return (f"{flag} sets the training of --classifier {', '.join(TRAINED_HEADS)}; --classifier {args.classifier} "
-                f"trains nothing: drop {flag}")
-    if args.new_head and args.train_params == "backbone" and args.classifier in ("none", "wb"):
-        why = ("would export an untrained classifier" if args.classifier == "none" else
-               "leaves the classifier untrained, and wb's MaxNorm radius comes from the trained classifier's norms")
-        return (f"--new-head with --train-params backbone and --classifier {args.classifier} {why}: "
-                "train it (--train-params all or classifier) or retrain it (--classifier gml)")
-    return None
-
-
 def build_parser() -> RecipeParser:
     """The BTM recipe's flags, and the combinations it refuses."""
     p = recipe_parser(__doc__, __file__)
@@ -172,6 +155,23 @@ def build_parser() -> RecipeParser:
     p.add_check(_check_stage1)
     p.add_check(_check_head)
     return p
+
+
+def _check_head(args, given) -> str | None:
+    if args.ensemble and args.classifier not in ENSEMBLED:
+        return (f"--ensemble combines a retrained head (--classifier {' or '.join(ENSEMBLED)}) with the merged one; "
+                f"--classifier {args.classifier} adjusts the merged head itself: drop --ensemble, or use --classifier gml")
+    trained = [f for f in ("head_lr", "head_epochs") if f in given or (f == "head_lr" and args.head_lr is not None)]
+    if trained and args.classifier not in TRAINED_HEADS:
+        flag = "--" + trained[0].replace("_", "-")
+        return (f"{flag} sets the training of --classifier {', '.join(TRAINED_HEADS)}; --classifier {args.classifier} "
+                f"trains nothing: drop {flag}")
+    if args.new_head and args.train_params == "backbone" and args.classifier in ("none", "wb"):
+        why = ("would export an untrained classifier" if args.classifier == "none" else
+               "leaves the classifier untrained, and wb's MaxNorm radius comes from the trained classifier's norms")
+        return (f"--new-head with --train-params backbone and --classifier {args.classifier} {why}: "
+                "train it (--train-params all or classifier) or retrain it (--classifier gml)")
+    return None
 
 
 def stage1_args(args: argparse.Namespace, out: Path) -> argparse.Namespace:

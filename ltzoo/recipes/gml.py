@@ -30,12 +30,6 @@ from ltzoo.runs import create_model
 EVAL_BATCH = 512
 
 
-def _check_init(args, given) -> str | None:
-    if not args.init:
-        return "gml retrains the classifier of a trained model: give --init RUN_DIR or a hub id"
-    return None
-
-
 def build_parser() -> RecipeParser:
     """The GML recipe's flags: data, the model to start from, and the heads' training."""
     p = recipe_parser(__doc__, __file__)
@@ -55,6 +49,12 @@ def build_parser() -> RecipeParser:
                    help="also report cRT, LWS, tau-norm and logit adjustment on the same features")
     p.add_check(_check_init)
     return p
+
+
+def _check_init(args, given) -> str | None:
+    if not args.init:
+        return "gml retrains the classifier of a trained model: give --init RUN_DIR or a hub id"
+    return None
 
 
 class GML(Recipe):

@@ -12,32 +12,16 @@ same --output, a run continues from its last complete checkpoint.
 from __future__ import annotations
 
 import argparse
-import functools
-
-import torch
 
 from ltzoo.data import create_sampler
 from ltzoo.data.loader import make_loader
 from ltzoo.engine import train_one_epoch
 from ltzoo.errors import run_main
 from ltzoo.losses import create_loss, list_losses
+from ltzoo.losses.factory import soft_target_losses
 from ltzoo.recipes.base import TrainingRecipe
 from ltzoo.argtypes import nonneg_float, nonneg_int, unit_interval
 from ltzoo.recipes.common import add_tau, add_training_flags, recipe_parser, RecipeParser
-
-
-@functools.lru_cache(maxsize=None)
-def soft_target_losses() -> tuple[str, ...]:
-    """The losses that take soft (N, C) targets, as mixup / cutmix make: asked of each loss itself."""
-    names = []
-    logits, soft = torch.zeros(2, 2), torch.full((2, 2), 0.5)
-    for name in list_losses():
-        try:
-            create_loss(name, [2, 1])(logits, soft)
-            names.append(name)
-        except (ValueError, TypeError, RuntimeError):  # a loss's answer to a target it cannot take
-            pass
-    return tuple(names)
 
 
 def _check_losses(args, given) -> str | None:
