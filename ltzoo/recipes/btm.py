@@ -93,7 +93,7 @@ def check_shots(train_counts: list[int], class_names: list[str], shots: int, sub
     raise UserError(f"--shots {shots} draws {draw} training images per class, and {len(short)} of "
                     f"{len(train_counts)} classes {verb} fewer: {listed}",
                     f"lower --shots (at most {fewest}){', drop --disjoint' if disjoint else ''}, leave it unset "
-                    "(the smallest class's count, capped at 50), or let those classes give all they have "
+                    f"(the smallest class's count, capped at {MAX_DEFAULT_SHOTS}), or let those classes give all they have "
                     "(--allow-fewer)")
 
 
