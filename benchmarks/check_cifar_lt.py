@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from ltzoo.data import load_dataset
-from ltzoo.runs import atomic_path, git_commit, write_json
+from ltzoo.files import atomic_path, write_json
+from ltzoo.runfolder import git_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "cifar_lt_check"

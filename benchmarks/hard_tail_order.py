@@ -33,8 +33,9 @@ from ltzoo.data.splits import Split
 from ltzoo.engine import predict, train_one_epoch
 from ltzoo.metrics import per_class_recall
 from ltzoo.recipes.optim import create_scheduler
-from ltzoo.recipes.runfolder import hardware
-from ltzoo.runs import atomic_path, create_model
+from ltzoo.runfolder import hardware
+from ltzoo.files import atomic_path
+from ltzoo.runs import create_model
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results"

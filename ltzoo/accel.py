@@ -10,8 +10,10 @@
   empty caches, for a step at most ~1.05-1.2x faster. A BTM run's 15-epoch stage 1 (220k images,
   about 5 minutes on 2 idle cores) would save seconds, and each BTM member is a new module to compile.
 
-Evaluation never uses reduced precision or a compiled graph: `full_precision` runs a prepared model's
-plain fp32 forward, so a run's metrics, its card and ``ltzoo eval`` agree exactly.
+`make_accelerator` is the one place in ltzoo that constructs an `accelerate.Accelerator` (a recipe's run
+context, `ltzoo.recipes.context`, builds it once per process; ``ltzoo eval`` its own). Evaluation never
+uses reduced precision or a compiled graph: `full_precision` runs a prepared model's plain fp32 forward,
+so a run's metrics, its card and ``ltzoo eval`` agree exactly.
 """
 from __future__ import annotations
 
@@ -155,20 +157,30 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
+def without_autocast_wrapper(accelerator, model: nn.Module) -> nn.Module:
+    """``model`` (as ``accelerator.prepare`` returned it) with accelerate's mixed-precision forward wrapper
+    removed, through accelerate's public ``unwrap_model(keep_fp32_wrapper=False)``; returns ``model``.
+
+    Under mixed precision ``prepare`` makes the model's ``forward`` enter autocast itself, which no outer
+    ``autocast(enabled=False)`` can stop. ltzoo removes that wrapper once, right after ``prepare``: training
+    enters ``accelerator.autocast()`` explicitly (`ltzoo.engine.train_step`, logits cast to fp32 before the
+    loss, as the wrapper did), and evaluation (`full_precision`) then really runs in fp32.
+    """
+    if accelerator.native_amp:
+        accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    return model
+
+
 @contextlib.contextmanager
 def full_precision(model: nn.Module, device: torch.device | str | None = None) -> Iterator[nn.Module]:
-    """Run ``model`` in fp32 inside this block: autocast off, accelerate's autocast wrapper bypassed.
+    """Run ``model`` in fp32 inside this block: autocast off, no TF32. A model prepared under mixed precision
+    loses accelerate's autocast wrapper for good, through accelerate's public
+    ``extract_model_from_parallel(keep_fp32_wrapper=False)`` (training autocasts explicitly: see
+    `without_autocast_wrapper`). Yields the plain module (see `unwrap`)."""
+    from accelerate.utils import extract_model_from_parallel
 
-    ``accelerator.prepare`` under mixed precision replaces a model's ``forward`` by one that enters
-    autocast itself (an outer ``autocast(enabled=False)`` cannot stop it); its original is kept as
-    ``_original_forward`` and put back here for the block. Yields the plain module (see `unwrap`).
-    """
-    net = unwrap(model)
+    net = unwrap(extract_model_from_parallel(model, keep_fp32_wrapper=False))
     device = torch.device(device) if device is not None else next(net.parameters()).device
-    wrapped = net.__dict__.get("forward")
-    original = net.__dict__.get("_original_forward")
-    if wrapped is not None and original is not None:
-        net.forward = original
     # on a GPU, fp32 means fp32: no TF32 matmuls or convolutions (cuDNN allows them by default)
     tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
@@ -177,8 +189,25 @@ def full_precision(model: nn.Module, device: torch.device | str | None = None) -
             yield net
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
-        if wrapped is not None and original is not None:
-            net.forward = wrapped
+
+
+# ---------------------------------------------------------------------------------- the accelerator
+def make_accelerator(mixed_precision: str | None = None, grad_accum: int = 1, project_dir: str | None = None,
+                     log_with: str | None = None):
+    """The `accelerate.Accelerator` of a run: the one place in ltzoo that constructs one.
+
+    Args:
+        mixed_precision: a ``--mixed-precision`` value, resolved once here (`resolve_mixed_precision`:
+            ``auto`` is bf16 where the device computes it natively, the CPU's AMX/AVX512-BF16 included);
+            None: accelerate's own (its launcher's, or the process's existing state), for what only evaluates.
+        grad_accum: gradient accumulation steps of the run's prepared training loop.
+        project_dir, log_with: the tracker's folder and name (None: no tracker).
+    """
+    from accelerate import Accelerator
+
+    precision = None if mixed_precision is None else resolve_mixed_precision(mixed_precision)
+    return Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=precision,
+                       log_with=log_with, project_dir=project_dir)
 
 
 # ------------------------------------------------------------------------------------------ the flags

@@ -20,23 +20,17 @@ As in the authors' code: Grad-CAM runs with the network in eval mode, on the bac
 without gradients; the bank is updated from each instance batch before the balanced batch is shifted;
 shifting starts after ``warmup_epochs`` and once the bank holds a batch's worth of images; until then
 branch 2 does not train (``branch2_before_shift=True`` trains it on unshifted batches instead).
-Under several processes the admitted images are gathered, so every process holds the same bank and
-a checkpoint of the main process's bank resumes all of them exactly.
+The training loop (the CSA step over an instance and a balanced batch, and the epoch) is the recipe's,
+`ltzoo.recipes.csa`: this module is the method and imports no loop.
 """
 from __future__ import annotations
 
 import copy
 import logging
-import time
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from torch import nn
-from tqdm.auto import tqdm
-
-from ltzoo.engine import EpochMeans
 
 _logger = logging.getLogger(__name__)
 
@@ -233,135 +227,3 @@ def shift_batch(x: torch.Tensor, y: torch.Tensor, bank: ContextBank,
     bank_x, bank_mask = bank.sample(len(x), generator)
     lam = float(torch.rand((), generator=generator))
     return context_shift(x, bank_x, bank_mask, lam), y, lam
-
-
-# ------------------------------------------------------------------------------------------ training
-def _gather_admitted(accelerator: Accelerator, x: torch.Tensor, masks: torch.Tensor, probs: torch.Tensor,
-                     threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every process's images above the threshold, in process order (one process: just its own)."""
-    keep = probs >= threshold
-    x, masks, probs = x[keep], masks[keep], probs[keep]
-    if accelerator.num_processes == 1:
-        return x, masks, probs
-    x, masks = accelerator.pad_across_processes(x), accelerator.pad_across_processes(masks)
-    probs = accelerator.pad_across_processes(probs, pad_index=-1)  # padding rows never pass the threshold
-    return accelerator.gather(x), accelerator.gather(masks), accelerator.gather(probs)
-
-
-def csa_step(
-    accelerator: Accelerator,
-    model: nn.Module,
-    batch1: tuple[torch.Tensor, torch.Tensor],
-    batch2: tuple[torch.Tensor, torch.Tensor],
-    loss_fn: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    bank: ContextBank,
-    generator: torch.Generator,
-    shift: bool,
-    threshold: float = 0.8,
-    branch2_before_shift: bool = False,
-    scheduler=None,
-    max_grad_norm: float | None = None,
-) -> dict:
-    """One CSA step on an instance batch and a balanced batch (both preprocessed, on the device).
-
-    Grad-CAM of branch 1 admits the well-classified instance images to ``bank``; when ``shift`` is on
-    and the bank holds a batch's worth, the balanced batch is context-shifted; then
-    loss = ``loss_fn``(branch 1 on batch 1) + CE(branch 2 on batch 2), and one optimiser step under
-    ``accelerator.accumulate`` / ``autocast`` / ``backward``.
-
-    Args:
-        model: a `CSAModel`, as `accelerator.prepare` returned it.
-        loss_fn: branch 1's loss (e.g. ``create_loss('ce' | 'la', counts)``).
-        generator: draws the bank pairs and lam.
-        shift: whether the warm-up is over.
-        threshold: true-class probability an instance image needs to enter the bank.
-        branch2_before_shift: train branch 2 on unshifted batches while shifting is off (the authors don't).
-
-    Returns:
-        Detached ``loss``, ``loss1``, ``loss2`` (0-d tensors), ``admitted`` (images this process's
-        batch put in the bank) and ``shifted`` (bool).
-    """
-    (x1, y1), (x2, y2) = batch1, batch2
-    csa = accelerator.unwrap_model(model)
-    with accelerator.autocast():
-        masks, logits = gradcam_masks(csa.net, csa.head1, x1, y1)
-    probs = logits.float().softmax(-1).gather(1, y1[:, None]).squeeze(1)
-    admitted = int((probs >= threshold).sum())
-    bank.add(*_gather_admitted(accelerator, x1, masks, probs, threshold), threshold=threshold)
-    shifted = shift and bank.ready(len(x2))
-    if shifted:
-        x2, y2, _ = shift_batch(x2, y2, bank, generator)
-    weight2 = 1.0 if shifted or branch2_before_shift else 0.0  # 0: branch 2 gets zero gradients
-    with accelerator.accumulate(model):
-        with accelerator.autocast():
-            z1, z2 = model(x1, x2)
-            loss1, loss2 = loss_fn(z1, y1), F.cross_entropy(z2, y2)
-            loss = loss1 + weight2 * loss2
-        accelerator.backward(loss)
-        if max_grad_norm and accelerator.sync_gradients:
-            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-    return {"loss": loss.detach(), "loss1": loss1.detach(), "loss2": loss2.detach(),
-            "admitted": admitted, "shifted": shifted}
-
-
-def train_csa_epoch(
-    accelerator: Accelerator,
-    model: nn.Module,
-    instance_loader: Iterable,
-    balanced_loader: Iterable,
-    loss_fn: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    prep,
-    bank: ContextBank,
-    scheduler=None,
-    epoch: int = 0,
-    seed: int = 0,
-    warmup_epochs: int = 5,
-    threshold: float = 0.8,
-    branch2_before_shift: bool = False,
-    max_grad_norm: float | None = None,
-    progress: bool = True,
-) -> dict:
-    """One CSA epoch over paired (instance, balanced) batches; the instance loader sets its length.
-
-    Augmentation (``prep``), bank draws and lam come from a generator seeded by (seed, epoch, process),
-    so with the bank's state restored a resumed run repeats an interrupted one exactly.
-
-    Args:
-        prep: a `ltzoo.data.loader.BatchPreprocess` (uint8 batches to augmented, normalised floats).
-        warmup_epochs: epochs before context shift starts (10 of 200 in the paper's CIFAR configs).
-        Others as in `csa_step`.
-
-    Returns:
-        Mean ``loss``, ``loss1``, ``loss2`` over all processes' images, ``images``, ``seconds``,
-        ``admitted`` (instance images that entered the bank, all processes), ``shifted_steps`` and
-        ``bank`` (pairs held at the end).
-    """
-    model.train()
-    if hasattr(loss_fn, "set_epoch"):
-        loss_fn.set_epoch(epoch)
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + accelerator.process_index)
-    means, admitted, shifted = EpochMeans(accelerator, "loss", "loss1", "loss2"), 0, 0
-    start = time.perf_counter()
-    bar = tqdm(instance_loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
-               disable=not (progress and accelerator.is_local_main_process))
-    for step, ((x1, y1), (x2, y2)) in enumerate(zip(bar, balanced_loader)):
-        dev = accelerator.device
-        x1, y1 = prep(x1.to(dev, non_blocking=True), train=True, generator=gen), y1.to(dev, non_blocking=True)
-        x2, y2 = prep(x2.to(dev, non_blocking=True), train=True, generator=gen), y2.to(dev, non_blocking=True)
-        out = csa_step(accelerator, model, (x1, y1), (x2, y2), loss_fn, optimizer, bank, gen,
-                       shift=epoch >= warmup_epochs, threshold=threshold,
-                       branch2_before_shift=branch2_before_shift, scheduler=scheduler, max_grad_norm=max_grad_norm)
-        means.add(len(y1), out["loss"], out["loss1"], out["loss2"])
-        admitted, shifted = admitted + out["admitted"], shifted + int(out["shifted"])
-        if not bar.disable and step % 10 == 0:
-            bar.set_postfix(loss=f"{means.running('loss'):.4f}", bank=len(bank), refresh=False)
-    losses, seen, (admitted, shifted) = means.result(admitted, shifted)
-    return {**losses, "images": seen, "seconds": time.perf_counter() - start, "admitted": int(admitted),
-            # every process shifts on the same steps: the sum over processes counts each step num_processes times
-            "shifted_steps": int(shifted) // accelerator.num_processes, "bank": len(bank)}

@@ -5,12 +5,15 @@ through ``accelerator.accumulate`` / ``accelerator.backward`` under ``accelerato
 fp16 when the accelerator's mixed precision says so), and evaluation gathers predictions with
 ``gather_for_metrics`` so every sample counts once however many processes ran.
 
-Prediction, evaluation and feature extraction always run in fp32 on the plain (uncompiled) model
+`train_step` is the one optimiser step of every loop that trains weights (stage 1 here, CSA's two
+branches, BTM's members). Prediction, evaluation and feature extraction always run in fp32 on the plain
+(uncompiled) model
 (`ltzoo.accel.full_precision`), whatever precision trained it: a run's metrics, its card and
 ``ltzoo eval`` of the exported model agree exactly.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Callable, Iterable
@@ -20,14 +23,15 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
-from ltzoo.accel import full_precision
+from ltzoo.accel import full_precision, unwrap
 from ltzoo.data.loader import BatchPreprocess
 from ltzoo.metrics import longtail_metrics
 
 _logger = logging.getLogger(__name__)
 
 
-def _bar(accelerator: Accelerator, loader: Iterable, desc: str, show: bool = True):
+def progress_bar(accelerator: Accelerator, loader: Iterable, desc: str, show: bool = True):
+    """A tqdm bar over ``loader`` on the local main process (none with ``show`` False)."""
     return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
                 disable=not (show and accelerator.is_local_main_process))
 
@@ -65,6 +69,48 @@ class EpochMeans:
         return {n: sums[i] / max(images, 1) for i, n in enumerate(self.names)}, images, sums[k + 1:]
 
 
+def augmentation_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """The generator of an epoch's augmentation draws, seeded by (seed, epoch, stream): a resumed run repeats
+    an interrupted one exactly. ``stream``: the process index (or anything else that must draw apart)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + stream)
+
+
+def train_step(
+    accelerator: Accelerator,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    compute_loss: Callable[[], torch.Tensor | tuple],
+    scheduler=None,
+    max_grad_norm: float | None = None,
+):
+    """One optimiser step, the one every loop that trains weights takes (stage 1, CSA, BTM's members).
+
+    Under ``accelerator.accumulate(model)`` (gradient accumulation), ``compute_loss()`` runs under
+    ``accelerator.autocast()`` (the run's precision); ``accelerator.backward`` scales an fp16 loss; gradients
+    are clipped to ``max_grad_norm`` on synchronising steps; then the optimiser and the scheduler step
+    (a prepared optimiser skips the steps that only accumulate) and the gradients are dropped.
+
+    Args:
+        compute_loss: the forward pass and the loss, as a 0-d tensor or a tuple whose first item it is
+            (the rest is handed back: a loop's per-branch losses, say). Models should hand the loss fp32
+            logits (``model(x).float()``).
+
+    Returns:
+        What ``compute_loss`` returned.
+    """
+    with accelerator.accumulate(model):
+        with accelerator.autocast():
+            out = compute_loss()
+        accelerator.backward(out[0] if isinstance(out, tuple) else out)
+        if max_grad_norm and accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return out
+
+
 def train_one_epoch(
     accelerator: Accelerator,
     model: nn.Module,
@@ -79,33 +125,25 @@ def train_one_epoch(
     max_grad_norm: float | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train for one pass over ``loader``; returns the mean loss, images seen and wall time.
+    """Train for one pass over ``loader`` with `train_step`; returns the mean loss, images seen and wall time.
 
-    Augmentation draws from a generator seeded by (seed, epoch), so a resumed run repeats an
+    Augmentation draws from `augmentation_generator` (seed, epoch, process), so a resumed run repeats an
     interrupted one exactly.
     """
     model.train()
     if hasattr(loss_fn, "set_epoch"):
         loss_fn.set_epoch(epoch)
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + accelerator.process_index)
+    gen = augmentation_generator(seed, epoch, accelerator.process_index)
     means, start = EpochMeans(accelerator, "loss"), time.perf_counter()
-    bar = _bar(accelerator, loader, f"epoch {epoch}", progress)
+    bar = progress_bar(accelerator, loader, f"epoch {epoch}", progress)
     for step, (x, y) in enumerate(bar):
         x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
-        with accelerator.accumulate(model):
-            x = prep(x, train=True, generator=gen)
-            target = y
-            if mixup is not None:
-                x, target = mixup(x, y)
-            with accelerator.autocast():
-                loss = loss_fn(model(x), target)
-            accelerator.backward(loss)
-            if max_grad_norm and accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+        x = prep(x, train=True, generator=gen)
+        target = y
+        if mixup is not None:
+            x, target = mixup(x, y)
+        loss = train_step(accelerator, model, optimizer, lambda: loss_fn(model(x).float(), target), scheduler,
+                          max_grad_norm)
         means.add(len(y), loss)
         if not bar.disable and step % 10 == 0:
             bar.set_postfix(loss=f"{means.running('loss'):.4f}", refresh=False)
@@ -123,6 +161,7 @@ def predict(
     features: bool = False,
     progress: bool = True,
     desc: str = "eval",
+    run_precision: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (or pre-logit features) and labels of every sample, gathered from all processes, on the CPU.
 
@@ -133,11 +172,13 @@ def predict(
     Args:
         head: maps the model's output to the logits to return (e.g. an ensemble of heads).
         features: return pooled pre-logit features (``forward_head(pre_logits=True)``) instead of logits.
+        run_precision: compute under the run's autocast (bf16 where it trains in bf16) instead of fp32, the
+            outputs returned as fp32: for features cached to train a head on (BTM's), not for metrics.
     """
     outs, labels = [], []
-    with full_precision(model, accelerator.device) as net:
+    with (_run_precision(accelerator, model) if run_precision else full_precision(model, accelerator.device)) as net:
         net.eval()
-        for x, y in _bar(accelerator, loader, desc, progress):
+        for x, y in progress_bar(accelerator, loader, desc, progress):
             x, y = prep(x.to(accelerator.device, non_blocking=True)), y.to(accelerator.device)
             out = net.forward_head(net.forward_features(x), pre_logits=True) if features else net(x)
             if head is not None:
@@ -146,6 +187,12 @@ def predict(
             outs.append(out.cpu())
             labels.append(y.cpu())
     return torch.cat(outs), torch.cat(labels)
+
+
+@contextlib.contextmanager
+def _run_precision(accelerator: Accelerator, model: nn.Module):
+    with accelerator.autocast():
+        yield unwrap(model)
 
 
 def evaluate(

@@ -249,6 +249,17 @@ def _record(kind: str, text: str) -> bool:
         return False
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each flag's default, once: not where the help text already says it (``default:``,
+    ``unset:``), and not for a flag whose default is "not given" (None, False)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or "unset:" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose usage errors are one line, ``prog: error: <message>``, with exit code 2 (no usage
     dump), and reach `launch` like any user error. Its subparsers are of the same class."""

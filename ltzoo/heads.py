@@ -45,27 +45,6 @@ from ltzoo.metrics import longtail_metrics
 _logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class HeadMethod:
-    """A classifier method as cards name and cite it (BibTeX keys of ``ltzoo/references.bib``)."""
-
-    display_name: str
-    cite: tuple[str, ...] = ()
-
-
-#: The classifier methods `retrain` offers, in the order the recipes compare them.
-HEAD_METHODS: dict[str, HeadMethod] = {
-    "gml": HeadMethod("GML (geometric mean loss) classifier retraining", ("du2023no",)),
-    "crt": HeadMethod("cRT classifier retraining", ("kang2020decoupling",)),
-    "lws": HeadMethod("LWS (learnable weight scaling)", ("kang2020decoupling",)),
-    "taunorm": HeadMethod("tau-normalised classifier", ("kang2020decoupling",)),
-    "la": HeadMethod("post-hoc logit adjustment", ("menon2021long",)),
-    "wb": HeadMethod("weight balancing (class-balanced loss, weight decay, MaxNorm)",
-                     ("alshammari2022long", "cui2019class")),
-}
-METHODS = tuple(HEAD_METHODS)
-
-
 @dataclass
 class Head:
     """A linear classifier: logits = features @ weight.T + bias."""
@@ -159,11 +138,69 @@ def _train_head(
         return Head((w * s[:, None]).detach(), (b * s).detach())
 
 
+def _gml(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
+    new = _train_head(head, train, create_loss("gml", train_counts, p=p), train_counts, epochs, lr, batch_size,
+                      "instance", seed)
+    return new, {"method": "gml", "epochs": epochs, "lr": lr, "p": p, "sampler": "instance"}
+
+
+def _crt(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
+    new = _train_head(head, train, create_loss("ce", train_counts), train_counts, epochs, lr, batch_size, "balanced",
+                      seed)
+    return new, {"method": "crt", "epochs": epochs, "lr": lr, "sampler": "balanced"}
+
+
+def _lws(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
+    new = _train_head(head, train, create_loss("ce", train_counts), train_counts, epochs, lr, batch_size, "balanced",
+                      seed, scales_only=True)
+    return new, {"method": "lws", "epochs": epochs, "lr": lr, "sampler": "balanced"}
+
+
+def _wb(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
+    return _weight_balanced(head, train, val, train_counts, epochs, lr, batch_size, seed, select)
+
+
+def _taunorm(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
+    return _choose_tau(lambda t: tau_norm(head, t), val, train_counts, select, "taunorm")
+
+
+def _la(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
+    counts = torch.as_tensor(list(train_counts), dtype=torch.float64)
+    return _choose_tau(lambda t: logit_adjusted(head, counts, t), val, train_counts, select, "la")
+
+
+@dataclass(frozen=True)
+class HeadMethod:
+    """A classifier method: how cards name and cite it (BibTeX keys of ``ltzoo/references.bib``), how it is
+    fitted, its default learning rate (None: an adjustment chosen on validation, nothing trained) and
+    whether BTM ensembles its head with the merged one by default."""
+
+    display_name: str
+    cite: tuple[str, ...] = ()
+    fit: Callable[..., tuple["Head", dict]] | None = None
+    lr: float | None = None
+    ensembled: bool = False
+
+
+#: The classifier methods `retrain` offers, in the order the recipes compare them: the registry the recipes'
+#: --classifier choices, --head-lr defaults and cards read. A new head is one entry here (and its fit function).
+HEAD_METHODS: dict[str, HeadMethod] = {
+    "gml": HeadMethod("GML (geometric mean loss) classifier retraining", ("du2023no",), _gml, lr=0.05, ensembled=True),
+    "crt": HeadMethod("cRT classifier retraining", ("kang2020decoupling",), _crt, lr=0.1, ensembled=True),
+    "lws": HeadMethod("LWS (learnable weight scaling)", ("kang2020decoupling",), _lws, lr=0.1),
+    "taunorm": HeadMethod("tau-normalised classifier", ("kang2020decoupling",), _taunorm),
+    "la": HeadMethod("post-hoc logit adjustment", ("menon2021long",), _la),
+    "wb": HeadMethod("weight balancing (class-balanced loss, weight decay, MaxNorm)",
+                     ("alshammari2022long", "cui2019class"), _wb, lr=0.01),
+}
+METHODS = tuple(HEAD_METHODS)
+
+
 def retrain(
     method: str,
-    head: Head,
-    train: Features,
-    val: Features | None,
+    head: "Head",
+    train: "Features",
+    val: "Features | None",
     train_counts: Sequence[int],
     epochs: int = 30,
     lr: float | None = None,
@@ -171,37 +208,20 @@ def retrain(
     seed: int = 0,
     p: float = 1.0,
     select: str = "hm",
-) -> tuple[Head, dict]:
-    """Retrain or adjust a classifier on cached features by ``method`` (one of `METHODS`).
+) -> tuple["Head", dict]:
+    """Retrain or adjust a classifier on cached features by ``method`` (a key of `HEAD_METHODS`).
 
-    Hyper-parameters with no training signal (tau of tau-norm and logit adjustment, the weight decay of
-    wb) are chosen on the validation split; without one, the literature's default (tau = 1, weight decay
-    0.1) is used.
+    ``lr`` None is the method's own default (`HeadMethod.lr`). Hyper-parameters with no training signal
+    (tau of tau-norm and logit adjustment, the weight decay of wb) are chosen on the validation split;
+    without one, the literature's default (tau = 1, weight decay 0.1) is used.
 
     Returns:
         The new head and a dict of what was chosen and why.
     """
-    counts = torch.as_tensor(list(train_counts), dtype=torch.float64)
-    if method == "gml":
-        loss = create_loss("gml", train_counts, p=p)
-        new = _train_head(head, train, loss, train_counts, epochs, lr or 0.05, batch_size, "instance", seed)
-        return new, {"method": "gml", "epochs": epochs, "lr": lr or 0.05, "p": p, "sampler": "instance"}
-    if method == "crt":
-        loss = create_loss("ce", train_counts)
-        new = _train_head(head, train, loss, train_counts, epochs, lr or 0.1, batch_size, "balanced", seed)
-        return new, {"method": "crt", "epochs": epochs, "lr": lr or 0.1, "sampler": "balanced"}
-    if method == "lws":
-        loss = create_loss("ce", train_counts)
-        new = _train_head(head, train, loss, train_counts, epochs, lr or 0.1, batch_size, "balanced", seed,
-                          scales_only=True)
-        return new, {"method": "lws", "epochs": epochs, "lr": lr or 0.1, "sampler": "balanced"}
-    if method == "wb":
-        return _weight_balanced(head, train, val, train_counts, epochs, lr or 0.01, batch_size, seed, select)
-    if method == "taunorm":
-        return _choose_tau(lambda t: tau_norm(head, t), val, train_counts, select, "taunorm")
-    if method == "la":
-        return _choose_tau(lambda t: logit_adjusted(head, counts, t), val, train_counts, select, "la")
-    raise ValueError(f"unknown classifier method {method!r}; choose one of {METHODS}")
+    if method not in HEAD_METHODS:
+        raise ValueError(f"unknown classifier method {method!r}; choose one of {METHODS}")
+    spec = HEAD_METHODS[method]
+    return spec.fit(head, train, val, train_counts, epochs, lr or spec.lr, batch_size, seed, p, select)
 
 
 TAUS = tuple(round(0.1 * i, 1) for i in range(0, 21))

@@ -1,4 +1,8 @@
-"""The run folder, the contract between stages.
+"""Models as the run folder holds them: create a recipe's model, load one from a run folder, hub id or
+timm name, save one in timm's Hub format; the evaluation preprocessing they record. (The run folder's
+life, from its lock to the export, is `ltzoo.runfolder`'s; atomic file writes are `ltzoo.files`'.)
+
+The run folder, the contract between stages.
 
 A run folder holds ``config.json`` + ``model.safetensors`` in timm's Hub format (written by timm's
 ``save_for_hf``, with ``label_names`` and a ``pretrained_cfg`` that describes exactly the evaluation
@@ -18,15 +22,14 @@ import json
 import logging
 import os
 import re
-import shutil
-import subprocess
+import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from urllib.parse import urlparse
+from typing import Iterator
 
 import timm
 import torch
-import yaml
 from torch import nn
 
 from ltzoo.data.splits import LTDataset
@@ -37,76 +40,6 @@ _logger = logging.getLogger(__name__)
 RESULTS = "results.json"
 RUN_CONFIG = "run_config.yaml"
 WEIGHTS = "model.safetensors"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the file the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, (Path, torch.device)):
-        return str(v)
-    if isinstance(v, torch.Tensor):
-        return v.tolist()
-    if isinstance(v, (set, tuple)):
-        return list(v)
-    raise TypeError(f"not JSON serialisable: {type(v)}")
-
-
-def read_json(path: str | Path) -> dict:
-    """Read a JSON file with a clear error when it is missing or corrupt."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: is this a finished ltzoo run folder?") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); the file is corrupt, re-run the stage that wrote it") from None
-
-
-#: What a run's code is: a change to these (tracked files, against HEAD) makes its commit "-dirty".
-#: Edits elsewhere (README, benchmark results a grid writes between its runs) do not change what trains.
-CODE_PATHS = ("ltzoo", "recipes", "pyproject.toml")
-
-
-def git_commit(root: Path | None = None) -> str | None:
-    """The git commit of the ltzoo source tree, with '-dirty' when its code (`CODE_PATHS`) has uncommitted
-    changes; None outside a git checkout (an installed package)."""
-    root = root or Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def write_run_config(run_dir: str | Path, config: dict) -> dict:
-    """Write the resolved config, with the git commit, as ``run_config.yaml``; returns what was written."""
-    config = {**config, "git_commit": git_commit()}
-    with atomic_path(Path(run_dir) / RUN_CONFIG) as tmp:
-        tmp.write_text(yaml.safe_dump(json.loads(json.dumps(config, default=_jsonable)), sort_keys=False))
-    return config
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -194,7 +127,8 @@ def load_model(ref: str, pretrained: bool = True, **kwargs) -> nn.Module:
     if pretrained and name.startswith("local-dir:"):
         check_weights(name[len("local-dir:"):])
     try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
+        with _offline_when_unreachable(name):
+            return timm.create_model(name, pretrained=pretrained, **kwargs)
     except json.JSONDecodeError as exc:
         raise UserError(f"the config.json of {ref} is not valid JSON ({exc}): it is corrupt",
                         "re-export or re-download it") from exc
@@ -206,6 +140,36 @@ def load_model(ref: str, pretrained: bool = True, **kwargs) -> nn.Module:
             raise UserError(f"could not load the weights of {ref} ({str(exc).splitlines()[0]}): the checkpoint "
                             "does not match its config or is corrupt", "re-export or re-download it") from exc
         raise
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick look for the Hub (name resolution and a TCP connection to its endpoint)."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _offline_when_unreachable(name: str) -> Iterator[None]:
+    """A hub model with the Hub out of reach: huggingface_hub in offline mode for the block, so the cache
+    answers at once (or its not-cached error comes at once) instead of after 30-50 s of retries."""
+    from huggingface_hub import constants
+
+    if not name.startswith("hf-hub:") or constants.HF_HUB_OFFLINE or hub_reachable():
+        yield
+        return
+    _logger.warning("the Hugging Face Hub (%s) cannot be reached: %s from the local cache only", constants.ENDPOINT,
+                    name[len("hf-hub:"):])
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = False
 
 
 def label_names(model: nn.Module) -> list[str] | None:
@@ -271,7 +235,10 @@ def save_model(model: nn.Module, run_dir: str | Path, ds: LTDataset) -> None:
     with tempfile.TemporaryDirectory(dir=run_dir, prefix=".export-") as tmp, contiguous_weights(model):
         save_for_hf(model, tmp, model_config={"label_names": list(ds.class_names)},
                     data_config=data_config(ds, model), safe_serialization=True)
+        umask = os.umask(0)
+        os.umask(umask)
         for name in ("config.json", "model.safetensors"):
+            os.chmod(Path(tmp) / name, 0o666 & ~umask)  # safetensors writes 0600; the folder's other files are 0644
             os.replace(Path(tmp) / name, run_dir / name)
 
 
@@ -298,63 +265,3 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
         _save(model, str(path))
 
 
-# --------------------------------------------------------------------------------- resuming a run
-def read_jsonl(path: str | Path, repair: bool = True) -> list[dict]:
-    """The records of a JSONL log (``[]`` if it does not exist), surviving a torn last line.
-
-    A crash while appending can leave the last line cut short. With ``repair`` that line is dropped
-    (a warning names the file) and the file rewritten without it, atomically; without ``repair`` it
-    raises. A bad line before the last one is corruption, not a torn write: `UserError` naming the
-    file, the line and the fix.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    lines = path.read_text().splitlines()
-    records: list[dict] = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if lineno < len(lines) or not repair:
-                raise UserError(f"{path}, line {lineno}: not a JSON record ({exc.msg})",
-                                "delete that line (or the file; resuming then keeps no log of earlier epochs), "
-                                "or start afresh with --no-resume") from exc
-            _logger.warning("%s: dropped a torn last line (%d bytes) left by an interrupted write", path, len(line))
-            with atomic_path(path) as tmp:
-                tmp.write_text("".join(ln + "\n" for ln in lines[:lineno - 1] if ln.strip()))
-    return records
-
-
-#: ``atomic_path`` temporaries: ``.<name>.<8 random characters>`` (tempfile.mkstemp's suffix).
-_ATOMIC_TMP = re.compile(r"\.(?P<name>[^/]+\.[A-Za-z0-9]+)\.[a-z0-9_]{8}")
-_STALE_DIRS = (".tmp_epoch_*", ".export-*")
-
-
-def stale_temporaries(run_dir: str | Path) -> list[Path]:
-    """Leftovers of interrupted writes in a run folder: `atomic_path` temporaries, `save_model`'s
-    ``.export-*`` folders and `RunFolder.save`'s ``.tmp_epoch_*`` checkpoint folders."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    found = [p for p in run_dir.rglob(".*") if p.is_file() and _ATOMIC_TMP.fullmatch(p.name)]
-    found += [p for pattern in _STALE_DIRS for p in run_dir.rglob(pattern) if p.is_dir()]
-    return sorted(set(found))
-
-
-def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
-    """Remove `stale_temporaries` of ``run_dir``, logging each; returns what it removed.
-
-    Call it on the main process before a resumed run writes anything: another process writing into
-    the same folder at the same time would lose its temporaries.
-    """
-    removed = stale_temporaries(run_dir)
-    for p in removed:
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
-        _logger.warning("removed %s, left by an interrupted write", p)
-    return removed

@@ -98,22 +98,37 @@ def _bf16_prepared(seed=0):
     model = timm.create_model("resnet20_cifar", num_classes=3, in_chans=1)
     plain = timm.create_model("resnet20_cifar", num_classes=3, in_chans=1)
     plain.load_state_dict(model.state_dict())
-    return accelerator, accelerator.prepare(model), plain.eval()
+    return accelerator, accel.without_autocast_wrapper(accelerator, accelerator.prepare(model)), plain.eval()
 
 
-def test_full_precision_bypasses_accelerates_autocast(fresh_accelerate):
+def test_full_precision_bypasses_autocast(fresh_accelerate):
     accelerator, model, plain = _bf16_prepared()
     model.eval()
     x = torch.randn(4, 1, 8, 8)
     with torch.no_grad():
-        wrapped = model(x)  # accelerate's forward autocasts to bf16 by itself
         exact = plain(x)
+        assert torch.equal(model(x), exact), "without accelerate's wrapper the model computes in fp32 by itself"
+        with accelerator.autocast():
+            trained = model(x)  # how train_step runs it: under the run's autocast
         with torch.autocast("cpu", dtype=torch.bfloat16), accel.full_precision(model) as net:
             inside = net(x)  # not even an enclosing autocast reaches the model
-        after = model(x)
-    assert not torch.equal(wrapped, exact), "the prepared model should compute in bf16 outside the block"
+    assert not torch.equal(trained, exact), "under the run's autocast the model computes in bf16"
     assert torch.equal(inside, exact)
-    assert torch.equal(after, wrapped), "the autocast wrapper is back after the block"
+    assert "_original_forward" not in vars(model), "accelerate's wrapper is gone (public unwrap_model)"
+
+
+def test_make_accelerator_is_the_only_constructor():
+    """ltzoo constructs an Accelerator in one place (accel.make_accelerator)."""
+    import re
+    from pathlib import Path
+
+    root = Path(accel.__file__).parent
+    sites = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py")
+             for i, line in enumerate(p.read_text().splitlines(), 1)
+             if re.search(r"\bAccelerator\(", line) and not line.lstrip().startswith(("#", '"', "`"))
+             and "`Accelerator(" not in line]
+    assert sites == ["accel.py:" + str(next(i for i, line in enumerate(Path(accel.__file__).read_text().splitlines(), 1)
+                                             if "return Accelerator(" in line))], sites
 
 
 def test_speed_arguments():

@@ -198,9 +198,13 @@ def test_classify_hub_errors(monkeypatch):
     msg = str(user_error(OfflineModeIsEnabled("offline"), hub_id="org/model"))
     assert "hub model org/model" in msg and "HF_HUB_OFFLINE=1" in msg and "unset HF_HUB_OFFLINE" in msg
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    import requests
-
-    for exc in (requests.ConnectionError("refused"), ConnectionRefusedError(111, "Connection refused")):
+    transport = []  # the transport errors of the HTTP client huggingface_hub uses here (requests is not a dependency)
+    for module, name in (("httpx", "ConnectError"), ("httpx2", "ConnectError"), ("requests", "ConnectionError")):
+        try:
+            transport.append(getattr(__import__(module), name)("refused"))
+        except ImportError:
+            pass
+    for exc in (*transport, ConnectionRefusedError(111, "Connection refused")):
         msg = str(user_error(exc, hub_id="org/model"))
         assert "cannot reach the Hugging Face Hub" in msg and "org/model" in msg and "check the network" in msg
     assert user_error(BrokenPipeError(32, "Broken pipe")) is None
@@ -403,11 +407,11 @@ def _log(path: Path, epochs: int, torn: str = "") -> None:
 
 
 def test_torn_last_log_line_is_dropped_with_a_warning(tmp_path, caplog):
-    from ltzoo.runs import read_jsonl
+    from ltzoo.runfolder import read_jsonl
 
     log = tmp_path / "log.jsonl"
     _log(log, 3, torn='{"epoch": 3, "lo')
-    with caplog.at_level(logging.WARNING, logger="ltzoo.runs"):
+    with caplog.at_level(logging.WARNING, logger="ltzoo.runfolder"):
         records = read_jsonl(log)
     assert [r["epoch"] for r in records] == [0, 1, 2]
     assert str(log) in caplog.text and "torn last line" in caplog.text
@@ -416,7 +420,7 @@ def test_torn_last_log_line_is_dropped_with_a_warning(tmp_path, caplog):
 
 
 def test_torn_log_without_repair_and_a_corrupt_middle_line_are_refused(capsys, tmp_path):
-    from ltzoo.runs import read_jsonl
+    from ltzoo.runfolder import read_jsonl
 
     log = tmp_path / "log.jsonl"
     _log(log, 2, torn='{"epoch": 2')
@@ -428,7 +432,8 @@ def test_torn_log_without_repair_and_a_corrupt_middle_line_are_refused(capsys, t
 
 
 def test_stale_temporaries_are_removed_and_nothing_else(tmp_path, caplog):
-    from ltzoo.runs import remove_stale_temporaries, write_json
+    from ltzoo.files import write_json
+    from ltzoo.runfolder import remove_stale_temporaries
 
     run_dir = tmp_path / "run"
     write_json(run_dir / "results.json", {"a": 1})
@@ -442,7 +447,7 @@ def test_stale_temporaries_are_removed_and_nothing_else(tmp_path, caplog):
         d.mkdir()
         (d / "model.safetensors").write_bytes(b"half")
     keep = {k: v for k, v in digest(run_dir).items() if not any(k.startswith(str(s.relative_to(run_dir))) for s in stale)}
-    with caplog.at_level(logging.WARNING, logger="ltzoo.runs"):
+    with caplog.at_level(logging.WARNING, logger="ltzoo.runfolder"):
         removed = remove_stale_temporaries(run_dir)
     assert sorted(removed) == sorted(stale) and digest(run_dir) == keep
     assert all(str(p) in caplog.text for p in stale)
@@ -749,7 +754,8 @@ def cli(capsys, *argv) -> tuple[int, str]:
 @pytest.mark.parametrize("damage", ["corrupt", "missing"])
 @pytest.mark.parametrize("command", ["card", "push", "eval"])
 def test_cli_checks_the_weights_it_reads(capsys, folder, run_dir, tmp_path, command, damage):
-    from ltzoo.runs import RESULTS, write_json
+    from ltzoo.files import write_json
+    from ltzoo.runs import RESULTS
 
     write_json(run_dir / RESULTS, {"recipe": "pretrain", "method": "ce", "metrics": {}})
     if damage == "corrupt":
@@ -791,13 +797,38 @@ def test_launch_without_a_recipe_is_one_line(capsys, tmp_path):
     assert_one_line(err, "ltzoo launch", "accelerate launch: unrecognized arguments: --bogus")
 
 
-def test_launch_takes_a_recipe_by_name():
+def test_launch_takes_a_recipe_by_name(monkeypatch, tmp_path):
+    import accelerate.commands.config as accelerate_config
+
     from ltzoo.cli.launch import recipe_argv
+
+    config = tmp_path / "default_config.yaml"
+    config.write_text("{}")
+    monkeypatch.setattr(accelerate_config, "default_config_file", str(config))  # a config file: no defaults added
 
     assert recipe_argv(["--num_processes", "2", "btm", "--epochs", "3", "btm"]) == \
         ["--num_processes", "2", "-m", "ltzoo.recipes.btm", "--epochs", "3", "btm"]
     assert recipe_argv(["-m", "ltzoo.recipes.gml", "--init", "x"]) == ["-m", "ltzoo.recipes.gml", "--init", "x"]
     assert recipe_argv([str(ROOT / "recipes" / "btm.py")]) == [str(ROOT / "recipes" / "btm.py")]
+
+
+def test_launch_passes_accelerates_defaults_without_a_config_file(monkeypatch, tmp_path):
+    """No accelerate config file: ltzoo launch passes accelerate's defaults itself, so accelerate's six-line
+    "defaults used" warning does not open the run; what the user gave stays."""
+    import accelerate.commands.config as accelerate_config
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    from ltzoo.cli.launch import recipe_argv
+
+    monkeypatch.setattr(accelerate_config, "default_config_file", str(tmp_path / "none.yaml"))
+    argv = recipe_argv(["--num_processes", "2", "btm", "--epochs", "3"])
+    assert argv[-4:] == ["-m", "ltzoo.recipes.btm", "--epochs", "3"] and argv.count("--num_processes") == 1
+    assert argv[argv.index("--num_processes") + 1] == "2" and "--mixed_precision" in argv
+    args = launch_command_parser().parse_args(recipe_argv(["btm"]))
+    warned = []
+    monkeypatch.setattr("accelerate.commands.launch.logger.warning", lambda m, *a, **k: warned.append(m))
+    _validate_launch_command(args)
+    assert not [m for m in warned if "defaults used" in m], warned
 
 
 # ---------------------------------------------------------------------------- disk and run folder

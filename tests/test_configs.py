@@ -80,8 +80,7 @@ def test_zoo_configs_run_on_fixtures(dataset, tmp_path):
     try:
         stage1 = tmp_path / "stage1"
         pretrain = load_recipe("pretrain")
-        pretrain.run(pretrain.build_parser().parse_args(["-c", f"{dataset}/ce", *data, *TINY, "--output", str(stage1)]),
-                     end_training=False)
+        pretrain.main(["-c", f"{dataset}/ce", *data, *TINY, "--output", str(stage1)])
         btm = tmp_path / "btm"
         load_recipe("btm").main(["-c", f"{dataset}/btm", *data, *RUN, *TINY_BTM,
                                  "--shots", "1", "--allow-fewer", "--init", str(stage1), "--output", str(btm)])

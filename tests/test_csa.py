@@ -14,9 +14,8 @@ from torch import nn
 
 import ltzoo  # noqa: F401  (registers resnet20_cifar with timm)
 from fixtures import class_images
-from ltzoo.csa import (
-    ContextBank, CSAModel, context_shift, fold_heads, gradcam_masks, shift_batch, train_csa_epoch,
-)
+from ltzoo.csa import ContextBank, CSAModel, context_shift, fold_heads, gradcam_masks, shift_batch
+from ltzoo.recipes.csa import train_csa_epoch  # the loop is the recipe's; ltzoo.csa, the method, imports no loop
 from ltzoo.data import create_sampler
 from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.data.splits import Split

@@ -492,10 +492,25 @@ def test_imagefolder_made_longtailed(tmp_path, with_val):
     assert step.train_counts == [n_max] * 2 + [n_max // 4] * 2
 
 
+def test_small_folder_runs_by_default_with_a_smaller_validation_split(tmp_path):
+    """An unset --val-per-class on a folder whose smallest class has 20 or fewer images: a quarter of it."""
+    make_imagefolder(tmp_path / "a", {"train": [30, 12, 9], "test": [1, 1, 1]}, channels=1)
+    ds = load_dataset("imagefolder", data_dir=str(tmp_path / "a"))
+    assert ds.val.counts(3) == [2, 2, 2] and ds.train_counts == [28, 10, 7]  # 9 // 4 = 2 held out per class
+    assert ds.info["val_rule"].startswith("2/class: a quarter of the smallest class's 9")
+    assert "steps of 50%" in ds.info["val_resolution"] and "val_rule" in ds.summary()
+    make_imagefolder(tmp_path / "b", {"train": [30, 3], "test": [1, 1]}, channels=1)
+    ds = load_dataset("imagefolder", data_dir=str(tmp_path / "b"))
+    assert ds.val is None and ds.train_counts == [30, 3] and ds.info["val_rule"].startswith("none: the smallest")
+    make_imagefolder(tmp_path / "c", {"train": [30, 25], "test": [1, 1]}, channels=1)
+    ds = load_dataset("imagefolder", data_dir=str(tmp_path / "c"))
+    assert ds.val.counts(2) == [20, 20] and "steps of 5%" in ds.info["val_resolution"]
+
+
 def test_imagefolder_too_few_images_for_a_val_hold_out(tmp_path):
     make_imagefolder(tmp_path, {"train": [30, 3], "test": [1, 1]}, channels=1)
     with pytest.raises(ValueError, match=r"1 classes have 20 or fewer training images.*class 1"):
-        load_dataset("imagefolder", data_dir=str(tmp_path))  # default: 20 per class
+        load_dataset("imagefolder", data_dir=str(tmp_path), val_per_class=20)  # given: the user's to lower
     with pytest.raises(ValueError, match=r"smallest class has 3 training images, too few .* 5/class"):
         load_dataset("imagefolder", data_dir=str(tmp_path), imbalance=2, val_per_class=5)
     ds = load_dataset("imagefolder", data_dir=str(tmp_path), val_per_class=0)

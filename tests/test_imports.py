@@ -104,3 +104,31 @@ def test_top_level_recipes_are_thin_entry_points():
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert imported == {f"ltzoo.recipes.{name}", "ltzoo.errors"}  # main, run under errors.run_main
         assert len([n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]) == 0
+
+
+#: Who may import whom (the floors, bottom up): the data and metrics floor imports nothing above it; the
+#: methods (losses, heads, merge, CSA's model, bank and augmentation) import no loop; the hub imports no recipe.
+LEAVES = ("ltzoo.errors", "ltzoo.files", "ltzoo.argtypes")
+FLOOR_RULES = {
+    ("ltzoo.data", "ltzoo.metrics"): ("ltzoo.data", "ltzoo.metrics", *LEAVES),
+    ("ltzoo.losses", "ltzoo.heads", "ltzoo.merge", "ltzoo.csa"):
+        ("ltzoo.data", "ltzoo.metrics", "ltzoo.losses", "ltzoo.heads", "ltzoo.merge", "ltzoo.csa", *LEAVES),
+    ("ltzoo.hub",): tuple(n for n in MODULES if not n.startswith(("ltzoo.recipes", "ltzoo.engine", "ltzoo.cli"))),
+}
+
+
+def _within(name: str, prefixes) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+@pytest.mark.parametrize("floor", list(FLOOR_RULES), ids=lambda f: "+".join(f))
+def test_layers_import_nothing_above_them(floor):
+    allowed = FLOOR_RULES[floor]
+    bad = [f"{name} imports {dep}" for name, path in MODULES.items() if _within(name, floor)
+           for dep in sorted(imports_of(name, path)) if not _within(dep, allowed)]
+    assert not bad, bad
+
+
+def test_hub_imports_no_recipe_even_by_name():
+    for path in (PACKAGE / "hub").rglob("*.py"):
+        assert "import_module" not in path.read_text(), f"{path}: the card asks the run's config, not a recipe"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,10 @@ def venv(tmp_path_factory) -> dict:
     wheel = next((root / "dist").glob("ltzoo-*.whl"))
     run([sys.executable, "-m", "venv", "--system-site-packages", root / "venv"], root, env)
     bin_dir = root / "venv" / "bin"
+    # --system-site-packages sees the base interpreter's packages; when this interpreter is itself a venv
+    # (where torch is), a .pth file lets the new venv see this one's site-packages as well
+    new_site = run([bin_dir / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], root, env)
+    (Path(new_site.strip()) / "outer_site.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     run([bin_dir / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], root, env)
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()

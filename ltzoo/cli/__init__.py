@@ -25,7 +25,7 @@ from typing import Sequence
 
 from ltzoo import __version__
 from ltzoo.cli import configs, data, hub, launch
-from ltzoo.errors import ArgumentParser, run_main
+from ltzoo.errors import ArgumentParser, DefaultsHelpFormatter, run_main
 
 #: The command groups, in the order ``ltzoo --help`` lists them.
 GROUPS = (data, configs, hub, launch)
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     for group in GROUPS:
         for name, (func, add_args) in group.COMMANDS.items():
             sp = sub.add_parser(name, help=(func.__doc__ or "").split("\n")[0], description=func.__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
             add_args(sp)
             sp.set_defaults(func=func)
     return p

@@ -58,13 +58,12 @@ def _add_eval(p):
 
 def cmd_eval(args) -> int:
     """The long-tail metrics of any timm model, hub id or run folder on a dataset split."""
-    from accelerate import Accelerator
-
-    from ltzoo.accel import apply_channels_last
+    from ltzoo.accel import apply_channels_last, make_accelerator, without_autocast_wrapper
     from ltzoo.data.loader import BatchPreprocess, make_loader
     from ltzoo.engine import evaluate
     from ltzoo.metrics import plot_per_class_recall, summary_table
-    from ltzoo.runs import check_classes, image_transform, load_model, write_json
+    from ltzoo.files import write_json
+    from ltzoo.runs import check_classes, image_transform, load_model
 
     ds = _load(args)
     split = ds.val if args.split == "val" else ds.test
@@ -73,11 +72,12 @@ def cmd_eval(args) -> int:
                         "validation split (--val-list, a val/ folder, or --val-per-class N)")
     model = load_model(args.model)  # a run folder's weights are checked first (ltzoo.runs.check_weights)
     check_classes(model, ds, args.model)
-    accelerator = Accelerator()  # evaluation runs in fp32 whatever its mixed precision (ltzoo.accel)
+    accelerator = make_accelerator()  # evaluation runs in fp32 whatever its mixed precision (ltzoo.accel)
     loader = make_loader(split, args.batch_size, transform=image_transform(ds, model), num_workers=args.workers)
     # the recipes' layout: channels_last for convolutional models (the same numbers as their own evaluation)
     prep = BatchPreprocess(*_model_norm(model, ds), channels_last=apply_channels_last(model)).to(accelerator.device)
     model, loader = accelerator.prepare(model, loader)
+    without_autocast_wrapper(accelerator, model)
     metrics = evaluate(accelerator, model, loader, prep, ds.train_counts, ds.shot_thresholds, args.split)
     result = {"model": args.model, "dataset": ds.name, "split": args.split, "split_source": split.source,
               "metrics": metrics}

@@ -40,7 +40,7 @@ def _add_card(p) -> None:
 def cmd_card(args) -> int:
     """Generate the model card of a run folder (README.md; with --name also hub_cards/NAME.md)."""
     from ltzoo.hub.card import build_card, default_cards_dir
-    from ltzoo.runs import atomic_path
+    from ltzoo.files import atomic_path
 
     card = build_card(args.run_dir, repo_id=args.repo_id, name=args.name, parent_ids=_parent_ids(args.parent_id))
     text = str(card)
@@ -92,7 +92,7 @@ def cmd_push(args) -> int:
         emit(obj, args.json, "\n".join(lines))
         return 0
     from ltzoo.hub.card import is_ltzoo_arch
-    from ltzoo.runs import read_json
+    from ltzoo.files import read_json
 
     arch = read_json(Path(args.run_dir) / "config.json").get("architecture", "")
     obj = {"repo_id": args.repo_id, "revision": args.revision or "main", "commit_url": result.commit_url,

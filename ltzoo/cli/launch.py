@@ -40,6 +40,7 @@ def recipe_argv(argv: Sequence[str]) -> list[str]:
     parser.error = refuse
     args = parser.parse_args(argv)
     script = args.training_script
+    argv = _explicit_defaults(args) + argv
     if args.module or Path(script).exists():
         return argv
     if "/" in script or script.endswith(".py") or importlib.util.find_spec(f"ltzoo.recipes.{script}") is None:
@@ -48,6 +49,28 @@ def recipe_argv(argv: Sequence[str]) -> list[str]:
     # the recipe is the first token whose tail is the script and its arguments
     at = next(i for i in range(len(argv)) if argv[i] == script and argv[i + 1:] == args.training_script_args)
     return argv[:at] + ["-m", f"ltzoo.recipes.{script}"] + argv[at + 1:]
+
+
+def _explicit_defaults(args) -> list[str]:
+    """accelerate launch's own defaults, passed explicitly when no accelerate config file gives them: its
+    six-line "defaults used" warning then does not open every run (and its "mixed_precision 'no'" does not
+    contradict the precision the recipe decides and prints in its opening line)."""
+    from accelerate.commands.config import default_config_file
+
+    if Path(default_config_file).is_file():
+        return []
+    given = []
+    if args.num_processes is None and not (args.multi_gpu or args.tpu):
+        given += ["--num_processes", "1"]
+    if args.num_machines is None:
+        given += ["--num_machines", "1"]
+    if args.mixed_precision is None:
+        given += ["--mixed_precision", "no"]  # accelerate's default; a recipe's --mixed-precision decides
+    if args.dynamo_backend is None:
+        given += ["--dynamo_backend", "no"]
+    if args.num_cpu_threads_per_process is None:
+        given += ["--num_cpu_threads_per_process", "1"]  # a recipe's --threads gives each process its share
+    return given
 
 
 def _add_launch(p) -> None:

@@ -26,7 +26,9 @@ def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
     parser.add_argument("--imbalance", type=imbalance_ratio, default=None,
                         help="imbalance ratio rho (largest / smallest class); unset: 100 for fmnist_lt and cifar*_lt, "
                              "the data as it is for the others")
-    parser.add_argument("--profile", default="exp", choices=("exp", "step"), help="long-tail profile")
+    parser.add_argument("--profile", default=None, choices=("exp", "step"),
+                        help="long-tail profile of a dataset made long-tailed (--imbalance, or fmnist_lt and "
+                             "cifar*_lt by default); unset: exp there, none for data used as it is")
     parser.add_argument("--val-per-class", type=nonneg_int, default=None,
                         help="balanced validation images per class to draw when the dataset has no val split; unset: "
                              "100 for fmnist_lt and cifar10_lt, 20 for the others, 0 (none) for the list datasets")
@@ -58,7 +60,7 @@ def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
 
 def dataset_kwargs(args: argparse.Namespace) -> dict:
     """The `load_dataset` keyword arguments of the data flags (and ``--seed``)."""
-    return dict(data_dir=args.data_dir, imbalance=args.imbalance, profile=args.profile, seed=args.seed,
+    return dict(data_dir=args.data_dir, imbalance=args.imbalance, profile=args.profile or "exp", seed=args.seed,
                 val_per_class=args.val_per_class, train_list=args.train_list, val_list=args.val_list,
                 test_list=args.test_list, class_order=args.class_order, shot_cuts=args.shot_cuts,
                 check_files=getattr(args, "check_files", True), skip_bad=getattr(args, "skip_bad_files", False),

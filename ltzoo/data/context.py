@@ -173,7 +173,7 @@ def save_example_grid(ds: LTDataset, path: str | Path, per_class: int = 8) -> Pa
     Works for any dataset whose splits are in memory; a class with fewer images leaves blank cells.
     """
     from ltzoo.metrics.plot import _pyplot
-    from ltzoo.runs import atomic_path
+    from ltzoo.files import atomic_path
 
     splits = [s for s in (ds.train, ds.val, ds.test) if s is not None and len(s)]
     if any(not s.in_memory for s in splits):

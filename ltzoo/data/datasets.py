@@ -242,6 +242,9 @@ def load_dataset(
     if test is None:
         test = train.subset(torch.zeros(0, dtype=torch.long), name="test", source="none")
     imbalance = spec.default_imbalance if imbalance is None else imbalance
+    val_rule = None
+    if val_per_class is None and val is None and imbalance is None:  # a folder used as is, no val split given
+        val_per_class, val_rule = default_val_per_class(train.counts(len(classes)), spec.val_per_class)
     val_per_class = spec.val_per_class if val_per_class is None else val_per_class
     num_classes = len(classes)
     for split in (train, val, test):  # before any per-class indexing, which needs labels in range
@@ -263,6 +266,10 @@ def load_dataset(
                          "as it is; pass --imbalance to subsample it, or drop --class-order")
     elif val is None and val_per_class > 0:
         train, val = _hold_out_val(train, num_classes, val_per_class, seed)
+    if val_rule is not None:
+        info["val_rule"] = val_rule
+    if val is not None:
+        info["val_resolution"] = val_resolution(val.counts(num_classes))
     info.update(_shot_cuts(train.counts(num_classes), shot_cuts, spec, name))
     if spec.finish is not None:
         train, val, test = spec.finish(train, val, test, num_classes, info)
@@ -359,6 +366,37 @@ def _shot_cuts(counts: list[int], given: Sequence[int] | None, spec: DatasetSpec
     else:
         many, few, rule = choose_shot_cuts(counts)
     return {"shot_thresholds": {"many": many, "few": few}, "shot_rule": rule}
+
+
+#: At most this share of the smallest class is held out when an unset --val-per-class meets a small class.
+VAL_SHARE_OF_SMALLEST = 4
+
+
+def default_val_per_class(train_counts: list[int], usual: int) -> tuple[int, str]:
+    """Validation images per class to hold out of a dataset used as is, when --val-per-class is unset.
+
+    ``usual`` (20) while every class has more; else a quarter of the smallest class (rounded down): each
+    class keeps at least three quarters of its images to train on, and the run goes on (with no validation
+    split, its last epoch kept, where the smallest class has fewer than 4). Returns the count and its rule.
+    """
+    smallest = min((n for n in train_counts if n > 0), default=0)
+    if smallest > usual:
+        return usual, f"{usual}/class (the default; the smallest class has {smallest} training images)"
+    per = smallest // VAL_SHARE_OF_SMALLEST
+    return per, (f"{per}/class: a quarter of the smallest class's {smallest} training images, so that every class "
+                 f"keeps at least three quarters to train on (the usual {usual}/class does not fit; --val-per-class "
+                 f"sets it)" if per else
+                 f"none: the smallest class has {smallest} training images, too few to hold any out (the last "
+                 f"epoch is kept; --val-per-class or a val split gives one)")
+
+
+def val_resolution(val_counts: list[int]) -> str:
+    """How coarse a validation split is: the step of a class's recall, and so of the epoch choice it makes."""
+    fewest = min(val_counts) if val_counts else 0
+    if fewest == 0:
+        return "a class has no validation image: its recall, and HM/GM, are undefined or 0 on validation"
+    return (f"{fewest} validation images in the smallest class: its recall moves in steps of {1 / fewest:.0%}, "
+            f"so epochs are told apart only by differences that coarse")
 
 
 def _hold_out_val(train: Split, num_classes: int, per_class: int, seed: int) -> tuple[Split, Split]:

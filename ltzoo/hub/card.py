@@ -27,9 +27,7 @@ A local parent without one is shown as a local run by its folder name, and gets 
 """
 from __future__ import annotations
 
-import argparse
 import functools
-import importlib
 import json
 import logging
 import shlex
@@ -199,19 +197,7 @@ def count_parameters(path: Path) -> int | None:
     return total
 
 
-@functools.lru_cache(maxsize=None)
-def recipe_parser(recipe: str) -> argparse.ArgumentParser | None:
-    """The argument parser of the recipe ``ltzoo.recipes.<recipe>`` (None when there is no such recipe)."""
-    try:
-        return importlib.import_module(f"ltzoo.recipes.{recipe}").build_parser()
-    except ModuleNotFoundError as exc:  # a run of a recipe this ltzoo does not have: the card lists every flag
-        if exc.name != f"ltzoo.recipes.{recipe}":
-            raise
-        _logger.warning("no recipe %r in ltzoo.recipes; the card lists every flag", recipe)
-        return None
-
-
-_NOT_FLAGS = ("config", "output", "recipe", "git_commit", "help")
+_NOT_FLAGS = ("config", "output", "recipe", "git_commit", "help", "flags")
 _ALWAYS = ("dataset", "model", "loss", "epochs", "seed")  # shown even at their defaults, for the reader
 
 
@@ -219,31 +205,26 @@ def render_command(config: dict, recipe: str, num_processes: int = 1, init: str 
                    omit_init: bool = False) -> str:
     """``accelerate launch -m ltzoo.recipes.<recipe>`` with the flags whose values differ from the recipe's defaults.
 
-    ``init`` replaces the recorded ``--init`` (a parent's hub id instead of a local path); ``omit_init``
-    drops it (BTM's own stage 1). Without the recipe's parser every flag with a value is listed.
+    The run's config says what its flags are (``flags``: each destination's option, kind and default, as
+    the recipe wrote them into run_config.yaml), so no recipe is imported here. ``init`` replaces the
+    recorded ``--init`` (a parent's hub id instead of a local path); ``omit_init`` drops it (BTM's own
+    stage 1). A config without ``flags`` (an older run) lists every flag with a value.
     """
-    parser = recipe_parser(recipe)
-    config = dict(config)
-    if omit_init:
-        config["init"] = None
-    elif init is not None:
-        config["init"] = init
+    config = _with_init(config, init, omit_init)
     launch = ["accelerate", "launch"] + (["--num_processes", str(num_processes)] if num_processes > 1 else [])
     groups: list[list[str]] = [launch + recipe_launch(recipe).split()]
     always = set(_ALWAYS) - ({"epochs"} if recipe == "btm" and config.get("init") else set())  # BTM: stage-1 epochs
-    if parser is not None:
-        for action in parser._actions:
-            dest = action.dest
-            if dest in _NOT_FLAGS or dest not in config or not action.option_strings:
+    flags = config.get("flags")
+    if isinstance(flags, dict):
+        for dest, (flag, kind, default) in flags.items():
+            if dest in _NOT_FLAGS or dest not in config:
                 continue
-            value, default = config[dest], action.default
+            value = config[dest]
             if value == default and type(value) is type(default) and not (dest in always and value is not None):
                 continue
-            flag = next((o for o in action.option_strings if o.startswith("--") and not o.startswith("--no-")),
-                        action.option_strings[-1])
-            if isinstance(action, argparse.BooleanOptionalAction):
+            if kind == "bool":
                 groups.append([flag if value else "--no-" + flag[2:]])
-            elif isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            elif kind == "switch":
                 if bool(value) != bool(default):
                     groups.append([flag])
             elif value is not None:
@@ -257,18 +238,22 @@ def render_command(config: dict, recipe: str, num_processes: int = 1, init: str 
     return " \\\n    ".join(" ".join(shlex.quote(t) for t in g) for g in groups)
 
 
-def config_yaml(config: dict, recipe: str, init: str | None = None, omit_init: bool = False) -> str:
-    """The resolved config as a YAML file the recipe takes with ``-c`` (only its own flags).
-
-    Unset values (None, which no flag can give, so the recipe's default) are left out.
-    """
-    parser = recipe_parser(recipe)
-    known = {a.dest for a in parser._actions} if parser is not None else set(config)
-    cfg = {k: v for k, v in config.items() if k in known and k not in _NOT_FLAGS}
+def _with_init(config: dict, init: str | None, omit_init: bool) -> dict:
+    config = dict(config)
     if omit_init:
-        cfg["init"] = None
+        config["init"] = None
     elif init is not None:
-        cfg["init"] = init
+        config["init"] = init
+    return config
+
+
+def config_yaml(config: dict, recipe: str, init: str | None = None, omit_init: bool = False) -> str:
+    """The resolved config as a YAML file the recipe takes with ``-c`` (only its own flags, as the config's
+    ``flags`` lists them). Unset values (None, which no flag can give, so the recipe's default) are left out.
+    """
+    flags = config.get("flags")
+    known = set(flags) if isinstance(flags, dict) else set(config)
+    cfg = {k: v for k, v in _with_init(config, init, omit_init).items() if k in known and k not in _NOT_FLAGS}
     return yaml.safe_dump({k: v for k, v in cfg.items() if v is not None}, sort_keys=False).strip()
 
 
@@ -436,7 +421,8 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
     results_path = run_dir / "results.json"
     if not results_path.is_file():
         raise FileNotFoundError(f"{results_path} not found: {run_dir} is not a finished ltzoo run folder")
-    from ltzoo.runs import check_weights, read_json
+    from ltzoo.files import read_json
+    from ltzoo.runs import check_weights
 
     check_weights(run_dir)  # a card describes weights: missing or corrupt ones are refused, naming the file
 
@@ -524,6 +510,7 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
         "stages": results.get("table") or {}, "per_class": _per_class(results),
         "has_plot": (run_dir / PLOT).is_file(), "plot": PLOT,
         "val_source": ds.get("val_source"), "train_source": ds.get("train_source"),
+        "val_rule": ds.get("val_rule"), "val_resolution": ds.get("val_resolution"),
         "git_commit": config.get("git_commit"), "seed": config.get("seed"),
         "command": render_command(config, recipe, results.get("num_processes", 1) or 1, init=init_id,
                                   omit_init=own_stage1) if config else None,
@@ -542,7 +529,7 @@ def write_card(run_dir: str | Path, out_path: str | Path | None = None, **kwargs
     """Build the card of ``run_dir`` (see `build_card`) and save it (default: ``RUN_DIR/README.md``)."""
     card = build_card(run_dir, **kwargs)
     out = Path(out_path) if out_path is not None else Path(run_dir) / "README.md"
-    from ltzoo.runs import atomic_path
+    from ltzoo.files import atomic_path
 
     with atomic_path(out) as tmp:
         tmp.write_text(str(card), encoding="utf-8")

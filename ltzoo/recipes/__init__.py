@@ -1,4 +1,5 @@
-"""The recipes, each a module with ``build_parser()``, ``main(argv=None)`` and ``run(args)``:
+"""The recipes, each a module holding one recipe class (named steps over a run context: `ltzoo.recipes.base`)
+and its ``build_parser()`` and ``main(argv=None)``:
 
 - `ltzoo.recipes.pretrain`: stage 1, any timm backbone with the long-tail losses and samplers;
 - `ltzoo.recipes.btm`: Balanced Training and Merging (it runs stage 1 itself without --init);
@@ -8,8 +9,10 @@
 Run one with ``accelerate launch -m ltzoo.recipes.<name> [-c CONFIG] [flags]`` (or, from a checkout,
 ``accelerate launch recipes/<name>.py``). The configs under ``configs/<dataset>/<name>.yaml`` ship with
 the package; ``-c fmnist_lt/ce`` names one, ``ltzoo configs`` lists them. The shared parts: the command
-line and configs (`ltzoo.recipes.common`), the optimiser and schedule (`ltzoo.recipes.optim`), the run
-folder (`ltzoo.recipes.runfolder`) and BTM's member fine-tuning (`ltzoo.recipes.members`).
+line and configs (`ltzoo.recipes.common`), the run context (`ltzoo.recipes.context`: the Accelerator, the
+data, the final evaluation), the recipe classes' steps (`ltzoo.recipes.base`), the optimiser and schedule
+(`ltzoo.recipes.optim`) and BTM's member fine-tuning (`ltzoo.recipes.members`); the run folder is
+`ltzoo.runfolder`'s. docs/architecture.md describes the layout.
 """
 
 RECIPES = ("pretrain", "btm", "gml", "csa")

@@ -13,24 +13,19 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
-import os
 import sys
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Sequence
 
-import torch
 import yaml
-from accelerate.utils import is_tensorboard_available
 
 from ltzoo.argtypes import (check_config_values, nonneg_float, nonneg_int, positive_float, positive_int)
 from ltzoo.accel import add_speed_arguments
 from ltzoo.data.args import add_data_args
-from ltzoo.errors import ArgumentParser, one_line, user_error
+from ltzoo.errors import ArgumentParser, DefaultsHelpFormatter, one_line, user_error
 
 _logger = logging.getLogger(__name__)
-#: accelerate's tracker for the per-epoch curves: TensorBoard where it is installed (no warning where it is not)
-TRACKER = "tensorboard" if is_tensorboard_available() else None
 
 #: A parse-time check: (parsed arguments, the flags given on the command line) -> an error message or None.
 Check = Callable[[argparse.Namespace, set], "str | None"]
@@ -87,7 +82,7 @@ class RecipeParser(ArgumentParser):
     """
 
     def __init__(self, description: str, **kwargs):
-        super().__init__(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+        super().__init__(description=description, formatter_class=DefaultsHelpFormatter, **kwargs)
         self.checks: list[Check] = []
         self.add_argument("-c", "--config", type=config_arg, help="YAML file of defaults (keys are flag names with _), or a packaged "
                           "config by name (e.g. fmnist_lt/ce; `ltzoo configs` lists them); the command line wins")
@@ -108,6 +103,21 @@ class RecipeParser(ArgumentParser):
             if message:
                 self.error(message)
         return ns
+
+    def flag_table(self) -> dict[str, list]:
+        """Each flag's destination -> ``[option, kind, default]`` (kind: ``bool`` for --x/--no-x, ``switch``
+        for a store_true flag, ``value`` otherwise): what run_config.yaml records so that a card renders the
+        run's command line from the run's config alone (`ltzoo.hub.card.render_command`)."""
+        table = {}
+        for a in self._actions:
+            if not a.option_strings or a.dest in ("help", "config"):
+                continue
+            flag = next((o for o in a.option_strings if o.startswith("--") and not o.startswith("--no-")),
+                        a.option_strings[-1])
+            kind = ("bool" if isinstance(a, argparse.BooleanOptionalAction) else
+                    "switch" if isinstance(a, (argparse._StoreTrueAction, argparse._StoreFalseAction)) else "value")
+            table[a.dest] = [flag, kind, a.default]
+        return table
 
     def given(self, argv: Sequence[str]) -> set[str]:
         """The destinations of the flags on the command line ``argv`` (not the defaults, not the config's)."""
@@ -207,6 +217,49 @@ def add_output_args(g, resume: str | None = None, checkpoints: bool = False) -> 
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def add_training_flags(p: RecipeParser) -> None:
+    """The flags of a recipe that trains a model epoch by epoch (stage 1, CSA): data, model, schedule,
+    optimiser, system, augmentation padding, the validation metric, the run folder."""
+    add_data_group(p)
+    g = p.add_argument_group("model and training")
+    add_model_args(g)
+    add_schedule_args(g)
+    g.add_argument("--lr-steps", type=positive_int, nargs="+", default=None, metavar="EPOCH",
+                   help="step decay instead of cosine: the rate times --lr-gamma at each of these epochs")
+    g.add_argument("--lr-gamma", type=positive_float, default=0.1, help="the factor of each --lr-steps decay")
+    add_optimizer_args(g)
+    add_system_args(g)
+    g.add_argument("--crop-padding", type=nonneg_int, default=None, help="random-translation pixels; unset: image size / 8")
+    g.add_argument("--select", default="hm", choices=("hm", "gm", "acc", "mean_class_acc"),
+                   help="validation metric that picks the best epoch")
+    g = p.add_argument_group("run folder")
+    add_output_args(g, resume="continue from the run folder's last checkpoint if it has one", checkpoints=True)
+    p.add_check(needs_init("--new-head"))
+    p.add_check(_check_lr_steps)
+
+
+def _check_lr_steps(args, given) -> str | None:
+    steps = args.lr_steps or []
+    if steps != sorted(set(steps)) or any(e <= args.warmup_epochs or e >= args.epochs for e in steps):
+        return (f"--lr-steps {' '.join(map(str, steps))}: give increasing epochs after the warm-up "
+                f"(--warmup-epochs {args.warmup_epochs:g}) and before --epochs {args.epochs}")
+    return None
+
+
+def add_tau(g) -> None:
+    """--tau, the logit-adjustment strength of --loss la (stage 1's and CSA's branch 1)."""
+    g.add_argument("--tau", type=nonneg_float, default=1.0, help="logit adjustment strength (--loss la)")
+
+
+def add_head_args(g, what: str = "the retrained classifiers") -> None:
+    """--head-epochs and --head-lr: the training of a classifier on cached features (`ltzoo.heads`)."""
+    from ltzoo.heads import HEAD_METHODS
+
+    lrs = ", ".join(f"{m.lr:g} for {name}" for name, m in HEAD_METHODS.items() if m.lr is not None)
+    g.add_argument("--head-epochs", type=positive_int, default=30, help=f"epochs of {what} over the cached features")
+    g.add_argument("--head-lr", type=positive_float, default=None, help=f"unset: each method's own ({lrs})")
+
+
 def needs_init(flag: str) -> Check:
     """A check: ``flag`` (a store_true flag) means nothing without --init."""
     dest = flag.lstrip("-").replace("-", "_")
@@ -225,79 +278,3 @@ def default_output(recipe: str, args: argparse.Namespace, model: str | None = No
         return Path(args.output)
     dataset = args.dataset.replace("hf:", "hf-").replace("/", "-")
     return Path("runs") / f"{recipe}-{dataset}-{model or args.model}-s{args.seed}"
-
-
-def setup_logging() -> None:
-    """INFO-level logging for a recipe's run (accelerate's logger prints on the main process only)."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        level=logging.INFO)
-
-
-def configure_threads(accelerator, threads: int | None = None) -> int:
-    """Give a CPU process its share of the cores (accelerate launch sets OMP_NUM_THREADS=1)."""
-    if accelerator.device.type != "cpu":
-        return torch.get_num_threads()
-    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    n = threads or max(1, cores // local)
-    torch.set_num_threads(n)
-    return n
-
-
-# ----------------------------------------------------------------------- what a training recipe sets up
-def training_accelerator(args: argparse.Namespace, out: Path):
-    """The `Accelerator` of a training recipe: its precision (`ltzoo.accel`: auto is bf16 where native),
-    gradient accumulation and tracker, this process's share of the CPU cores, and the seed.
-
-    Returns:
-        ``(accelerator, precision)``: the precision accelerate was given, for results.json.
-    """
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    from ltzoo.accel import resolve_mixed_precision
-
-    precision = resolve_mixed_precision(args.mixed_precision)
-    accelerator = Accelerator(gradient_accumulation_steps=args.grad_accum, mixed_precision=precision,
-                              log_with=TRACKER, project_dir=str(out))
-    configure_threads(accelerator, args.threads)
-    set_seed(args.seed)
-    return accelerator, precision
-
-
-def load_data(args: argparse.Namespace, accelerator):
-    """The dataset of the data flags, with a one-line summary printed on the main process."""
-    from ltzoo.data import load_dataset
-    from ltzoo.data.args import dataset_kwargs
-
-    ds = load_dataset(args.dataset, **dataset_kwargs(args))
-    accelerator.print(f"{ds.name}: {len(ds.train)} train / {0 if ds.val is None else len(ds.val)} val / "
-                      f"{len(ds.test)} test, class counts {ds.train_counts[:10]}{'...' if ds.num_classes > 10 else ''}")
-    return ds
-
-
-def train_batch_size(args: argparse.Namespace, ds, accelerator) -> int:
-    """``--batch-size``, lowered (with a warning) when the training set has fewer images per process:
-    with drop_last, a larger batch would leave no batch at all."""
-    batch_size = min(args.batch_size, len(ds.train) // accelerator.num_processes)
-    if batch_size < args.batch_size:
-        _logger.warning(f"{len(ds.train)} training images: batch size lowered to {batch_size} per process")
-    return batch_size
-
-
-def eval_loaders(args: argparse.Namespace, ds, model) -> tuple:
-    """The validation (None without a validation split) and test loaders, batches twice the training's."""
-    from ltzoo.data.loader import make_loader
-    from ltzoo.runs import image_transform
-
-    tf = image_transform(ds, model)
-    val = make_loader(ds.val, args.batch_size * 2, transform=tf, num_workers=args.workers) if ds.val is not None else None
-    return val, make_loader(ds.test, args.batch_size * 2, transform=tf, num_workers=args.workers)
-
-
-def batch_preprocess(args: argparse.Namespace, ds, channels_last: bool, device):
-    """`BatchPreprocess` with ``--crop-padding`` (unset: an eighth of the image size) in the model's layout."""
-    from ltzoo.data.loader import BatchPreprocess
-
-    crop = args.crop_padding if args.crop_padding is not None else ds.input_size[-1] // 8
-    return BatchPreprocess(ds.mean, ds.std, crop_padding=crop, channels_last=channels_last).to(device)

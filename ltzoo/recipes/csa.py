@@ -21,29 +21,25 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Iterable
 
+import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from ltzoo.accel import apply_channels_last, describe
 from ltzoo.argtypes import nonneg_int, positive_float, positive_int, unit_interval
-from ltzoo.csa import ContextBank, CSAModel, train_csa_epoch
+from ltzoo.csa import ContextBank, CSAModel, gradcam_masks, shift_batch
 from ltzoo.data import create_sampler
 from ltzoo.data.loader import make_loader
-from ltzoo.engine import evaluate
-from ltzoo.losses import create_loss
-from ltzoo.metrics import brief, summary_table
-from ltzoo.recipes.common import (add_data_group, add_model_args, add_optimizer_args, add_output_args,
-                                  add_schedule_args, add_system_args, batch_preprocess, default_output, eval_loaders,
-                                  load_data, needs_init, recipe_parser, RecipeParser, setup_logging, train_batch_size,
-                                  training_accelerator)
-from ltzoo.recipes.optim import create_optimizer, create_scheduler
-from ltzoo.recipes.pretrain import _check_start
-from ltzoo.recipes.runfolder import BestEpoch, discard_unfinished_folders, finish_run, RunFolder
+from ltzoo.engine import augmentation_generator, EpochMeans, progress_bar, train_step
 from ltzoo.errors import run_main
-from ltzoo.runs import create_model, image_transform, write_run_config
+from ltzoo.losses import create_loss
+from ltzoo.recipes.base import TrainingRecipe
+from ltzoo.recipes.common import add_tau, add_training_flags, recipe_parser, RecipeParser
+from ltzoo.recipes.pretrain import _check_start
 
 logger = get_logger(__name__)
 
@@ -68,18 +64,11 @@ def _check_csa(args, given) -> str | None:
 def build_parser() -> RecipeParser:
     """The CSA recipe's flags, and the combinations it refuses."""
     p = recipe_parser(__doc__, __file__)
-    add_data_group(p)
-    g = p.add_argument_group("model and training")
-    add_model_args(g)
-    add_schedule_args(g)
-    add_optimizer_args(g)
-    add_system_args(g)
-    g = p.add_argument_group("run folder")
-    add_output_args(g, resume="continue from the run folder's last checkpoint if it has one", checkpoints=True)
+    add_training_flags(p)
     g = p.add_argument_group("CSA")
     g.add_argument("--loss", default="ce", choices=("ce", "la"),
                    help="branch 1's loss on instance-sampled batches (branch 2's is CE): ce, or la (logit-adjusted)")
-    g.add_argument("--tau", type=float, default=1.0, help="logit adjustment strength (--loss la)")
+    add_tau(g)
     g.add_argument("--shift-after", "--warmup-epochs-csa", dest="shift_after", type=nonneg_int, default=3,
                    help="epochs of branch 1 alone before context shift starts (and with it branch 2, unless "
                         "--branch2-before-shift); the paper's CIFAR runs wait 10 of 200")
@@ -90,11 +79,7 @@ def build_parser() -> RecipeParser:
     g.add_argument("--branch2-before-shift", action=argparse.BooleanOptionalAction, default=False,
                    help="train branch 2 on unshifted balanced batches until shifting starts (the authors do not)")
     g.add_argument("--max-grad-norm", type=positive_float, default=None, help="clip gradients to this norm; unset: no clip")
-    g.add_argument("--crop-padding", type=int, default=None, help="random-translation pixels; unset: image size / 8")
-    g.add_argument("--select", default="hm", choices=("hm", "gm", "acc", "mean_class_acc"),
-                   help="validation metric that picks the best epoch")
     p.set_defaults(dataset="fmnist_ctx_lt", model="resnet20_cifar", epochs=15)
-    p.add_check(needs_init("--new-head"))
     p.add_check(_check_start)
     p.add_check(_check_csa)
     return p
@@ -119,101 +104,191 @@ def checkpoint_bank(accelerator: Accelerator, bank: ContextBank) -> None:
     accelerator.register_load_state_pre_hook(load)
 
 
-def main(argv=None) -> dict:
-    """Parse ``argv`` (default: the command line) and run CSA; returns results.json's content."""
-    args = build_parser().parse_args(argv)
-    with discard_unfinished_folders():  # bad input found after the run folder was made: no half-made folder
-        return run(args)
+# ------------------------------------------------------------------------------------------ the loop
+def _gather_admitted(accelerator: Accelerator, x: torch.Tensor, masks: torch.Tensor, probs: torch.Tensor,
+                     threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every process's images above the threshold, in process order (one process: just its own)."""
+    keep = probs >= threshold
+    x, masks, probs = x[keep], masks[keep], probs[keep]
+    if accelerator.num_processes == 1:
+        return x, masks, probs
+    x, masks = accelerator.pad_across_processes(x), accelerator.pad_across_processes(masks)
+    probs = accelerator.pad_across_processes(probs, pad_index=-1)  # padding rows never pass the threshold
+    return accelerator.gather(x), accelerator.gather(masks), accelerator.gather(probs)
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Run CSA with parsed arguments (``build_parser().parse_args``); returns results.json's content."""
-    setup_logging()
-    out = default_output(f"csa-{args.loss}", args)
-    accelerator, precision = training_accelerator(args, out)
-    folder = RunFolder(out, accelerator)
+def csa_step(
+    accelerator: Accelerator,
+    model: nn.Module,
+    batch1: tuple[torch.Tensor, torch.Tensor],
+    batch2: tuple[torch.Tensor, torch.Tensor],
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    bank: ContextBank,
+    generator: torch.Generator,
+    shift: bool,
+    threshold: float = 0.8,
+    branch2_before_shift: bool = False,
+    scheduler=None,
+    max_grad_norm: float | None = None,
+) -> dict:
+    """One CSA step on an instance batch and a balanced batch (both preprocessed, on the device).
+
+    Grad-CAM of branch 1 admits the well-classified instance images to ``bank``; when ``shift`` is on
+    and the bank holds a batch's worth, the balanced batch is context-shifted; then
+    loss = ``loss_fn``(branch 1 on batch 1) + CE(branch 2 on batch 2), and one optimiser step under
+    `ltzoo.engine.train_step` (accumulation, autocast, scaling, clipping).
+
+    Args:
+        model: a `CSAModel`, as `accelerator.prepare` returned it.
+        loss_fn: branch 1's loss (e.g. ``create_loss('ce' | 'la', counts)``).
+        generator: draws the bank pairs and lam.
+        shift: whether the warm-up is over.
+        threshold: true-class probability an instance image needs to enter the bank.
+        branch2_before_shift: train branch 2 on unshifted batches while shifting is off (the authors don't).
+
+    Returns:
+        Detached ``loss``, ``loss1``, ``loss2`` (0-d tensors), ``admitted`` (images this process's
+        batch put in the bank) and ``shifted`` (bool).
+    """
+    (x1, y1), (x2, y2) = batch1, batch2
+    csa = accelerator.unwrap_model(model)
+    with accelerator.autocast():
+        masks, logits = gradcam_masks(csa.net, csa.head1, x1, y1)
+    probs = logits.float().softmax(-1).gather(1, y1[:, None]).squeeze(1)
+    admitted = int((probs >= threshold).sum())
+    bank.add(*_gather_admitted(accelerator, x1, masks, probs, threshold), threshold=threshold)
+    shifted = shift and bank.ready(len(x2))
+    if shifted:
+        x2, y2, _ = shift_batch(x2, y2, bank, generator)
+    weight2 = 1.0 if shifted or branch2_before_shift else 0.0  # 0: branch 2 gets zero gradients
+
+    def compute_loss():
+        z1, z2 = model(x1, x2)
+        loss1, loss2 = loss_fn(z1.float(), y1), F.cross_entropy(z2.float(), y2)
+        return loss1 + weight2 * loss2, loss1, loss2
+    loss, loss1, loss2 = train_step(accelerator, model, optimizer, compute_loss, scheduler, max_grad_norm)
+    return {"loss": loss.detach(), "loss1": loss1.detach(), "loss2": loss2.detach(),
+            "admitted": admitted, "shifted": shifted}
+
+
+def train_csa_epoch(
+    accelerator: Accelerator,
+    model: nn.Module,
+    instance_loader: Iterable,
+    balanced_loader: Iterable,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    prep,
+    bank: ContextBank,
+    scheduler=None,
+    epoch: int = 0,
+    seed: int = 0,
+    warmup_epochs: int = 5,
+    threshold: float = 0.8,
+    branch2_before_shift: bool = False,
+    max_grad_norm: float | None = None,
+    progress: bool = True,
+) -> dict:
+    """One CSA epoch over paired (instance, balanced) batches; the instance loader sets its length.
+
+    Augmentation (``prep``), bank draws and lam come from a generator seeded by (seed, epoch, process),
+    so with the bank's state restored a resumed run repeats an interrupted one exactly.
+
+    Args:
+        prep: a `ltzoo.data.loader.BatchPreprocess` (uint8 batches to augmented, normalised floats).
+        warmup_epochs: epochs before context shift starts (10 of 200 in the paper's CIFAR configs).
+        Others as in `csa_step`.
+
+    Returns:
+        Mean ``loss``, ``loss1``, ``loss2`` over all processes' images, ``images``, ``seconds``,
+        ``admitted`` (instance images that entered the bank, all processes), ``shifted_steps`` and
+        ``bank`` (pairs held at the end).
+    """
+    model.train()
+    if hasattr(loss_fn, "set_epoch"):
+        loss_fn.set_epoch(epoch)
+    gen = augmentation_generator(seed, epoch, accelerator.process_index)
+    means, admitted, shifted = EpochMeans(accelerator, "loss", "loss1", "loss2"), 0, 0
     start = time.perf_counter()
+    bar = progress_bar(accelerator, instance_loader, f"epoch {epoch}", progress)
+    for step, ((x1, y1), (x2, y2)) in enumerate(zip(bar, balanced_loader)):
+        dev = accelerator.device
+        x1, y1 = prep(x1.to(dev, non_blocking=True), train=True, generator=gen), y1.to(dev, non_blocking=True)
+        x2, y2 = prep(x2.to(dev, non_blocking=True), train=True, generator=gen), y2.to(dev, non_blocking=True)
+        out = csa_step(accelerator, model, (x1, y1), (x2, y2), loss_fn, optimizer, bank, gen,
+                       shift=epoch >= warmup_epochs, threshold=threshold,
+                       branch2_before_shift=branch2_before_shift, scheduler=scheduler, max_grad_norm=max_grad_norm)
+        means.add(len(y1), out["loss"], out["loss1"], out["loss2"])
+        admitted, shifted = admitted + out["admitted"], shifted + int(out["shifted"])
+        if not bar.disable and step % 10 == 0:
+            bar.set_postfix(loss=f"{means.running('loss'):.4f}", bank=len(bank), refresh=False)
+    losses, seen, (admitted, shifted) = means.result(admitted, shifted)
+    return {**losses, "images": seen, "seconds": time.perf_counter() - start, "admitted": int(admitted),
+            # every process shifts on the same steps: the sum over processes counts each step num_processes times
+            "shifted_steps": int(shifted) // accelerator.num_processes, "bank": len(bank)}
 
-    ds = load_data(args, accelerator)
-    net = create_model(ds, args.model, init=args.init, new_head=args.new_head, pretrained=args.pretrained)
-    arch = net.pretrained_cfg.get("architecture") or args.model  # --init's, whatever --model says
-    channels_last = apply_channels_last(net, args.channels_last)
-    model = CSAModel(net)  # branch 1: the timm model's classifier; branch 2: a copy of it
-    transform = image_transform(ds, net, train=True)
-    batch_size = train_batch_size(args, ds, accelerator)
-    # both draw len(train) images an epoch (drop_last): as many instance batches as balanced ones
-    instance_dl, balanced_dl = (
-        make_loader(ds.train, batch_size, create_sampler(name, ds.train.labels, ds.num_classes, seed=args.seed + i),
-                    transform, args.workers, drop_last=True)
-        for i, name in enumerate(("instance", "balanced")))
-    val_dl, test_dl = eval_loaders(args, ds, net)
-    prep = batch_preprocess(args, ds, channels_last, accelerator.device)
-    loss_fn = create_loss(args.loss, ds.train_counts, **({"tau": args.tau} if args.loss == "la" else {}))
-    loss_fn = loss_fn.to(accelerator.device)
-    optimizer = create_optimizer(model, args.optimizer, args.lr, args.weight_decay)
-    # optimiser steps per epoch as the prepared scheduler counts them (see ltzoo.recipes.pretrain)
-    per_process = len(instance_dl) // accelerator.num_processes
-    steps_per_epoch = -(-per_process // args.grad_accum) * accelerator.num_processes
-    scheduler = create_scheduler(optimizer, args.epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch))
-    model, optimizer, instance_dl, balanced_dl, val_dl, test_dl, scheduler = accelerator.prepare(
-        model, optimizer, instance_dl, balanced_dl, val_dl, test_dl, scheduler)
-    bank = ContextBank(args.bank_size)
-    checkpoint_bank(accelerator, bank)
 
-    if not args.resume:
-        folder.reset()
-    state = folder.resume()  # before anything is written: a run folder it refuses stays as it was
-    config = write_run_config(out, {**vars(args), "recipe": "csa", "output": str(out)}) \
-        if accelerator.is_main_process else vars(args)
-    accelerator.init_trackers("csa", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
-    first = 0 if state is None else state["epoch"] + 1
-    best = BestEpoch(out, accelerator, args.select, state["best"] if state else None)
-    train_seconds = state["train_seconds"] if state else 0.0
-    shifted_steps = state["shifted_steps"] if state else 0
-    for epoch in range(first, args.epochs):
-        set_seed(args.seed + epoch)
-        instance_dl.set_epoch(epoch)
-        balanced_dl.set_epoch(epoch)
-        stats = train_csa_epoch(accelerator, model, instance_dl, balanced_dl, loss_fn, optimizer, prep, bank,
-                                scheduler, epoch=epoch, seed=args.seed, warmup_epochs=args.shift_after,
+# ---------------------------------------------------------------------------------------- the recipe
+class CSA(TrainingRecipe):
+    """CSA: one backbone, two heads, context-shifted balanced batches; exported as one plain timm model."""
+
+    name = "csa"
+    build_parser = staticmethod(build_parser)
+
+    def run_name(self) -> str:
+        return f"csa-{self.args.loss}"
+
+    def training_model(self, net):
+        return CSAModel(net)  # branch 1: the timm model's classifier; branch 2: a copy of it
+
+    def train_loaders(self, ds, transform) -> list:
+        # both draw len(train) images an epoch (drop_last): as many instance batches as balanced ones
+        args = self.args
+        return [make_loader(ds.train, self.batch_size, create_sampler(name, ds.train.labels, ds.num_classes,
+                                                                      seed=args.seed + i),
+                            transform, args.workers, drop_last=True)
+                for i, name in enumerate(("instance", "balanced"))]
+
+    def build_loss(self, ds) -> None:
+        args = self.args
+        loss_fn = create_loss(args.loss, ds.train_counts, **({"tau": args.tau} if args.loss == "la" else {}))
+        self.loss_fn = loss_fn.to(self.accelerator.device)
+
+    def after_prepare(self) -> None:
+        self.bank = ContextBank(self.args.bank_size)
+        checkpoint_bank(self.accelerator, self.bank)
+
+    def train_epoch(self, epoch: int) -> dict:
+        args = self.args
+        self.state.setdefault("shifted_steps", 0)
+        stats = train_csa_epoch(self.accelerator, self.model, *self.train_dls, self.loss_fn, self.optimizer, self.prep,
+                                self.bank, self.scheduler, epoch=epoch, seed=args.seed, warmup_epochs=args.shift_after,
                                 threshold=args.threshold, branch2_before_shift=args.branch2_before_shift,
                                 max_grad_norm=args.max_grad_norm, progress=not args.no_progress)
-        train_seconds += stats["seconds"]
-        shifted_steps += stats["shifted_steps"]
-        record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], **stats}
-        if val_dl is not None:
-            val = evaluate(accelerator, model, val_dl, prep, ds.train_counts, ds.shot_thresholds, "val",
-                           progress=not args.no_progress)
-            record["val"] = brief(val)
-            best.update(epoch, val, model)
-        folder.log(record)
-        accelerator.log({"train/loss": stats["loss"], "train/loss1": stats["loss1"], "train/loss2": stats["loss2"],
-                         "train/bank": stats["bank"], **{f"val/{k}": v for k, v in record.get("val", {}).items()
-                                                         if v is not None}}, step=epoch)
-        logger.info(f"epoch {epoch}: loss {stats['loss']:.4f} (branch 1 {stats['loss1']:.4f}, branch 2 "
-                    f"{stats['loss2']:.4f}), bank {stats['bank']}, shifted steps {stats['shifted_steps']}"
-                    + (f", val acc {record['val']['acc']:.4f} hm {record['val']['hm']:.4f}" if "val" in record else ""),
-                    main_process_only=True)
-        if (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs:
-            folder.save(epoch, {"best": best.best, "train_seconds": train_seconds, "shifted_steps": shifted_steps})
-    if shifted_steps == 0:
-        logger.warning(f"no batch was context-shifted: the bank never held {batch_size} images branch 1 gives "
-                       f"p >= {args.threshold}; lower --threshold or --shift-after, or train longer", main_process_only=True)
+        self.state["shifted_steps"] += stats["shifted_steps"]
+        return stats
 
-    best.restore(model)  # the epoch chosen on the validation split
-    exported = accelerator.unwrap_model(model).export().eval()  # plain timm, the two heads folded into one
-    results = finish_run(accelerator, exported, ds, out, {"val": val_dl, "test": test_dl}, prep, {
-        "recipe": "csa", "method": "csa" if args.loss == "ce" else f"csa+{args.loss}",
-        "model": arch, "parents": [args.init] if args.init else [],
-        **best.fields(args.epochs),
-        "shifted_steps": shifted_steps, "train_seconds": train_seconds,
-        "wall_seconds": time.perf_counter() - start, "config": config,
-        "speed": describe(precision, channels_last, False),
-    }, title=f"{arch} CSA")
-    accelerator.print(summary_table({f"{arch} {results['method']}": results["metrics"]}))
-    accelerator.print(f"run folder: {out}")
-    accelerator.end_training()
-    return results
+    def epoch_line(self, stats: dict) -> str:
+        return (f"loss {stats['loss']:.4f} (branch 1 {stats['loss1']:.4f}, branch 2 {stats['loss2']:.4f}), "
+                f"bank {stats['bank']}, shifted steps {stats['shifted_steps']}")
+
+    def exported_model(self):
+        if self.state.get("shifted_steps", 0) == 0:
+            logger.warning(f"no batch was context-shifted: the bank never held {self.batch_size} images branch 1 "
+                           f"gives p >= {self.args.threshold}; lower --threshold or --shift-after, or train longer",
+                           main_process_only=True)
+        return self.accelerator.unwrap_model(self.model).export().eval()  # plain timm, the two heads folded into one
+
+    def result_fields(self) -> dict:
+        return {"recipe": "csa", "method": "csa" if self.args.loss == "ce" else f"csa+{self.args.loss}",
+                "shifted_steps": self.state.get("shifted_steps", 0)}
+
+    def title(self) -> str:
+        return f"{self.arch} CSA"
+
+
+main = CSA.main
 
 
 if __name__ == "__main__":

@@ -6,22 +6,27 @@ Each member trains on its own process with no collective operation; its training
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import time
 from pathlib import Path
+from typing import Iterator
 
 import torch
+from accelerate.optimizer import AcceleratedOptimizer
 from accelerate.utils import set_seed
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ltzoo.data import create_sampler
 from ltzoo.data.loader import make_loader
+from ltzoo.engine import augmentation_generator, train_step
 from ltzoo.losses import create_loss
 from ltzoo.merge import reestimate_bn
 from ltzoo.recipes.optim import create_optimizer, create_scheduler
-from ltzoo.runs import atomic_path, image_transform
+from ltzoo.files import atomic_path
+from ltzoo.runs import image_transform
 
 
 def trainable(model, which: str) -> None:
@@ -48,29 +53,43 @@ def fine_tune_member(accelerator, base, ds, subset, prep, args, m: int, path: Pa
     batch_size = min(args.member_batch_size, len(split))  # a subset smaller than a batch still trains
     loader = make_loader(split, batch_size, create_sampler("instance", split.labels, ds.num_classes, seed=seed),
                          image_transform(ds, model, train=True), args.workers, drop_last=True)
-    optimizer = create_optimizer(model, args.optimizer, args.member_lr, args.weight_decay)
-    scheduler = create_scheduler(optimizer, args.member_epochs * len(loader), len(loader))
+    optimizer = member_optimizer(accelerator, create_optimizer(model, args.optimizer, args.member_lr,
+                                                               args.weight_decay))
+    scheduler = create_scheduler(optimizer.optimizer, args.member_epochs * len(loader), len(loader))
     loss_fn = create_loss("ce").to(accelerator.device)
-    # the optimizer is not prepared by accelerate, so fp16 loss scaling is done here
-    scaler = torch.amp.GradScaler(accelerator.device.type, enabled=accelerator.mixed_precision == "fp16")
     net = _Frozen(model, args.member_bn)
-    for epoch in range(args.member_epochs):
-        loader.sampler.set_epoch(epoch)
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919)
-        net.train()
-        for x, y in loader:
-            x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
-            x = prep(x, train=True, generator=gen)
-            with accelerator.autocast():
-                loss = loss_fn(net(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+    with one_step_per_batch(accelerator):
+        for epoch in range(args.member_epochs):
+            loader.sampler.set_epoch(epoch)
+            gen = augmentation_generator(seed, epoch)
+            net.train()
+            for x, y in loader:
+                x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
+                x = prep(x, train=True, generator=gen)
+                train_step(accelerator, net, optimizer, lambda: loss_fn(net(x).float(), y), scheduler)
     meta = {**(settings or {}), "train_seconds": f"{time.perf_counter() - start:.3f}"}
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
+
+
+def member_optimizer(accelerator, optimizer: torch.optim.Optimizer) -> AcceleratedOptimizer:
+    """``optimizer`` as accelerate steps it (fp16 loss scaling, accumulation) without registering it with
+    ``accelerator`` (no state of a member is checkpointed), the loss scaler reset: every member starts from
+    the scale a fresh run starts from, whichever members its process trained before."""
+    if accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(torch.amp.GradScaler(accelerator.device.type).state_dict())
+    return AcceleratedOptimizer(optimizer, device_placement=False, scaler=accelerator.scaler)
+
+
+@contextlib.contextmanager
+def one_step_per_batch(accelerator) -> Iterator[None]:
+    """Every `ltzoo.engine.train_step` inside steps the optimiser: a member trains alone on its process,
+    on its own (unprepared) loader, and ``--grad-accum`` is stage 1's."""
+    steps, accelerator.gradient_accumulation_steps = accelerator.gradient_accumulation_steps, 1
+    try:
+        yield
+    finally:
+        accelerator.gradient_accumulation_steps = steps
 
 
 def member_settings(args, subset: torch.Tensor, init_digest: str) -> dict[str, str]:

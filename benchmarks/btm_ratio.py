@@ -1,0 +1,100 @@
+"""What BTM's own stage costs beside stage 1 (goal: at most 10%), measured interleaved.
+
+    python benchmarks/btm_ratio.py --reps 3 --compare-tree /work/run-i19-base
+
+Each repetition trains a stage 1 (resnet20_cifar, --stage1-epochs epochs on Fashion-MNIST-LT rho=100,
+this tree's pretrain recipe), then runs the BTM stage (BTM's defaults: 4 members x 10 epochs of 50
+shots per class, merge, GML head + ensemble) on it with this tree's recipe and, given --compare-tree,
+with that tree's recipe (another checkout, e.g. before the heads' features were cached at the run's
+precision), one right after the other. Every run is a recipe through its public entry point
+(``python -m ltzoo.recipes.NAME``), one process, one thread, the CPU's auto precision.
+
+The ratio is BTM's recorded training time on one device (``seconds.btm_total_one_device``: every member's
+fine-tuning, the merge, the classifier) over the stage-1 time BTM's default 15 epochs would take
+(stage 1's recorded ``train_seconds`` per epoch x 15, so the ratio of BTM's defaults whatever
+--stage1-epochs saves). The machine may be shared: each repetition's ratio is taken from runs made
+minutes apart, which is why they are interleaved; their spread is reported. The validation HM of the
+exported model says whether the cheaper features change what BTM picks.
+Output: benchmarks/results/btm_ratio.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGE1_EPOCHS_OF_BTM = 15  # BTM's default --epochs for its own stage 1
+
+
+def run_recipe(tree: Path, recipe: str, args: list[str], threads: int) -> dict:
+    """A recipe of ``tree`` in a fresh process; its results.json."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(threads), "ACCELERATE_USE_CPU": "true",
+           "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    out = Path(args[args.index("--output") + 1])
+    proc = subprocess.run([sys.executable, "-m", f"ltzoo.recipes.{recipe}", *args, "--threads", str(threads),
+                           "--no-progress", "--workers", "0"], cwd=tree, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{recipe} in {tree} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return json.loads((out / "results.json").read_text())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--stage1-epochs", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--compare-tree", type=Path, default=None, help="another ltzoo checkout whose BTM stage to time too")
+    a = p.parse_args()
+    trees = {"this": ROOT, **({"compare": a.compare_tree.resolve()} if a.compare_tree else {})}
+    reps = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(a.reps):
+            stage1 = Path(tmp) / f"r{rep}" / "stage1"
+            s1 = run_recipe(ROOT, "pretrain", ["--dataset", "fmnist_lt", "--model", "resnet20_cifar", "--epochs",
+                                               str(a.stage1_epochs), "--seed", str(rep), "--output", str(stage1)],
+                            a.threads)
+            per_epoch = s1["train_seconds"] / a.stage1_epochs
+            row = {"rep": rep, "stage1_seconds_per_epoch": per_epoch, "precision": s1["speed"]["mixed_precision"]}
+            for name, tree in trees.items():
+                btm = run_recipe(tree, "btm", ["--dataset", "fmnist_lt", "--init", str(stage1), "--seed", str(rep),
+                                               "--output", str(Path(tmp) / f"r{rep}" / f"btm-{name}")], a.threads)
+                sec = btm["seconds"]
+                row[name] = {"btm_one_device": sec["btm_total_one_device"], "classifier": sec["classifier"],
+                             "merge": sec["merge"], "members": sum(sec["member_train_seconds"]),
+                             "ratio": sec["btm_total_one_device"] / (per_epoch * STAGE1_EPOCHS_OF_BTM),
+                             "val_hm": btm["metrics"]["val"]["hm"], "test_hm_not_used": btm["metrics"]["test"]["hm"]}
+            reps.append(row)
+            print(json.dumps(row), flush=True)
+    summary = {name: {"ratio_median": statistics.median(r[name]["ratio"] for r in reps),
+                      "ratio_min": min(r[name]["ratio"] for r in reps), "ratio_max": max(r[name]["ratio"] for r in reps),
+                      "classifier_median_s": statistics.median(r[name]["classifier"] for r in reps)}
+               for name in trees}
+    out = {"reps": reps, "summary": summary, "trees": {k: str(v) for k, v in trees.items()},
+           "stage1_epochs_timed": a.stage1_epochs, "threads": a.threads}
+    res = ROOT / "benchmarks" / "results"
+    (res / "btm_ratio.json").write_text(json.dumps(out, indent=2) + "\n")
+    md = ["BTM stage / stage 1 (BTM's defaults: 15 stage-1 epochs, 4 members x 10 epochs, GML head + ensemble), "
+          f"Fashion-MNIST-LT rho=100, resnet20_cifar, {a.threads} thread, precision {reps[0]['precision']}; stage 1 "
+          f"timed over {a.stage1_epochs} epochs and scaled to 15. Runs interleaved on a SHARED 2-core machine (other "
+          "jobs ran beside them): seconds are noisy, ratios within a repetition less so.", "",
+          "| tree | ratio (median) | min | max | classifier s (median) |", "|---|---|---|---|---|"]
+    md += [f"| {name} ({trees[name]}) | {s['ratio_median']:.1%} | {s['ratio_min']:.1%} | {s['ratio_max']:.1%} | "
+           f"{s['classifier_median_s']:.1f} |" for name, s in summary.items()]
+    md += ["", "| rep | stage-1 s/epoch | " + " | ".join(f"{n} ratio | {n} val HM" for n in trees) + " |",
+           "|---|---|" + "---|---|" * len(trees)]
+    md += [f"| {r['rep']} | {r['stage1_seconds_per_epoch']:.1f} | "
+           + " | ".join(f"{r[n]['ratio']:.1%} | {r[n]['val_hm']:.4f}" for n in trees) + " |" for r in reps]
+    md += ["", f"Re-run: `python benchmarks/btm_ratio.py --reps {a.reps} --stage1-epochs {a.stage1_epochs}"
+           + (" --compare-tree OTHER_CHECKOUT" if a.compare_tree else "") + "`"]
+    (res / "btm_ratio.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

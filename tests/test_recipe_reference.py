@@ -1,0 +1,126 @@
+"""Behaviour kept: a fixed-seed fp32 tiny run of each recipe gives the metrics and weights it gave before.
+
+The reference (``tests/data/recipe_reference.json``) was recorded with the recipes as they were before
+their redesign into classes over one run context (commit c419b03), by this file run as a script:
+
+    PYTHONPATH=$PWD python tests/test_recipe_reference.py --write
+
+Each run is in-process, on one thread, ``--mixed-precision no``, on the tests' tiny generated image
+folder: pretrain (2 epochs), csa (2 epochs, context shift from epoch 1), gml (--init the pretrain run) and
+btm (its own 1-epoch stage 1, 2 members, GML head + ensemble). Compared: every metric of results.json
+(validation and test), the chosen epoch, BTM's table, and a SHA-256 of the exported weights (names and
+values), bit for bit. A change that alters what a recipe trains fails here; one that only moves code does not.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fixtures import make_imagefolder  # noqa: E402
+from launching import recipe_env  # noqa: E402
+
+FIXTURE = Path(__file__).resolve().parent / "data" / "recipe_reference.json"
+TRAIN, VAL, TEST = [40, 15, 6], [3, 3, 3], [9, 8, 6]
+DATA = ["--dataset", "imagefolder", "--workers", "0", "--no-progress", "--threads", "1"]
+FP32 = ["--mixed-precision", "no"]  # gml has no such flag: its heads train on fp32 features
+OPT = [*FP32, "--model", "resnet20_cifar", "--optimizer", "adamw", "--batch-size", "8", "--lr", "0.01", "--warmup-epochs", "0"]
+METRICS = ("acc", "mean_class_acc", "hm", "gm", "min_recall", "per_class_recall", "num_samples")
+
+
+def weights_sha256(path: Path) -> str:
+    """SHA-256 over a safetensors file's tensors, sorted by name (names, dtypes, shapes and values)."""
+    from safetensors.torch import load_file
+
+    h = hashlib.sha256()
+    for name, t in sorted(load_file(str(path)).items()):
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def summary(run_dir: Path) -> dict:
+    """What the reference keeps of a finished run folder."""
+    res = json.loads((run_dir / "results.json").read_text())
+    out = {"method": res["method"], "selected_epoch": res.get("selected_epoch"),
+           "metrics": {s: {k: m[k] for k in METRICS} for s, m in res["metrics"].items()},
+           "weights_sha256": weights_sha256(run_dir / "model.safetensors")}
+    if "table" in res:
+        out["table"] = res["table"]
+    return out
+
+
+def run_all(data: Path, runs: Path) -> dict:
+    """The four tiny runs (in this process, one after the other); their summaries by recipe."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    from ltzoo.recipes import btm, csa, gml, pretrain
+
+    def fresh():
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+
+    base = [*DATA, "--data-dir", str(data)]
+    argvs = {
+        "pretrain": (pretrain, [*base, *OPT, "--epochs", "2", "--output", str(runs / "pretrain")]),
+        "csa": (csa, [*base, *OPT, "--epochs", "2", "--shift-after", "1", "--threshold", "0.5",
+                      "--output", str(runs / "csa")]),
+        "gml": (gml, [*base, "--init", str(runs / "pretrain"), "--head-epochs", "3", "--output", str(runs / "gml")]),
+        "btm": (btm, [*base, *OPT, "--epochs", "1", "--subsets", "2", "--shots", "3", "--member-epochs", "2",
+                      "--member-batch-size", "4", "--head-epochs", "2", "--output", str(runs / "btm")]),
+    }
+    out = {}
+    for name, (module, argv) in argvs.items():
+        fresh()
+        module.main(argv)
+        fresh()
+        out[name] = summary(runs / name)
+    return out
+
+
+@pytest.fixture
+def one_thread(monkeypatch, tmp_path):
+    for k, v in recipe_env(tmp_path / "hf_home").items():
+        if k != "PYTHONPATH":
+            monkeypatch.setenv(k, v)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_recipes_reproduce_the_reference(tmp_path, one_thread):
+    expected = json.loads(FIXTURE.read_text())
+    data = make_imagefolder(tmp_path / "data", {"train": TRAIN, "val": VAL, "test": TEST}, size=(8, 8), channels=1,
+                            seed=0)
+    got = run_all(data, tmp_path / "runs")
+    for name in expected:
+        assert got[name]["method"] == expected[name]["method"], name
+        assert got[name]["selected_epoch"] == expected[name]["selected_epoch"], name
+        assert got[name]["metrics"] == expected[name]["metrics"], f"{name}: metrics changed"
+        assert got[name].get("table") == expected[name].get("table"), f"{name}: table changed"
+        assert got[name]["weights_sha256"] == expected[name]["weights_sha256"], f"{name}: exported weights changed"
+
+
+if __name__ == "__main__":  # record the reference with the code as it is
+    if "--write" not in sys.argv:
+        sys.exit("usage: PYTHONPATH=$PWD python tests/test_recipe_reference.py --write")
+    for k, v in recipe_env(Path(tempfile.mkdtemp()) / "hf_home").items():
+        if k != "PYTHONPATH":
+            os.environ[k] = v
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_imagefolder(Path(tmp) / "data", {"train": TRAIN, "val": VAL, "test": TEST}, size=(8, 8),
+                                channels=1, seed=0)
+        ref = run_all(data, Path(tmp) / "runs")
+    FIXTURE.parent.mkdir(exist_ok=True)
+    FIXTURE.write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {FIXTURE}")
