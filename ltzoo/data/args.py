@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ltzoo.argtypes import existing_file, imbalance_ratio, nonneg_int
+from ltzoo.argtypes import existing_file, imbalance_ratio, nonneg_int, positive_int
 
 SEED_HELP = "seed of the long-tail subsampling and the validation draw"
 
@@ -27,6 +27,10 @@ def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
                         help="imbalance ratio rho (largest / smallest class); unset: 100 for fmnist_lt and cifar*_lt, "
                              "the data as it is for the others")
     parser.add_argument("--profile", default="exp", choices=("exp", "step"), help="long-tail profile")
+    parser.add_argument("--n-max", type=positive_int, default=None,
+                        help="training images kept in the largest class (subsampled datasets); unset: as many as the "
+                             "validation draw leaves (5900 for fmnist_lt). With --imbalance 1: a class-balanced subset "
+                             "of n-max per class (the size-matched balanced reference of relative accuracy)")
     parser.add_argument("--val-per-class", type=nonneg_int, default=None,
                         help="balanced validation images per class to draw when the dataset has no val split; unset: "
                              "100 for fmnist_lt and cifar10_lt, 20 for the others, 0 (none) for the list datasets")
@@ -55,6 +59,6 @@ def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
 def dataset_kwargs(args: argparse.Namespace) -> dict:
     """The `load_dataset` keyword arguments of the data flags (and ``--seed``)."""
     return dict(data_dir=args.data_dir, imbalance=args.imbalance, profile=args.profile, seed=args.seed,
-                val_per_class=args.val_per_class, train_list=args.train_list, val_list=args.val_list,
+                val_per_class=args.val_per_class, n_max=getattr(args, "n_max", None), train_list=args.train_list, val_list=args.val_list,
                 test_list=args.test_list, class_order=args.class_order, shot_cuts=args.shot_cuts,
                 check_files=getattr(args, "check_files", True), skip_bad=getattr(args, "skip_bad_files", False))
