@@ -7,10 +7,10 @@ from ltzoo.metrics.priors import (adjust_logits, check_prior, em_prior, prior_sw
                                   shifted_priors)
 from ltzoo.metrics.probability import probability_metrics, reliability_bins, weighted_probability_metrics
 from ltzoo.metrics.shots import LITERATURE_SHOT_CUTS, choose_shot_cuts
-from ltzoo.metrics.table import brief, summary_table
+from ltzoo.metrics.table import brief, interval_table, summary_table
 
 __all__ = ["INTERVAL_KEYS", "LITERATURE_SHOT_CUTS", "SUMMARY_KEYS", "adjust_logits", "brief", "check_prior",
-           "choose_shot_cuts", "em_prior", "geometric_mean", "harmonic_mean", "interval_text", "longtail_metrics",
+           "choose_shot_cuts", "em_prior", "geometric_mean", "harmonic_mean", "interval_table", "interval_text", "longtail_metrics",
            "paired_bootstrap", "per_class_recall", "plot_per_class_recall", "plot_prior_sweep", "plot_reliability",
            "prior_sweep", "probability_metrics", "reliability_bins", "shifted_metrics", "stratified_bootstrap",
            "summary_table", "shifted_priors", "weighted_probability_metrics"]

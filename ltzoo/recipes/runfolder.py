@@ -28,7 +28,7 @@ from typing import Iterator
 import torch
 from safetensors.torch import load_model
 
-from ltzoo.engine import evaluate
+from ltzoo.evaluation import evaluate_splits
 from ltzoo.errors import user_error
 from ltzoo.metrics import plot_per_class_recall
 from ltzoo.runs import (RESULTS, WEIGHTS, atomic_path, read_jsonl, remove_stale_temporaries, save_model, save_weights,
@@ -238,8 +238,7 @@ def finish_run(accelerator, model, ds, run_dir: Path, loaders: dict, prep, resul
         results: what the recipe adds to results.json (recipe, method, selected epoch, times, config...).
         title: a short name of the model for the plot.
     """
-    metrics = {split: evaluate(accelerator, model, dl, prep, ds.train_counts, ds.shot_thresholds, split,
-                               progress=False) for split, dl in loaders.items() if dl is not None}
+    metrics = evaluate_splits(accelerator, model, ds, loaders, prep, run_dir)  # + predictions.safetensors, intervals
     results = {**results, "dataset": ds.summary(), "train_counts": ds.train_counts, "class_names": ds.class_names,
                "metrics": metrics, "hardware": hardware(), "peak_memory_mb": peak_memory_mb(),
                "num_processes": accelerator.num_processes}
