@@ -11,7 +11,7 @@ freedom): means two standard deviations apart can still tie, so it names more ti
 mean ± std) did. The test's unit is the seed: it asks whether the methods differ beyond seed-to-seed variation
 (training noise) on this test set; the test images' own sampling noise is the paired bootstrap's business
 (`ltzoo compare`, on one seed's predictions). The last line is the pick by validation HM alone, all a user can see before testing. The
-ceilings and the fp32 precision checks are not methods to choose, and are left out. Writes
+ceilings, the balanced reference and the fp32 precision checks are not methods to choose, and are left out. Writes
 benchmarks/results/which_method.md and README.md between its <!-- which-method --> markers.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ def candidates(path: Path) -> list[dict]:
     """The rows of a table a user can choose: run on the table's full number of seeds; no ceiling, no fp32 check."""
     rows = list(csv.DictReader(path.open()))
     full = max(int(r["seeds"]) for r in rows)
-    return [r for r in rows if int(r["seeds"]) == full and not r["method"].startswith("Ceiling")
+    return [r for r in rows if int(r["seeds"]) == full and not r["method"].startswith(("Ceiling", "Reference"))
             and "fp32" not in r["method"]]
 
 
