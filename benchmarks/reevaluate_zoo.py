@@ -41,7 +41,6 @@ def load_data(config: dict):
 
 def reevaluate(entry: Path, bootstrap: int, seed: int) -> list[str]:
     """Evaluate one entry, update its results.json, predictions and card; the differences found (empty: done)."""
-    from ltzoo.cli import main as ltzoo
     from ltzoo.cli.data import predict_split
     from ltzoo.evaluation import RELIABILITY, evaluate_logits
     from ltzoo.metrics import plot_reliability, reliability_bins
@@ -71,6 +70,13 @@ def reevaluate(entry: Path, bootstrap: int, seed: int) -> list[str]:
     plot_reliability(reliability_bins(*outputs["test"]), entry / RELIABILITY, ece=new["test"]["ece"],
                      title=f"{entry.name}: reliability on the test split")
     write_json(entry / "results.json", results)
+    return write_card(entry)
+
+
+def write_card(entry: Path) -> list[str]:
+    """Regenerate an entry's card from its results.json with `ltzoo card`; the failure, if any."""
+    from ltzoo.cli import main as ltzoo
+
     card = ["card", str(entry), "--name", entry.name, "--repo-id", f"ltzoo/{entry.name}",
             "--cards-dir", str(ROOT / "hub_cards")]
     parent = ENTRIES.get(entry.name, (None, None, None))[2]
@@ -87,12 +93,13 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="+", default=None)
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--bootstrap-seed", type=int, default=0)
+    p.add_argument("--cards-only", action="store_true", help="only regenerate the cards from results.json")
     args = p.parse_args(argv)
     bad = 0
     for entry in sorted(Path(args.zoo).iterdir()):
         if not (entry / "results.json").is_file() or (args.only and entry.name not in args.only):
             continue
-        diffs = reevaluate(entry, args.bootstrap, args.bootstrap_seed)
+        diffs = write_card(entry) if args.cards_only else reevaluate(entry, args.bootstrap, args.bootstrap_seed)
         bad += bool(diffs)
         print(f"{entry.name}: {'re-evaluated, card regenerated' if not diffs else 'DIFFERS: ' + '; '.join(diffs)}",
               flush=True)

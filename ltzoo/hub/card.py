@@ -554,7 +554,7 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
         "splits": [("val", "validation"), ("test", "test")], "metrics": metrics, "test": metrics.get("test") or {},
         "test_intervals": interval_lines(metrics.get("test") or {}),
         "stages": results.get("table") or {}, "per_class": _per_class(results),
-        "has_plot": (run_dir / PLOT).is_file(), "plot": PLOT,
+        "has_plot": (run_dir / PLOT).is_file(), "plot": PLOT, "has_reliability": (run_dir / "reliability.png").is_file(),
         "val_source": ds.get("val_source"), "train_source": ds.get("train_source"),
         "git_commit": config.get("git_commit"), "seed": config.get("seed"),
         "command": render_command(config, recipe, results.get("num_processes", 1) or 1, init=init_id,
