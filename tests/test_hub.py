@@ -47,7 +47,8 @@ from ltzoo.recipes import btm, pretrain
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COUNTS = {"train": [150, 60, 25, 12, 6], "val": [4] * 5, "test": [8] * 5}
-CARD_FILES = {".gitattributes", "config.json", "model.safetensors", "results.json", "per_class_recall.png", "README.md"}
+CARD_FILES = {".gitattributes", "config.json", "model.safetensors", "results.json", "per_class_recall.png", "README.md",
+              "reliability.png", "predictions.safetensors"}  # the last two: written by ltzoo.evaluation
 
 
 # ------------------------------------------------------------------------------------------- fixtures
@@ -389,7 +390,8 @@ def test_dry_run_and_revision(runs, local_hub, capsys):
     plan = push_run(runs["stage1"], "ltzoo/dry", dry_run=True)
     assert plan["dry_run"] and plan["token_found"] and not local_hub.repo_exists("ltzoo/dry")
     assert [f["path_in_repo"] for f in plan["files"]] == [
-        "config.json", "model.safetensors", "results.json", "per_class_recall.png", "README.md"]
+        "config.json", "model.safetensors", "results.json", "per_class_recall.png", "reliability.png",
+        "predictions.safetensors", "README.md"]
     assert local_hub.requests == []
     assert ltzoo_main(["push", str(runs["stage1"]), "ltzoo/dry", "--dry-run", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
