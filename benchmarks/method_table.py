@@ -164,7 +164,7 @@ def reference_accuracy(grid: str, seeds: list[int]) -> tuple[float | None, int, 
         accs = [json.loads(p.read_text())["metrics"]["test"]["acc"] for s in seeds
                 if (p := run_dir(base, s, BALANCED_REF) / "results.json").is_file()]
         if accs:
-            return statistics.mean(accs), len(accs), str(base.relative_to(ROOT))
+            return statistics.mean(accs), len(accs), str(base.relative_to(ROOT) if base.is_relative_to(ROOT) else base)
     return None, 0, ""
 
 
