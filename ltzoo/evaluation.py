@@ -38,6 +38,14 @@ def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor, train_counts: Se
     return metrics
 
 
+def _all_classes(labels: torch.Tensor, ds) -> bool:
+    """Whether every class has a test image (else a trained run keeps its metrics, without intervals)."""
+    missing = int((torch.bincount(labels, minlength=ds.num_classes) == 0).sum())
+    if missing:
+        _logger.warning("%d classes have no test image: no bootstrap intervals (they need every class)", missing)
+    return not missing
+
+
 def evaluate_splits(accelerator, model, ds, loaders: dict, prep, run_dir: str | Path | None = None,
                     model_ref: str | None = None, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
     """A recipe's final evaluation: metrics per split (test intervals too), and, in ``run_dir``, the kept
@@ -50,7 +58,7 @@ def evaluate_splits(accelerator, model, ds, loaders: dict, prep, run_dir: str | 
     outputs = {split: predict(accelerator, model, dl, prep, progress=False, desc=f"eval {split}")
                for split, dl in loaders.items() if dl is not None}
     metrics = {split: evaluate_logits(z, y, ds.train_counts, ds.shot_thresholds, split,
-                                      bootstrap=bootstrap if split == "test" else 0, seed=seed)
+                                      bootstrap=bootstrap if split == "test" and _all_classes(y, ds) else 0, seed=seed)
                for split, (z, y) in outputs.items()}
     if run_dir is not None and accelerator.is_main_process:
         run_dir = Path(run_dir)
