@@ -154,7 +154,7 @@ def test_python_m_ltzoo_lists_every_command():
     from ltzoo.cli import GROUPS
 
     commands = [name for group in GROUPS for name in group.COMMANDS]
-    assert commands == ["data", "eval", "configs", "card", "push", "zoo", "launch"]
+    assert commands == ["data", "eval", "compare", "configs", "card", "push", "zoo", "launch"]
     for module in ("ltzoo", "ltzoo.cli"):
         proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
