@@ -89,7 +89,7 @@ def _inputs(args):
 
 
 def cmd_compare(args) -> int:
-    """Compare two models on the same images: each metric's difference B - A, its paired-bootstrap 95% interval
+    """Compare two models on the same images: each metric's difference B - A, its paired-bootstrap interval (95 percent)
     and p-value."""
     from ltzoo.metrics import paired_bootstrap, probability_metrics
 
