@@ -624,7 +624,8 @@ def main() -> None:
         rerun = (f"python benchmarks/method_table.py --setting {args.setting} --seeds {' '.join(map(str, args.seeds))} "
                  f"--runs {' '.join(shown)}" + (f" --epochs {args.epochs}" if args.epochs else "")
                  + (f" --grid {args.grid}" if args.grid != "bench" and not args.epochs else "")
-                 + (f" --ceiling-grid {args.ceiling_grid}" if args.ceiling_grid else ""))
+                 + (f" --ceiling-grid {args.ceiling_grid}" if args.ceiling_grid else "")
+                 + (" --only-table --from-csv" if args.from_csv else ""))
         write_table(rows, args.setting, args.seeds, ceiling=ceiling, ceiling_source=source, rerun=rerun,
                     relative_note=relative_note)
         plot_recall(base, args.seeds[0], args.setting)

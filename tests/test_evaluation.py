@@ -135,3 +135,28 @@ def test_test_prior_reweights_and_corrects(tmp_path, capsys):
     assert row["shares"] == pytest.approx([0.5, 0.2, 0.1, 0.1, 0.05, 0.05])
     assert set(row) >= {"plain", "given", "em", "em_prior", "em_error"}
     assert "bootstrap" not in out["metrics"]
+
+
+@pytest.mark.slow
+def test_a_recipe_keeps_its_predictions_and_intervals(tmp_path, capsys):
+    """A recipe's final evaluation (RunContext.final_evaluation -> ltzoo.evaluation.evaluate_splits, kept by
+    RunFolder.keep_predictions) writes predictions.safetensors and reliability.png beside results.json, whose test metrics carry the probability metrics and intervals;
+    `ltzoo eval --predictions` recomputes the same numbers without the model."""
+    from ltzoo.recipes import pretrain
+
+    data = make_imagefolder(tmp_path / "data", {"train": [40, 12, 5], "val": [3, 3, 3], "test": [6, 6, 6]},
+                            channels=1)
+    run = tmp_path / "run"
+    pretrain.main(["--dataset", "imagefolder", "--data-dir", str(data), "--epochs", "1", "--batch-size", "16",
+                   "--workers", "0", "--no-progress", "--model", "resnet20_cifar", "--output", str(run)])
+    capsys.readouterr()
+    res = json.loads((run / "results.json").read_text())
+    test = res["metrics"]["test"]
+    assert {"ece", "nll", "brier", "classwise_ece", "bootstrap"} <= set(test) and test["top5"] is None  # 3 classes
+    assert (run / "reliability.png").is_file()
+    pred = load_predictions(run / "predictions.safetensors")
+    assert set(pred.logits) == {"val", "test"} and pred.train_counts == res["train_counts"]
+    again = _json(capsys, "eval", "--predictions", run / "predictions.safetensors", "--bootstrap", "1000")["metrics"]
+    for k in ("acc", "hm", "gm", "min_recall", "ece", "nll", "brier"):
+        assert again[k] == test[k], k
+    assert again["bootstrap"]["intervals"] == test["bootstrap"]["intervals"]

@@ -125,8 +125,9 @@ def compare_table(result: dict) -> str:
         lines.append(f"| {k}{'' if k in ('nll', 'brier') else ' %'} | {f(r['a'])} | {f(r['b'])} | "
                      f"{'+' if r['difference'] >= 0 else ''}{f(r['difference'])} | {iv} | {p} |")
     lines.append("")
-    lines.append("p: the paired bootstrap's two-sided p-value of no difference; ECE is binned, so it has no interval "
-                 "here (its difference is the plain one).")
+    lines.append("p: the paired bootstrap's two-sided p-value of no difference; its floor is 1 / (resamples + 1) "
+                 f"({1 / (m['bootstrap']['resamples'] + 1):.4f}: smaller p-values need more --bootstrap). ECE is binned, "
+                 "so it has no interval here (its difference is the plain one).")
     return "\n".join(lines)
 
 

@@ -110,7 +110,9 @@ def _percentiles(samples: torch.Tensor, level: float) -> tuple[float, float]:
 
 
 def resolution(support: torch.Tensor, groups: dict[str, torch.Tensor]) -> dict[str, float]:
-    """The smallest step each metric can move by on this test set (one image more or less right)."""
+    """The smallest step each metric can move by on this test set, one image more or less right: exact for
+    accuracy, mean class accuracy, min recall and the groups; for HM and GM the mean class accuracy's step,
+    which they move by to first order."""
     n = support.double()
     out = {"acc": 1.0 / float(n.sum()), "mean_class_acc": float((1.0 / n).min()) / len(n),
            "min_recall": float((1.0 / n).max()), "hm": float((1.0 / n).min()) / len(n),
