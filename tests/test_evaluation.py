@@ -138,7 +138,7 @@ def test_test_prior_reweights_and_corrects(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_recipe_keeps_its_predictions_and_intervals(tmp_path, capsys):
+def test_a_recipe_keeps_its_predictions_and_intervals(tmp_path, capsys, fresh_accelerate):
     """A recipe's final evaluation (RunContext.final_evaluation -> ltzoo.evaluation.evaluate_splits, kept by
     RunFolder.keep_predictions) writes predictions.safetensors and reliability.png beside results.json, whose test metrics carry the probability metrics and intervals;
     `ltzoo eval --predictions` recomputes the same numbers without the model."""
