@@ -15,7 +15,8 @@ from pathlib import Path
 from ltzoo.cli import main as ltzoo
 
 ROOT = Path(__file__).resolve().parent.parent
-FILES = ("config.json", "model.safetensors", "results.json", "per_class_recall.png", "run_config.yaml")
+FILES = ("config.json", "model.safetensors", "results.json", "per_class_recall.png", "run_config.yaml",
+         "predictions.safetensors", "reliability.png")
 # zoo name -> (method-table setting, grid run, hub id of the model it starts from)
 ENTRIES = {
     "resnet20-ce-fmnistlt": ("rho100", "ce", None),

@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 STAGE1 = ["--model", "resnet20_cifar", "--epochs", "15", "--batch-size", "128", "--lr", "0.1"]  # pretrain, csa runs
 STAGE1_RECIPES = ("pretrain", "csa")
-LONG = ["--epochs", "45"]  # the longer stage-1 schedule of the "strong" group (3x the default)
+LONG = ["--epochs", "45"]
+BALANCED_REF_PER_CLASS = 1464  # ceil(14,639 / 10): fmnist_lt rho=100 (n_max 5900, exp profile) keeps 14,639 images  # the longer stage-1 schedule of the "strong" group (3x the default)
 
 #: setting -> (dataset, imbalance, class order or None, what the table is about)
 SETTINGS = {
@@ -91,6 +92,10 @@ RUNS = {
     # the balanced-set ceiling on the longer schedule of the "strong" rows (the gap column keeps measuring
     # every row against the 15-epoch `ceiling`, CE's schedule)
     "ceiling_long": ("pretrain", ["--loss", "ce", "--imbalance", "1", *LONG], None, "strong"),
+    # relative accuracy's balanced reference A_v (Zhang et al., survey, section 4.1): CE on a class-balanced
+    # subset of the same total size as fmnist_lt rho=100's training set (14,639 images: 1,464 per class)
+    "balanced_ref": ("pretrain", ["--loss", "ce", "--imbalance", "1", "--n-max", str(BALANCED_REF_PER_CLASS)], None,
+                     "relative"),
 }
 
 # table row -> (run, key in that run's results "table" or None for its final metrics)
@@ -131,11 +136,117 @@ ROWS = {
     "CE + BTM + GML, fp32 training": ("btm_on_ce_fp32", None),
     "Ceiling: CE on the full balanced set": ("ceiling", None),
     "Ceiling: CE on the full balanced set, 45 epochs": ("ceiling_long", None),
+    "Reference: CE on a size-matched balanced subset": ("balanced_ref", None),
 }
+BALANCED_ROW = "Reference: CE on a size-matched balanced subset"  # A_v of the rel acc column
 CEILING = "Ceiling: CE on the full balanced set"  # the row the gap column measures against (15 epochs, as CE)
 GRID = "bench"  # runs/GRID/<setting>: set by --grid
 THREADS = 1  # per run: run one runner per core (see the module docstring)
 COLUMNS = ("acc", "hm", "gm", "min_recall", "many", "medium", "few")
+
+
+# ------------------------------------------------------------------ relative accuracy and one-seed intervals
+BALANCED_REF = "balanced_ref"
+#: settings whose training set is the size of fmnist_lt rho=100's (14,639 images), which balanced_ref matches
+SIZE_MATCHED = ("rho100", "rho100_hard")
+#: where the balanced references' results.json are kept in the repository (runs/ is not)
+REF_COPIES = RESULTS / "balanced_ref"
+
+
+def reference_accuracy(grid: str, seeds: list[int]) -> tuple[float | None, int, str]:
+    """A_v of relative accuracy: the mean test accuracy of CE on the size-matched balanced subset
+    (`balanced_ref`) over the seeds run, from runs/<grid>/rho100, else the copies in benchmarks/results/balanced_ref.
+
+    Returns:
+        (A_v or None, the number of seeds, where it was read).
+    """
+    for base in (ROOT / "runs" / grid / "rho100", REF_COPIES):
+        accs = [json.loads(p.read_text())["metrics"]["test"]["acc"] for s in seeds
+                if (p := run_dir(base, s, BALANCED_REF) / "results.json").is_file()]
+        if accs:
+            return statistics.mean(accs), len(accs), str(base.relative_to(ROOT) if base.is_relative_to(ROOT) else base)
+    return None, 0, ""
+
+
+def relative_accuracy(rows: list[dict], setting: str, grid: str, seeds: list[int]) -> str:
+    """Add ``relative_acc`` = A_t / A_u to every row (Zhang et al., survey, section 4.1), A_u = max(A_v, A_b)
+    with A_b taken equal to A_v (see `RELATIVE_NOTE`); returns the table's note ('' when there is no A_v)."""
+    ref, n, where = reference_accuracy(grid, seeds) if setting in SIZE_MATCHED else (None, 0, "")
+    for r in rows:
+        r["relative_acc"] = r["acc"] / ref if ref and r["acc"] is not None else None
+    if not ref:
+        return ""
+    return (f" `rel acc`: relative accuracy A_t / max(A_v, A_b) (Zhang et al., Deep Long-Tailed Learning: A Survey, "
+            f"TPAMI 2023, section 4.1), A_v = {100 * ref:.2f} (CE on a class-balanced subset of Fashion-MNIST of the same "
+            f"total size, 1,464 images per class; test accuracy, mean of {n} seeds, {where}). " + RELATIVE_NOTE)
+
+
+RELATIVE_NOTE = ("A_b (each method trained on that balanced subset) is taken equal to A_v for every row: on balanced "
+                 "data Balanced Softmax, logit adjustment and CB re-weighting are CE exactly (a uniform prior, equal "
+                 "weights) and CB re-sampling nearly so (a uniform sampler); for the rows that do not reduce to CE "
+                 "(LDAM-DRW, the retrained heads, BTM, GML, CSA, mixup, 45 epochs, a larger weight decay) A_b was not "
+                 "trained, so their A_u >= A_v and their rel acc is an upper bound.")
+
+
+def hm_interval(base: Path, seeds: list[int], row: str) -> str | None:
+    """The 95% stratified-bootstrap interval of a row's test HM on one seed: from the run's results.json
+    (recipes since ltzoo.evaluation write it) or its predictions.safetensors, else from the zoo entry exported
+    from that run (benchmarks/export_zoo.py); None where no predictions of the row exist."""
+    name, key = ROWS[row]
+    if key is not None:  # a head of a run's table: results.json keeps its summary numbers only
+        return None
+    for seed in seeds:
+        found = _interval_of(run_dir(base, seed, name))
+        if found:
+            return f"{found} (seed {seed})"
+    from export_zoo import ENTRIES  # benchmarks/ is on sys.path when the script runs
+
+    for zoo_name, (setting, run, _) in ENTRIES.items():
+        entry = ROOT / "zoo" / zoo_name
+        if run == name and setting == base.name and (entry / "run_config.yaml").is_file():
+            import yaml
+
+            seed = (yaml.safe_load((entry / "run_config.yaml").read_text()) or {}).get("seed")
+            found = _interval_of(entry)
+            if found and seed in seeds:
+                return f"{found} (seed {seed}, zoo/{zoo_name})"
+    return None
+
+
+def _interval_of(folder: Path) -> str | None:
+    """``[lo, hi]`` of the test HM of a run folder or zoo entry, in percent, if it has one."""
+    res = folder / "results.json"
+    if res.is_file():
+        boot = (json.loads(res.read_text())["metrics"].get("test") or {}).get("bootstrap")
+        if boot:
+            lo, hi = boot["intervals"]["hm"]
+            return f"[{100 * lo:.2f}, {100 * hi:.2f}]"
+    pred = folder / "predictions.safetensors"
+    if pred.is_file():
+        from ltzoo.metrics import stratified_bootstrap
+        from ltzoo.predictions import load_predictions
+
+        p = load_predictions(pred)
+        z, y = p.split("test")
+        lo, hi = stratified_bootstrap(y, z.argmax(-1), len(p.train_counts), resamples=1000)["intervals"]["hm"]
+        return f"[{100 * lo:.2f}, {100 * hi:.2f}]"
+    return None
+
+
+def rows_from_csv(path: Path) -> list[dict]:
+    """A table's rows as its CSV holds them (numbers as floats), for `--from-csv`."""
+    rows = []
+    for r in csv.DictReader(path.open()):
+        out: dict = {}
+        for k, v in r.items():
+            if k in ("method", "hardware", "commits", "hm_interval"):
+                out[k] = v or None if k == "hm_interval" else v
+            elif k == "seeds":
+                out[k] = int(v)
+            else:
+                out[k] = float(v) if v not in ("", None) else None
+        rows.append(out)
+    return rows
 
 
 def run_dir(base: Path, seed: int, name: str) -> Path:
@@ -290,9 +401,9 @@ def source_commit(base: Path, run: Path) -> str:
     return value[:7] + ("-dirty" if value.endswith("-dirty") else "")
 
 
-def aggregate(base: Path, seeds: list[int]) -> list[dict]:
+def aggregate(base: Path, seeds: list[int], only: list[str] | None = None) -> list[dict]:
     rows = []
-    for row in ROWS:
+    for row in only or ROWS:
         per_seed = [m for m in (metrics_of(base, s, row) for s in seeds) if m]
         if not per_seed:
             continue
@@ -301,6 +412,7 @@ def aggregate(base: Path, seeds: list[int]) -> list[dict]:
             vals = [m[c] for m in per_seed if m[c] is not None]
             out[c] = statistics.mean(vals) if vals else None
             out[c + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        out["hm_interval"] = hm_interval(base, seeds, row)
         out["hardware"] = "; ".join(sorted({m["hardware"] for m in per_seed if m["hardware"]}))
         out["commits"] = "; ".join(sorted({m["commit"] for m in per_seed}))
         rows.append(out)
@@ -323,7 +435,7 @@ def gap_closed(rows: list[dict], ceiling: dict | None) -> dict[str, float]:
 
 
 def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict | None = None,
-                ceiling_source: str = "", rerun: str = "") -> None:
+                ceiling_source: str = "", rerun: str = "", relative_note: str = "") -> None:
     """The table as CSV and Markdown (README's copy and the plots too), for one setting.
 
     ``ceiling``: the balanced-set ceiling row to measure the HM gap against when the setting has none of its
@@ -337,6 +449,8 @@ def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict 
         w.writeheader()
         w.writerows(rows)
     closed = gap_closed(rows, ceiling)
+    rel = any(r.get("relative_acc") is not None for r in rows)
+    ci = any(r.get("hm_interval") for r in rows)
     hardware = sorted({h for r in rows for h in r["hardware"].split("; ") if h})
     commits = sorted({c for r in rows for c in r["commits"].split("; ")})
     lines = [f"{SETTINGS[setting][3]}; resnet20_cifar; test split (1,000 images per class), model chosen on the "
@@ -345,13 +459,18 @@ def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict 
              f"Hardware: {' / '.join(hardware)}. Code: commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"
              + (" (`git diff` between them shows what changed)" if len(commits) > 1 else "") + ". Seconds: training time of the stage the row adds (stage 1, the "
              "BTM stage, or the classifier heads)." + (" `gap`: the share of the CE-to-ceiling test HM gap the row "
-                                                      f"closes (ceiling HM {100 * ceiling['hm']:.2f}, {ceiling['seeds']} seeds{ceiling_source})." if closed else ""),
+                                                      f"closes (ceiling HM {100 * ceiling['hm']:.2f}, {ceiling['seeds']} seeds{ceiling_source})." if closed else "")
+             + relative_note + (" `test HM 95% CI, 1 seed`: the stratified-bootstrap interval (1,000 resamples) of the "
+                                "row's test HM on the seed named, where its predictions are kept (runs since "
+                                "ltzoo.evaluation, or the zoo model of that run); `-`: none kept." if ci else ""),
              "", "| method | seeds | " + " | ".join(COLUMNS) + " | val hm |" + (" gap |" if closed else "")
-             + " seconds | peak MB |",
-             "|---|---|" + "---|" * (len(COLUMNS) + 3 + bool(closed))]
+             + (" rel acc |" if rel else "") + (" test HM 95% CI, 1 seed |" if ci else "") + " seconds | peak MB |",
+             "|---|---|" + "---|" * (len(COLUMNS) + 3 + bool(closed) + rel + ci)]
     for r in rows:
         n = f"{r['seeds']}" if r["seeds"] == len(seeds) else f"{r['seeds']} of {len(seeds)}"
         gap = [f"{100 * closed[r['method']]:.0f}%"] if closed else []
+        gap += [f"{r['relative_acc']:.3f}" if r.get("relative_acc") is not None else "-"] if rel else []
+        gap += [r.get("hm_interval") or "-"] if ci else []
         lines.append(f"| {r['method']} | {n} | " + " | ".join(_cell(r, c) for c in COLUMNS + ("val_hm",))
                      + " | " + " | ".join(gap + [f"{r['seconds'] or 0:.0f}", f"{r['peak_memory_mb'] or 0:.0f}"]) + " |")
     lines += ["", f"Re-run: `{rerun}`"]
@@ -470,6 +589,10 @@ def main() -> None:
     p.add_argument("--ceiling-grid", default=None, metavar="NAME",
                    help="take the balanced-set ceiling (for the gap column) from runs/NAME/rho100 (default: --grid's)")
     p.add_argument("--only-table", action="store_true")
+    p.add_argument("--from-csv", action="store_true",
+                   help="with --only-table: rebuild the table from its committed CSV (for a machine without the "
+                        "runs' folders), adding the balanced reference row, rel acc and the one-seed HM intervals "
+                        "that this machine's runs and zoo models give")
     args = p.parse_args()
     global RESULTS, GRID
     GRID = "bench-quick" if args.epochs else args.grid
@@ -483,7 +606,16 @@ def main() -> None:
         run_grid(base, args.setting, args.seeds, names, args.jobs, args.deadline_at, args.data_dir, args.threads,
                  args.epochs)
     rows = aggregate(base, args.seeds)
+    if args.from_csv:  # the runs are elsewhere: the committed table's rows, with what this machine can add
+        rows = rows_from_csv(RESULTS / f"method_table_{args.setting}.csv")
+        for r in rows:
+            r["hm_interval"] = r.get("hm_interval") or (hm_interval(base, args.seeds, r["method"])
+                                                        if r["method"] in ROWS else None)
+        ref_base = base if (run_dir(base, args.seeds[0], BALANCED_REF) / "results.json").is_file() else REF_COPIES
+        ref_row = next(iter(aggregate(ref_base, args.seeds, [BALANCED_ROW])), None)
+        rows = [r for r in rows if r["method"] != BALANCED_ROW] + ([ref_row] if ref_row else [])
     if rows:
+        relative_note = relative_accuracy(rows, args.setting, args.grid, args.seeds)
         ceiling, source = borrowed_ceiling(rows, args.setting, args.ceiling_grid or GRID, args.seeds)
         if args.ceiling_grid and ceiling is None:
             print(f"method_table.py: no ceiling run in runs/{args.ceiling_grid}/rho100 for seeds {args.seeds}: "
@@ -492,8 +624,10 @@ def main() -> None:
         rerun = (f"python benchmarks/method_table.py --setting {args.setting} --seeds {' '.join(map(str, args.seeds))} "
                  f"--runs {' '.join(shown)}" + (f" --epochs {args.epochs}" if args.epochs else "")
                  + (f" --grid {args.grid}" if args.grid != "bench" and not args.epochs else "")
-                 + (f" --ceiling-grid {args.ceiling_grid}" if args.ceiling_grid else ""))
-        write_table(rows, args.setting, args.seeds, ceiling=ceiling, ceiling_source=source, rerun=rerun)
+                 + (f" --ceiling-grid {args.ceiling_grid}" if args.ceiling_grid else "")
+                 + (" --only-table --from-csv" if args.from_csv else ""))
+        write_table(rows, args.setting, args.seeds, ceiling=ceiling, ceiling_source=source, rerun=rerun,
+                    relative_note=relative_note)
         plot_recall(base, args.seeds[0], args.setting)
         print((RESULTS / f"method_table_{args.setting}.md").read_text())
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ltzoo.accel import full_precision, unwrap
 from ltzoo.data.loader import BatchPreprocess
-from ltzoo.metrics import longtail_metrics
+from ltzoo.metrics import longtail_metrics, probability_metrics
 
 _logger = logging.getLogger(__name__)
 
@@ -214,8 +214,10 @@ def metrics_from_logits(
     logits: torch.Tensor, labels: torch.Tensor, train_counts: list[int],
     shot_thresholds: tuple[int, int] = (100, 20), split: str = "",
 ) -> dict:
-    """`longtail_metrics` of argmax predictions, tagged with the split name."""
+    """`longtail_metrics` of argmax predictions and the `probability_metrics` of the logits (ECE, NLL, Brier,
+    top-5), tagged with the split name."""
     many, few = shot_thresholds
     out = longtail_metrics(labels, logits.argmax(-1), train_counts, num_classes=len(train_counts), many=many, few=few)
+    out.update(probability_metrics(logits, labels))
     out["split"] = split
     return out

@@ -1,6 +1,6 @@
 """The run folder's whole life, in one module: creation and an exclusive lock, checkpoints and resume,
-the JSONL log, the epoch chosen on validation, the resolved config, the export, and the clean-up after a
-user error. (The model files themselves are `ltzoo.runs`'; atomic writes `ltzoo.files`'.)
+the JSONL log, the epoch chosen on validation, the resolved config, the kept predictions, the export, and the
+clean-up after a user error. (The model files themselves are `ltzoo.runs`'; atomic writes `ltzoo.files`'.)
 
 The lock: the main process of a run takes an exclusive ``fcntl.flock`` on the folder itself (no lock file
 is left in it; the holder's PID is read from /proc/locks) before it reads or writes anything there, and holds it until the run ends; the kernel releases
@@ -44,7 +44,8 @@ from safetensors.torch import load_model
 
 from ltzoo.errors import UserError, user_error
 from ltzoo.files import _jsonable, atomic_path, write_json
-from ltzoo.metrics import plot_per_class_recall
+from ltzoo.metrics import plot_per_class_recall, plot_reliability, reliability_bins
+from ltzoo.predictions import PREDICTIONS, RELIABILITY, dataset_meta, save_predictions
 from ltzoo.runs import RESULTS, RUN_CONFIG, WEIGHTS, save_model, save_weights
 
 _logger = logging.getLogger(__name__)
@@ -193,6 +194,23 @@ class RunFolder:
             split = "test" if "test" in metrics else next(iter(metrics))
             plot_per_class_recall(metrics[split], ds.train_counts, self.path / "per_class_recall.png",
                                   title=f"{title}: per-class recall on the {split} split", class_names=ds.class_names)
+        self.accelerator.wait_for_everyone()
+
+    def keep_predictions(self, outputs: dict, metrics: dict, ds) -> None:
+        """Keep the final evaluation's logits and labels (``predictions.safetensors``, `ltzoo.predictions`) and the
+        reliability diagram of its test split (else its first) beside results.json (main process).
+
+        Args:
+            outputs: split -> ``(logits, labels)``, gathered from every process.
+            metrics: split -> metrics (the diagram's ECE).
+        """
+        if self.accelerator.is_main_process and outputs:
+            splits = {s: {"val": ds.val, "test": ds.test}[s] for s in outputs}
+            save_predictions(self.path / PREDICTIONS, {s: z for s, (z, _) in outputs.items()},
+                             {s: y for s, (_, y) in outputs.items()}, dataset_meta(ds, str(self.path), splits))
+            split = "test" if "test" in outputs else next(iter(outputs))
+            plot_reliability(reliability_bins(*outputs[split]), self.path / RELIABILITY, ece=metrics[split]["ece"],
+                             title=f"{self.path.name}: reliability on the {split} split")
         self.accelerator.wait_for_everyone()
 
     def last_checkpoint(self) -> Path | None:

@@ -154,7 +154,7 @@ def test_python_m_ltzoo_lists_every_command():
     from ltzoo.cli import GROUPS
 
     commands = [name for group in GROUPS for name in group.COMMANDS]
-    assert commands == ["data", "eval", "configs", "card", "push", "zoo", "launch"]
+    assert commands == ["data", "eval", "compare", "configs", "card", "push", "zoo", "launch"]
     for module in ("ltzoo", "ltzoo.cli"):
         proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
@@ -169,3 +169,11 @@ def test_configs_lists_and_prints_the_packaged_configs(capsys):
     assert rc == 0 and "head_epochs: 30" in out
     rc, out, err = _run(capsys, "configs", "fmnist_lt/nope")
     assert rc == 2 and "ltzoo configs: error: no config file fmnist_lt/nope" in err
+
+
+def test_data_n_max_gives_a_size_matched_balanced_subset(tmp_path, capsys):
+    """--imbalance 1 --n-max N: N training images per class (relative accuracy's balanced reference)."""
+    make_fmnist_idx(tmp_path, n_per_class=30, n_test_per_class=2)
+    s = _run_json(capsys, "data", "fmnist_lt", "--data-dir", str(tmp_path), "--imbalance", "1", "--n-max", "12",
+                  "--val-per-class", "5")
+    assert s["class_counts"] == [12] * 10 and s["val_images"] == 50

@@ -38,6 +38,7 @@ from ltzoo.hub.card import (
     TEMPLATE_PATH,
     bibtex,
     config_yaml,
+    index_metrics,
     pct,
     render_command,
 )
@@ -46,7 +47,8 @@ from ltzoo.recipes import btm, pretrain
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COUNTS = {"train": [150, 60, 25, 12, 6], "val": [4] * 5, "test": [8] * 5}
-CARD_FILES = {".gitattributes", "config.json", "model.safetensors", "results.json", "per_class_recall.png", "README.md"}
+CARD_FILES = {".gitattributes", "config.json", "model.safetensors", "results.json", "per_class_recall.png", "README.md",
+              "reliability.png", "predictions.safetensors"}  # the last two: written by ltzoo.evaluation
 
 
 # ------------------------------------------------------------------------------------------- fixtures
@@ -91,8 +93,7 @@ def card_metrics(card: ModelCard, split: str = "test") -> dict:
 
 
 def expected_metrics(results: dict, split: str = "test") -> dict:
-    m = results["metrics"][split]
-    return {mtype: pct(m[key]) for key, (mtype, _, _) in METRICS.items() if m.get(key) is not None}
+    return index_metrics(results["metrics"][split])
 
 
 def run_python(code: str, env: dict | None = None, timeout: int = 120) -> str:
@@ -156,7 +157,7 @@ def test_card_numbers_come_from_results_json(runs, tmp_path):
     results["metrics"]["test"].update(fake)
     (run / "results.json").write_text(json.dumps(results))
     card = build_card(run, repo_id="org/edited")
-    got = card_metrics(card)
+    got = {t: v for t, v in card_metrics(card).items() if t in {mtype for mtype, _, _ in METRICS.values()}}
     assert got == {METRICS[k][0]: float(f"{100 * v:.2f}") for k, v in fake.items() if v is not None}
     assert "few" not in got  # an empty group has no number, it is not typed as 0
     row = next(ln for ln in card.text.splitlines() if ln.startswith("| test |"))
@@ -390,7 +391,8 @@ def test_dry_run_and_revision(runs, local_hub, capsys):
     plan = push_run(runs["stage1"], "ltzoo/dry", dry_run=True)
     assert plan["dry_run"] and plan["token_found"] and not local_hub.repo_exists("ltzoo/dry")
     assert [f["path_in_repo"] for f in plan["files"]] == [
-        "config.json", "model.safetensors", "results.json", "per_class_recall.png", "README.md"]
+        "config.json", "model.safetensors", "results.json", "per_class_recall.png", "reliability.png",
+        "predictions.safetensors", "README.md"]
     assert local_hub.requests == []
     assert ltzoo_main(["push", str(runs["stage1"]), "ltzoo/dry", "--dry-run", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -488,7 +490,7 @@ def test_eval_of_pushed_model_reproduces_the_card(runs, local_hub, tmp_path, cap
     out = json.loads(capsys.readouterr().out)
     metrics = out["metrics"]
     assert out["split"] == "test" and out["dataset"] == "imagefolder"
-    assert {t: pct(metrics[k]) for k, (t, _, _) in METRICS.items() if metrics.get(k) is not None} == card_metrics(card)
+    assert index_metrics(metrics) == card_metrics(card)
     assert {k: metrics[k] for k in SUMMARY_KEYS} == {k: results_of(run)["metrics"]["test"][k] for k in SUMMARY_KEYS}
     assert (tmp_path / "eval" / "eval.json").is_file() and (tmp_path / "eval" / "per_class_recall.png").is_file()
 

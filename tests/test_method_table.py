@@ -61,3 +61,49 @@ def test_which_method_names_ties_and_leaves_out_ceilings(tmp_path, monkeypatch):
     assert mod.cell(rows, "hm") == "tie: A 90.00 ± 1.00, B 88.50 ± 1.00"  # C's interval misses A's
     lone = [r for r in rows if r["method"] != "B"]
     assert mod.cell(lone, "hm") == "A 90.00 ± 1.00 (next: C 85.00 ± 1.00)"
+
+
+def test_which_method_separates_overlapping_rows_the_seeds_tell_apart(tmp_path, monkeypatch):
+    """Welch's t-test, not overlapping mean ± std: on 10 seeds, 90.0 ± 1.0 and 88.5 ± 1.0 overlap but differ
+    (p ~ 0.004); on 3 seeds the same numbers tie (p ~ 0.14)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("which_method", ROOT / "benchmarks" / "which_method.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ten = [{"method": "A", "seeds": "10", "hm": "0.90", "hm_std": "0.01"},
+           {"method": "B", "seeds": "10", "hm": "0.885", "hm_std": "0.01"}]
+    assert mod.cell(ten, "hm").startswith("A 90.00 ± 1.00 (next: B")
+    three = [dict(r, seeds="3") for r in ten]
+    assert mod.cell(three, "hm").startswith("tie: A")
+
+
+def test_relative_accuracy_and_one_seed_hm_interval(table, tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from ltzoo.predictions import FORMAT, save_predictions
+
+    refs = tmp_path / "refs"
+    for seed, acc in ((0, 0.90), (1, 0.92)):
+        folder = table.run_dir(refs, seed, table.BALANCED_REF)
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({"metrics": {"test": {"acc": acc}}}))
+    monkeypatch.setattr(table, "REF_COPIES", refs)
+    rows = [{"method": "CE", "acc": 0.82}, {"method": "X", "acc": None}]
+    note = table.relative_accuracy(rows, "rho100", "no-such-grid", [0, 1, 2])
+    assert rows[0]["relative_acc"] == pytest.approx(0.82 / 0.91) and rows[1]["relative_acc"] is None
+    assert "A_v = 91.00" in note and "mean of 2 seeds" in note and "upper bound" in note
+    assert table.relative_accuracy(rows, "rho10", "no-such-grid", [0]) == ""  # no size-matched reference
+    # a run folder with kept predictions: its test HM interval, on the first seed that has one
+    y = torch.arange(3).repeat_interleave(50)
+    z = torch.nn.functional.one_hot(y, 3).float() + 0.9 * torch.randn(150, 3, generator=torch.Generator().manual_seed(0))
+    meta = {"format": FORMAT, "dataset": "d", "model": "m", "num_classes": 3, "class_names": ["a", "b", "c"],
+            "train_counts": [100, 30, 5], "shot_thresholds": [50, 10], "splits": {"test": {"fingerprint": "f"}}}
+    run = table.run_dir(tmp_path / "grid", 1, "ce")
+    save_predictions(run / "predictions.safetensors", {"test": z}, {"test": y}, meta)
+    got = table.hm_interval(tmp_path / "grid", [0, 1], "CE")
+    assert got.endswith("(seed 1)") and got.startswith("[")
+    lo, hi = map(float, got[1:got.index("]")].split(", "))
+    assert lo < hi
+    assert table.hm_interval(tmp_path / "grid", [0, 1], "CE + cRT") is None  # a head of a run's table

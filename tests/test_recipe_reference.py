@@ -10,6 +10,8 @@ folder: pretrain (2 epochs), csa (2 epochs, context shift from epoch 1), gml (--
 btm (its own 1-epoch stage 1, 2 members, GML head + ensemble). Compared: every metric of results.json
 (validation and test), the chosen epoch, BTM's table, and a SHA-256 of the exported weights (names and
 values), bit for bit. A change that alters what a recipe trains fails here; one that only moves code does not.
+The same runs check that every recipe's final evaluation keeps its predictions (``predictions.safetensors``,
+from which results.json's metrics and test intervals are recomputed) and its reliability diagram.
 """
 from __future__ import annotations
 
@@ -85,29 +87,58 @@ def run_all(data: Path, runs: Path) -> dict:
     return out
 
 
-@pytest.fixture
-def one_thread(monkeypatch, tmp_path):
-    for k, v in recipe_env(tmp_path / "hf_home").items():
-        if k != "PYTHONPATH":
-            monkeypatch.setenv(k, v)
+@pytest.fixture(scope="module")
+def reference_runs(tmp_path_factory):
+    """The four tiny runs on one thread (their summaries by recipe, the folder holding them)."""
+    tmp = tmp_path_factory.mktemp("reference")
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in recipe_env(tmp / "hf_home").items():
+            if k != "PYTHONPATH":
+                mp.setenv(k, v)
+        torch.set_num_threads(1)
+        try:
+            data = make_imagefolder(tmp / "data", {"train": TRAIN, "val": VAL, "test": TEST}, size=(8, 8),
+                                    channels=1, seed=0)
+            yield run_all(data, tmp / "runs"), tmp / "runs"
+        finally:
+            torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
-def test_recipes_reproduce_the_reference(tmp_path, one_thread):
+def test_recipes_reproduce_the_reference(reference_runs):
     expected = json.loads(FIXTURE.read_text())
-    data = make_imagefolder(tmp_path / "data", {"train": TRAIN, "val": VAL, "test": TEST}, size=(8, 8), channels=1,
-                            seed=0)
-    got = run_all(data, tmp_path / "runs")
+    got, _ = reference_runs
     for name in expected:
         assert got[name]["method"] == expected[name]["method"], name
         assert got[name]["selected_epoch"] == expected[name]["selected_epoch"], name
         assert got[name]["metrics"] == expected[name]["metrics"], f"{name}: metrics changed"
         assert got[name].get("table") == expected[name].get("table"), f"{name}: table changed"
         assert got[name]["weights_sha256"] == expected[name]["weights_sha256"], f"{name}: exported weights changed"
+
+
+@pytest.mark.slow
+def test_every_recipe_keeps_its_predictions(reference_runs):
+    """The one final evaluation keeps each recipe's logits and labels, from which results.json's metrics,
+    probability metrics and test intervals are recomputed exactly, and draws the reliability diagram."""
+    from ltzoo.evaluation import BOOTSTRAP, evaluate_logits
+    from ltzoo.predictions import load_predictions
+
+    _, runs = reference_runs
+    for name in ("pretrain", "csa", "gml", "btm"):
+        res = json.loads((runs / name / "results.json").read_text())
+        kept = load_predictions(runs / name)
+        assert set(kept.logits) == set(res["metrics"]) == {"val", "test"}, name
+        assert kept.meta["dataset"] == "imagefolder" and kept.train_counts == res["train_counts"], name
+        for split, m in res["metrics"].items():
+            z, y = kept.split(split)
+            again = evaluate_logits(z, y, kept.train_counts, kept.shot_thresholds, split,
+                                    bootstrap=BOOTSTRAP if split == "test" else 0)
+            for k in (*METRICS, "ece", "classwise_ece", "nll", "brier"):
+                assert again[k] == pytest.approx(m[k], abs=1e-12), (name, split, k)
+        assert res["metrics"]["test"]["bootstrap"]["intervals"] == again["bootstrap"]["intervals"], name
+        assert "bootstrap" not in res["metrics"]["val"], name
+        assert (runs / name / "reliability.png").is_file(), name
 
 
 if __name__ == "__main__":  # record the reference with the code as it is

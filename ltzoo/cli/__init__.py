@@ -2,7 +2,9 @@
 
     ltzoo data fmnist_lt --imbalance 100
     ltzoo data places_lt --train-list Places_LT_train.txt --json
-    ltzoo eval RUN_DIR_OR_HUB_ID --dataset fmnist_lt --split test
+    ltzoo eval RUN_DIR_OR_HUB_ID --dataset fmnist_lt --split test [--save-predictions] [--shifted-priors]
+    ltzoo eval --predictions FILE
+    ltzoo compare A B --dataset fmnist_lt
     ltzoo configs [NAME]
     ltzoo card RUN_DIR
     ltzoo push RUN_DIR ORG/NAME [--private] [--revision R] [--dry-run]
@@ -10,7 +12,7 @@
     ltzoo launch [ACCELERATE FLAGS] RECIPE [RECIPE FLAGS]
 
 Every command that reports numbers takes ``--json`` (one JSON object on stdout). The commands live
-one group per module (`ltzoo.cli.data`, `ltzoo.cli.configs`, `ltzoo.cli.hub`, `ltzoo.cli.launch`), each
+one group per module (`ltzoo.cli.data`, `ltzoo.cli.compare`, `ltzoo.cli.configs`, `ltzoo.cli.hub`, `ltzoo.cli.launch`), each
 listing its commands in ``COMMANDS``; `GROUPS` below registers them. The recipes run under
 ``accelerate launch -m ltzoo.recipes.<name>``, or ``ltzoo launch`` (the same, with a user error in one
 line on any number of processes). Every command follows ltzoo's error contract (`ltzoo.errors`): bad
@@ -24,11 +26,11 @@ import sys
 from typing import Sequence
 
 from ltzoo import __version__
-from ltzoo.cli import configs, data, hub, launch
+from ltzoo.cli import compare, configs, data, hub, launch
 from ltzoo.errors import ArgumentParser, DefaultsHelpFormatter, run_main
 
 #: The command groups, in the order ``ltzoo --help`` lists them.
-GROUPS = (data, configs, hub, launch)
+GROUPS = (data, compare, configs, hub, launch)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         for name, (func, add_args) in group.COMMANDS.items():
-            sp = sub.add_parser(name, help=(func.__doc__ or "").split("\n")[0], description=func.__doc__,
+            summary = (func.__doc__ or "").split("\n")[0].replace("%", "%%")  # argparse %-formats a help string
+            sp = sub.add_parser(name, help=summary, description=func.__doc__,
                                 formatter_class=DefaultsHelpFormatter)
             add_args(sp)
             sp.set_defaults(func=func)

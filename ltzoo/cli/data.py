@@ -5,9 +5,10 @@ recipe's run did.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from ltzoo.argtypes import nonneg_int, positive_int
+from ltzoo.argtypes import existing_file, nonneg_int, positive_int
 from ltzoo.cli.output import emit
 from ltzoo.data import load_dataset
 from ltzoo.data.args import add_data_args, dataset_kwargs
@@ -46,50 +47,196 @@ def cmd_data(args) -> int:
 
 
 def _add_eval(p):
-    p.add_argument("model", help="a run folder, a hub id (org/name or hf-hub:org/name) or a timm model name")
-    p.add_argument("--dataset", required=True, help="dataset name, e.g. fmnist_lt (see `ltzoo data --help`)")
-    p.add_argument("--split", default="test", choices=("val", "test"), help="the split to evaluate on")
-    p.add_argument("--batch-size", type=positive_int, default=256, help="images per batch")
-    p.add_argument("--workers", type=nonneg_int, default=4, help="loader workers for file-backed datasets")
-    p.add_argument("--output", default=None, help="folder for the metrics JSON and the per-class recall plot")
+    p.add_argument("model", nargs="?", default=None,
+                   help="a run folder, a hub id (org/name or hf-hub:org/name) or a timm model name (not with --predictions)")
+    p.add_argument("--dataset", default=None, help="dataset name, e.g. fmnist_lt (see `ltzoo data --help`); "
+                   "optional with --predictions, which then are checked against it")
+    add_split_args(p)
+    p.add_argument("--output", default=None, help="folder for eval.json and the plots (per-class recall, reliability, "
+                   "shifted priors)")
+    add_evaluation_args(p)
+    p.add_argument("--save-predictions", nargs="?", const=PREDICTIONS_DEFAULT, default=None, metavar="FILE",
+                   help="keep the logits and labels (safetensors; default: predictions.safetensors in --output)")
+    p.add_argument("--predictions", type=existing_file, default=None, metavar="FILE",
+                   help="recompute every metric from a predictions file instead of running a model")
     add_data_args(p, seed=True)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def cmd_eval(args) -> int:
-    """The long-tail metrics of any timm model, hub id or run folder on a dataset split."""
-    from ltzoo.accel import apply_channels_last, make_accelerator, without_autocast_wrapper
-    from ltzoo.data.loader import BatchPreprocess, make_loader
-    from ltzoo.engine import evaluate
-    from ltzoo.metrics import plot_per_class_recall, summary_table
-    from ltzoo.files import write_json
-    from ltzoo.runs import check_classes, image_transform, load_model
+def add_split_args(p) -> None:
+    """The split a model is run on, and how (``ltzoo eval`` and ``ltzoo compare``)."""
+    p.add_argument("--split", default="test", choices=("val", "test"), help="the split to evaluate on")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per batch")
+    p.add_argument("--workers", type=nonneg_int, default=4, help="loader workers for file-backed datasets")
 
+
+def add_bootstrap_args(p) -> None:
+    """The bootstrap's size and seed (``ltzoo eval``: stratified; ``ltzoo compare``: paired)."""
+    p.add_argument("--bootstrap", type=nonneg_int, default=1000, metavar="N",
+                   help="resamples of the bootstrap giving the 95%% intervals (0: none; ltzoo compare needs 1 or more)")
+    p.add_argument("--bootstrap-seed", type=nonneg_int, default=0, metavar="S", help="seed of the bootstrap")
+
+
+def add_evaluation_args(p) -> None:
+    """The flags of what ``ltzoo eval`` computes beyond the metrics: intervals, shifted test priors."""
+    add_bootstrap_args(p)
+    p.add_argument("--shifted-priors", action="store_true",
+                   help="the metrics under SADE's test-agnostic priors (forward 50..2, uniform, backward 2..50), as "
+                        "predicted and after prior correction (true prior, EM estimate)")
+    p.add_argument("--test-prior", type=prior_shares, default=None, metavar="P1,P2,...|FILE",
+                   help="evaluate on the test set reweighted to this class prior, as predicted and after prior "
+                        "correction (the prior given, and estimated by EM)")
+    p.add_argument("--model-prior", choices=("train", "uniform"), default="train",
+                   help="the prior the model's probabilities carry: the training frequencies (plain CE) or uniform "
+                        "(a balanced loss or a post-hoc-adjusted head)")
+
+
+PREDICTIONS_DEFAULT = "<output>/predictions.safetensors"
+
+
+def prior_shares(value: str) -> list[float]:
+    """--test-prior: comma-separated shares, or a file of them (JSON list, or one per line / comma-separated)."""
+    import json
+
+    text = Path(value).read_text() if Path(value).is_file() else value
+    try:
+        shares = json.loads(text) if text.strip().startswith("[") else [float(v) for v in text.replace("\n", ",").split(",") if v.strip()]
+        return [float(v) for v in shares]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither comma-separated numbers nor a file of them; give "
+                                         "one share per class, e.g. 0.5,0.3,0.2") from None
+
+
+def cmd_eval(args) -> int:
+    """The metrics of any timm model, hub id, run folder or predictions file on a dataset split.
+
+    The long-tail metrics with bootstrap intervals, calibration, NLL, top-5 and, if asked, shifted test priors."""
+    from accelerate import PartialState
+
+    from ltzoo.evaluation import evaluate_logits
+    from ltzoo.files import write_json
+    from ltzoo.metrics import interval_table, plot_per_class_recall, plot_reliability, reliability_bins, summary_table
+
+    check_eval_args(args)
+    ref, ds_name, split_source, logits, labels, counts, cuts, names, meta = eval_inputs(args)
+    source_prior = model_prior(args.model_prior, counts)
+    prior = check_prior(args.test_prior, len(counts)) if args.test_prior is not None else None  # before any write
+    if not PartialState().is_main_process:  # every process predicted its share; the main one reports
+        return 0
+    metrics = evaluate_logits(logits, labels, counts, cuts, args.split, args.bootstrap, args.bootstrap_seed)
+    result = {"model": ref, "dataset": ds_name, "split": args.split, "split_source": split_source, "metrics": metrics}
+    extra_text = prior_analysis(result, logits, labels, counts, source_prior, prior, args.shifted_priors)
+    out = Path(args.output) if args.output else None
+    if args.save_predictions:
+        from ltzoo.predictions import save_predictions
+
+        target = out / "predictions.safetensors" if args.save_predictions == PREDICTIONS_DEFAULT else Path(args.save_predictions)
+        result["predictions"] = str(save_predictions(target, {args.split: logits}, {args.split: labels}, meta))
+    if out:
+        write_json(out / "eval.json", result)
+        title = f"{ref} on {ds_name} {args.split}"
+        plot_per_class_recall(metrics, counts, out / "per_class_recall.png", title=title, class_names=names)
+        plot_reliability(reliability_bins(logits, labels), out / "reliability.png", title=title, ece=metrics["ece"])
+        if "shifted_priors" in result:
+            from ltzoo.metrics import plot_prior_sweep
+
+            plot_prior_sweep(result["shifted_priors"]["rows"], out / "shifted_priors.png", title=title)
+    emit(result, args.json, summary_table({ref: {args.split: metrics}}, splits=(args.split,))
+         + f"\n{args.split} split: {split_source}\n\n" + interval_table(metrics) + extra_text)
+    return 0
+
+
+def check_eval_args(args) -> None:
+    """Flag combinations, before anything is loaded or written."""
+    if args.predictions and args.model:
+        raise UserError("give a model or --predictions, not both", "drop one of them")
+    if not args.predictions and not (args.model and args.dataset):
+        raise UserError("ltzoo eval needs a model and --dataset (or --predictions FILE)",
+                        "e.g. ltzoo eval RUN_DIR --dataset fmnist_lt")
+    if args.predictions and args.save_predictions:
+        raise UserError("--save-predictions with --predictions would copy the file", "drop --save-predictions")
+    if args.save_predictions == PREDICTIONS_DEFAULT and not args.output:
+        raise UserError("--save-predictions without a file name writes into --output, which is not given",
+                        "pass --output DIR or --save-predictions FILE")
+
+
+def model_prior(kind: str, counts) -> "torch.Tensor":
+    import torch
+
+    c = torch.as_tensor(list(counts), dtype=torch.double)
+    return c / c.sum() if kind == "train" else torch.full_like(c, 1.0 / len(c))
+
+
+def check_prior(shares, num_classes: int):
+    from ltzoo.metrics import check_prior as check
+
+    try:
+        return check(shares, num_classes, "--test-prior")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def eval_inputs(args):
+    """(model ref, dataset, split source, logits, labels, train counts, shot cuts, class names, predictions meta)."""
+    if args.predictions:
+        from ltzoo.predictions import check_predictions_match, load_predictions
+
+        pred = load_predictions(args.predictions)
+        if args.dataset:
+            check_predictions_match(pred, _load(args), args.split)
+        logits, labels = pred.split(args.split)
+        meta = pred.meta
+        return (meta["model"], meta["dataset"], meta["splits"][args.split]["source"], logits, labels,
+                pred.train_counts, pred.shot_thresholds, pred.class_names, meta)
     ds = _load(args)
     split = ds.val if args.split == "val" else ds.test
     if split is None:
         raise UserError(f"{ds.name} has no {args.split} split", "evaluate on --split test, or give the dataset a "
                         "validation split (--val-list, a val/ folder, or --val-per-class N)")
-    model = load_model(args.model)  # a run folder's weights are checked first (ltzoo.runs.check_weights)
-    check_classes(model, ds, args.model)
+    logits, labels = predict_split(args.model, ds, split, args.batch_size, args.workers)
+    from ltzoo.predictions import dataset_meta
+
+    meta = dataset_meta(ds, args.model, {args.split: split})
+    return (args.model, ds.name, split.source, logits, labels, ds.train_counts, ds.shot_thresholds, ds.class_names,
+            meta)
+
+
+def predict_split(ref: str, ds, split, batch_size: int = 256, workers: int = 4):
+    """Logits and labels of model ``ref`` (run folder, hub id, timm name) on one split of ``ds``, in fp32."""
+    from ltzoo.accel import apply_channels_last, make_accelerator, without_autocast_wrapper
+    from ltzoo.data.loader import BatchPreprocess, make_loader
+    from ltzoo.engine import predict
+    from ltzoo.runs import check_classes, image_transform, load_model
+
+    model = load_model(ref)  # a run folder's weights are checked first (ltzoo.runs.check_weights)
+    check_classes(model, ds, ref)
     accelerator = make_accelerator()  # evaluation runs in fp32 whatever its mixed precision (ltzoo.accel)
-    loader = make_loader(split, args.batch_size, transform=image_transform(ds, model), num_workers=args.workers)
+    loader = make_loader(split, batch_size, transform=image_transform(ds, model), num_workers=workers)
     # the recipes' layout: channels_last for convolutional models (the same numbers as their own evaluation)
     prep = BatchPreprocess(*_model_norm(model, ds), channels_last=apply_channels_last(model)).to(accelerator.device)
     model, loader = accelerator.prepare(model, loader)
     without_autocast_wrapper(accelerator, model)
-    metrics = evaluate(accelerator, model, loader, prep, ds.train_counts, ds.shot_thresholds, args.split)
-    result = {"model": args.model, "dataset": ds.name, "split": args.split, "split_source": split.source,
-              "metrics": metrics}
-    if args.output and accelerator.is_main_process:
-        out = Path(args.output)
-        write_json(out / "eval.json", result)
-        plot_per_class_recall(metrics, ds.train_counts, out / "per_class_recall.png",
-                              title=f"{args.model} on {ds.name} {args.split}", class_names=ds.class_names)
-    if accelerator.is_main_process:
-        emit(result, args.json, summary_table({args.model: {args.split: metrics}}, splits=(args.split,))
-              + f"\n{args.split} split: {split.source}")
-    return 0
+    return predict(accelerator, model, loader, prep, progress=False)
+
+
+def prior_analysis(result: dict, logits, labels, counts, source, prior, sweep: bool) -> str:
+    """Add the test-prior reweighting / correction (``--test-prior``) and the sweep to ``result``; their text."""
+    from ltzoo.metrics.priors import PRIOR_INVARIANT, REWEIGHTED, prior_sweep, shifted_priors, sweep_table
+
+    text = ""
+    note = (f"reweighting changes {', '.join(REWEIGHTED)}; it cannot change {', '.join(PRIOR_INVARIANT)} (per-class "
+            "quantities), which move only when a prior correction changes the predictions")
+    if prior is not None:
+        row = prior_sweep(logits, labels, counts, source, {"given": prior})[0]
+        result["test_prior"] = {"source_prior": source.tolist(), "note": note, **row}
+        text += "\n\nTest set reweighted to --test-prior:\n" + sweep_table([row])
+    if sweep:
+        rows = prior_sweep(logits, labels, counts, source, shifted_priors(counts))
+        result["shifted_priors"] = {"protocol": "SADE test-agnostic (Zhang et al., NeurIPS 2022), exponential profile "
+                                    "in the training order (forward) or reversed (backward)",
+                                    "source_prior": source.tolist(), "note": note, "rows": rows}
+        text += "\n\nShifted test priors (exact reweighting of the test split):\n" + sweep_table(rows) + f"\n{note}."
+    return text
 
 
 def _model_norm(model, ds) -> tuple[tuple, tuple]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ltzoo.argtypes import existing_file, imbalance_ratio, nonneg_int
+from ltzoo.argtypes import existing_file, imbalance_ratio, nonneg_int, positive_int
 
 SEED_HELP = "seed of the long-tail subsampling and the validation draw"
 
@@ -29,6 +29,10 @@ def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
     parser.add_argument("--profile", default=None, choices=("exp", "step"),
                         help="long-tail profile of a dataset made long-tailed (--imbalance, or fmnist_lt and "
                              "cifar*_lt by default); unset: exp there, none for data used as it is")
+    parser.add_argument("--n-max", type=positive_int, default=None,
+                        help="training images kept in the largest class (subsampled datasets); unset: as many as the "
+                             "validation draw leaves (5900 for fmnist_lt). With --imbalance 1: a class-balanced subset "
+                             "of n-max per class (the size-matched balanced reference of relative accuracy)")
     parser.add_argument("--val-per-class", type=nonneg_int, default=None,
                         help="balanced validation images per class to draw when the dataset has no val split; unset: "
                              "100 for fmnist_lt and cifar10_lt, 20 for the others, 0 (none) for the list datasets")
@@ -61,7 +65,8 @@ def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
 def dataset_kwargs(args: argparse.Namespace) -> dict:
     """The `load_dataset` keyword arguments of the data flags (and ``--seed``)."""
     return dict(data_dir=args.data_dir, imbalance=args.imbalance, profile=args.profile or "exp", seed=args.seed,
-                val_per_class=args.val_per_class, train_list=args.train_list, val_list=args.val_list,
+                val_per_class=args.val_per_class, n_max=getattr(args, "n_max", None), train_list=args.train_list,
+                val_list=args.val_list,
                 test_list=args.test_list, class_order=args.class_order, shot_cuts=args.shot_cuts,
                 check_files=getattr(args, "check_files", True), skip_bad=getattr(args, "skip_bad_files", False),
                 split_protocol=getattr(args, "split_protocol", "ltzoo"))

@@ -55,6 +55,12 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "medium": ("medium", "Medium-shot accuracy", "Medium"),
     "few": ("few", "Few-shot accuracy", "Few"),
 }
+#: Probability metrics in model-index (after `METRICS`): key -> (type, readable name, as a percentage).
+PROBABILITY_METRICS: dict[str, tuple[str, str, bool]] = {
+    "top5": ("top_5_accuracy", "Top-5 accuracy", True),
+    "ece": ("ece", "Expected calibration error (top-label, 15 equal-width bins)", True),
+    "nll": ("nll", "Negative log-likelihood (nats per image)", False),
+}
 #: results.json split -> model-index split name.
 SPLITS = {"test": "test", "val": "validation"}
 
@@ -70,6 +76,28 @@ LIBRARY_CITE = "rw2019timm"
 def pct(value: float | None) -> float | None:
     """A fraction as a percentage with 2 decimals, rounded exactly as ltzoo's summary table prints it."""
     return None if value is None else float(f"{100 * value:.2f}")
+
+
+def index_metrics(m: dict) -> dict[str, float]:
+    """Every model-index metric of one split's metrics: type -> value (percentages with 2 decimals, NLL with 4)."""
+    out = {mtype: pct(m.get(key)) for key, (mtype, _, _) in METRICS.items() if m.get(key) is not None}
+    out.update({mtype: pct(m[key]) if as_pct else round(float(m[key]), 4)
+                for key, (mtype, _, as_pct) in PROBABILITY_METRICS.items() if m.get(key) is not None})
+    return out
+
+
+def interval_lines(m: dict) -> list[str]:
+    """The card's text on the bootstrap intervals of one split's metrics (none without them)."""
+    from ltzoo.metrics import interval_text
+
+    boot = m.get("bootstrap") or {}
+    intervals = boot.get("intervals") or {}
+    if not intervals:
+        return []
+    cells = [f"{METRICS[k][2]} {interval_text(m.get(k), intervals[k])}" for k in METRICS if k in intervals
+             and m.get(k) is not None]
+    return [f"{100 * boot.get('level', 0.95):g}% intervals on the test split ({boot['method']}, {boot['resamples']} "
+            f"resamples, seed {boot['seed']}): " + "; ".join(cells) + ".", *[f"Note: {n}." for n in boot.get("notes", [])]]
 
 
 def _read_json(path: Path) -> dict | None:
@@ -392,15 +420,18 @@ def eval_results(results: dict, dataset_type: str, dataset_name: str, dataset_ar
         m = (results.get("metrics") or {}).get(split)
         if not m:
             continue
-        names = _group_names(m)
-        for key, (mtype, mname, _) in METRICS.items():
-            value = pct(m.get(key))
+        names = {**{k: n for k, (_, n, _) in METRICS.items()}, **{k: n for k, (_, n, _) in PROBABILITY_METRICS.items()},
+                 **_group_names(m)}
+        types = {**{k: t for k, (t, _, _) in METRICS.items()}, **{k: t for k, (t, _, _) in PROBABILITY_METRICS.items()}}
+        values = index_metrics(m)
+        for key, mtype in types.items():
+            value, mname = values.get(mtype), names[key]
             if value is None:
                 continue
             out.append(EvalResult(
                 task_type="image-classification", task_name="Image Classification", dataset_type=dataset_type,
                 dataset_name=dataset_name, dataset_split=split_name, dataset_args=dataset_args or None,
-                metric_type=mtype, metric_name=names.get(key, mname), metric_value=value))
+                metric_type=mtype, metric_name=mname, metric_value=value))
     return out
 
 
@@ -507,8 +538,9 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
         "selection": results.get("selection"), "selected_epoch": results.get("selected_epoch"),
         "metric_columns": [{"key": k, "header": h} for k, (_, _, h) in METRICS.items()],
         "splits": [("val", "validation"), ("test", "test")], "metrics": metrics, "test": metrics.get("test") or {},
+        "test_intervals": interval_lines(metrics.get("test") or {}),
         "stages": results.get("table") or {}, "per_class": _per_class(results),
-        "has_plot": (run_dir / PLOT).is_file(), "plot": PLOT,
+        "has_plot": (run_dir / PLOT).is_file(), "plot": PLOT, "has_reliability": (run_dir / "reliability.png").is_file(),
         "val_source": ds.get("val_source"), "train_source": ds.get("train_source"),
         "val_rule": ds.get("val_rule"), "val_resolution": ds.get("val_resolution"),
         "git_commit": config.get("git_commit"), "seed": config.get("seed"),

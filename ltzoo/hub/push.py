@@ -31,7 +31,7 @@ _logger = logging.getLogger(__name__)
 
 #: Files of a run folder that are uploaded (those present; the first three must be).
 REQUIRED = ("config.json", "model.safetensors", "results.json")
-OPTIONAL = ("per_class_recall.png",)
+OPTIONAL = ("per_class_recall.png", "reliability.png", "predictions.safetensors")  # predictions: for ltzoo compare
 
 _sleep = time.sleep  # patched by tests
 T = TypeVar("T")

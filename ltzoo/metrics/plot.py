@@ -69,3 +69,64 @@ def plot_per_class_recall(
     plt.close(fig)
     _logger.info("wrote %s", path)
     return path
+
+
+def plot_reliability(bins: Mapping, path: str | Path, title: str = "", ece: float | None = None) -> Path:
+    """Save a reliability diagram PNG: accuracy against mean confidence per bin, the share of images below.
+
+    Args:
+        bins: `ltzoo.metrics.probability.reliability_bins` of the logits.
+        path: where to write the PNG.
+        title: figure title (say which model and split).
+        ece: the expected calibration error, shown in the legend.
+    """
+    plt = _pyplot()
+    edges, count = bins["edges"], bins["count"]
+    width = edges[1] - edges[0]
+    centers = [lo + width / 2 for lo in edges[:-1]]
+    total = max(1, sum(count))
+    fig, (ax, axc) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    filled = [i for i, n in enumerate(count) if n]
+    ax.bar([centers[i] for i in filled], [bins["accuracy"][i] for i in filled], width=width * 0.95,
+           color="#4c72b0", label="accuracy" + (f" (ECE {100 * ece:.2f}%)" if ece is not None else ""))
+    ax.bar([centers[i] for i in filled], [bins["confidence"][i] - bins["accuracy"][i] for i in filled],
+           bottom=[bins["accuracy"][i] for i in filled], width=width * 0.95, color="#c44e52", alpha=0.35,
+           label="gap to confidence")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title or "reliability diagram")
+    axc.bar(centers, [n / total for n in count], width=width * 0.95, color="#888888")
+    axc.set_xlim(0, 1)
+    axc.set_xlabel(f"confidence (top-label probability, {len(count)} bins)")
+    axc.set_ylabel("share of images")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    _logger.info("wrote %s", path)
+    return path
+
+
+def plot_prior_sweep(rows: Sequence[Mapping], path: str | Path, title: str = "") -> Path:
+    """Save a PNG: accuracy under each shifted test prior, as predicted and after prior correction."""
+    plt = _pyplot()
+    names = [r["prior"] for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for kind, label, style in (("plain", "as predicted", "o-"), ("given", "logit adjustment, true prior", "s--"),
+                               ("em", "logit adjustment, EM-estimated prior", "^:")):
+        ax.plot(range(len(rows)), [100 * r[kind]["acc"] for r in rows], style, label=label)
+    ax.set_xticks(range(len(rows)), names, rotation=45, fontsize=8)
+    ax.set_ylabel("accuracy under the test prior (%)")
+    ax.set_xlabel("test class prior (forward: the training order; backward: reversed; number: imbalance ratio)")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "shifted test priors")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    _logger.info("wrote %s", path)
+    return path

@@ -25,3 +25,31 @@ def summary_table(rows: dict[str, dict[str, dict]], splits: Sequence[str] = ("va
 def brief(metrics: dict) -> dict:
     """The headline numbers of a metrics dict (no per-class lists), for logs."""
     return {k: metrics.get(k) for k in SUMMARY_KEYS}
+
+
+PROBABILITY_KEYS = ("top5", "ece", "classwise_ece", "nll", "brier")
+
+
+def interval_table(metrics: dict) -> str:
+    """A Markdown table of the metrics with their bootstrap intervals, the probability metrics and the notes."""
+    boot = metrics.get("bootstrap") or {}
+    intervals = boot.get("intervals", {})
+    level = f"{100 * boot.get('level', 0.95):g}%"
+    lines = [f"| metric | value | {level} interval |" if boot else "| metric | value |",
+             "|---|---|---|" if boot else "|---|---|"]
+    for k in SUMMARY_KEYS:
+        if metrics.get(k) is None:
+            continue
+        iv = intervals.get(k)
+        cell = f" {_pct(iv[0])} to {_pct(iv[1])} |" if iv else (" - |" if boot else "")
+        lines.append(f"| {k} % | {_pct(metrics[k])} |" + cell)
+    for k in PROBABILITY_KEYS:
+        if metrics.get(k) is not None:
+            value = f"{metrics[k]:.4f}" if k in ("nll", "brier") else _pct(metrics[k])
+            unit = "" if k in ("nll", "brier") else " %"
+            lines.append(f"| {k}{unit} | {value} |" + (" - |" if boot else ""))
+    if boot:
+        lines.append("")
+        lines.append(f"Intervals: {boot['method']}, {boot['resamples']} resamples, seed {boot['seed']}.")
+        lines += [f"Note: {n}." for n in boot.get("notes", [])]
+    return "\n".join(lines)

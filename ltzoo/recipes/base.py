@@ -6,9 +6,9 @@
     main = Pretrain.main                     # `accelerate launch -m ltzoo.recipes.pretrain` runs it
 
 `Recipe.run` is ``setup`` (the run context, the data, the model, the run folder), ``train``, ``evaluate``
-(the chosen model, once, on each split: `RunContext.final_evaluation`) and ``finish`` (results.json, the
-export, the closing table). A recipe that needs another composes it in-process and hands it its context
-(BTM's stage 1: ``Pretrain(stage1_args, ctx).run()``).
+(the chosen model, once, on each split: `RunContext.final_evaluation`, which also keeps its predictions in the
+run folder) and ``finish`` (results.json, the export, the closing table). A recipe that needs another
+composes it in-process and hands it its context (BTM's stage 1: ``Pretrain(stage1_args, ctx).run()``).
 
 `TrainingRecipe` is the epoch loop stage 1 and CSA share: the model, its loaders, the optimiser and the
 schedule prepared once, resume from the run folder's last checkpoint, an epoch of training (the recipe's
@@ -218,7 +218,8 @@ class TrainingRecipe(Recipe):
     def evaluate(self) -> dict:
         self.best.restore(self.model)  # the epoch chosen on the validation split
         self.exported = self.exported_model()
-        return self.ctx.final_evaluation(self.exported, {"val": self.val_dl, "test": self.test_dl}, self.prep, self.ds)
+        return self.ctx.final_evaluation(self.exported, {"val": self.val_dl, "test": self.test_dl}, self.prep, self.ds,
+                                         self.folder)
 
     def finish(self, metrics: dict) -> dict:
         args = self.args

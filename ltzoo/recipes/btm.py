@@ -318,7 +318,7 @@ class BTM(Recipe):
 
     def evaluate(self) -> dict:
         return self.ctx.final_evaluation(self.model, {"val": self.loaders.get("val"), "test": self.loaders["test"]},
-                                         self.prep, self.ds)
+                                         self.prep, self.ds, self.folder)
 
     def finish(self, metrics: dict) -> dict:
         args = self.args

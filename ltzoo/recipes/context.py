@@ -148,13 +148,18 @@ class RunContext:
         return out if len(out) > 1 else out[0]
 
     # ------------------------------------------------------------------------------------ evaluation
-    def final_evaluation(self, model: nn.Module, loaders: dict, prep, ds) -> dict:
+    def final_evaluation(self, model: nn.Module, loaders: dict, prep, ds, folder) -> dict:
         """The metrics of the chosen model on each split of ``loaders`` (prepared; None skipped), in fp32:
-        every recipe's final evaluation (validation first; the test split is evaluated once, here)."""
-        from ltzoo.engine import evaluate
+        every recipe's final evaluation (validation first; the test split is evaluated once, here), with the
+        probability metrics (ECE, NLL, Brier, top-5) and the test split's bootstrap intervals
+        (`ltzoo.evaluation.evaluate_splits`). The run ``folder`` (`ltzoo.runfolder.RunFolder`) keeps the
+        logits and labels (``predictions.safetensors``) and the reliability diagram (None: nothing written)."""
+        from ltzoo.evaluation import evaluate_splits
 
-        return {split: evaluate(self.accelerator, model, dl, prep, ds.train_counts, ds.shot_thresholds, split,
-                                progress=False) for split, dl in loaders.items() if dl is not None}
+        metrics, outputs = evaluate_splits(self.accelerator, model, ds, loaders, prep)
+        if folder is not None:
+            folder.keep_predictions(outputs, metrics, ds)
+        return metrics
 
     def end(self) -> None:
         """End the run's trackers and process group."""

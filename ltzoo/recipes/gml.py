@@ -102,7 +102,7 @@ class GML(Recipe):
         self.table = {name: {s: metrics_from_logits(head(feats[s].x), feats[s].y, ds.train_counts, ds.shot_thresholds, s)
                              for s in ("val", "test") if s in feats} for name, head in self.heads.items()}
         return self.ctx.final_evaluation(self.model, {"val": self.loaders.get("val"), "test": self.loaders["test"]},
-                                         self.prep, ds)
+                                         self.prep, ds, self.folder)
 
     def finish(self, metrics: dict) -> dict:
         args, chosen = self.args, self.chosen
