@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ltzoo.accel import full_precision
 from ltzoo.data.loader import BatchPreprocess
 from ltzoo.metrics import longtail_metrics
+from ltzoo.numerics import LossWatch
 
 _logger = logging.getLogger(__name__)
 
@@ -82,13 +83,15 @@ def train_one_epoch(
     """Train for one pass over ``loader``; returns the mean loss, images seen and wall time.
 
     Augmentation draws from a generator seeded by (seed, epoch), so a resumed run repeats an
-    interrupted one exactly.
+    interrupted one exactly. A loss that turns NaN or infinite ends the epoch on `ltzoo.numerics.NonFiniteLoss`
+    (within 100 steps, and before the epoch returns): no checkpoint or export of NaN weights follows.
     """
     model.train()
     if hasattr(loss_fn, "set_epoch"):
         loss_fn.set_epoch(epoch)
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + accelerator.process_index)
     means, start = EpochMeans(accelerator, "loss"), time.perf_counter()
+    watch = LossWatch(epoch, accelerator.mixed_precision, accelerator.device, accelerator)
     bar = _bar(accelerator, loader, f"epoch {epoch}", progress)
     for step, (x, y) in enumerate(bar):
         x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
@@ -107,8 +110,10 @@ def train_one_epoch(
                 scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         means.add(len(y), loss)
+        watch.add(step, loss)
         if not bar.disable and step % 10 == 0:
             bar.set_postfix(loss=f"{means.running('loss'):.4f}", refresh=False)
+    watch.check()
     out, seen, _ = means.result()
     return {**out, "images": seen, "seconds": time.perf_counter() - start}
 
