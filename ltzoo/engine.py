@@ -83,8 +83,8 @@ def train_one_epoch(
     """Train for one pass over ``loader``; returns the mean loss, images seen and wall time.
 
     Augmentation draws from a generator seeded by (seed, epoch), so a resumed run repeats an
-    interrupted one exactly. A loss that turns NaN or infinite ends the epoch on `ltzoo.numerics.NonFiniteLoss`
-    (within 100 steps, and before the epoch returns): no checkpoint or export of NaN weights follows.
+    interrupted one exactly. A loss that turns NaN or infinite (within 100 steps), or weights that are at
+    the end, end the epoch on `ltzoo.numerics.NonFiniteTraining`: no checkpoint or export of NaN weights follows.
     """
     model.train()
     if hasattr(loss_fn, "set_epoch"):
@@ -113,7 +113,7 @@ def train_one_epoch(
         watch.add(step, loss)
         if not bar.disable and step % 10 == 0:
             bar.set_postfix(loss=f"{means.running('loss'):.4f}", refresh=False)
-    watch.check()
+    watch.check(model)
     out, seen, _ = means.result()
     return {**out, "images": seen, "seconds": time.perf_counter() - start}
 

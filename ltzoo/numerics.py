@@ -1,16 +1,19 @@
-"""A training loss that turns non-finite stops the run with one line, before anything is saved.
+"""Training that turns non-finite stops the run with one line, before anything is saved.
 
 Once a step's loss is NaN or infinite the weights are (or soon will be) NaN too, and every later epoch,
 checkpoint and export would carry them silently. `LossWatch` records, on the device and without a host
 sync per step, the first step of an epoch whose loss is not finite; `LossWatch.check` (every ``every``
-steps and at the end of the epoch, on every process at once) raises `NonFiniteLoss`, a `UserError`:
+steps and at the end of the epoch, on every process at once) raises `NonFiniteTraining`, a `UserError`:
 ``prog: error: the training loss became non-finite at epoch E, step S (bf16 mixed precision); <the fix>``.
+Given the model at the end of the epoch, it also checks the weights: a NaN gradient in the epoch's last
+step leaves NaN weights behind a finite loss.
 
 Two causes seen in practice: a learning rate too high for the model, and reduced-precision kernels. One
-of the latter, measured with torch 2.14.1 (oneDNN 3.12) on a Xeon with AMX-BF16: on the CPU, the bf16
-weight gradient of a strided convolution whose input is smaller than its stride (a 3x3, stride-2 conv
-on a 1x1 map, as timm's ResNets make of 8x8 images) leaves the kernel taps that see only padding
-unwritten, so they hold whatever memory held: sometimes NaN. fp32 computes them (as zeros) correctly.
+of the latter, measured with torch 2.14.1 (oneDNN 3.12) on a Xeon with AMX-BF16 (and with oneDNN held to
+AVX512-BF16): on the CPU, the bf16 weight gradient of a strided convolution whose input is smaller than its
+stride (a 3x3, stride-2 conv on a 1x1 map, as timm's test_resnet makes of 8x8 images) leaves the kernel
+taps that see only padding unwritten: they hold whatever the memory held, in about half the calls
+something non-zero, sometimes NaN. fp32 computes them (as zeros) correctly.
 """
 from __future__ import annotations
 
@@ -19,10 +22,11 @@ import torch
 from ltzoo.errors import UserError
 
 
-class NonFiniteLoss(UserError):
-    """The training loss became NaN or infinite; names the epoch, the step and the precision."""
+class NonFiniteTraining(UserError):
+    """The training loss (or, ``step`` None, the weights) became NaN or infinite; names the epoch, the step
+    and the precision."""
 
-    def __init__(self, epoch: int, step: int, precision: str):
+    def __init__(self, epoch: int, step: int | None, precision: str):
         self.epoch, self.step, self.precision = epoch, step, precision
         if precision in ("bf16", "fp16"):
             where, fix = (f"{precision} mixed precision",
@@ -30,7 +34,9 @@ class NonFiniteLoss(UserError):
                           "can fail, e.g. bf16 convolutions on the CPU over feature maps smaller than their stride)")
         else:
             where, fix = "fp32", "lower --lr (or check the data and the loss's inputs for non-finite values)"
-        super().__init__(f"the training loss became non-finite at epoch {epoch}, step {step} ({where})", fix)
+        what = (f"the training loss became non-finite at epoch {epoch}, step {step}" if step is not None else
+                f"the weights became non-finite in epoch {epoch} (a gradient of its last step was NaN or infinite)")
+        super().__init__(f"{what} ({where})", fix)
 
 
 class LossWatch:
@@ -56,11 +62,20 @@ class LossWatch:
         if (step + 1) % self.every == 0:
             self.check()
 
-    def check(self) -> None:
-        """Raise `NonFiniteLoss` if a loss so far (on any process, when gathering) was not finite."""
+    def check(self, model: torch.nn.Module | None = None) -> None:
+        """Raise `NonFiniteTraining` if a loss so far (on any process, when gathering) was not finite, or
+        a floating-point parameter of ``model`` (if given: at the end of an epoch) is."""
         first = self.first
         if self.accelerator is not None and self.accelerator.num_processes > 1:
             first = self.accelerator.gather(first)
         bad = first[first >= 0]
         if bad.numel():
-            raise NonFiniteLoss(self.epoch, int(bad.min()), self.precision)
+            raise NonFiniteTraining(self.epoch, int(bad.min()), self.precision)
+        if model is not None and not weights_are_finite(model):  # DDP: the same weights on every process
+            raise NonFiniteTraining(self.epoch, None, self.precision)
+
+
+def weights_are_finite(model: torch.nn.Module) -> bool:
+    """True if every floating-point parameter of ``model`` is finite (one host sync)."""
+    params = [p.detach() for p in model.parameters() if p.is_floating_point()]
+    return bool(torch.stack([torch.isfinite(p).all() for p in params]).all()) if params else True
