@@ -6,7 +6,8 @@ fp16 when the accelerator's mixed precision says so), and evaluation gathers pre
 ``gather_for_metrics`` so every sample counts once however many processes ran.
 
 `train_step` is the one optimiser step of every loop that trains weights (stage 1 here, CSA's two
-branches, BTM's members). Prediction, evaluation and feature extraction always run in fp32 on the plain
+branches, BTM's members); each hands it its epoch's `ltzoo.numerics.LossWatch` (`watched_epoch`), so a loss
+or weights that turn NaN or infinite stop any of them on one line. Prediction, evaluation and feature extraction always run in fp32 on the plain
 (uncompiled) model
 (`ltzoo.accel.full_precision`), whatever precision trained it: a run's metrics, its card and
 ``ltzoo eval`` of the exported model agree exactly.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import torch
 from accelerate import Accelerator
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 from ltzoo.accel import full_precision, unwrap
 from ltzoo.data.loader import BatchPreprocess
 from ltzoo.metrics import longtail_metrics, probability_metrics
+from ltzoo.numerics import LossWatch
 
 _logger = logging.getLogger(__name__)
 
@@ -82,6 +84,8 @@ def train_step(
     compute_loss: Callable[[], torch.Tensor | tuple],
     scheduler=None,
     max_grad_norm: float | None = None,
+    *,
+    watch: LossWatch | None,
 ):
     """One optimiser step, the one every loop that trains weights takes (stage 1, CSA, BTM's members).
 
@@ -94,6 +98,9 @@ def train_step(
         compute_loss: the forward pass and the loss, as a 0-d tensor or a tuple whose first item it is
             (the rest is handed back: a loop's per-branch losses, say). Models should hand the loss fp32
             logits (``model(x).float()``).
+        watch: the epoch's `ltzoo.numerics.LossWatch` (from `watched_epoch`), handed the loss: a loss that
+            turns non-finite stops the run. Required, so that no loop forgets it; None: unwatched (a
+            benchmark's loop, say).
 
     Returns:
         What ``compute_loss`` returned.
@@ -108,7 +115,28 @@ def train_step(
         if scheduler is not None:
             scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+    if watch is not None:
+        watch.add(out[0] if isinstance(out, tuple) else out)
     return out
+
+
+@contextlib.contextmanager
+def watched_epoch(accelerator: Accelerator, model: nn.Module, epoch: int, collective: bool = True,
+                  lr_flag: str = "--lr", of: str = "") -> Iterator[LossWatch]:
+    """The `ltzoo.numerics.LossWatch` of one epoch, to hand every `train_step` of it; when the epoch ends
+    it checks the losses left unchecked and ``model``'s weights: a loss or weights that became NaN or
+    infinite end the run on `ltzoo.numerics.NonFiniteTraining` (epoch, step, precision and the fix), so no
+    checkpoint or export of NaN weights follows.
+
+    Args:
+        collective: every process trains this epoch in step and they stop together (gathered checks);
+            False for a loop on this process alone (BTM's members), which must not gather.
+        lr_flag, of: the learning rate's flag and what trains, for the message (`LossWatch`).
+    """
+    watch = LossWatch(epoch, accelerator.mixed_precision, accelerator.device, accelerator if collective else None,
+                      lr_flag=lr_flag, of=of)
+    yield watch
+    watch.check(model)
 
 
 def train_one_epoch(
@@ -128,7 +156,8 @@ def train_one_epoch(
     """Train for one pass over ``loader`` with `train_step`; returns the mean loss, images seen and wall time.
 
     Augmentation draws from `augmentation_generator` (seed, epoch, process), so a resumed run repeats an
-    interrupted one exactly.
+    interrupted one exactly. A loss or weights that turn non-finite end it on
+    `ltzoo.numerics.NonFiniteTraining` (`watched_epoch`).
     """
     model.train()
     if hasattr(loss_fn, "set_epoch"):
@@ -136,17 +165,18 @@ def train_one_epoch(
     gen = augmentation_generator(seed, epoch, accelerator.process_index)
     means, start = EpochMeans(accelerator, "loss"), time.perf_counter()
     bar = progress_bar(accelerator, loader, f"epoch {epoch}", progress)
-    for step, (x, y) in enumerate(bar):
-        x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
-        x = prep(x, train=True, generator=gen)
-        target = y
-        if mixup is not None:
-            x, target = mixup(x, y)
-        loss = train_step(accelerator, model, optimizer, lambda: loss_fn(model(x).float(), target), scheduler,
-                          max_grad_norm)
-        means.add(len(y), loss)
-        if not bar.disable and step % 10 == 0:
-            bar.set_postfix(loss=f"{means.running('loss'):.4f}", refresh=False)
+    with watched_epoch(accelerator, model, epoch) as watch:
+        for step, (x, y) in enumerate(bar):
+            x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
+            x = prep(x, train=True, generator=gen)
+            target = y
+            if mixup is not None:
+                x, target = mixup(x, y)
+            loss = train_step(accelerator, model, optimizer, lambda: loss_fn(model(x).float(), target), scheduler,
+                              max_grad_norm, watch=watch)
+            means.add(len(y), loss)
+            if not bar.disable and step % 10 == 0:
+                bar.set_postfix(loss=f"{means.running('loss'):.4f}", refresh=False)
     out, seen, _ = means.result()
     return {**out, "images": seen, "seconds": time.perf_counter() - start}
 

@@ -255,6 +255,21 @@ def test_train_csa_epoch_resumes_exactly_from_saved_states():
     assert torch.equal(bank.images, bank2.images)
 
 
+def test_train_csa_epoch_stops_on_a_non_finite_loss():
+    """CSA's epoch is watched like stage 1's: a NaN loss ends it on one line naming the epoch and step."""
+    from ltzoo.numerics import NonFiniteTraining
+
+    *setup, _ = _setup()
+    calls = []
+
+    def nan_from_step_3(logits, y):
+        calls.append(1)
+        return F.cross_entropy(logits, y) * (float("nan") if len(calls) > 3 else 1.0)
+
+    with pytest.raises(NonFiniteTraining, match=r"at epoch 2, step 3 \(fp32\); lower --lr"):
+        _epoch((*setup, nan_from_step_3), ContextBank(capacity=16), 2)
+
+
 TWO_PROCESS_SCRIPT = '''
 import sys
 import torch

@@ -109,3 +109,60 @@ def test_batch_preprocess_augments_uint8_as_it_would_floats(channels):
     ref = (prep.augment(x.float().div_(255), torch.Generator().manual_seed(3)) - prep.mean) / prep.std
     assert torch.equal(got, ref)
     assert not torch.equal(got, prep(x)), "training batches are augmented"
+
+
+class _NanAt(torch.nn.Module):
+    """Cross-entropy, NaN from the ``step``-th call on (a loss gone non-finite)."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step, self.calls = step, 0
+
+    def forward(self, logits, target):
+        loss = torch.nn.functional.cross_entropy(logits.float(), target)
+        self.calls += 1
+        return loss * float("nan") if self.calls > self.step else loss
+
+
+def _nan_setup(mixed_precision: str, lr: float):
+    accelerator, model, prep = _setup(mixed_precision, False)
+    loader = make_loader(_split((24, 12, 4)), 8, drop_last=True)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    model, opt, loader = accelerator.prepare(model, opt, loader)
+    return accelerator, model, loader, opt, prep
+
+
+@pytest.mark.parametrize("mixed_precision", ["no", "bf16"])
+def test_non_finite_loss_stops_the_epoch(fresh_accelerate, mixed_precision):
+    """A NaN loss ends the epoch on a one-line error naming the epoch, step and precision, not a NaN mean."""
+    from ltzoo.numerics import NonFiniteTraining
+
+    accelerator, model, loader, opt, prep = _nan_setup(mixed_precision, 0.05)
+    with pytest.raises(NonFiniteTraining) as info:
+        train_one_epoch(accelerator, model, loader, _NanAt(2), opt, prep, epoch=4, progress=False)
+    assert (info.value.epoch, info.value.step, info.value.precision) == (4, 2, mixed_precision)
+
+
+def test_absurd_learning_rate_stops_the_epoch(fresh_accelerate):
+    from ltzoo.numerics import NonFiniteTraining
+
+    accelerator, model, loader, opt, prep = _nan_setup("no", 1e30)
+    with pytest.raises(NonFiniteTraining, match=r"epoch 0, step 1 \(fp32\); lower --lr"):
+        train_one_epoch(accelerator, model, loader, torch.nn.CrossEntropyLoss(), opt, prep, progress=False)
+
+
+def test_nan_gradient_in_the_last_step_is_caught(fresh_accelerate):
+    """The loss of the last step is finite but its gradient is not (as bf16 conv kernels can make): the weights
+    are NaN when the epoch ends, and the epoch raises instead of returning them."""
+    from ltzoo.numerics import NonFiniteTraining
+
+    accelerator, model, loader, opt, prep = _nan_setup("bf16", 0.05)
+    steps, calls = len(loader), []
+
+    def nan_at_last_step(grad):
+        calls.append(1)
+        return grad * float("nan") if len(calls) == steps else grad
+
+    accel.unwrap(model).fc.weight.register_hook(nan_at_last_step)
+    with pytest.raises(NonFiniteTraining, match=r"weights became non-finite in epoch 0 .*\(bf16 mixed precision\)"):
+        train_one_epoch(accelerator, model, loader, torch.nn.CrossEntropyLoss(), opt, prep, progress=False)

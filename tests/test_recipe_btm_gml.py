@@ -135,6 +135,21 @@ def test_member_fine_tune(member_setup, tmp_path):
     assert not torch.equal(a["fc.weight"], other["fc.weight"])
 
 
+def test_member_that_diverges_stops_the_run_unsaved(member_setup, tmp_path):
+    """A member's loop (one process, no gather) is watched too: an absurd --member-lr ends on one line naming
+    the member and its flag, and no member file is written."""
+    from ltzoo.numerics import NonFiniteTraining
+
+    accelerator, ds, base, prep, subsets = member_setup
+    args = btm.build_parser().parse_args([*DATA, "--member-epochs", "3", "--member-lr", "1e30"])
+    path = tmp_path / "m1.safetensors"
+    # the precision named is the accelerator's (accelerate's per-process state: fp32 unless an earlier test chose)
+    with pytest.raises(NonFiniteTraining, match=r"^the (training loss|weights) of member 1 became non-finite .*\); "
+                                                r"lower --member-lr\b"):
+        members.fine_tune_member(accelerator, base, ds, subsets[1], prep, args, 1, path)
+    assert not path.exists()
+
+
 def test_member_fine_tune_with_frozen_bn(member_setup, tmp_path):
     before = copy.deepcopy(member_setup[2].state_dict())
     sd = _member(member_setup, tmp_path, 0, "--member-bn", "frozen", "--member-batch-size", "4")

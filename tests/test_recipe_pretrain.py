@@ -253,6 +253,23 @@ def test_fresh_start_and_no_resume(recipe, data, tmp_path, inproc):
 
 
 @pytest.mark.slow
+def test_diverging_run_stops_on_one_line_and_leaves_nothing(recipe, data, tmp_path, inproc, capsys):
+    """An absurd --lr: the run ends on one line naming the epoch, the step and the fix, not on a NaN model."""
+    from ltzoo.errors import run_main
+
+    out = tmp_path / "run"
+    argv = [*COMMON, "--data-dir", str(data), "--epochs", "2", "--lr", "1e30", "--mixed-precision", "no",
+            "--output", str(out)]
+    capsys.readouterr()
+    assert run_main(lambda: recipe.main(argv), "pretrain.py", exit=False) == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    assert len(errors) == 1 and errors[0].startswith(
+        "pretrain.py: error: the training loss became non-finite at epoch 0, step "), errors
+    assert errors[0].endswith("(fp32); lower --lr (or check the data and the loss's inputs for non-finite values)")
+    assert not out.exists(), "the run folder it made, holding no checkpoint, is removed"
+
+
+@pytest.mark.slow
 def test_file_backed_imagefolder(recipe, tmp_path, inproc):
     """Images of mixed sizes stay on disk: PIL + timm's transforms in the loader, for training and evaluation."""
     from PIL import Image

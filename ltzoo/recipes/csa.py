@@ -34,9 +34,10 @@ from ltzoo.argtypes import nonneg_int, positive_float, positive_int, unit_interv
 from ltzoo.csa import ContextBank, CSAModel, gradcam_masks, shift_batch
 from ltzoo.data import create_sampler
 from ltzoo.data.loader import make_loader
-from ltzoo.engine import augmentation_generator, EpochMeans, progress_bar, train_step
+from ltzoo.engine import augmentation_generator, EpochMeans, progress_bar, train_step, watched_epoch
 from ltzoo.errors import run_main
 from ltzoo.losses import create_loss
+from ltzoo.numerics import LossWatch
 from ltzoo.recipes.base import TrainingRecipe
 from ltzoo.recipes.common import add_tau, add_training_flags, recipe_parser, RecipeParser
 from ltzoo.recipes.pretrain import _check_start
@@ -131,6 +132,8 @@ def csa_step(
     branch2_before_shift: bool = False,
     scheduler=None,
     max_grad_norm: float | None = None,
+    *,
+    watch: LossWatch | None,
 ) -> dict:
     """One CSA step on an instance batch and a balanced batch (both preprocessed, on the device).
 
@@ -146,6 +149,7 @@ def csa_step(
         shift: whether the warm-up is over.
         threshold: true-class probability an instance image needs to enter the bank.
         branch2_before_shift: train branch 2 on unshifted batches while shifting is off (the authors don't).
+        watch: the epoch's loss watch (`ltzoo.engine.watched_epoch`), handed the summed loss.
 
     Returns:
         Detached ``loss``, ``loss1``, ``loss2`` (0-d tensors), ``admitted`` (images this process's
@@ -167,7 +171,8 @@ def csa_step(
         z1, z2 = model(x1, x2)
         loss1, loss2 = loss_fn(z1.float(), y1), F.cross_entropy(z2.float(), y2)
         return loss1 + weight2 * loss2, loss1, loss2
-    loss, loss1, loss2 = train_step(accelerator, model, optimizer, compute_loss, scheduler, max_grad_norm)
+    loss, loss1, loss2 = train_step(accelerator, model, optimizer, compute_loss, scheduler, max_grad_norm,
+                                    watch=watch)
     return {"loss": loss.detach(), "loss1": loss1.detach(), "loss2": loss2.detach(),
             "admitted": admitted, "shifted": shifted}
 
@@ -193,7 +198,8 @@ def train_csa_epoch(
     """One CSA epoch over paired (instance, balanced) batches; the instance loader sets its length.
 
     Augmentation (``prep``), bank draws and lam come from a generator seeded by (seed, epoch, process),
-    so with the bank's state restored a resumed run repeats an interrupted one exactly.
+    so with the bank's state restored a resumed run repeats an interrupted one exactly. A loss or weights
+    that turn non-finite end it on `ltzoo.numerics.NonFiniteTraining` (`ltzoo.engine.watched_epoch`).
 
     Args:
         prep: a `ltzoo.data.loader.BatchPreprocess` (uint8 batches to augmented, normalised floats).
@@ -212,17 +218,18 @@ def train_csa_epoch(
     means, admitted, shifted = EpochMeans(accelerator, "loss", "loss1", "loss2"), 0, 0
     start = time.perf_counter()
     bar = progress_bar(accelerator, instance_loader, f"epoch {epoch}", progress)
-    for step, ((x1, y1), (x2, y2)) in enumerate(zip(bar, balanced_loader)):
-        dev = accelerator.device
-        x1, y1 = prep(x1.to(dev, non_blocking=True), train=True, generator=gen), y1.to(dev, non_blocking=True)
-        x2, y2 = prep(x2.to(dev, non_blocking=True), train=True, generator=gen), y2.to(dev, non_blocking=True)
-        out = csa_step(accelerator, model, (x1, y1), (x2, y2), loss_fn, optimizer, bank, gen,
-                       shift=epoch >= warmup_epochs, threshold=threshold,
-                       branch2_before_shift=branch2_before_shift, scheduler=scheduler, max_grad_norm=max_grad_norm)
-        means.add(len(y1), out["loss"], out["loss1"], out["loss2"])
-        admitted, shifted = admitted + out["admitted"], shifted + int(out["shifted"])
-        if not bar.disable and step % 10 == 0:
-            bar.set_postfix(loss=f"{means.running('loss'):.4f}", bank=len(bank), refresh=False)
+    with watched_epoch(accelerator, model, epoch) as watch:
+        for step, ((x1, y1), (x2, y2)) in enumerate(zip(bar, balanced_loader)):
+            dev = accelerator.device
+            x1, y1 = prep(x1.to(dev, non_blocking=True), train=True, generator=gen), y1.to(dev, non_blocking=True)
+            x2, y2 = prep(x2.to(dev, non_blocking=True), train=True, generator=gen), y2.to(dev, non_blocking=True)
+            out = csa_step(accelerator, model, (x1, y1), (x2, y2), loss_fn, optimizer, bank, gen,
+                           shift=epoch >= warmup_epochs, threshold=threshold, branch2_before_shift=branch2_before_shift,
+                           scheduler=scheduler, max_grad_norm=max_grad_norm, watch=watch)
+            means.add(len(y1), out["loss"], out["loss1"], out["loss2"])
+            admitted, shifted = admitted + out["admitted"], shifted + int(out["shifted"])
+            if not bar.disable and step % 10 == 0:
+                bar.set_postfix(loss=f"{means.running('loss'):.4f}", bank=len(bank), refresh=False)
     losses, seen, (admitted, shifted) = means.result(admitted, shifted)
     return {**losses, "images": seen, "seconds": time.perf_counter() - start, "admitted": int(admitted),
             # every process shifts on the same steps: the sum over processes counts each step num_processes times

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from ltzoo.data import create_sampler
 from ltzoo.data.loader import make_loader
-from ltzoo.engine import augmentation_generator, train_step
+from ltzoo.engine import augmentation_generator, train_step, watched_epoch
 from ltzoo.losses import create_loss
 from ltzoo.merge import reestimate_bn
 from ltzoo.recipes.optim import create_optimizer, create_scheduler
@@ -42,7 +42,9 @@ def fine_tune_member(accelerator, base, ds, subset, prep, args, m: int, path: Pa
 
     The member trains on this process alone, with no collective operation (processes train different
     numbers of members, and a resumed run skips some): its training depends on (seed, m) only, not on
-    which process, or how many, run it. ``settings`` (see `member_settings`) are stored in the file.
+    which process, or how many, run it. ``settings`` (see `member_settings`) are stored in the file. A loss or
+    weights that turn non-finite stop the run on `ltzoo.numerics.NonFiniteTraining` (checked on this process
+    alone) before the member is saved.
     """
     start = time.perf_counter()
     seed = args.seed * 1000 + m
@@ -63,10 +65,12 @@ def fine_tune_member(accelerator, base, ds, subset, prep, args, m: int, path: Pa
             loader.sampler.set_epoch(epoch)
             gen = augmentation_generator(seed, epoch)
             net.train()
-            for x, y in loader:
-                x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
-                x = prep(x, train=True, generator=gen)
-                train_step(accelerator, net, optimizer, lambda: loss_fn(net(x).float(), y), scheduler)
+            with watched_epoch(accelerator, model, epoch, collective=False, lr_flag="--member-lr",
+                               of=f"member {m}") as watch:
+                for x, y in loader:
+                    x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
+                    x = prep(x, train=True, generator=gen)
+                    train_step(accelerator, net, optimizer, lambda: loss_fn(net(x).float(), y), scheduler, watch=watch)
     meta = {**(settings or {}), "train_seconds": f"{time.perf_counter() - start:.3f}"}
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
