@@ -38,7 +38,8 @@ RECIPE = ROOT / "recipes" / "pretrain.py"
 
 TRAIN, VAL, TEST = [40, 15, 6], [3, 3, 3], [9, 8, 6]  # 23 test images: not a multiple of 2 processes x 16
 BATCH = 8  # training batch per process; evaluation batches are twice that
-# adamw without warm-up learns the toy classes in 2 epochs (SGD at 0.1 with warm-up does not, in so few steps)
+# adamw without warm-up learns the toy classes in 2 epochs in fp32 and 3 in bf16 (an AMX CPU's default: 2 epochs
+# gave test accuracy 0.48 there); SGD at 0.1 with warm-up does not, in so few steps
 COMMON = ["--dataset", "imagefolder", "--model", "resnet20_cifar", "--batch-size", str(BATCH),
           "--optimizer", "adamw", "--lr", "0.01", "--warmup-epochs", "0", "--workers", "0", "--no-progress", "--threads", "1"]
 RUN_FILES = ("config.json", "model.safetensors", "results.json", "run_config.yaml", "per_class_recall.png",
@@ -162,15 +163,15 @@ def check_timm_contract(run_dir: Path, data_root: Path, res: dict, input_size=(1
 @pytest.fixture(scope="module")
 def default_run(data, hf_home, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "ce"
-    proc = launch([*COMMON, "--data-dir", str(data), "--epochs", "2", "--output", str(out)], hf_home)
+    proc = launch([*COMMON, "--data-dir", str(data), "--epochs", "3", "--output", str(out)], hf_home)
     assert "| resnet20_cifar ce | test |" in proc.stdout
     return out
 
 
 @pytest.mark.slow
 def test_launch_and_run_folder_contract(default_run, data):
-    res = check_run_folder(default_run, epochs=2)
-    assert res["num_processes"] == 1 and res["method"] == "ce" and res["selected_epoch"] in (0, 1)
+    res = check_run_folder(default_run, epochs=3)
+    assert res["num_processes"] == 1 and res["method"] == "ce" and res["selected_epoch"] in (0, 1, 2)
     assert read_log(default_run)[-1]["lr"] == pytest.approx(0.0, abs=1e-12), "the cosine schedule ends at 0"
     assert res["metrics"]["test"]["acc"] > 0.5, "the model learned nothing from the toy classes"
     check_timm_contract(default_run, data, res)
