@@ -31,6 +31,8 @@ from torch import nn
 
 from ltzoo.data.splits import LTDataset
 from ltzoo.errors import UserError, user_error
+from ltzoo.models.pretrained import (INPUT_FROM_WEIGHTS, INPUT_KEY, create_pretrained, input_from_weights,
+                                     weights_data_config)
 
 _logger = logging.getLogger(__name__)
 
@@ -113,10 +115,14 @@ def write_run_config(run_dir: str | Path, config: dict) -> dict:
 def data_config(ds: LTDataset, model: nn.Module | None = None) -> dict:
     """The evaluation preprocessing of a dataset, in timm's data-config terms.
 
-    In-memory datasets are evaluated at their native size with no resize or crop (crop_pct 1.0): timm's
+    A model made from pretrained weights (`ltzoo.models.pretrained`) takes the input of its weights:
+    their size, mean, std and interpolation (`weights_data_config`). Otherwise, in-memory datasets are
+    evaluated at their native size with no resize or crop (crop_pct 1.0): timm's
     ``resolve_data_config`` + ``create_transform`` on a PIL image then reproduce ltzoo's own
     preprocessing exactly. File-backed datasets use the model's default input size and crop.
     """
+    if model is not None and input_from_weights(model):  # pretrained weights: their input, images resized to it
+        return weights_data_config(model, in_memory=ds.train.in_memory)
     if ds.train.in_memory:
         return {"input_size": tuple(ds.input_size), "mean": tuple(ds.mean), "std": tuple(ds.std),
                 "crop_pct": 1.0, "interpolation": "bilinear", "crop_mode": "center"}
@@ -124,6 +130,21 @@ def data_config(ds: LTDataset, model: nn.Module | None = None) -> dict:
     return {"input_size": cfg.get("input_size", ds.input_size), "mean": tuple(ds.mean), "std": tuple(ds.std),
             "crop_pct": cfg.get("crop_pct", 0.875), "interpolation": cfg.get("interpolation", "bicubic"),
             "crop_mode": "center"}
+
+
+def batch_preprocess(ds: LTDataset, model: nn.Module, crop_padding: int = 0, channels_last: bool = False):
+    """`BatchPreprocess` feeding ``model`` its evaluation input (`data_config`): the dataset's normalisation
+    at its native size, or, for a model made from pretrained weights, the weights' size (in-memory uint8
+    batches resized, grayscale repeated to the model's channels), mean and std. ``crop_padding`` (random
+    translation, training only) is in native pixels, applied before the resize."""
+    from ltzoo.data.loader import BatchPreprocess
+
+    cfg = data_config(ds, model)
+    if not input_from_weights(model):
+        return BatchPreprocess(cfg["mean"], cfg["std"], crop_padding=crop_padding, channels_last=channels_last)
+    return BatchPreprocess(cfg["mean"], cfg["std"], crop_padding=crop_padding, channels_last=channels_last,
+                           size=tuple(cfg["input_size"][1:]), channels=cfg["input_size"][0],
+                           interpolation=cfg["interpolation"])
 
 
 def image_transform(ds: LTDataset, model: nn.Module, train: bool = False):
@@ -234,21 +255,28 @@ def check_classes(model: nn.Module, ds: LTDataset, ref: str) -> None:
 
 
 def create_model(ds: LTDataset, model: str, init: str | None = None, new_head: bool = False,
-                 pretrained: bool = False, **kwargs) -> nn.Module:
-    """The model a recipe trains: ``init`` (run folder / hub id) if given, else a fresh timm ``model``.
+                 pretrained: bool = False, pretrained_file: str | None = None, **kwargs) -> nn.Module:
+    """The model a recipe trains: ``init`` (run folder / hub id) if given, else a timm ``model``, fresh or
+    with pretrained weights (``pretrained``: timm's Hub weights; ``pretrained_file``: a local file; see
+    `ltzoo.models.pretrained`).
 
-    Input channels and classes follow the dataset; the pretrained_cfg is set to the dataset's
-    evaluation preprocessing (see `data_config`).
+    Classes follow the dataset; so do the input channels of a fresh model (a pretrained one keeps its
+    weights'). ``init`` with ``new_head`` is a transfer to a new task: its weights, too, keep the input they were
+    trained with. The pretrained_cfg is set to the evaluation preprocessing (see `data_config`).
     """
     if init:
         net = load_model(init)
-        if new_head:
+        if new_head:  # transfer to a new task: the weights keep the input they were trained with
             net.reset_classifier(ds.num_classes)
+            net.pretrained_cfg = {**net.pretrained_cfg, INPUT_KEY: INPUT_FROM_WEIGHTS}
         else:
             check_classes(net, ds, init)
-        if getattr(net, "pretrained_cfg", {}).get("input_size", (ds.in_chans,))[0] != ds.in_chans:
+        if getattr(net, "pretrained_cfg", {}).get("input_size", (ds.in_chans,))[0] not in (
+                ds.in_chans, 3 if input_from_weights(net) and ds.in_chans == 1 else ds.in_chans):
             raise ValueError(f"{init} takes {net.pretrained_cfg['input_size'][0]}-channel images but {ds.name} has "
                              f"{ds.in_chans}; pick a model made for this dataset")
+    elif pretrained or pretrained_file:
+        net = create_pretrained(model, ds.num_classes, pretrained_file=pretrained_file, **kwargs)
     else:
         try:
             net = timm.create_model(model, pretrained=pretrained, num_classes=ds.num_classes, in_chans=ds.in_chans,

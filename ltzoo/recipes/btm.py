@@ -28,11 +28,12 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
+from ltzoo import adapters
 from ltzoo.argtypes import positive_float, positive_int
 from ltzoo.accel import apply_channels_last, describe, resolve_mixed_precision
 from ltzoo.data import balanced_subsets, load_dataset
 from ltzoo.data.args import dataset_kwargs
-from ltzoo.data.loader import BatchPreprocess, make_loader
+from ltzoo.data.loader import make_loader
 from ltzoo.engine import metrics_from_logits, predict
 from ltzoo.errors import run_main, UserError
 from ltzoo.heads import METHODS, Features, Head, ensemble, retrain
@@ -46,12 +47,13 @@ from ltzoo.recipes.common import (add_data_group, add_init_args, add_optimizer_a
 from ltzoo.recipes.members import fine_tune_member, member_settings, member_train_seconds, reestimate_on_subsets, \
     state_digest, trained_member
 from ltzoo.recipes.runfolder import create_run_folder, discard_unfinished_folders, finish_run
-from ltzoo.runs import create_model, image_transform, remove_stale_temporaries, save_model, write_json, write_run_config
+from ltzoo.runs import (batch_preprocess, create_model, image_transform, remove_stale_temporaries, save_model,
+                        write_json, write_run_config)
 
 logger = get_logger(__name__)
 
 #: The flags of the stage 1 BTM trains itself when no --init is given (--model aside: it also names the run).
-STAGE1_FLAGS = ("pretrained", "epochs", "batch_size", "lr", "warmup_epochs", "grad_accum", "save_every", "stage1_loss",
+STAGE1_FLAGS = ("pretrained", "pretrained_file", "epochs", "batch_size", "lr", "warmup_epochs", "grad_accum", "save_every", "stage1_loss",
                 "compile")  # --compile: BTM's own stage 1 only (members are too short to earn a compile back)
 #: The classifiers whose retrained head is ensembled with the merged one (the others adjust the merged head itself).
 ENSEMBLED = ("gml", "crt")
@@ -159,6 +161,8 @@ def build_parser() -> RecipeParser:
     g.add_argument("--bn-merge", default="average", choices=("average", "reestimate"),
                    help="BN statistics of the merged model: averaged (the paper's; higher validation HM in "
                         "benchmarks/results/btm_sweep.md), or re-estimated on the subsets' images")
+    g = p.add_argument_group("fine-tuning: the members' (and stage 1's, when btm trains it)")
+    adapters.add_finetune_args(g)
     g = p.add_argument_group("classifier")
     g.add_argument("--classifier", default="gml", choices=("none",) + METHODS,
                    help="retrain or adjust the merged model's classifier on cached features")
@@ -170,6 +174,7 @@ def build_parser() -> RecipeParser:
     p.add_check(needs_init("--new-head"))
     p.add_check(_check_stage1)
     p.add_check(_check_head)
+    p.add_check(adapters.check_adapter_args)
     return p
 
 
@@ -228,8 +233,8 @@ def run(args: argparse.Namespace) -> dict:
     out = create_run_folder(out, accelerator)
     config = write_run_config(out, {**vars(args), "recipe": "btm", "output": str(out)}) \
         if accelerator.is_main_process else vars(args)
-    prep = BatchPreprocess(ds.mean, ds.std, crop_padding=ds.input_size[-1] // 8,
-                           channels_last=channels_last).to(accelerator.device)
+    prep = batch_preprocess(ds, base, crop_padding=ds.input_size[-1] // 8,
+                            channels_last=channels_last).to(accelerator.device)
     tf = image_transform(ds, base)
     loaders = {"train": make_loader(ds.train, 512, transform=tf, num_workers=args.workers),
                "val": make_loader(ds.val, 512, transform=tf, num_workers=args.workers) if ds.val is not None else None,
@@ -268,10 +273,12 @@ def run(args: argparse.Namespace) -> dict:
     def val_hm(sd) -> float:
         net.load_state_dict(sd)
         return evaluate_split("val")["hm"] if "val" in prepared else 0.0
-    if args.merge == "greedy" and "val" in prepared:
-        merged, chosen = greedy_soup(members, [val_hm(average_checkpoints([p])) for p in members], val_hm)
-    else:
-        merged, chosen = average_checkpoints(members), list(range(args.subsets))
+    spec = adapters.spec_from_args(args)
+    with adapters.merged_members(base, spec, members, out / "members") as full:  # adapters merged into base
+        if args.merge == "greedy" and "val" in prepared:
+            merged, chosen = greedy_soup(full, [val_hm(average_checkpoints([p])) for p in full], val_hm)
+        else:
+            merged, chosen = average_checkpoints(full), list(range(args.subsets))
     net.load_state_dict(merged)
     if args.bn_merge == "reestimate":
         reestimate_on_subsets(net, ds, subsets, prep, tf, args.seed, args.workers)

@@ -294,9 +294,13 @@ def eval_loaders(args: argparse.Namespace, ds, model) -> tuple:
     return val, make_loader(ds.test, args.batch_size * 2, transform=tf, num_workers=args.workers)
 
 
-def batch_preprocess(args: argparse.Namespace, ds, channels_last: bool, device):
-    """`BatchPreprocess` with ``--crop-padding`` (unset: an eighth of the image size) in the model's layout."""
+def batch_preprocess(args: argparse.Namespace, ds, channels_last: bool, device, model=None):
+    """`BatchPreprocess` with ``--crop-padding`` (unset: an eighth of the image size) in the model's layout,
+    feeding ``model`` its input (`ltzoo.runs.batch_preprocess`: a pretrained model's size and normalisation)."""
     from ltzoo.data.loader import BatchPreprocess
+    from ltzoo.runs import batch_preprocess as model_preprocess
 
     crop = args.crop_padding if args.crop_padding is not None else ds.input_size[-1] // 8
+    if model is not None:
+        return model_preprocess(ds, model, crop_padding=crop, channels_last=channels_last).to(device)
     return BatchPreprocess(ds.mean, ds.std, crop_padding=crop, channels_last=channels_last).to(device)

@@ -22,7 +22,7 @@ from accelerate.utils import set_seed
 from ltzoo.accel import apply_channels_last
 from ltzoo.data import load_dataset
 from ltzoo.data.args import dataset_kwargs
-from ltzoo.data.loader import BatchPreprocess, make_loader
+from ltzoo.data.loader import make_loader
 from ltzoo.engine import metrics_from_logits, predict
 from ltzoo.heads import METHODS, Features, Head, ensemble, retrain
 from ltzoo.metrics import brief, summary_table
@@ -31,7 +31,7 @@ from ltzoo.recipes.common import (add_data_group, add_init_args, add_output_args
 from ltzoo.argtypes import positive_float, positive_int
 from ltzoo.errors import run_main
 from ltzoo.recipes.runfolder import create_run_folder, discard_unfinished_folders, finish_run
-from ltzoo.runs import create_model, image_transform, write_run_config
+from ltzoo.runs import batch_preprocess, create_model, image_transform, write_run_config
 
 
 def _check_init(args, given) -> str | None:
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> dict:
     names = [k for k, v in splits.items() if v is not None]
     loaders = accelerator.prepare(*[make_loader(splits[k], 512, transform=tf, num_workers=args.workers) for k in names])
     loaders = dict(zip(names, loaders))
-    prep = BatchPreprocess(ds.mean, ds.std, channels_last=apply_channels_last(model)).to(accelerator.device)
+    prep = batch_preprocess(ds, model, channels_last=apply_channels_last(model)).to(accelerator.device)
     model = accelerator.prepare(model)
 
     t0 = time.perf_counter()

@@ -19,6 +19,7 @@ import torch
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
+from ltzoo import adapters
 from ltzoo.accel import apply_channels_last, compile_model, describe
 from ltzoo.data import create_sampler
 from ltzoo.data.loader import make_loader
@@ -83,6 +84,8 @@ def build_parser() -> RecipeParser:
     add_schedule_args(g)
     add_optimizer_args(g)
     add_system_args(g)
+    g = p.add_argument_group("fine-tuning (pretrained weights, adapters)")
+    adapters.add_finetune_args(g)
     g = p.add_argument_group("run folder")
     add_output_args(g, resume="continue from the run folder's last checkpoint if it has one", checkpoints=True)
     g = p.add_argument_group("stage 1")
@@ -102,6 +105,7 @@ def build_parser() -> RecipeParser:
     p.add_check(needs_init("--new-head"))
     p.add_check(_check_start)
     p.add_check(_check_losses)
+    p.add_check(adapters.check_adapter_args)
     return p
 
 
@@ -135,22 +139,26 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
     start = time.perf_counter()
 
     ds = load_data(args, accelerator)
-    model = create_model(ds, args.model, init=args.init, new_head=args.new_head, pretrained=args.pretrained)
+    model = create_model(ds, args.model, init=args.init, new_head=args.new_head, pretrained=args.pretrained,
+                         pretrained_file=args.pretrained_file)
     arch = model.pretrained_cfg.get("architecture") or args.model  # --init's, whatever --model says
+    spec = adapters.spec_from_args(args)
+    model = adapters.wrap(model, spec)
+    accelerator.print(adapters.describe(args, model))
     channels_last = apply_channels_last(model, args.channels_last)
     transform = image_transform(ds, model, train=True)
     sampler = create_sampler(args.sampler, ds.train.labels, ds.num_classes, seed=args.seed, total_epochs=args.epochs)
     train_dl = make_loader(ds.train, train_batch_size(args, ds, accelerator), sampler, transform, args.workers,
                            drop_last=True)
     val_dl, test_dl = eval_loaders(args, ds, model)
-    prep = batch_preprocess(args, ds, channels_last, accelerator.device)
+    prep = batch_preprocess(args, ds, channels_last, accelerator.device, model)
     loss_fn = create_loss(args.loss, ds.train_counts, **loss_kwargs(args)).to(accelerator.device)
     mixup = None
     if args.mixup or args.cutmix:
         from timm.data import Mixup
         mixup = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, label_smoothing=args.label_smoothing,
                       num_classes=ds.num_classes)
-    optimizer = create_optimizer(model, args.optimizer, args.lr, args.weight_decay)
+    optimizer = create_optimizer(model, args.optimizer, args.lr, args.weight_decay, args.layer_decay)
     # optimiser steps per epoch as the prepared scheduler counts them: each process gets len // num_processes
     # batches (drop_last), and accelerate steps the scheduler num_processes times per optimiser step
     per_process = len(train_dl) // accelerator.num_processes
@@ -190,6 +198,10 @@ def run(args: argparse.Namespace, end_training: bool = True) -> dict:
             folder.save(epoch, {"best": best.best, "train_seconds": train_seconds})
 
     best.restore(model)  # the epoch chosen on the validation split
+    if spec.enabled:  # the adapter alone, then the plain timm model it makes (the export)
+        if accelerator.is_main_process:
+            adapters.save_adapter(accelerator.unwrap_model(model), spec, out / "adapter")
+        model = adapters.merged(accelerator.unwrap_model(model))
     results = finish_run(accelerator, model, ds, out, {"val": val_dl, "test": test_dl}, prep, {
         "recipe": "pretrain", "method": args.loss if args.sampler == "instance" else f"{args.loss}+{args.sampler}",
         "model": arch, "parents": [args.init] if args.init else [],
