@@ -233,13 +233,14 @@ def wrap(model: nn.Module, spec: AdapterSpec) -> nn.Module:
     import peft
 
     config = peft_config(model, spec)
+    targets = list(config.target_modules)
     try:
         net = peft.get_peft_model(model, config)
     except (ValueError, TypeError, NotImplementedError, RuntimeError) as exc:
         raise UserError(f"peft cannot wrap {model.pretrained_cfg.get('architecture', type(model).__name__)} with "
                         f"--peft {spec.method} ({one_line(exc)[:240]})",
                         "choose other --peft-targets (Linear or Conv2d layers) or another --peft method") from exc
-    _logger.info("--peft %s on %d modules: %s trainable parameters of %s", spec.method, len(config.target_modules),
+    _logger.info("--peft %s on %d modules: %s trainable parameters of %s", spec.method, len(targets),
                  *[f"{n:,}" for n in net.get_nb_trainable_parameters()])
     return net
 

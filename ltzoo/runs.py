@@ -31,7 +31,7 @@ from torch import nn
 
 from ltzoo.data.splits import LTDataset
 from ltzoo.errors import UserError, user_error
-from ltzoo.models.pretrained import (INPUT_FROM_WEIGHTS, INPUT_KEY, create_pretrained, input_from_weights,
+from ltzoo.models.pretrained import (INPUT_KEY, create_pretrained, input_from_weights, mark_input_from_weights,
                                      weights_data_config)
 
 _logger = logging.getLogger(__name__)
@@ -261,14 +261,14 @@ def create_model(ds: LTDataset, model: str, init: str | None = None, new_head: b
     `ltzoo.models.pretrained`).
 
     Classes follow the dataset; so do the input channels of a fresh model (a pretrained one keeps its
-    weights'). ``init`` with ``new_head`` is a transfer to a new task: its weights, too, keep the input they were
-    trained with. The pretrained_cfg is set to the evaluation preprocessing (see `data_config`).
+    weights'). An ``init`` model, too, keeps the input it was trained with (its pretrained_cfg: an ltzoo run
+    records exactly that). The pretrained_cfg is set to the evaluation preprocessing (see `data_config`).
     """
     if init:
         net = load_model(init)
-        if new_head:  # transfer to a new task: the weights keep the input they were trained with
+        mark_input_from_weights(net)  # fed as it was trained (an ltzoo run's pretrained_cfg records exactly that)
+        if new_head:
             net.reset_classifier(ds.num_classes)
-            net.pretrained_cfg = {**net.pretrained_cfg, INPUT_KEY: INPUT_FROM_WEIGHTS}
         else:
             check_classes(net, ds, init)
         if getattr(net, "pretrained_cfg", {}).get("input_size", (ds.in_chans,))[0] not in (
@@ -296,11 +296,28 @@ def save_model(model: nn.Module, run_dir: str | Path, ds: LTDataset) -> None:
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".export-") as tmp, contiguous_weights(model):
-        save_for_hf(model, tmp, model_config={"label_names": list(ds.class_names)},
-                    data_config=data_config(ds, model), safe_serialization=True)
+    cfg = data_config(ds, model)
+    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".export-") as tmp, contiguous_weights(model), \
+            _unmarked(model):
+        save_for_hf(model, tmp, model_config={"label_names": list(ds.class_names)}, data_config=cfg,
+                    safe_serialization=True)
         for name in ("config.json", "model.safetensors"):
             os.replace(Path(tmp) / name, run_dir / name)
+
+
+@contextlib.contextmanager
+def _unmarked(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` without ltzoo's in-process input marker (`INPUT_KEY`) in its pretrained_cfg inside the block:
+    timm's PretrainedCfg takes no unknown key, and the exported cfg already says what the input is."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    if not isinstance(cfg, dict) or INPUT_KEY not in cfg:
+        yield model
+        return
+    model.pretrained_cfg = {k: v for k, v in cfg.items() if k != INPUT_KEY}
+    try:
+        yield model
+    finally:
+        model.pretrained_cfg = cfg
 
 
 @contextlib.contextmanager

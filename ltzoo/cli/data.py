@@ -64,7 +64,7 @@ def cmd_eval(args) -> int:
     from ltzoo.data.loader import BatchPreprocess, make_loader
     from ltzoo.engine import evaluate
     from ltzoo.metrics import plot_per_class_recall, summary_table
-    from ltzoo.models.pretrained import input_from_weights
+    from ltzoo.models.pretrained import mark_input_from_weights
     from ltzoo.runs import batch_preprocess, check_classes, image_transform, load_model, write_json
 
     ds = _load(args)
@@ -77,7 +77,7 @@ def cmd_eval(args) -> int:
     accelerator = Accelerator()  # evaluation runs in fp32 whatever its mixed precision (ltzoo.accel)
     loader = make_loader(split, args.batch_size, transform=image_transform(ds, model), num_workers=args.workers)
     # the recipes' layout: channels_last for convolutional models (the same numbers as their own evaluation)
-    prep = (batch_preprocess(ds, model, channels_last=apply_channels_last(model)) if input_from_weights(model) else
+    prep = (batch_preprocess(ds, model, channels_last=apply_channels_last(model)) if mark_input_from_weights(model) else
             BatchPreprocess(*_model_norm(model, ds), channels_last=apply_channels_last(model))).to(accelerator.device)
     model, loader = accelerator.prepare(model, loader)
     metrics = evaluate(accelerator, model, loader, prep, ds.train_counts, ds.shot_thresholds, args.split)

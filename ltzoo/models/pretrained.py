@@ -18,8 +18,9 @@ so that an offline machine answers in one line at once rather than after hugging
 A model whose weights were loaded (from either source, or an ltzoo run folder made from them) takes its
 images as those weights expect: the input size, mean, std and interpolation of its pretrained_cfg
 (`weights_data_config`). The run folder's pretrained_cfg records the same values (with
-``crop_pct`` 1.0: in-memory images are resized whole), marked by ``INPUT_KEY``, so timm's own data
-config reproduces the recipe's evaluation.
+``crop_pct`` 1.0: in-memory images are resized whole), so timm's own data config reproduces the
+recipe's evaluation, and a later stage (``--init``) is fed the same way. In-process, such a model's
+pretrained_cfg is marked by ``INPUT_KEY`` (not exported: timm's PretrainedCfg takes no unknown key).
 """
 from __future__ import annotations
 
@@ -238,6 +239,17 @@ def _from_hub(name: str, num_classes: int, **kwargs) -> nn.Module:
 
 
 # ------------------------------------------------------------------------------------ the input
+def mark_input_from_weights(model: nn.Module) -> bool:
+    """Feed ``model`` as its pretrained_cfg says (`weights_data_config`), if that cfg is whole (an input size
+    and one mean and std per input channel); returns whether it is."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    size, mean, std = cfg.get("input_size"), cfg.get("mean"), cfg.get("std")
+    if not size or not mean or not std or len(mean) != size[0] or len(std) != size[0]:
+        return False
+    model.pretrained_cfg = {**cfg, INPUT_KEY: INPUT_FROM_WEIGHTS}
+    return True
+
+
 def input_from_weights(model: nn.Module) -> bool:
     """True if ``model``'s input is its pretrained weights' (marked by `create_pretrained`)."""
     return getattr(model, "pretrained_cfg", {}).get(INPUT_KEY) == INPUT_FROM_WEIGHTS
