@@ -50,8 +50,9 @@ def list_configs() -> list[str]:
 
 
 def config_recipe(name: str) -> str:
-    """The recipe a packaged config is for: ``<dataset>/btm``, ``/gml`` and ``/csa`` are theirs, the others stage 1's."""
-    stem = Path(name).stem
+    """The recipe a packaged config is for: ``<dataset>/btm``, ``/gml`` and ``/csa`` (or ``btm_<variant>``...) are
+    theirs, the others stage 1's."""
+    stem = Path(name).stem.split("_")[0]
     return stem if stem in ("btm", "gml", "csa") else "pretrain"
 
 
