@@ -115,8 +115,8 @@ class BatchPreprocess(nn.Module):
         channels: the model's input channels: a one-channel uint8 batch is repeated to them (grayscale
             to RGB, as PIL's ``convert('RGB')`` does); None keeps the batch's.
         interpolation: of the resize, timm's name ('bilinear', 'bicubic', 'nearest'); antialiased and
-            rounded back to uint8, as PIL resizes a uint8 image (so timm's transform of the same images
-            matches up to a rounding step).
+            rounded back to uint8, as PIL resizes a uint8 image (timm's transform of the same images matches
+            within 2 grey levels, on a few pixels: tests/test_pretrained.py).
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], crop_padding: int = 4, flip: bool = True,
@@ -146,7 +146,10 @@ class BatchPreprocess(nn.Module):
         if self.size is not None and tuple(x.shape[-2:]) != self.size:
             mode = {"bicubic": "bicubic", "nearest": "nearest"}.get(self.interpolation, "bilinear")
             extra = {} if mode == "nearest" else {"align_corners": False, "antialias": True}
-            x = F.interpolate(x.float(), size=self.size, mode=mode, **extra).round_().clamp_(0, 255).to(torch.uint8)
+            x = x.float()
+            if mode == "bicubic":  # PIL's two passes, rounded to uint8 between them (clips bicubic's overshoot)
+                x = F.interpolate(x, size=(x.shape[-2], self.size[1]), mode=mode, **extra).round_().clamp_(0, 255)
+            x = F.interpolate(x, size=self.size, mode=mode, **extra).round_().clamp_(0, 255).to(torch.uint8)
         if self.channels and x.shape[1] == 1 and self.channels != 1:
             x = x.expand(-1, self.channels, -1, -1)
         return x

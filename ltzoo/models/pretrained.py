@@ -95,7 +95,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"--pretrained-file {path} does not exist", "check the path")
     try:
         sd = load_state_dict(str(path), use_ema=False, weights_only=True)  # timm's reader: safetensors or torch.load
-    except pickle.UnpicklingError as exc:
+    except (pickle.UnpicklingError, RuntimeError) as exc:
+        if not isinstance(exc, pickle.UnpicklingError) and "weights_only" not in str(exc):
+            raise UserError(f"--pretrained-file {path} is not a readable torch state dict "
+                            f"({type(exc).__name__}: {one_line(exc)[:160]})",
+                            "pass a .safetensors file or a .pth/.bin state dict") from exc
         raise UserError(f"--pretrained-file {path} is a pickle that torch.load(weights_only=True) refuses "
                         f"({one_line(exc).split('. ')[0][:160]}): it holds more than tensors, and ltzoo never "
                         "unpickles arbitrary objects",
@@ -122,9 +126,15 @@ def _from_file(name: str, num_classes: int, path: Path, **kwargs) -> nn.Module:
     heads = (head,) if isinstance(head, str) else tuple(head)
     file_classes = next((int(sd[f"{h}.weight"].shape[0]) for h in heads if f"{h}.weight" in sd), num_classes)
     in_chans = _file_channels(name, sd)
-    # timm's load_pretrained, fed the state dict ltzoo read (custom_load off: the file is a state dict, not a
-    # checkpoint in the model's own format such as big_vision's .npz)
-    overlay = dict(state_dict=sd, file=str(path), custom_load=False, num_classes=file_classes,
+    if file_classes != num_classes:
+        # a new classifier: the file's is replaced by a freshly initialised one here, rather than dropped by timm
+        # (which then loads non-strictly, and a file of another architecture would load in part, silently)
+        fresh = timm.create_model(name, num_classes=num_classes, in_chans=in_chans, **kwargs).state_dict()
+        sd = {k: v for k, v in sd.items() if not any(k.startswith(h + ".") for h in heads)}
+        sd.update({k: v for k, v in fresh.items() if any(k.startswith(h + ".") for h in heads)})
+    # timm's load_pretrained, fed the state dict ltzoo read (strict; custom_load off: the file is a state dict,
+    # not a checkpoint in the model's own format such as big_vision's .npz)
+    overlay = dict(state_dict=sd, file=str(path), custom_load=False, num_classes=num_classes,
                    input_size=(in_chans, *(cfg.input_size[1:] if cfg is not None else (224, 224))))
     try:
         net = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=num_classes,
