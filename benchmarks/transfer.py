@@ -48,7 +48,7 @@ from method_table import COLUMNS, _cell, source_commit  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 BASE = ROOT / "runs" / "transfer"
 ARCHS = ("resnet20_cifar", "vit_pico_patch4_28")
-SOURCE_EPOCHS = {"resnet20_cifar": 2, "vit_pico_patch4_28": 3}  # 30,000 images per epoch
+SOURCE_EPOCHS = {"resnet20_cifar": 2, "vit_pico_patch4_28": 1}  # 30,000 images per epoch (a shared CPU: short)
 TARGET_EPOCHS = 3  # every target run (8,600 images per epoch)
 #: from-scratch optimisation per architecture: ltzoo's stage-1 SGD for the ResNet, AdamW for the ViT
 SCRATCH = {"resnet20_cifar": ["--optimizer", "sgd", "--lr", "0.1", "--weight-decay", "5e-4"],
