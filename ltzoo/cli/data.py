@@ -63,7 +63,8 @@ def cmd_eval(args) -> int:
     from ltzoo.engine import evaluate
     from ltzoo.metrics import plot_per_class_recall, summary_table
     from ltzoo.files import write_json
-    from ltzoo.runs import check_classes, image_transform, load_model
+    from ltzoo.models.pretrained import mark_input_from_weights
+    from ltzoo.runs import batch_preprocess, check_classes, image_transform, load_model
 
     ds = _load(args)
     split = ds.val if args.split == "val" else ds.test
@@ -75,7 +76,8 @@ def cmd_eval(args) -> int:
     accelerator = make_accelerator()  # evaluation runs in fp32 whatever its mixed precision (ltzoo.accel)
     loader = make_loader(split, args.batch_size, transform=image_transform(ds, model), num_workers=args.workers)
     # the recipes' layout: channels_last for convolutional models (the same numbers as their own evaluation)
-    prep = BatchPreprocess(*_model_norm(model, ds), channels_last=apply_channels_last(model)).to(accelerator.device)
+    prep = (batch_preprocess(ds, model, channels_last=apply_channels_last(model)) if mark_input_from_weights(model) else
+            BatchPreprocess(*_model_norm(model, ds), channels_last=apply_channels_last(model))).to(accelerator.device)
     model, loader = accelerator.prepare(model, loader)
     without_autocast_wrapper(accelerator, model)
     metrics = evaluate(accelerator, model, loader, prep, ds.train_counts, ds.shot_thresholds, args.split)
