@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 import yaml
 
+from ltzoo import adapters
 from ltzoo.argtypes import (check_config_values, nonneg_float, nonneg_int, positive_float, positive_int)
 from ltzoo.accel import add_speed_arguments
 from ltzoo.data.args import add_data_args
@@ -200,13 +201,11 @@ def check_start(args, given) -> str | None:
 def add_finetune_flags(p: RecipeParser, title: str = "fine-tuning (pretrained weights, adapters)") -> None:
     """--layer-decay and the adapter flags (--peft, --lora-rank, --lora-alpha, --peft-targets: `ltzoo.adapters`),
     in a group named ``title``, and the combinations they refuse (`check_finetune`)."""
-    from ltzoo.adapters import METHODS
-
     g = p.add_argument_group(title)
     g.add_argument("--layer-decay", type=positive_float, default=None,
                    help="layer-wise learning-rate decay (timm's create_optimizer_v2 layer_decay): each block's rate "
                         "is this times the next one's, the head's is the peak rate; unset: one rate")
-    g.add_argument("--peft", default="none", choices=METHODS,
+    g.add_argument("--peft", default="none", choices=adapters.METHODS,
                    help="parameter-efficient fine-tuning (ltzoo.adapters, through peft): lora, loha or ia3 on the "
                         "target modules, bias (biases only) or head (a linear probe); the classifier always trains; "
                         "none: every weight trains")
@@ -222,9 +221,7 @@ def add_finetune_flags(p: RecipeParser, title: str = "fine-tuning (pretrained we
 def check_finetune(args, given) -> str | None:
     """A check: the LoRA flags and --peft-targets mean something for their --peft methods only, and --peft
     chooses what trains (not with --train-params, nor --compile)."""
-    from ltzoo.adapters import PEFT_METHODS
-
-    method = args.peft
+    method, peft_methods = args.peft, adapters.PEFT_METHODS
     if method != "none" and getattr(args, "train_params", "all") != "all":
         return (f"--peft {method} chooses what trains (the adapter and the classifier), and so does --train-params "
                 f"{args.train_params}: drop --train-params, or use --peft head for the classifier alone")
@@ -234,8 +231,8 @@ def check_finetune(args, given) -> str | None:
     if lora and method not in ("lora", "loha"):
         flag = "--" + lora[0].replace("_", "-")
         return f"{flag} sets --peft lora or loha, and --peft is {method}: drop {flag} or use --peft lora"
-    if "peft_targets" in given and method not in PEFT_METHODS:
-        return (f"--peft-targets names the modules --peft {'/'.join(PEFT_METHODS)} adapts, and --peft is {method}: "
+    if "peft_targets" in given and method not in peft_methods:
+        return (f"--peft-targets names the modules --peft {'/'.join(peft_methods)} adapts, and --peft is {method}: "
                 "drop --peft-targets or use --peft lora")
     return None
 
