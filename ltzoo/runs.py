@@ -34,6 +34,8 @@ from torch import nn
 
 from ltzoo.data.splits import LTDataset
 from ltzoo.errors import UserError, user_error
+from ltzoo.models.pretrained import (INPUT_KEY, create_pretrained, input_from_weights, mark_input_from_weights,
+                                     weights_data_config)
 
 _logger = logging.getLogger(__name__)
 
@@ -46,10 +48,14 @@ WEIGHTS = "model.safetensors"
 def data_config(ds: LTDataset, model: nn.Module | None = None) -> dict:
     """The evaluation preprocessing of a dataset, in timm's data-config terms.
 
-    In-memory datasets are evaluated at their native size with no resize or crop (crop_pct 1.0): timm's
+    A model made from pretrained weights (`ltzoo.models.pretrained`) takes the input of its weights:
+    their size, mean, std and interpolation (`weights_data_config`). Otherwise, in-memory datasets are
+    evaluated at their native size with no resize or crop (crop_pct 1.0): timm's
     ``resolve_data_config`` + ``create_transform`` on a PIL image then reproduce ltzoo's own
     preprocessing exactly. File-backed datasets use the model's default input size and crop.
     """
+    if model is not None and input_from_weights(model):  # pretrained weights: their input, images resized to it
+        return weights_data_config(model, in_memory=ds.train.in_memory)
     if ds.train.in_memory:
         return {"input_size": tuple(ds.input_size), "mean": tuple(ds.mean), "std": tuple(ds.std),
                 "crop_pct": 1.0, "interpolation": "bilinear", "crop_mode": "center"}
@@ -57,6 +63,21 @@ def data_config(ds: LTDataset, model: nn.Module | None = None) -> dict:
     return {"input_size": cfg.get("input_size", ds.input_size), "mean": tuple(ds.mean), "std": tuple(ds.std),
             "crop_pct": cfg.get("crop_pct", 0.875), "interpolation": cfg.get("interpolation", "bicubic"),
             "crop_mode": "center"}
+
+
+def batch_preprocess(ds: LTDataset, model: nn.Module, crop_padding: int = 0, channels_last: bool = False):
+    """`BatchPreprocess` feeding ``model`` its evaluation input (`data_config`): the dataset's normalisation
+    at its native size, or, for a model made from pretrained weights, the weights' size (in-memory uint8
+    batches resized, grayscale repeated to the model's channels), mean and std. ``crop_padding`` (random
+    translation, training only) is in native pixels, applied before the resize."""
+    from ltzoo.data.loader import BatchPreprocess
+
+    cfg = data_config(ds, model)
+    if not input_from_weights(model):
+        return BatchPreprocess(cfg["mean"], cfg["std"], crop_padding=crop_padding, channels_last=channels_last)
+    return BatchPreprocess(cfg["mean"], cfg["std"], crop_padding=crop_padding, channels_last=channels_last,
+                           size=tuple(cfg["input_size"][1:]), channels=cfg["input_size"][0],
+                           interpolation=cfg["interpolation"])
 
 
 def image_transform(ds: LTDataset, model: nn.Module, train: bool = False):
@@ -198,21 +219,28 @@ def check_classes(model: nn.Module, ds: LTDataset, ref: str) -> None:
 
 
 def create_model(ds: LTDataset, model: str, init: str | None = None, new_head: bool = False,
-                 pretrained: bool = False, **kwargs) -> nn.Module:
-    """The model a recipe trains: ``init`` (run folder / hub id) if given, else a fresh timm ``model``.
+                 pretrained: bool = False, pretrained_file: str | None = None, **kwargs) -> nn.Module:
+    """The model a recipe trains: ``init`` (run folder / hub id) if given, else a timm ``model``, fresh or
+    with pretrained weights (``pretrained``: timm's Hub weights; ``pretrained_file``: a local file; see
+    `ltzoo.models.pretrained`).
 
-    Input channels and classes follow the dataset; the pretrained_cfg is set to the dataset's
-    evaluation preprocessing (see `data_config`).
+    Classes follow the dataset; so do the input channels of a fresh model (a pretrained one keeps its
+    weights'). An ``init`` model, too, keeps the input it was trained with (its pretrained_cfg: an ltzoo run
+    records exactly that). The pretrained_cfg is set to the evaluation preprocessing (see `data_config`).
     """
     if init:
         net = load_model(init)
+        mark_input_from_weights(net)  # fed as it was trained (an ltzoo run's pretrained_cfg records exactly that)
         if new_head:
             net.reset_classifier(ds.num_classes)
         else:
             check_classes(net, ds, init)
-        if getattr(net, "pretrained_cfg", {}).get("input_size", (ds.in_chans,))[0] != ds.in_chans:
+        if getattr(net, "pretrained_cfg", {}).get("input_size", (ds.in_chans,))[0] not in (
+                ds.in_chans, 3 if input_from_weights(net) and ds.in_chans == 1 else ds.in_chans):
             raise ValueError(f"{init} takes {net.pretrained_cfg['input_size'][0]}-channel images but {ds.name} has "
                              f"{ds.in_chans}; pick a model made for this dataset")
+    elif pretrained or pretrained_file:
+        net = create_pretrained(model, ds.num_classes, pretrained_file=pretrained_file, **kwargs)
     else:
         try:
             net = timm.create_model(model, pretrained=pretrained, num_classes=ds.num_classes, in_chans=ds.in_chans,
@@ -232,14 +260,31 @@ def save_model(model: nn.Module, run_dir: str | Path, ds: LTDataset) -> None:
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".export-") as tmp, contiguous_weights(model):
-        save_for_hf(model, tmp, model_config={"label_names": list(ds.class_names)},
-                    data_config=data_config(ds, model), safe_serialization=True)
+    cfg = data_config(ds, model)
+    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".export-") as tmp, contiguous_weights(model), \
+            _unmarked(model):
+        save_for_hf(model, tmp, model_config={"label_names": list(ds.class_names)}, data_config=cfg,
+                    safe_serialization=True)
         umask = os.umask(0)
         os.umask(umask)
         for name in ("config.json", "model.safetensors"):
             os.chmod(Path(tmp) / name, 0o666 & ~umask)  # safetensors writes 0600; the folder's other files are 0644
             os.replace(Path(tmp) / name, run_dir / name)
+
+
+@contextlib.contextmanager
+def _unmarked(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` without ltzoo's in-process input marker (`INPUT_KEY`) in its pretrained_cfg inside the block:
+    timm's PretrainedCfg takes no unknown key, and the exported cfg already says what the input is."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    if not isinstance(cfg, dict) or INPUT_KEY not in cfg:
+        yield model
+        return
+    model.pretrained_cfg = {k: v for k, v in cfg.items() if k != INPUT_KEY}
+    try:
+        yield model
+    finally:
+        model.pretrained_cfg = cfg
 
 
 @contextlib.contextmanager

@@ -206,14 +206,16 @@ def predict_split(ref: str, ds, split, batch_size: int = 256, workers: int = 4):
     from ltzoo.accel import apply_channels_last, make_accelerator, without_autocast_wrapper
     from ltzoo.data.loader import BatchPreprocess, make_loader
     from ltzoo.engine import predict
-    from ltzoo.runs import check_classes, image_transform, load_model
+    from ltzoo.models.pretrained import mark_input_from_weights
+    from ltzoo.runs import batch_preprocess, check_classes, image_transform, load_model
 
     model = load_model(ref)  # a run folder's weights are checked first (ltzoo.runs.check_weights)
     check_classes(model, ds, ref)
     accelerator = make_accelerator()  # evaluation runs in fp32 whatever its mixed precision (ltzoo.accel)
     loader = make_loader(split, batch_size, transform=image_transform(ds, model), num_workers=workers)
     # the recipes' layout: channels_last for convolutional models (the same numbers as their own evaluation)
-    prep = BatchPreprocess(*_model_norm(model, ds), channels_last=apply_channels_last(model)).to(accelerator.device)
+    prep = (batch_preprocess(ds, model, channels_last=apply_channels_last(model)) if mark_input_from_weights(model) else
+            BatchPreprocess(*_model_norm(model, ds), channels_last=apply_channels_last(model))).to(accelerator.device)
     model, loader = accelerator.prepare(model, loader)
     without_autocast_wrapper(accelerator, model)
     return predict(accelerator, model, loader, prep, progress=False)

@@ -29,6 +29,8 @@ the same counts and the same images (`ltzoo.data.cao2019`): 12,406 training imag
 10,847 for CIFAR-100-LT at rho=100, whatever the seed; its validation split comes from the images that
 construction leaves out, and the head class, which keeps all its images, has none there.
 
+- ``fmnist_source5`` and ``fmnist_target5_lt``: Fashion-MNIST's first five classes, balanced and whole, and
+  its last five made long-tailed (rho 100), the source and target tasks of benchmarks/transfer.py.
 - ``fmnist_ctx_lt``: ``fmnist_lt`` in RGB with an irrelevant background context, fixed per class in the
   tail half of the training set (see `ltzoo.data.context`).
 """
@@ -97,6 +99,24 @@ def _read_fmnist(data_dir, **_):
     return train, test, None, names
 
 
+def _read_fmnist_classes(classes: Sequence[int]):
+    """A reader of the Fashion-MNIST classes ``classes`` only, relabelled 0..len-1 in that order (the transfer
+    benchmark's source and target tasks, benchmarks/transfer.py)."""
+    def read(data_dir, **_):
+        train, test, names = formats.read_fmnist(_resolve_fmnist_dir(data_dir))
+        return _keep_classes(train, classes), _keep_classes(test, classes), None, [names[c] for c in classes]
+    return read
+
+
+def _keep_classes(split: Split, classes: Sequence[int]) -> Split:
+    index = torch.cat([torch.nonzero(split.labels == c).flatten() for c in classes]).sort().values
+    kept = split.subset(index)
+    relabel = torch.full((int(split.labels.max()) + 1,), -1, dtype=torch.long)
+    relabel[torch.as_tensor(list(classes))] = torch.arange(len(classes))
+    kept.labels = relabel[kept.labels]
+    return kept
+
+
 def _read_cifar(fine: bool):
     def read(data_dir, **_):
         train, test, names = formats.read_cifar(_require_dir(data_dir, "cifar100_lt" if fine else "cifar10_lt"), fine)
@@ -147,6 +167,13 @@ DATASETS: dict[str, DatasetSpec] = {
                              display_name="Fashion-MNIST-LT", hub_id="zalando-datasets/fashion_mnist"),
     "fmnist_ctx_lt": DatasetSpec(_read_fmnist, 100.0, val_per_class=100, finish=add_context,
                                  display_name="Fashion-MNIST-LT with irrelevant contexts"),
+    # the transfer benchmark (benchmarks/transfer.py): Fashion-MNIST's classes 0-4 (T-shirt/top, Trouser, Pullover,
+    # Dress, Coat) balanced, all their training images, as the source task; classes 5-9 (Sandal, Shirt, Sneaker,
+    # Bag, Ankle boot) long-tailed as the target
+    "fmnist_source5": DatasetSpec(_read_fmnist_classes((0, 1, 2, 3, 4)), None, val_per_class=0,
+                                  display_name="Fashion-MNIST classes 0-4"),
+    "fmnist_target5_lt": DatasetSpec(_read_fmnist_classes((5, 6, 7, 8, 9)), 100.0, val_per_class=100,
+                                     display_name="Fashion-MNIST-LT classes 5-9"),
     "cifar10_lt": DatasetSpec(_read_cifar(False), 100.0, val_per_class=100,
                               display_name="CIFAR-10-LT", hub_id="uoft-cs/cifar10"),
     "cifar100_lt": DatasetSpec(_read_cifar(True), 100.0, display_name="CIFAR-100-LT", hub_id="uoft-cs/cifar100"),

@@ -110,25 +110,48 @@ class BatchPreprocess(nn.Module):
         flip: random horizontal flips.
         channels_last: return 4-d batches in channels_last memory format (for a model converted with
             `ltzoo.accel.to_channels_last`); the values are the same either way.
+        size: ``(height, width)`` the uint8 batches are resized to after augmentation (a pretrained
+            model's input size); None keeps their size.
+        channels: the model's input channels: a one-channel uint8 batch is repeated to them (grayscale
+            to RGB, as PIL's ``convert('RGB')`` does); None keeps the batch's.
+        interpolation: of the resize, timm's name ('bilinear', 'bicubic', 'nearest'); antialiased and
+            rounded back to uint8, as PIL resizes a uint8 image (timm's transform of the same images matches
+            within 2 grey levels, on a few pixels: tests/test_pretrained.py).
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], crop_padding: int = 4, flip: bool = True,
-                 channels_last: bool = False):
+                 channels_last: bool = False, size: tuple[int, int] | None = None, channels: int | None = None,
+                 interpolation: str = "bilinear"):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
         self.crop_padding, self.flip, self.channels_last = crop_padding, flip, channels_last
+        self.size, self.channels, self.interpolation = (tuple(size) if size else None), channels, interpolation
 
     def forward(self, x: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         cl = self.channels_last and x.ndim == 4
         if x.dtype == torch.uint8:  # augmented and laid out as uint8 (a quarter of the bytes), then normalised
             if train:
                 x = self.augment(x, generator)
+            x = self.adapt(x)
             if cl:
                 x = x.contiguous(memory_format=torch.channels_last)
             x = (x.float().div_(255) - self.mean) / self.std  # elementwise: keeps the layout
         elif cl:
             x = x.contiguous(memory_format=torch.channels_last)  # no copy when it already is
+        return x
+
+    def adapt(self, x: torch.Tensor) -> torch.Tensor:
+        """A uint8 batch at the model's size and channels (`size`, `channels`), still uint8."""
+        if self.size is not None and tuple(x.shape[-2:]) != self.size:
+            mode = {"bicubic": "bicubic", "nearest": "nearest"}.get(self.interpolation, "bilinear")
+            extra = {} if mode == "nearest" else {"align_corners": False, "antialias": True}
+            x = x.float()
+            if mode == "bicubic":  # PIL's two passes, rounded to uint8 between them (clips bicubic's overshoot)
+                x = F.interpolate(x, size=(x.shape[-2], self.size[1]), mode=mode, **extra).round_().clamp_(0, 255)
+            x = F.interpolate(x, size=self.size, mode=mode, **extra).round_().clamp_(0, 255).to(torch.uint8)
+        if self.channels and x.shape[1] == 1 and self.channels != 1:
+            x = x.expand(-1, self.channels, -1, -1)
         return x
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,2 +1,3 @@
 """Architectures timm lacks, registered in timm's registry on import."""
 from ltzoo.models import resnet_cifar  # noqa: F401
+from ltzoo.models import vit_small_images  # noqa: F401

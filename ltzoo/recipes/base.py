@@ -23,6 +23,7 @@ from pathlib import Path
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
+from ltzoo import adapters
 from ltzoo.accel import apply_channels_last, compile_model, describe
 from ltzoo.engine import evaluate
 from ltzoo.metrics import brief, summary_table
@@ -129,16 +130,21 @@ class TrainingRecipe(Recipe):
         self.open_folder(out)
         self.ds = ds = ctx.dataset(args)
         set_seed(args.seed)  # the initialisation draws the same whoever made the context
-        net = create_model(ds, args.model, init=args.init, new_head=args.new_head, pretrained=args.pretrained)
+        net = create_model(ds, args.model, init=args.init, new_head=args.new_head, pretrained=args.pretrained,
+                           pretrained_file=args.pretrained_file)
         self.arch = net.pretrained_cfg.get("architecture") or args.model  # --init's, whatever --model says
+        self.spec = adapters.spec_from_args(args)  # --peft: the adapter and the classifier train, the rest is frozen
+        net = adapters.wrap(net, self.spec)
+        self.accelerator.print(adapters.describe(args, net))
         self.channels_last = apply_channels_last(net, args.channels_last)
         self.net, self.model = net, self.training_model(net)
         self.batch_size = ctx.train_batch_size(args.batch_size, ds)
         train_loaders = self.train_loaders(ds, image_transform(ds, net, train=True))
         loaders = ctx.eval_loaders(ds, net, args.batch_size * 2, args.workers)
-        self.prep = ctx.batch_preprocess(ds, self.channels_last, args.crop_padding)
+        self.prep = ctx.batch_preprocess(ds, net, self.channels_last, args.crop_padding)
         self.build_loss(ds)
-        optimizer = create_optimizer(self.model, args.optimizer, args.lr, args.weight_decay)
+        optimizer = create_optimizer(self.model, args.optimizer, args.lr, args.weight_decay,
+                                     getattr(args, "layer_decay", None))
         # optimiser steps per epoch as the prepared scheduler counts them: each process gets len // num_processes
         # batches (drop_last), and accelerate steps the scheduler num_processes times per optimiser step
         per_process = len(train_loaders[0]) // self.accelerator.num_processes
@@ -184,8 +190,14 @@ class TrainingRecipe(Recipe):
         return f"loss {stats['loss']:.4f}"
 
     def exported_model(self):
-        """The model to evaluate and export, the chosen epoch's weights loaded."""
-        return self.model
+        """The model to evaluate and export, the chosen epoch's weights loaded. With --peft, the adapter is
+        saved alone (``adapter/``) and the export is the plain timm model it makes (`ltzoo.adapters.merged`)."""
+        if not self.spec.enabled:
+            return self.model
+        net = self.accelerator.unwrap_model(self.model)
+        if self.accelerator.is_main_process:
+            adapters.save_adapter(net, self.spec, self.folder.path / "adapter")
+        return adapters.merged(net)
 
     def result_fields(self) -> dict:
         """What the recipe adds to results.json."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
+from ltzoo import adapters
 from ltzoo.accel import apply_channels_last, describe
 from ltzoo.argtypes import positive_float, positive_int
 from ltzoo.data import balanced_subsets
@@ -38,9 +39,9 @@ from ltzoo.losses import list_losses
 from ltzoo.merge import average_checkpoints, greedy_soup
 from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes.base import Recipe
-from ltzoo.recipes.common import (add_data_group, add_head_args, add_model_args, add_optimizer_args, add_output_args,
-                                  add_schedule_args, add_system_args, default_output, needs_init, recipe_parser,
-                                  RecipeParser)
+from ltzoo.recipes.common import (add_data_group, add_finetune_flags, add_head_args, add_model_args, add_optimizer_args,
+                                  add_output_args, add_schedule_args, add_system_args, check_start, default_output,
+                                  needs_init, recipe_parser, RecipeParser)
 from ltzoo.recipes.members import fine_tune_member, member_settings, member_train_seconds, reestimate_on_subsets, \
     state_digest, trained_member
 from ltzoo.recipes.pretrain import Pretrain
@@ -50,8 +51,9 @@ from ltzoo.runs import create_model, image_transform, save_model
 logger = get_logger(__name__)
 
 #: The flags of the stage 1 BTM trains itself when no --init is given (--model aside: it also names the run).
-STAGE1_FLAGS = ("pretrained", "epochs", "batch_size", "lr", "warmup_epochs", "grad_accum", "save_every", "stage1_loss",
-                "compile")  # --compile: BTM's own stage 1 only (members are too short to earn a compile back)
+#: --compile: BTM's own stage 1 only (members are too short to earn a compile back).
+STAGE1_FLAGS = ("pretrained", "pretrained_file", "epochs", "batch_size", "lr", "warmup_epochs", "grad_accum",
+                "save_every", "stage1_loss", "compile")
 #: The classifiers whose retrained head is ensembled with the merged one (the others adjust the merged head itself).
 ENSEMBLED = tuple(name for name, m in HEAD_METHODS.items() if m.ensembled)
 #: The classifiers that train (and so take --head-epochs and --head-lr); the others adjust the head post hoc.
@@ -144,6 +146,7 @@ def build_parser() -> RecipeParser:
     g.add_argument("--bn-merge", default="average", choices=("average", "reestimate"),
                    help="BN statistics of the merged model: averaged (the paper's; higher validation HM in "
                         "benchmarks/results/btm_sweep.md), or re-estimated on the subsets' images")
+    add_finetune_flags(p, "fine-tuning: the members' (and stage 1's, when btm trains it)")
     g = p.add_argument_group("classifier")
     g.add_argument("--classifier", default="gml", choices=("none",) + METHODS,
                    help="retrain or adjust the merged model's classifier on cached features")
@@ -153,6 +156,7 @@ def build_parser() -> RecipeParser:
     add_head_args(g, f"--classifier {', '.join(TRAINED_HEADS)}")
     p.add_check(needs_init("--new-head"))
     p.add_check(_check_stage1)
+    p.add_check(check_start)
     p.add_check(_check_head)
     return p
 
@@ -243,7 +247,7 @@ class BTM(Recipe):
         if self.accelerator.is_main_process:
             remove_stale_temporaries(self.folder.path)  # an interrupted run's (stage 1 removed its own on resume)
         self.config = self.write_config()
-        self.prep = ctx.batch_preprocess(ds, self.channels_last)
+        self.prep = ctx.batch_preprocess(ds, base, self.channels_last)
         loaders = ctx.eval_loaders(ds, base, EVAL_BATCH, args.workers, splits=("train", "val", "test"))
         self.model, *prepared = ctx.prepare(copy.deepcopy(base), *loaders.values())
         self.loaders = {k: dl for k, dl in zip(loaders, prepared) if dl is not None}
@@ -280,11 +284,13 @@ class BTM(Recipe):
         def val_hm(sd) -> float:
             net.load_state_dict(sd)
             return self.evaluate_split("val")["hm"] if "val" in self.loaders else 0.0
-        if args.merge == "greedy" and "val" in self.loaders:
-            merged, self.chosen = greedy_soup(self.members, [val_hm(average_checkpoints([p])) for p in self.members],
-                                              val_hm)
-        else:
-            merged, self.chosen = average_checkpoints(self.members), list(range(args.subsets))
+        # --peft members hold their adapter alone: each is merged into the stage-1 model first (ltzoo.adapters)
+        with adapters.merged_members(self.base, adapters.spec_from_args(args), self.members,
+                                     self.folder.path / "members") as full:
+            if args.merge == "greedy" and "val" in self.loaders:
+                merged, self.chosen = greedy_soup(full, [val_hm(average_checkpoints([p])) for p in full], val_hm)
+            else:
+                merged, self.chosen = average_checkpoints(full), list(range(args.subsets))
         net.load_state_dict(merged)
         if args.bn_merge == "reestimate":
             reestimate_on_subsets(net, self.ds, self.subsets, self.prep, image_transform(self.ds, self.base), args.seed,

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 import yaml
 
+from ltzoo import adapters
 from ltzoo.argtypes import (check_config_values, nonneg_float, nonneg_int, positive_float, positive_int)
 from ltzoo.accel import add_speed_arguments
 from ltzoo.data.args import add_data_args
@@ -45,8 +46,9 @@ def list_configs() -> list[str]:
 
 
 def config_recipe(name: str) -> str:
-    """The recipe a packaged config is for: ``<dataset>/btm``, ``/gml`` and ``/csa`` are theirs, the others stage 1's."""
-    stem = Path(name).stem
+    """The recipe a packaged config is for: ``<dataset>/btm``, ``/gml`` and ``/csa`` (or ``btm_<variant>``...) are
+    theirs, the others stage 1's."""
+    stem = Path(name).stem.split("_")[0]
     return stem if stem in ("btm", "gml", "csa") else "pretrain"
 
 
@@ -170,7 +172,10 @@ def add_model_args(g, init_help: str = "start from this run folder or hub id") -
     g.add_argument("--model", default="resnet32_cifar",
                    help="any timm architecture name (with --init, the architecture is --init's)")
     g.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=False,
-                   help="start --model from timm's pretrained weights")
+                   help="start --model from timm's pretrained weights (from the Hugging Face cache; ltzoo.models.pretrained)")
+    g.add_argument("--pretrained-file", default=None, metavar="PATH",
+                   help="start --model from this weights file: safetensors, or a .pth/.bin state dict (read with "
+                        "torch.load(weights_only=True)); loaded as timm's pretrained_cfg_overlay=dict(file=...)")
     add_init_args(g, init_help)
 
 
@@ -180,6 +185,56 @@ def add_init_args(g, init_help: str, new_head: bool = True) -> None:
     if new_head:
         g.add_argument("--new-head", action="store_true",
                        help="give --init's model a new classifier for this dataset's classes")
+
+
+def check_start(args, given) -> str | None:
+    """A check: one start for the model (--init, --pretrained or --pretrained-file)."""
+    if args.init and args.pretrained_file:
+        return "--pretrained-file starts --model from a weights file and --init from a trained model: give one"
+    if args.init and "pretrained" in given and args.pretrained:
+        return "--pretrained starts from timm's weights and --init from a trained model: give one of them"
+    if args.pretrained and args.pretrained_file:
+        return "--pretrained takes timm's Hub weights and --pretrained-file a local file: give one of them"
+    return None
+
+
+def add_finetune_flags(p: RecipeParser, title: str = "fine-tuning (pretrained weights, adapters)") -> None:
+    """--layer-decay and the adapter flags (--peft, --lora-rank, --lora-alpha, --peft-targets: `ltzoo.adapters`),
+    in a group named ``title``, and the combinations they refuse (`check_finetune`)."""
+    g = p.add_argument_group(title)
+    g.add_argument("--layer-decay", type=positive_float, default=None,
+                   help="layer-wise learning-rate decay (timm's create_optimizer_v2 layer_decay): each block's rate "
+                        "is this times the next one's, the head's is the peak rate; unset: one rate")
+    g.add_argument("--peft", default="none", choices=adapters.METHODS,
+                   help="parameter-efficient fine-tuning (ltzoo.adapters, through peft): lora, loha or ia3 on the "
+                        "target modules, bias (biases only) or head (a linear probe); the classifier always trains; "
+                        "none: every weight trains")
+    g.add_argument("--lora-rank", type=positive_int, default=8, help="rank r of --peft lora/loha")
+    g.add_argument("--lora-alpha", type=positive_float, default=16.0,
+                   help="scale alpha of --peft lora/loha (update s = alpha / r)")
+    g.add_argument("--peft-targets", nargs="+", default=None, metavar="NAME",
+                   help="module names (or name suffixes) --peft lora/loha/ia3 adapts; unset: the architecture "
+                        "family's (a ViT's attention and MLP linears, a ResNet's convolutions, a ConvNeXt's MLP)")
+    p.add_check(check_finetune)
+
+
+def check_finetune(args, given) -> str | None:
+    """A check: the LoRA flags and --peft-targets mean something for their --peft methods only, and --peft
+    chooses what trains (not with --train-params, nor --compile)."""
+    method, peft_methods = args.peft, adapters.PEFT_METHODS
+    if method != "none" and getattr(args, "train_params", "all") != "all":
+        return (f"--peft {method} chooses what trains (the adapter and the classifier), and so does --train-params "
+                f"{args.train_params}: drop --train-params, or use --peft head for the classifier alone")
+    if method != "none" and getattr(args, "compile", False):
+        return f"--compile does not apply to --peft {method} models: drop --compile"
+    lora = [f for f in ("lora_rank", "lora_alpha") if f in given]
+    if lora and method not in ("lora", "loha"):
+        flag = "--" + lora[0].replace("_", "-")
+        return f"{flag} sets --peft lora or loha, and --peft is {method}: drop {flag} or use --peft lora"
+    if "peft_targets" in given and method not in peft_methods:
+        return (f"--peft-targets names the modules --peft {'/'.join(peft_methods)} adapts, and --peft is {method}: "
+                "drop --peft-targets or use --peft lora")
+    return None
 
 
 def add_schedule_args(g) -> None:
@@ -235,6 +290,7 @@ def add_training_flags(p: RecipeParser) -> None:
     g = p.add_argument_group("run folder")
     add_output_args(g, resume="continue from the run folder's last checkpoint if it has one", checkpoints=True)
     p.add_check(needs_init("--new-head"))
+    p.add_check(check_start)
     p.add_check(_check_lr_steps)
 
 

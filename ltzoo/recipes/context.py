@@ -126,13 +126,15 @@ class RunContext:
         return {s: make_loader(data[s], batch_size, transform=tf, num_workers=workers) if data[s] is not None
                 else None for s in splits}
 
-    def batch_preprocess(self, ds, channels_last: bool, crop_padding: int | None = None):
-        """`BatchPreprocess` on this run's device: the dataset's normalisation, random translation by
-        ``crop_padding`` pixels (None: an eighth of the image size), the model's memory layout."""
-        from ltzoo.data.loader import BatchPreprocess
+    def batch_preprocess(self, ds, model: nn.Module, channels_last: bool, crop_padding: int | None = None):
+        """`BatchPreprocess` on this run's device, feeding ``model`` its input (`ltzoo.runs.batch_preprocess`): the
+        dataset's normalisation, or for a model made from pretrained weights their size (uint8 batches resized,
+        grayscale repeated to its channels), mean and std; random translation by ``crop_padding`` native pixels
+        (None: an eighth of the image size), before any resize; the model's memory layout."""
+        from ltzoo.runs import batch_preprocess
 
         crop = crop_padding if crop_padding is not None else ds.input_size[-1] // 8
-        return BatchPreprocess(ds.mean, ds.std, crop_padding=crop, channels_last=channels_last).to(self.accelerator.device)
+        return batch_preprocess(ds, model, crop_padding=crop, channels_last=channels_last).to(self.accelerator.device)
 
     # ------------------------------------------------------------------------------------ accelerate
     def prepare(self, *objects):

@@ -40,7 +40,6 @@ from ltzoo.losses import create_loss
 from ltzoo.numerics import LossWatch
 from ltzoo.recipes.base import TrainingRecipe
 from ltzoo.recipes.common import add_tau, add_training_flags, recipe_parser, RecipeParser
-from ltzoo.recipes.pretrain import _check_start
 
 logger = get_logger(__name__)
 
@@ -81,7 +80,6 @@ def build_parser() -> RecipeParser:
                    help="train branch 2 on unshifted balanced batches until shifting starts (the authors do not)")
     g.add_argument("--max-grad-norm", type=positive_float, default=None, help="clip gradients to this norm; unset: no clip")
     p.set_defaults(dataset="fmnist_ctx_lt", model="resnet20_cifar", epochs=15)
-    p.add_check(_check_start)
     p.add_check(_check_csa)
     return p
 

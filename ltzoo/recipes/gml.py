@@ -72,7 +72,7 @@ class GML(Recipe):
         self.open_folder(default_output("gml", args, model=self.arch))
         self.config = self.write_config()
         loaders = ctx.eval_loaders(ds, model, EVAL_BATCH, args.workers, splits=("train", "val", "test"))
-        self.prep = ctx.batch_preprocess(ds, apply_channels_last(model), crop_padding=0)
+        self.prep = ctx.batch_preprocess(ds, model, apply_channels_last(model), crop_padding=0)
         self.model, *prepared = ctx.prepare(model, *loaders.values())
         self.loaders = {k: dl for k, dl in zip(loaders, prepared) if dl is not None}
 

@@ -19,6 +19,7 @@ from accelerate.utils import set_seed
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ltzoo import adapters
 from ltzoo.data import create_sampler
 from ltzoo.data.loader import make_loader
 from ltzoo.engine import augmentation_generator, train_step, watched_epoch
@@ -51,12 +52,14 @@ def fine_tune_member(accelerator, base, ds, subset, prep, args, m: int, path: Pa
     set_seed(seed)
     model = copy.deepcopy(base).to(accelerator.device)
     trainable(model, args.train_params)
+    spec = adapters.spec_from_args(args)
+    model = adapters.wrap(model, spec)  # --peft: an adapter (and the classifier) train, the rest is frozen
     split = ds.train.subset(subset)
     batch_size = min(args.member_batch_size, len(split))  # a subset smaller than a batch still trains
     loader = make_loader(split, batch_size, create_sampler("instance", split.labels, ds.num_classes, seed=seed),
                          image_transform(ds, model, train=True), args.workers, drop_last=True)
     optimizer = member_optimizer(accelerator, create_optimizer(model, args.optimizer, args.member_lr,
-                                                               args.weight_decay))
+                                                               args.weight_decay, args.layer_decay))
     scheduler = create_scheduler(optimizer.optimizer, args.member_epochs * len(loader), len(loader))
     loss_fn = create_loss("ce").to(accelerator.device)
     net = _Frozen(model, args.member_bn)
@@ -73,7 +76,8 @@ def fine_tune_member(accelerator, base, ds, subset, prep, args, m: int, path: Pa
                     train_step(accelerator, net, optimizer, lambda: loss_fn(net(x).float(), y), scheduler, watch=watch)
     meta = {**(settings or {}), "train_seconds": f"{time.perf_counter() - start:.3f}"}
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
+        state = adapters.trainable_state(model, spec) if spec.enabled else model.state_dict()  # --peft: kilobytes
+        save_file({k: v.contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=meta)
 
 
 def member_optimizer(accelerator, optimizer: torch.optim.Optimizer) -> AcceleratedOptimizer:
@@ -99,7 +103,7 @@ def one_step_per_batch(accelerator) -> Iterator[None]:
 def member_settings(args, subset: torch.Tensor, init_digest: str) -> dict[str, str]:
     """What a member depends on, stored in its file: a resumed run re-trains a member made otherwise."""
     keys = ("seed", "member_epochs", "member_lr", "member_batch_size", "train_params", "member_bn", "optimizer",
-            "weight_decay")
+            "weight_decay", "peft", "lora_rank", "lora_alpha", "peft_targets", "layer_decay")
     return {"init_sha1": init_digest, "subset_sha1": hashlib.sha1(subset.cpu().numpy().tobytes()).hexdigest(),
             **{k: str(getattr(args, k)) for k in keys}}
 

@@ -16,13 +16,27 @@ from typing import Sequence
 
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, MultiStepLR, SequentialLR
 
+from ltzoo.errors import UserError
 
-def create_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """``name`` ('sgd': Nesterov momentum 0.9, 'momentum': plain momentum 0.9, or 'adamw') over the model's trainable parameters.
 
-    Parameters with ``requires_grad=False`` are left out (BTM's members train part of the network).
+def create_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float,
+                     layer_decay: float | None = None) -> torch.optim.Optimizer:
+    """``name`` ('sgd': Nesterov momentum 0.9, 'momentum': plain momentum 0.9, or 'adamw') over the model's
+    trainable parameters.
+
+    Parameters with ``requires_grad=False`` are left out (BTM's members train part of the network, adapters
+    (`ltzoo.adapters`) the adapter and the classifier). ``layer_decay``: timm's layer-wise rate decay, by the
+    timm model's block structure (its ``group_matcher``; a peft wrapper's timm model is used).
     """
-    return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, momentum=0.9)
+    if layer_decay is not None:
+        from ltzoo.adapters import base_model
+
+        model = base_model(model)
+        if not hasattr(model, "group_matcher"):
+            raise UserError(f"--layer-decay needs the model's layer structure, and {type(model).__name__} has no "
+                            "group_matcher", "drop --layer-decay for this model")
+    return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, momentum=0.9,
+                               layer_decay=layer_decay)
 
 
 def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,

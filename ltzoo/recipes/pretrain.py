@@ -21,7 +21,7 @@ from ltzoo.losses import create_loss, list_losses
 from ltzoo.losses.factory import soft_target_losses
 from ltzoo.recipes.base import TrainingRecipe
 from ltzoo.argtypes import nonneg_float, nonneg_int, unit_interval
-from ltzoo.recipes.common import add_tau, add_training_flags, recipe_parser, RecipeParser
+from ltzoo.recipes.common import add_finetune_flags, add_tau, add_training_flags, recipe_parser, RecipeParser
 
 
 def _check_losses(args, given) -> str | None:
@@ -40,16 +40,11 @@ def _check_losses(args, given) -> str | None:
     return None
 
 
-def _check_start(args, given) -> str | None:
-    if args.init and "pretrained" in given and args.pretrained:
-        return "--pretrained starts from timm's weights and --init from a trained model: give one of them"
-    return None
-
-
 def build_parser() -> RecipeParser:
     """The stage-1 recipe's flags, and the combinations it refuses."""
     p = recipe_parser(__doc__, __file__)
     add_training_flags(p)
+    add_finetune_flags(p)
     g = p.add_argument_group("stage 1")
     g.add_argument("--loss", default="ce", choices=list_losses(), help="the training loss (ltzoo.losses)")
     g.add_argument("--sampler", default="instance", choices=("instance", "balanced", "sqrt", "progressive"),
@@ -61,7 +56,6 @@ def build_parser() -> RecipeParser:
                    help="LDAM-DRW re-weighting start epoch (--loss ldam_drw); unset: 80%% of --epochs")
     g.add_argument("--mixup", type=nonneg_float, default=0.0, help="timm mixup alpha (0: off; losses that take soft targets)")
     g.add_argument("--cutmix", type=nonneg_float, default=0.0, help="timm cutmix alpha (0: off; losses that take soft targets)")
-    p.add_check(_check_start)
     p.add_check(_check_losses)
     return p
 
