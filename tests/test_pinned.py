@@ -16,7 +16,7 @@ import pytest
 from safetensors.torch import load_file
 
 from fixtures import make_imagefolder
-from kernels import check_weights_hash
+from cpu_kernels import check_weights_hash
 from launching import launch_cmd, recipe_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ PINNED = {'stage 1': {'val': {'acc': 0.666667, 'mean_class_acc': 0.666667, 'hm':
                  'test': {'acc': 0.608696, 'mean_class_acc': 0.666667, 'hm': 0.0, 'gm': 0.0, 'min_recall': 0.0}},
  'final': {'val': {'acc': 0.666667, 'mean_class_acc': 0.666667, 'hm': 0.0, 'gm': 0.0, 'min_recall': 0.0},
            'test': {'acc': 0.608696, 'mean_class_acc': 0.666667, 'hm': 0.0, 'gm': 0.0, 'min_recall': 0.0}}}
-# the exported weights' SHA-1 by the CPU kernels that made them (tests/kernels.py); e258d19's value,
+# the exported weights' SHA-1 by the CPU kernels that made them (tests/cpu_kernels.py); e258d19's value,
 # 78a99d67f112950f9c8833e1fbb17ce9b79435fd, came from a machine whose kernels were not recorded
 WEIGHTS_SHA1 = {"x86_64 amx torch 2.14.1": "81a587efbb019f783c1fc459b14d3d0dc9ea4311"}
 
