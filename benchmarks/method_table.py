@@ -88,6 +88,9 @@ RUNS = {
     "heads_on_ce_wd2e3": ("gml", [], "ce_wd2e3", "wb"),
     "heads_on_ce_wd5e3": ("gml", [], "ce_wd5e3", "wb"),
     "btm_on_ce_wd2e3": ("btm", ["--classifier", "gml"], "ce_wd2e3", "wb"),  # 2e-3: the best on validation
+    # MiSLAS (Zhong et al., CVPR 2021) stage 1: CE with mixup at the paper's alpha (1.0, every epoch), the
+    # table's 15-epoch schedule; its classifier stages (las, ncm, gml, ...) are heads of the gml recipe
+    "mislas": ("pretrain", ["--loss", "ce", "--mixup", "1.0"], None, "mislas"),
     # the balanced-set ceiling on the longer schedule of the "strong" rows (the gap column keeps measuring
     # every row against the 15-epoch `ceiling`, CE's schedule)
     "ceiling_long": ("pretrain", ["--loss", "ce", "--imbalance", "1", *LONG], None, "strong"),
