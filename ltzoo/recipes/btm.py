@@ -35,7 +35,7 @@ from ltzoo.data.args import dataset_kwargs
 from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.engine import metrics_from_logits, predict
 from ltzoo.errors import run_main, UserError
-from ltzoo.heads import METHODS, Features, Head, ensemble, retrain
+from ltzoo.heads import HEAD_METHODS, METHODS, Features, Head, ensemble, retrain
 from ltzoo.losses import list_losses
 from ltzoo.merge import average_checkpoints, greedy_soup
 from ltzoo.metrics import brief, summary_table
@@ -47,6 +47,7 @@ from ltzoo.recipes.members import fine_tune_member, member_settings, member_trai
     state_digest, trained_member
 from ltzoo.recipes.runfolder import create_run_folder, discard_unfinished_folders, finish_run
 from ltzoo.runs import create_model, image_transform, remove_stale_temporaries, save_model, write_json, write_run_config
+from ltzoo.shifted_bn import shift_batchnorm, uses_shifted_bn
 
 logger = get_logger(__name__)
 
@@ -56,7 +57,7 @@ STAGE1_FLAGS = ("pretrained", "epochs", "batch_size", "lr", "warmup_epochs", "gr
 #: The classifiers whose retrained head is ensembled with the merged one (the others adjust the merged head itself).
 ENSEMBLED = ("gml", "crt")
 #: The classifiers that train (and so take --head-epochs and --head-lr); the others adjust the head post hoc.
-TRAINED_HEADS = ("gml", "crt", "lws", "wb")
+TRAINED_HEADS = tuple(name for name, method in HEAD_METHODS.items() if method.trained)
 #: The most shots an unset --shots takes (the BTM paper's K on CIFAR-LT; tails below it set K instead).
 MAX_DEFAULT_SHOTS = 50
 
@@ -165,6 +166,7 @@ def build_parser() -> RecipeParser:
     g.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=None,
                    help="ensemble the retrained head with the merged one (temperatures chosen on validation); "
                         f"unset: on for --classifier {' and '.join(ENSEMBLED)}, which alone it applies to")
+    g.add_argument("--shift-bn", action=argparse.BooleanOptionalAction, default=None, help="re-estimate BN statistics on class-balanced batches before the classifier stage (MiSLAS); unset: on for --classifier las")
     g.add_argument("--head-epochs", type=positive_int, default=30, help="epochs of gml, crt, lws and wb over the cached features")
     g.add_argument("--head-lr", type=positive_float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws, 0.01 for wb")
     p.add_check(needs_init("--new-head"))
@@ -196,6 +198,7 @@ def run(args: argparse.Namespace) -> dict:
     args = argparse.Namespace(**vars(args))  # this run fills in --init and --ensemble: the caller's stay as given
     if args.ensemble is None:
         args.ensemble = args.classifier in ENSEMBLED
+    args.shift_bn = uses_shifted_bn(args.shift_bn, args.classifier)
     setup_logging()
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(args.mixed_precision))
     configure_threads(accelerator, args.threads)
@@ -285,6 +288,8 @@ def run(args: argparse.Namespace) -> dict:
 
     # 4. classifier fine-tuning on cached features
     t0 = time.perf_counter()
+    if args.shift_bn:  # BN statistics of class-balanced batches, for the classifier stage and the export
+        shift_batchnorm(net, ds, args.seed, channels_last, args.workers)
     head_info = {}
     if args.classifier != "none":
         feats = {s: Features(*predict(accelerator, model, prepared[s], prep, features=True, progress=False))

@@ -32,6 +32,7 @@ from ltzoo.argtypes import positive_float, positive_int
 from ltzoo.errors import run_main
 from ltzoo.recipes.runfolder import create_run_folder, discard_unfinished_folders, finish_run
 from ltzoo.runs import create_model, image_transform, write_run_config
+from ltzoo.shifted_bn import shift_batchnorm
 
 
 def _check_init(args, given) -> str | None:
@@ -58,6 +59,7 @@ def build_parser() -> RecipeParser:
                    help="export GML ensembled with the original head (temperatures chosen on validation)")
     g.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
                    help="also report cRT, LWS, tau-norm and logit adjustment on the same features")
+    g.add_argument("--shift-bn", action="store_true", help="first re-estimate BN statistics on class-balanced batches (MiSLAS)")
     p.add_check(_check_init)
     return p
 
@@ -91,6 +93,8 @@ def run(args: argparse.Namespace) -> dict:
     model = accelerator.prepare(model)
 
     t0 = time.perf_counter()
+    if args.shift_bn:  # the backbone every head (and the export) sees
+        shift_batchnorm(accelerator.unwrap_model(model), ds, args.seed, prep.channels_last, args.workers)
     feats = {k: Features(*predict(accelerator, model, dl, prep, features=True, progress=not args.no_progress,
                                   desc=f"features {k}")) for k, dl in loaders.items()}
     t_features = time.perf_counter() - t0
