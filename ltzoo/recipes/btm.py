@@ -166,9 +166,10 @@ def build_parser() -> RecipeParser:
     g.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=None,
                    help="ensemble the retrained head with the merged one (temperatures chosen on validation); "
                         f"unset: on for --classifier {' and '.join(ENSEMBLED)}, which alone it applies to")
-    g.add_argument("--shift-bn", action=argparse.BooleanOptionalAction, default=None, help="re-estimate BN statistics on class-balanced batches before the classifier stage (MiSLAS); unset: on for --classifier las")
-    g.add_argument("--head-epochs", type=positive_int, default=30, help="epochs of gml, crt, lws and wb over the cached features")
-    g.add_argument("--head-lr", type=positive_float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws, 0.01 for wb")
+    g.add_argument("--shift-bn", action=argparse.BooleanOptionalAction, default=None,
+                   help="BN statistics re-estimated on class-balanced batches first (MiSLAS); unset: on for --classifier las")
+    g.add_argument("--head-epochs", type=positive_int, default=30, help="epochs of gml, crt, lws, wb and las over the cached features")
+    g.add_argument("--head-lr", type=positive_float, default=None, help="unset: 0.05 for gml, 0.1 for crt/lws/las, 0.01 for wb")
     p.add_check(needs_init("--new-head"))
     p.add_check(_check_stage1)
     p.add_check(_check_head)
