@@ -330,10 +330,12 @@ def aggregate(base: Path, seeds: list[int]) -> list[dict]:
 def carried(rows: list[dict], setting: str) -> list[dict]:
     """``rows`` (measured here) and, in ROWS' order, the rows of the committed table (its CSV) whose runs are not
     on this machine: runs/ is not kept in git, so a table rebuilt on another machine keeps the rows it cannot
-    re-measure, marked `carried` (the Markdown table flags them with a dagger)."""
+    re-measure, marked `carried` (the Markdown table flags them with a dagger). A committed row on more seeds
+    than this machine has finished stays too (a partial re-run does not replace a complete row)."""
     path = RESULTS / f"method_table_{setting}.csv"
-    have = {r["method"] for r in rows}
     old = {r["method"]: r for r in csv.DictReader(path.open())} if path.is_file() else {}
+    have = {r["method"] for r in rows if r["method"] not in old or r["seeds"] >= int(old[r["method"]]["seeds"])}
+    rows = [r for r in rows if r["method"] in have]
     number = lambda v: float(v) if v not in ("", None) else None  # noqa: E731
     keep = {m: {**{k: (int(v) if k == "seeds" else v if k in ("method", "hardware", "commits") else number(v))
                    for k, v in r.items() if k != "carried"}, "carried": True}

@@ -86,3 +86,7 @@ def test_rows_without_runs_here_are_carried_from_the_committed_csv(table, tmp_pa
     assert rows[1] == {"method": "Balanced Softmax", "seeds": 3, "acc": 0.89, "acc_std": None, "hardware": "CPU",
                        "commits": "abc1234", "carried": True}
     assert table.carried(measured, "rho10") == [{**measured[0], "carried": False}]  # no committed table
+    # a re-run on fewer seeds than the committed row does not replace it
+    partial = [{**measured[0], "seeds": 2}]
+    assert table.carried(partial, "rho100")[0] == {"method": "CE", "seeds": 3, "acc": 0.5, "acc_std": 0.1,
+                                                   "hardware": "CPU", "commits": "abc1234", "carried": True}
