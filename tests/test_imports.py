@@ -111,8 +111,9 @@ def test_top_level_recipes_are_thin_entry_points():
 LEAVES = ("ltzoo.errors", "ltzoo.files", "ltzoo.argtypes")
 FLOOR_RULES = {
     ("ltzoo.data", "ltzoo.metrics"): ("ltzoo.data", "ltzoo.metrics", *LEAVES),
-    ("ltzoo.losses", "ltzoo.heads", "ltzoo.merge", "ltzoo.csa"):
-        ("ltzoo.data", "ltzoo.metrics", "ltzoo.losses", "ltzoo.heads", "ltzoo.merge", "ltzoo.csa", *LEAVES),
+    ("ltzoo.losses", "ltzoo.heads", "ltzoo.merge", "ltzoo.csa", "ltzoo.shifted_bn"):
+        ("ltzoo.data", "ltzoo.metrics", "ltzoo.losses", "ltzoo.heads", "ltzoo.merge", "ltzoo.csa", "ltzoo.shifted_bn",
+         *LEAVES),
     ("ltzoo.hub",): tuple(n for n in MODULES if not n.startswith(("ltzoo.recipes", "ltzoo.engine", "ltzoo.cli"))),
 }
 

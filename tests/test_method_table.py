@@ -61,3 +61,32 @@ def test_which_method_names_ties_and_leaves_out_ceilings(tmp_path, monkeypatch):
     assert mod.cell(rows, "hm") == "tie: A 90.00 ± 1.00, B 88.50 ± 1.00"  # C's interval misses A's
     lone = [r for r in rows if r["method"] != "B"]
     assert mod.cell(lone, "hm") == "A 90.00 ± 1.00 (next: C 85.00 ± 1.00)"
+
+
+def test_rows_without_runs_here_are_carried_from_the_committed_csv(table, tmp_path, monkeypatch):
+    """runs/ is not in git: a rebuilt table keeps the committed rows it cannot re-measure, marked, in ROWS' order;
+    a row measured here replaces its committed one."""
+    import csv
+
+    monkeypatch.setattr(table, "RESULTS", tmp_path)
+    fields = ["method", "seeds", "acc", "acc_std", "hardware", "commits", "carried"]
+    with open(tmp_path / "method_table_rho100.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerow({"method": "Balanced Softmax", "seeds": "3", "acc": "0.89", "acc_std": "", "hardware": "CPU",
+                    "commits": "abc1234", "carried": "False"})
+        w.writerow({"method": "CE", "seeds": "3", "acc": "0.5", "acc_std": "0.1", "hardware": "CPU",
+                    "commits": "abc1234", "carried": "False"})
+        w.writerow({"method": "a row no longer in ROWS", "seeds": "1", "acc": "0.1", "acc_std": "0",
+                    "hardware": "", "commits": "", "carried": "False"})
+    measured = [{"method": "CE", "seeds": 3, "acc": 0.86, "acc_std": 0.01, "hardware": "CPU", "commits": "def5678"}]
+    rows = table.carried(measured, "rho100")
+    assert [r["method"] for r in rows] == ["CE", "Balanced Softmax"]
+    assert rows[0] == {**measured[0], "carried": False}
+    assert rows[1] == {"method": "Balanced Softmax", "seeds": 3, "acc": 0.89, "acc_std": None, "hardware": "CPU",
+                       "commits": "abc1234", "carried": True}
+    assert table.carried(measured, "rho10") == [{**measured[0], "carried": False}]  # no committed table
+    # a re-run on fewer seeds than the committed row does not replace it
+    partial = [{**measured[0], "seeds": 2}]
+    assert table.carried(partial, "rho100")[0] == {"method": "CE", "seeds": 3, "acc": 0.5, "acc_std": 0.1,
+                                                   "hardware": "CPU", "commits": "abc1234", "carried": True}
