@@ -50,8 +50,13 @@ def main() -> None:
     p.add_argument("--stage1-epochs", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--compare-tree", type=Path, default=None, help="another ltzoo checkout whose BTM stage to time too")
+    p.add_argument("--rows", type=Path, default=None, help="a log of a run's printed rows: rebuild the results from it")
     a = p.parse_args()
     trees = {"this": ROOT, **({"compare": a.compare_tree.resolve()} if a.compare_tree else {})}
+    if a.rows:
+        rows = [json.loads(ln) for ln in a.rows.read_text().splitlines() if ln.startswith("{")]
+        write(rows, {k: str(v) for k, v in trees.items()}, a.stage1_epochs, a.threads, len(rows))
+        return
     reps = []
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(a.reps):
@@ -71,27 +76,39 @@ def main() -> None:
                              "val_hm": btm["metrics"]["val"]["hm"], "test_hm_not_used": btm["metrics"]["test"]["hm"]}
             reps.append(row)
             print(json.dumps(row), flush=True)
-    summary = {name: {"ratio_median": statistics.median(r[name]["ratio"] for r in reps),
+    write(reps, {k: str(v) for k, v in trees.items()}, a.stage1_epochs, a.threads, a.reps)
+
+
+def write(reps: list[dict], trees: dict, stage1_epochs: int, threads: int, n_reps: int) -> None:
+    """benchmarks/results/btm_ratio.{json,md} from the repetitions' rows."""
+    med = statistics.median
+    summary = {name: {"ratio_median": med(r[name]["ratio"] for r in reps),
                       "ratio_min": min(r[name]["ratio"] for r in reps), "ratio_max": max(r[name]["ratio"] for r in reps),
-                      "classifier_median_s": statistics.median(r[name]["classifier"] for r in reps)}
+                      **{f"{part}_median_s": med(r[name][part] for r in reps)
+                         for part in ("members", "merge", "classifier", "btm_one_device")}}
                for name in trees}
-    out = {"reps": reps, "summary": summary, "trees": {k: str(v) for k, v in trees.items()},
-           "stage1_epochs_timed": a.stage1_epochs, "threads": a.threads}
+    stage1_15 = med(r["stage1_seconds_per_epoch"] for r in reps) * STAGE1_EPOCHS_OF_BTM
+    out = {"reps": reps, "summary": summary, "trees": trees, "stage1_epochs_timed": stage1_epochs, "threads": threads}
     res = ROOT / "benchmarks" / "results"
     (res / "btm_ratio.json").write_text(json.dumps(out, indent=2) + "\n")
     md = ["BTM stage / stage 1 (BTM's defaults: 15 stage-1 epochs, 4 members x 10 epochs, GML head + ensemble), "
-          f"Fashion-MNIST-LT rho=100, resnet20_cifar, {a.threads} thread, precision {reps[0]['precision']}; stage 1 "
-          f"timed over {a.stage1_epochs} epochs and scaled to 15. Runs interleaved on a SHARED 2-core machine (other "
-          "jobs ran beside them): seconds are noisy, ratios within a repetition less so.", "",
-          "| tree | ratio (median) | min | max | classifier s (median) |", "|---|---|---|---|---|"]
+          f"Fashion-MNIST-LT rho=100, resnet20_cifar, {threads} thread, precision {reps[0]['precision']}; stage 1 "
+          f"timed over {stage1_epochs} epochs and scaled to 15 (median: {stage1_15:.0f} s). Runs interleaved on a "
+          "SHARED 2-core machine (load average ~17 from other jobs): seconds are noisy, ratios within a repetition "
+          "less so. merge includes the merged model's fp32 evaluation on val and test (the table's BTM row); "
+          "classifier: the features of train and val, then the heads.", "",
+          "| tree | ratio (median) | min | max | members s | merge s | classifier s | BTM stage s |",
+          "|---|---|---|---|---|---|---|---|"]
     md += [f"| {name} ({trees[name]}) | {s['ratio_median']:.1%} | {s['ratio_min']:.1%} | {s['ratio_max']:.1%} | "
-           f"{s['classifier_median_s']:.1f} |" for name, s in summary.items()]
+           f"{s['members_median_s']:.0f} | {s['merge_median_s']:.0f} | {s['classifier_median_s']:.0f} | "
+           f"{s['btm_one_device_median_s']:.0f} |" for name, s in summary.items()]
     md += ["", "| rep | stage-1 s/epoch | " + " | ".join(f"{n} ratio | {n} val HM" for n in trees) + " |",
            "|---|---|" + "---|---|" * len(trees)]
     md += [f"| {r['rep']} | {r['stage1_seconds_per_epoch']:.1f} | "
            + " | ".join(f"{r[n]['ratio']:.1%} | {r[n]['val_hm']:.4f}" for n in trees) + " |" for r in reps]
-    md += ["", f"Re-run: `python benchmarks/btm_ratio.py --reps {a.reps} --stage1-epochs {a.stage1_epochs}"
-           + (" --compare-tree OTHER_CHECKOUT" if a.compare_tree else "") + "`"]
+    md += ["", f"Re-run: `python benchmarks/btm_ratio.py --reps {n_reps} --stage1-epochs {stage1_epochs}"
+           + (" --compare-tree OTHER_CHECKOUT" if "compare" in trees else "") + "` (`--rows LOG` rebuilds these files "
+           "from the rows a run printed)"]
     (res / "btm_ratio.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

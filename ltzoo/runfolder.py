@@ -2,8 +2,8 @@
 the JSONL log, the epoch chosen on validation, the resolved config, the export, and the clean-up after a
 user error. (The model files themselves are `ltzoo.runs`'; atomic writes `ltzoo.files`'.)
 
-The lock: the main process of a run takes an exclusive ``fcntl.flock`` on ``<folder>/.lock`` (holding its
-PID) before it reads or writes anything else there, and holds it until the run ends; the kernel releases
+The lock: the main process of a run takes an exclusive ``fcntl.flock`` on the folder itself (no lock file
+is left in it; the holder's PID is read from /proc/locks) before it reads or writes anything there, and holds it until the run ends; the kernel releases
 it when the process dies, so no stale lock is ever left to clean up. A second run on a folder in use stops
 at once, in one line naming the folder and the holding process. The other processes of a multi-process
 run do not lock: the main process speaks for them. On network file systems the lock is only as good as
@@ -55,31 +55,38 @@ _CREATED: list[tuple[Path, Path]] = []
 _KEEP = ("checkpoints/epoch_*/train_state.json", "members/*.safetensors", WEIGHTS, RESULTS)
 
 
-#: The lock file of a run folder (its content: the PID of the process holding the lock).
-LOCK = ".lock"
-
-
 def lock_folder(path: Path) -> int:
-    """Take the exclusive lock of the run folder ``path`` (which exists); returns the open lock file.
+    """Take the exclusive lock of the run folder ``path`` (which exists): a ``flock`` on the folder itself,
+    so no lock file is left in it. Returns the open folder.
 
     Raises:
-        UserError: another process holds it (named by its PID, as it wrote it into the lock file).
+        UserError: another process holds it (named by its PID, as the kernel lists it in /proc/locks).
     """
-    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise UserError(f"run folder {path} is in use by process {holder}",
+        raise UserError(f"run folder {path} is in use by process {lock_holder(path)}",
                         "wait for that run to end, or give this one another --output") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
     return fd
 
 
+def lock_holder(path: Path) -> str:
+    """The PID holding a ``flock`` on ``path``, from the kernel's /proc/locks (Linux); "unknown" elsewhere."""
+    try:
+        inode, lines = os.stat(path).st_ino, Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    for line in lines:  # "1: FLOCK  ADVISORY  WRITE 12345 00:2f:67890 0 EOF"; waiters are marked "->"
+        parts = line.split()
+        if len(parts) >= 6 and "->" not in parts and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
+            return parts[4]
+    return "unknown"
+
+
 def unlock_folder(fd: int | None) -> None:
-    """Release a lock `lock_folder` took (the file stays: removing it would race with a run opening it)."""
+    """Release a lock `lock_folder` took."""
     if fd is not None:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

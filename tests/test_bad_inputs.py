@@ -858,11 +858,12 @@ def test_read_only_output_is_one_line_and_leaves_nothing(capsys, folder, tmp_pat
 
 
 def test_full_disk_before_anything_is_kept_removes_the_new_run_folder(capsys, folder, tmp_path, monkeypatch):
-    from ltzoo.recipes import btm, pretrain
+    from ltzoo import runfolder
+    from ltzoo.recipes import btm
 
     def full(path, config):
         raise OSError(errno.ENOSPC, "No space left on device", str(Path(path) / "run_config.yaml"))
-    monkeypatch.setattr(pretrain, "write_run_config", full)
+    monkeypatch.setattr(runfolder, "write_run_config", full)
     out = tmp_path / "runs" / "deep" / "run"  # every folder above it made by this run, and removed again
     expect_refused(capsys, btm.main, ["--dataset", "imagefolder", "--data-dir", folder, "--model", "resnet20_cifar",
                                       "--epochs", "1", "--output", out, *TINY], "btm.py",
