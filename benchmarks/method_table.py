@@ -89,6 +89,13 @@ RUNS = {
     "heads_on_ce_wd2e3": ("gml", [], "ce_wd2e3", "wb"),
     "heads_on_ce_wd5e3": ("gml", [], "ce_wd5e3", "wb"),
     "btm_on_ce_wd2e3": ("btm", ["--classifier", "gml"], "ce_wd2e3", "wb"),  # 2e-3: the best on validation
+    # MiSLAS (Zhong et al., CVPR 2021) stage 1: CE with mixup at the paper's alpha (1.0, every epoch), the
+    # table's 15-epoch schedule; its classifier stages (las, ncm, gml, ...) are heads of the gml recipe
+    "mislas": ("pretrain", ["--loss", "ce", "--mixup", "1.0"], None, "mislas"),
+    "heads_on_mislas": ("gml", [], "mislas", "mislas"),  # every head (las without shifted BN, ncm, gml, ...)
+    "las_on_mislas": ("gml", ["--shift-bn"], "mislas", "mislas"),  # MiSLAS's stage 2: las on shifted BN
+    "btm_on_mislas": ("btm", ["--classifier", "gml"], "mislas", "mislas"),
+    "btm_las_on_mislas": ("btm", ["--classifier", "las"], "mislas", "mislas"),  # shifted BN: las's default
     # the balanced-set ceiling on the longer schedule of the "strong" rows (the gap column keeps measuring
     # every row against the 15-epoch `ceiling`, CE's schedule)
     "ceiling_long": ("pretrain", ["--loss", "ce", "--imbalance", "1", *LONG], None, "strong"),
@@ -132,6 +139,19 @@ ROWS = {
     "CE (WD 5e-3) + GML + ensemble": ("heads_on_ce_wd5e3", None),
     "CE (WD 2e-3) + cRT": ("heads_on_ce_wd2e3", "crt"),
     "CE (WD 2e-3) + BTM + GML": ("btm_on_ce_wd2e3", None),
+    "CE + NCM (cosine)": ("heads_on_ce", "ncm"),
+    "CE + NCM (Euclidean)": ("heads_on_ce", "ncm_l2"),
+    "CE + LAS, no shifted BN": ("heads_on_ce", "las"),
+    "MiSLAS stage 1: CE + mixup (alpha 1)": ("mislas", None),
+    "MiSLAS: stage 1 + LAS + shifted BN": ("las_on_mislas", "las"),
+    "MiSLAS stage 1 + LAS, no shifted BN": ("heads_on_mislas", "las"),
+    "MiSLAS stage 1 + NCM (cosine)": ("heads_on_mislas", "ncm"),
+    "MiSLAS stage 1 + cRT": ("heads_on_mislas", "crt"),
+    "MiSLAS stage 1 + GML": ("heads_on_mislas", "gml"),
+    "MiSLAS stage 1 + GML + ensemble": ("heads_on_mislas", None),
+    "MiSLAS stage 1, shifted BN + GML + ensemble": ("las_on_mislas", None),
+    "MiSLAS stage 1 + BTM + GML": ("btm_on_mislas", None),
+    "MiSLAS stage 1 + BTM + LAS + shifted BN": ("btm_las_on_mislas", None),
     "CE, fp32 training": ("ce_fp32", None),
     "CE + BTM + GML, fp32 training": ("btm_on_ce_fp32", None),
     "Ceiling: CE on the full balanced set": ("ceiling", None),
@@ -419,6 +439,23 @@ def aggregate(base: Path, seeds: list[int], only: list[str] | None = None) -> li
     return rows
 
 
+def carried(rows: list[dict], setting: str) -> list[dict]:
+    """``rows`` (measured here) and, in ROWS' order, the rows of the committed table (its CSV) whose runs are not
+    on this machine: runs/ is not kept in git, so a table rebuilt on another machine keeps the rows it cannot
+    re-measure, marked `carried` (the Markdown table flags them with a dagger). A committed row on more seeds
+    than this machine has finished stays too (a partial re-run does not replace a complete row)."""
+    path = RESULTS / f"method_table_{setting}.csv"
+    old = {r["method"]: r for r in csv.DictReader(path.open())} if path.is_file() else {}
+    have = {r["method"] for r in rows if r["method"] not in old or r["seeds"] >= int(old[r["method"]]["seeds"])}
+    rows = [r for r in rows if r["method"] in have]
+    number = lambda v: float(v) if v not in ("", None) else None  # noqa: E731
+    keep = {m: {**{k: (int(v) if k == "seeds" else v if k in ("method", "hardware", "commits") else number(v))
+                   for k, v in r.items() if k != "carried"}, "carried": True}
+            for m, r in old.items() if m in ROWS and m not in have}
+    mine = {r["method"]: {**r, "carried": False} for r in rows}
+    return [mine.get(m) or keep[m] for m in ROWS if m in mine or m in keep]
+
+
 def _cell(r: dict, c: str) -> str:
     """A percentage, with its standard deviation over seeds where there are several."""
     if r[c] is None:
@@ -471,8 +508,11 @@ def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict 
         gap = [f"{100 * closed[r['method']]:.0f}%"] if closed else []
         gap += [f"{r['relative_acc']:.3f}" if r.get("relative_acc") is not None else "-"] if rel else []
         gap += [r.get("hm_interval") or "-"] if ci else []
-        lines.append(f"| {r['method']} | {n} | " + " | ".join(_cell(r, c) for c in COLUMNS + ("val_hm",))
+        lines.append(f"| {r['method']}{' †' if r.get('carried') else ''} | {n} | " + " | ".join(_cell(r, c) for c in COLUMNS + ("val_hm",))
                      + " | " + " | ".join(gap + [f"{r['seconds'] or 0:.0f}", f"{r['peak_memory_mb'] or 0:.0f}"]) + " |")
+    if any(r.get("carried") for r in rows):
+        lines += ["", "†: carried from the committed table (its runs were not on the machine that rebuilt it; its "
+                  "commits are among those listed above)."]
     lines += ["", f"Re-run: `{rerun}`"]
     (RESULTS / f"method_table_{tag}.md").write_text("\n".join(lines) + "\n")
     target_text = targets(rows, tag, ceiling)
@@ -614,6 +654,8 @@ def main() -> None:
         ref_base = base if (run_dir(base, args.seeds[0], BALANCED_REF) / "results.json").is_file() else REF_COPIES
         ref_row = next(iter(aggregate(ref_base, args.seeds, [BALANCED_ROW])), None)
         rows = [r for r in rows if r["method"] != BALANCED_ROW] + ([ref_row] if ref_row else [])
+    elif GRID == "bench":  # keep the committed rows this machine has no runs for
+        rows = carried(rows, args.setting)
     if rows:
         relative_note = relative_accuracy(rows, args.setting, args.grid, args.seeds)
         ceiling, source = borrowed_ceiling(rows, args.setting, args.ceiling_grid or GRID, args.seeds)

@@ -319,3 +319,99 @@ def test_ensemble_export_reproduces_the_two_head_ensemble(tmp_path, use_val):
     torch.testing.assert_close(z_loaded, z, rtol=0, atol=0)
     assert list(loaded.pretrained_cfg["label_names"]) == [f"class_{c:02d}" for c in range(4)]
     assert type(loaded.get_classifier()) is nn.Linear and math.isfinite(float(z_loaded.sum()))
+
+
+# ------------------------------------------------------------------------------------- MiSLAS's LAS, NCM
+def test_las_form_and_smoothing_are_chosen_on_validation(lt):
+    from ltzoo.heads import LAS, LAS_GRID
+
+    train, val, test, orig = lt
+    head, info = retrain("las", orig, train, val, COUNTS, epochs=5, batch_size=64, seed=1)
+    assert info["chosen_on"] == "validation hm" and info["sampler"] == "balanced"
+    assert len(info["grid"]) == len(LAS_GRID["form"]) * len(LAS_GRID["eps_head"])
+    best = max(info["grid"].values())
+    assert info["grid"][f"{info['form']}/{info['eps_head']}"] == best
+    assert round(score(head(val.x), val.y, COUNTS)[0], 4) == best
+    # without a validation split: MiSLAS's CIFAR-10-LT values, said so
+    default, info = retrain("las", orig, train, None, COUNTS, epochs=5, batch_size=64, seed=1)
+    assert (info["form"], info["eps_head"], info["eps_tail"]) == (LAS["form"], LAS["eps_head"], LAS["eps_tail"])
+    assert info["chosen_on"].startswith("the paper's values")
+    again, _ = retrain("las", orig, train, None, COUNTS, epochs=5, batch_size=64, seed=1)
+    assert torch.equal(default.weight, again.weight) and torch.equal(default.bias, again.bias)
+
+
+def test_las_trains_the_head_and_the_scales_jointly(lt, monkeypatch):
+    """The head at head_lr_factor x lr, one scale per class at lr, both decayed (MiSLAS's optimiser groups)."""
+    from ltzoo import heads
+
+    train, _, _, orig = lt
+    seen = {}
+    real = torch.optim.SGD
+
+    def spy(groups, **kw):
+        seen["groups"] = [(len(g["params"]), g["lr"], g["weight_decay"]) for g in groups]
+        return real(groups, **kw)
+    monkeypatch.setattr(heads.torch.optim, "SGD", spy)
+    retrain("las", orig, train, None, COUNTS, epochs=1, lr=0.2, batch_size=64)
+    lr, factor, wd = 0.2, heads.LAS["head_lr_factor"], heads.LAS["weight_decay"]
+    assert seen["groups"] == [(2, lr * factor, wd), (1, lr, wd)]
+
+
+def _explicit_ncm(train: Features, x: torch.Tensor, distance: str) -> torch.Tensor:
+    """Nearest class mean, the slow way: a loop over classes, cosine or Euclidean distance."""
+    feats = F.normalize(train.x, dim=1) if distance == "cosine" else train.x
+    means = torch.stack([feats[train.y == c].mean(0) for c in range(int(train.y.max()) + 1)])
+    if distance == "cosine":
+        return F.cosine_similarity(x[:, None, :], means[None], dim=-1).argmax(1)
+    return torch.cdist(x, means).argmin(1)
+
+
+@pytest.mark.parametrize("method, distance", [("ncm", "cosine"), ("ncm_l2", "euclidean")])
+def test_ncm_is_the_nearest_class_mean(lt, method, distance):
+    train, val, test, orig = lt
+    head, info = retrain(method, orig, train, val, COUNTS)
+    assert info["method"] == method and info["fold"]
+    torch.testing.assert_close(head(test.x).argmax(1), _explicit_ncm(train, test.x, distance), rtol=0, atol=0)
+    if distance == "euclidean":  # the linear head is -||x - mu||^2 / 2 up to a per-image constant: same softmax
+        means = torch.stack([train.x[train.y == c].mean(0) for c in range(C)])
+        torch.testing.assert_close(F.log_softmax(head(test.x), 1), F.log_softmax(-torch.cdist(test.x, means) ** 2 / 2, 1),
+                                   rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match=r"classes \[4\] have none"):
+        retrain(method, orig, Features(train.x[train.y < 4], train.y[train.y < 4]), val, COUNTS)
+
+
+@pytest.mark.parametrize("method, distance", [("ncm", "cosine"), ("ncm_l2", "euclidean")])
+def test_ncm_folded_into_a_timm_model(tmp_path, method, distance):
+    """Written into a timm model's classifier and exported, NCM still picks the nearest class mean of the model's
+    own pooled features."""
+    from ltzoo.runs import save_model
+
+    torch.manual_seed(0)
+    model = timm.create_model("resnet20_cifar", num_classes=4, in_chans=1).eval()
+    x, y = torch.randn(48, 1, 8, 8), torch.arange(48) % 4
+    with torch.no_grad():
+        feats = model.forward_head(model.forward_features(x), pre_logits=True)
+    train = Features(feats[:32], y[:32])
+    head, _ = retrain(method, Head.from_module(model.get_classifier()), train, None, [8, 8, 8, 8])
+    head.write_to(model.get_classifier())
+    out = tmp_path / method
+    save_model(model, out, _tiny_dataset())
+    loaded = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    with torch.no_grad():
+        z = loaded(x[32:])
+    assert torch.equal(z.argmax(1), _explicit_ncm(train, feats[32:], distance))
+
+
+def test_every_head_is_selectable_from_the_recipes():
+    """One registry: gml reports every head, btm --classifier takes any; trained heads take --head-epochs."""
+    from ltzoo.heads import HEAD_METHODS
+    from ltzoo.recipes import btm
+
+    assert {"las", "ncm", "ncm_l2"} <= set(METHODS) and METHODS == tuple(HEAD_METHODS)
+    assert set(btm.TRAINED_HEADS) == {"gml", "crt", "lws", "wb", "las"}
+    flags = ["--dataset", "fmnist_lt", "--init", "RUN_DIR"]
+    for name in ("las", "ncm", "ncm_l2"):
+        assert btm.build_parser().parse_args([*flags, "--classifier", name]).classifier == name
+    assert btm.build_parser().parse_args([*flags, "--classifier", "las", "--head-epochs", "5"]).head_epochs == 5
+    with pytest.raises(SystemExit):
+        btm.build_parser().parse_args([*flags, "--classifier", "ncm", "--head-epochs", "5"])

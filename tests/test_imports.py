@@ -113,9 +113,9 @@ LEAVES = ("ltzoo.errors", "ltzoo.files", "ltzoo.argtypes", "ltzoo.numerics")
 FLOOR_RULES = {
     LEAVES: LEAVES,
     ("ltzoo.data", "ltzoo.metrics"): ("ltzoo.data", "ltzoo.metrics", *LEAVES),
-    ("ltzoo.losses", "ltzoo.heads", "ltzoo.merge", "ltzoo.csa", "ltzoo.models", "ltzoo.adapters"):
-        ("ltzoo.data", "ltzoo.metrics", "ltzoo.losses", "ltzoo.heads", "ltzoo.merge", "ltzoo.csa", "ltzoo.models",
-         "ltzoo.adapters", *LEAVES),
+    ("ltzoo.losses", "ltzoo.heads", "ltzoo.merge", "ltzoo.csa", "ltzoo.shifted_bn", "ltzoo.models", "ltzoo.adapters"):
+        ("ltzoo.data", "ltzoo.metrics", "ltzoo.losses", "ltzoo.heads", "ltzoo.merge", "ltzoo.csa", "ltzoo.shifted_bn",
+         "ltzoo.models", "ltzoo.adapters", *LEAVES),
     ("ltzoo.hub",): tuple(n for n in MODULES if not n.startswith(("ltzoo.recipes", "ltzoo.engine", "ltzoo.cli"))),
 }
 

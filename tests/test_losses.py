@@ -352,3 +352,47 @@ def test_bad_kwargs_and_shapes() -> None:
         create_loss("gml", COUNTS)(torch.randn(3, 5), torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match="soft"):
         create_loss("ldam", COUNTS)(torch.randn(3, 4), torch.softmax(torch.randn(3, 4), 1))
+
+
+# --------------------------------------------------------------------------------------------
+# label-aware smoothing (MiSLAS)
+
+
+@pytest.mark.parametrize("form, middle", [("linear", 0.25),
+                                          ("concave", 0.1 + 0.3 / math.sqrt(2)),   # 0.3121: above the line
+                                          ("convex", 0.4 - 0.3 / math.sqrt(2))])   # 0.1879: below it
+def test_las_epsilons_by_hand(form: str, middle: float) -> None:
+    """Counts 9, 5, 1: t = (N - 1) / 8 = 1, 1/2, 0; eps_1 = 0.4 (head), eps_K = 0.1 (tail)."""
+    from ltzoo.losses import label_aware_epsilons
+
+    eps = label_aware_epsilons(torch.tensor([9.0, 5.0, 1.0]), eps_head=0.4, eps_tail=0.1, form=form)
+    torch.testing.assert_close(eps, torch.tensor([0.4, middle, 0.1], dtype=torch.float64), rtol=0, atol=1e-12)
+    # the registered loss holds them per class, whatever the class order
+    loss = create_loss("las", [1, 9, 5], eps_head=0.4, eps_tail=0.1, form=form)
+    torch.testing.assert_close(loss.epsilons, torch.tensor([0.1, 0.4, middle], dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_las_loss_by_hand() -> None:
+    """Logits (0, ln 3): p = (1/4, 3/4); class 1 (the head, eps 0.2): 0.8 * -ln(3/4) + 0.2 * (-ln(1/4) - ln(3/4)) / 2."""
+    loss = create_loss("las", [1, 4], eps_head=0.2, eps_tail=0.0)
+    value = loss(torch.tensor([[0.0, math.log(3.0)]], dtype=torch.float64), torch.tensor([1]))
+    assert float(value) == pytest.approx(0.3975433013185919, abs=1e-12)
+    # the tail class (eps 0): plain negative log-likelihood
+    value = loss(torch.tensor([[0.0, math.log(3.0)]], dtype=torch.float64), torch.tensor([0]))
+    assert float(value) == pytest.approx(math.log(4.0), abs=1e-12)
+
+
+def test_las_with_zero_smoothing_is_ce_and_with_equal_counts_is_label_smoothing() -> None:
+    logits, target = _batch(n=40)
+    las = create_loss("las", COUNTS, eps_head=0.0, eps_tail=0.0)
+    torch.testing.assert_close(las(logits, target), F.cross_entropy(logits, target), rtol=0, atol=1e-12)
+    uniform = create_loss("las", [7, 7, 7, 7], eps_head=0.3, eps_tail=0.0)
+    torch.testing.assert_close(uniform(logits, target), F.cross_entropy(logits, target, label_smoothing=0.3),
+                               rtol=0, atol=1e-12)
+
+
+def test_las_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="unknown label-aware smoothing form 'cubic'"):
+        create_loss("las", COUNTS, form="cubic")
+    with pytest.raises(ValueError, match=r"eps_head must be in \[0, 1\)"):
+        create_loss("las", COUNTS, eps_head=1.0)

@@ -107,3 +107,32 @@ def test_relative_accuracy_and_one_seed_hm_interval(table, tmp_path, monkeypatch
     lo, hi = map(float, got[1:got.index("]")].split(", "))
     assert lo < hi
     assert table.hm_interval(tmp_path / "grid", [0, 1], "CE + cRT") is None  # a head of a run's table
+
+
+def test_rows_without_runs_here_are_carried_from_the_committed_csv(table, tmp_path, monkeypatch):
+    """runs/ is not in git: a rebuilt table keeps the committed rows it cannot re-measure, marked, in ROWS' order;
+    a row measured here replaces its committed one."""
+    import csv
+
+    monkeypatch.setattr(table, "RESULTS", tmp_path)
+    fields = ["method", "seeds", "acc", "acc_std", "hardware", "commits", "carried"]
+    with open(tmp_path / "method_table_rho100.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerow({"method": "Balanced Softmax", "seeds": "3", "acc": "0.89", "acc_std": "", "hardware": "CPU",
+                    "commits": "abc1234", "carried": "False"})
+        w.writerow({"method": "CE", "seeds": "3", "acc": "0.5", "acc_std": "0.1", "hardware": "CPU",
+                    "commits": "abc1234", "carried": "False"})
+        w.writerow({"method": "a row no longer in ROWS", "seeds": "1", "acc": "0.1", "acc_std": "0",
+                    "hardware": "", "commits": "", "carried": "False"})
+    measured = [{"method": "CE", "seeds": 3, "acc": 0.86, "acc_std": 0.01, "hardware": "CPU", "commits": "def5678"}]
+    rows = table.carried(measured, "rho100")
+    assert [r["method"] for r in rows] == ["CE", "Balanced Softmax"]
+    assert rows[0] == {**measured[0], "carried": False}
+    assert rows[1] == {"method": "Balanced Softmax", "seeds": 3, "acc": 0.89, "acc_std": None, "hardware": "CPU",
+                       "commits": "abc1234", "carried": True}
+    assert table.carried(measured, "rho10") == [{**measured[0], "carried": False}]  # no committed table
+    # a re-run on fewer seeds than the committed row does not replace it
+    partial = [{**measured[0], "seeds": 2}]
+    assert table.carried(partial, "rho100")[0] == {"method": "CE", "seeds": 3, "acc": 0.5, "acc_std": 0.1,
+                                                   "hardware": "CPU", "commits": "abc1234", "carried": True}

@@ -324,10 +324,11 @@ def test_gml_recipe(btm_run, data, hf_home, tmp_path):
         assert (out / name).is_file(), name
     res = results(out)
     assert res["recipe"] == "gml" and res["method"] == "gml+ens" and res["parents"] == [str(stage1)]
-    assert list(res["table"]) == ["original", "gml", "crt", "lws", "taunorm", "la", "wb", "gml+ens"]
+    assert list(res["table"]) == ["original", "gml", "crt", "lws", "taunorm", "la", "wb", "las", "ncm", "ncm_l2", "gml+ens"]
     assert res["ensemble"]["chosen_on"] == "validation hm" and res["classifier"]["p"] == 1.0
     # every head says what it chose: the weight-balancing head its weight decay, on validation
-    assert set(res["heads"]) == {"gml", "crt", "lws", "taunorm", "la", "wb", "gml+ens"}
+    assert set(res["heads"]) == {"gml", "crt", "lws", "taunorm", "la", "wb", "las", "ncm", "ncm_l2", "gml+ens"}
+    assert res["heads"]["las"]["chosen_on"] == "validation hm" and res["heads"]["ncm"]["fold"]
     assert res["heads"]["wb"]["chosen_on"] == "validation hm"
     assert res["heads"]["wb"]["weight_decay"] in res["heads"]["wb"]["grid"]
     # the original head's row is the stage-1 model
@@ -339,6 +340,40 @@ def test_gml_recipe(btm_run, data, hf_home, tmp_path):
     # the backbone is stage 1's, only the classifier changed
     a, b = load_file(str(stage1 / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("fc.")) and not torch.equal(a["fc.weight"], b["fc.weight"])
+    check_reproduces(out, data, res["metrics"]["test"])
+
+
+BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+@pytest.mark.slow
+def test_gml_recipe_with_shifted_bn(btm_run, data, hf_home, tmp_path):
+    """--shift-bn: the exported backbone differs from stage 1's in its BN statistics only, and reproduces."""
+    stage1 = btm_run[0] / "stage1"
+    out = tmp_path / "gml_sbn"
+    launch(GML, [*DATA, "--data-dir", str(data), "--init", str(stage1), "--head-epochs", "2", "--shift-bn",
+                 "--output", str(out)], hf_home)
+    res = results(out)
+    assert res["config"]["shift_bn"] is True
+    a, b = load_file(str(stage1 / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    moved = {k for k in a if not k.startswith("fc.") and not torch.equal(a[k], b[k])}
+    assert moved and all(k.endswith(BN_STATS) for k in moved), sorted(moved)
+    check_reproduces(out, data, res["metrics"]["test"])
+
+
+@pytest.mark.slow
+def test_btm_with_the_las_classifier(btm_run, data, hf_home, tmp_path):
+    """btm --classifier las: MiSLAS's classifier stage on the merged model, BN shifted by default; the export
+    (plain timm) reproduces the reported metrics."""
+    out = tmp_path / "btm_las"
+    launch(BTM, [*DATA, "--data-dir", str(data), "--init", str(btm_run[0] / "stage1"), *OPTIMIZER, *MEMBERS,
+                 "--classifier", "las", "--output", str(out)], hf_home)
+    res = results(out)
+    assert res["method"] == "btm+las" and res["classifier"]["method"] == "las" and res["config"]["shift_bn"] is True
+    check_btm_table(res, "BTM+las")
+    merged, final = load_file(str(out / "merged" / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    moved = {k for k in merged if not k.startswith("fc.") and not torch.equal(merged[k], final[k])}
+    assert moved and all(k.endswith(BN_STATS) for k in moved), sorted(moved)
     check_reproduces(out, data, res["metrics"]["test"])
 
 

@@ -5,6 +5,9 @@ their redesign into classes over one run context (commit c419b03), by this file 
 
     PYTHONPATH=$PWD python tests/test_recipe_reference.py --write
 
+and re-recorded once since, when issue 22 added the las, ncm and ncm_l2 heads: gml's table gained their three
+rows, every other number and every weight hash unchanged.
+
 Each run is in-process, on one thread, ``--mixed-precision no``, on the tests' tiny generated image
 folder: pretrain (2 epochs), csa (2 epochs, context shift from epoch 1), gml (--init the pretrain run) and
 btm (its own 1-epoch stage 1, 2 members, GML head + ensemble). Compared: every metric of results.json

@@ -21,6 +21,7 @@ from ltzoo.losses.factory import (
 )
 from ltzoo.losses.focal import FocalLoss
 from ltzoo.losses.gml import GeometricMeanLoss
+from ltzoo.losses.las import LAS_FORMS, LabelAwareSmoothingLoss, label_aware_epsilons
 from ltzoo.losses.ldam import LDAMLoss, ldam_margins
 from ltzoo.losses.logit_adjust import BalancedSoftmaxLoss, LogitAdjustedLoss
 
@@ -30,13 +31,16 @@ __all__ = [
     "CrossEntropyLoss",
     "FocalLoss",
     "GeometricMeanLoss",
+    "LAS_FORMS",
     "LDAMLoss",
+    "LabelAwareSmoothingLoss",
     "LogitAdjustedLoss",
     "LongTailLoss",
     "LossSpec",
     "accepts_soft_targets",
     "create_loss",
     "effective_number_weights",
+    "label_aware_epsilons",
     "ldam_margins",
     "list_losses",
     "loss_spec",

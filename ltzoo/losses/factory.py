@@ -27,6 +27,7 @@ from ltzoo.losses.ce import CrossEntropyLoss
 from ltzoo.losses.class_balanced import ClassBalancedLoss
 from ltzoo.losses.focal import FocalLoss
 from ltzoo.losses.gml import GeometricMeanLoss
+from ltzoo.losses.las import LabelAwareSmoothingLoss
 from ltzoo.losses.ldam import LDAMLoss
 from ltzoo.losses.logit_adjust import LogitAdjustedLoss
 
@@ -73,6 +74,7 @@ _LOSSES: dict[str, LossSpec] = {
                      fixed={"drw_epoch": None, "beta": 0.9999}),  # beta only serves DRW
     "ldam_drw": LossSpec(LDAMLoss, "LDAM-DRW", ("cao2019learning",), defaults={"drw_epoch": DEFAULT_DRW_EPOCH}),
     "gml": LossSpec(GeometricMeanLoss, "geometric mean loss (GML)", ("du2023no",)),
+    "las": LossSpec(LabelAwareSmoothingLoss, "label-aware smoothing (MiSLAS)", ("zhong2021improving",)),
 }
 
 _ALIASES = {
@@ -137,7 +139,7 @@ def create_loss(
             'ce' and 'focal' (which ignore it); all entries must be > 0.
         **kwargs: hyper-parameters of the loss: 'ce': smoothing; 'focal': gamma; 'cb': beta;
             'cb_focal': beta, gamma; 'bsce': none; 'la': tau; 'ldam': max_m, s; 'ldam_drw':
-            max_m, s, drw_epoch (default 160), beta; 'gml': p.
+            max_m, s, drw_epoch (default 160), beta; 'gml': p; 'las': eps_head, eps_tail, form.
 
     Returns:
         The loss module; its ``loss_name`` is the canonical name.

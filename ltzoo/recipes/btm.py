@@ -14,7 +14,9 @@
 3. Merge the members by weight averaging (uniform, or greedy soup by validation HM); BN statistics
    averaged or re-estimated on the subsets' images.
 4. Fine-tune the merged model's classifier on cached features: GML (default), cRT, LWS, tau-norm,
-   logit adjustment or weight balancing (wb); GML and cRT heads ensembled with the merged head (--no-ensemble: not).
+   logit adjustment, weight balancing (wb), MiSLAS's label-aware smoothing (las: BN statistics shifted to
+   class-balanced batches first, --shift-bn) or nearest class mean (ncm, ncm_l2); GML and cRT heads ensembled
+   with the merged head (--no-ensemble: not).
 Every choice is made on the balanced validation split; each reported model is tested once.
 """
 from __future__ import annotations
@@ -47,6 +49,7 @@ from ltzoo.recipes.members import fine_tune_member, member_settings, member_trai
 from ltzoo.recipes.pretrain import Pretrain
 from ltzoo.runfolder import remove_stale_temporaries
 from ltzoo.runs import create_model, image_transform, save_model
+from ltzoo.shifted_bn import shift_batchnorm, uses_shifted_bn
 
 logger = get_logger(__name__)
 
@@ -199,6 +202,7 @@ class BTM(Recipe):
         args = self.args
         if args.ensemble is None:
             args.ensemble = HEAD_METHODS[args.classifier].ensembled if args.classifier != "none" else False
+        args.shift_bn = uses_shifted_bn(args.shift_bn, args.classifier)
         own_stage1 = args.init is None
         ctx = self.open_context(default_output("btm", args) if own_stage1 else None)
         self.ds = ds = ctx.dataset(args)
@@ -307,6 +311,9 @@ class BTM(Recipe):
         """The merged model's classifier retrained or adjusted on cached features (`ltzoo.heads`)."""
         args = self.args
         t0 = time.perf_counter()
+        if args.shift_bn:  # BN statistics of class-balanced batches, for the classifier stage and the export
+            shift_batchnorm(self.net, self.ds, args.seed, self.channels_last, args.workers,
+                            transform=image_transform(self.ds, self.base, train=True))
         self.head_info = {}
         if args.classifier != "none":
             # features at the run's precision (bf16 where it trains in bf16: the heads' numbers barely move,

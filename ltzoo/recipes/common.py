@@ -308,12 +308,18 @@ def add_tau(g) -> None:
 
 
 def add_head_args(g, what: str = "the retrained classifiers") -> None:
-    """--head-epochs and --head-lr: the training of a classifier on cached features (`ltzoo.heads`)."""
+    """--head-epochs and --head-lr: the training of a classifier on cached features (`ltzoo.heads`); --shift-bn:
+    the backbone's BN statistics re-estimated on class-balanced batches before the features are cached
+    (`ltzoo.shifted_bn`)."""
     from ltzoo.heads import HEAD_METHODS
 
     lrs = ", ".join(f"{m.lr:g} for {name}" for name, m in HEAD_METHODS.items() if m.lr is not None)
+    shifted = " and ".join(name for name, m in HEAD_METHODS.items() if m.shift_bn)
     g.add_argument("--head-epochs", type=positive_int, default=30, help=f"epochs of {what} over the cached features")
     g.add_argument("--head-lr", type=positive_float, default=None, help=f"unset: each method's own ({lrs})")
+    g.add_argument("--shift-bn", action=argparse.BooleanOptionalAction, default=None,
+                   help="first re-estimate the BN statistics on class-balanced batches (MiSLAS's shifted BN); "
+                        f"unset: as the exported head's paper does (on for {shifted})")
 
 
 def needs_init(flag: str) -> Check:

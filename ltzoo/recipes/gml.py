@@ -24,7 +24,8 @@ from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes.base import Recipe
 from ltzoo.recipes.common import (add_data_group, add_head_args, add_init_args, add_output_args, add_system_args,
                                   default_output, recipe_parser, RecipeParser)
-from ltzoo.runs import create_model
+from ltzoo.runs import create_model, image_transform
+from ltzoo.shifted_bn import shift_batchnorm
 
 #: evaluation and feature batches (images; the backbone only runs forward)
 EVAL_BATCH = 512
@@ -46,7 +47,9 @@ def build_parser() -> RecipeParser:
     g.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=True,
                    help="export GML ensembled with the original head (temperatures chosen on validation)")
     g.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
-                   help="also report cRT, LWS, tau-norm and logit adjustment on the same features")
+                   help=f"also report every other head ({', '.join(m for m in METHODS if m != 'gml')}) on the same "
+                        "features")
+    p.set_defaults(shift_bn=False)  # the exported head (gml) is not MiSLAS's: BN shifted only when asked
     p.add_check(_check_init)
     return p
 
@@ -78,12 +81,15 @@ class GML(Recipe):
 
     def train(self) -> None:
         args, ds = self.args, self.ds
+        net = self.accelerator.unwrap_model(self.model)
         t0 = time.perf_counter()
+        if args.shift_bn:  # the backbone every head (and the export) sees
+            shift_batchnorm(net, ds, args.seed, self.prep.channels_last, args.workers,
+                            transform=image_transform(ds, net, train=True))
         self.feats = feats = {k: Features(*predict(self.accelerator, self.model, dl, self.prep, features=True,
                                                    progress=not args.no_progress, desc=f"features {k}"))
                               for k, dl in self.loaders.items()}
         self.t_features = time.perf_counter() - t0
-        net = self.accelerator.unwrap_model(self.model)
         orig = Head.from_module(net.get_classifier())
         counts, val = ds.train_counts, feats.get("val")
         self.heads, self.infos = {"original": orig}, {}
