@@ -263,6 +263,8 @@ def rows_from_csv(path: Path) -> list[dict]:
                 out[k] = v or None if k == "hm_interval" else v
             elif k == "seeds":
                 out[k] = int(v)
+            elif k == "carried":
+                out[k] = v == "True"
             else:
                 out[k] = float(v) if v not in ("", None) else None
         rows.append(out)
@@ -445,13 +447,10 @@ def carried(rows: list[dict], setting: str) -> list[dict]:
     re-measure, marked `carried` (the Markdown table flags them with a dagger). A committed row on more seeds
     than this machine has finished stays too (a partial re-run does not replace a complete row)."""
     path = RESULTS / f"method_table_{setting}.csv"
-    old = {r["method"]: r for r in csv.DictReader(path.open())} if path.is_file() else {}
-    have = {r["method"] for r in rows if r["method"] not in old or r["seeds"] >= int(old[r["method"]]["seeds"])}
+    old = {r["method"]: r for r in rows_from_csv(path)} if path.is_file() else {}
+    have = {r["method"] for r in rows if r["method"] not in old or r["seeds"] >= old[r["method"]]["seeds"]}
     rows = [r for r in rows if r["method"] in have]
-    number = lambda v: float(v) if v not in ("", None) else None  # noqa: E731
-    keep = {m: {**{k: (int(v) if k == "seeds" else v if k in ("method", "hardware", "commits") else number(v))
-                   for k, v in r.items() if k != "carried"}, "carried": True}
-            for m, r in old.items() if m in ROWS and m not in have}
+    keep = {m: {**r, "carried": True} for m, r in old.items() if m in ROWS and m not in have}
     mine = {r["method"]: {**r, "carried": False} for r in rows}
     return [mine.get(m) or keep[m] for m in ROWS if m in mine or m in keep]
 
