@@ -62,13 +62,7 @@ def plot_per_class_recall(
     axh.set_xlabel("classes")
     axh.xaxis.set_major_locator(MaxNLocator(integer=True))
     axh.set_title("recall distribution")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    _logger.info("wrote %s", path)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_reliability(bins: Mapping, path: str | Path, title: str = "", ece: float | None = None) -> Path:
@@ -101,13 +95,7 @@ def plot_reliability(bins: Mapping, path: str | Path, title: str = "", ece: floa
     axc.set_xlim(0, 1)
     axc.set_xlabel(f"confidence (top-label probability, {len(count)} bins)")
     axc.set_ylabel("share of images")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    _logger.info("wrote %s", path)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_prior_sweep(rows: Sequence[Mapping], path: str | Path, title: str = "") -> Path:
@@ -123,6 +111,11 @@ def plot_prior_sweep(rows: Sequence[Mapping], path: str | Path, title: str = "")
     ax.set_xlabel("test class prior (forward: the training order; backward: reversed; number: imbalance ratio)")
     ax.legend(fontsize=8)
     ax.set_title(title or "shifted test priors")
+    return _save(plt, fig, path)
+
+
+def _save(plt, fig, path: str | Path) -> Path:
+    """Lay out, write (its folder made) and close a figure; the path written."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
