@@ -20,6 +20,28 @@ from hubserver import LocalHub, patch_huggingface_hub  # noqa: E402
 LOCAL_HUB_TOKEN = "hf_localhub_test_token"
 
 
+@pytest.fixture(scope="module")
+def hf_home(tmp_path_factory) -> Path:
+    """An empty Hugging Face home for a module's recipe runs (recipe_env keeps them offline)."""
+    return tmp_path_factory.mktemp("hf_home")
+
+
+@pytest.fixture
+def inproc(monkeypatch, hf_home, fresh_accelerate):
+    """In-process runs see the same environment as the launched ones (one thread: OMP_NUM_THREADS is read at import)."""
+    import torch
+
+    from launching import recipe_env
+
+    for k, v in recipe_env(hf_home).items():
+        if k != "PYTHONPATH":
+            monkeypatch.setenv(k, v)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def fresh_accelerate():
     """accelerate keeps one global state per process: start and leave each test with none."""

@@ -173,11 +173,6 @@ def data(tmp_path_factory) -> Path:
     return _make_imagefolder(tmp_path_factory.mktemp("lt3"), {"train": TRAIN, "val": VAL, "test": TEST})
 
 
-@pytest.fixture(scope="module")
-def hf_home(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("hf_home")
-
-
 def launch(recipe: Path, args: list[str], hf_home: Path, processes: int = 1) -> subprocess.CompletedProcess:
     proc = subprocess.run(launch_cmd(recipe, args, processes), cwd=ROOT, env=recipe_env(hf_home), capture_output=True, text=True,
                           timeout=LAUNCH_TIMEOUT)

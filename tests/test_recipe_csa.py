@@ -58,11 +58,6 @@ def data(tmp_path_factory) -> Path:
     return make_imagefolder(tmp_path_factory.mktemp("lt3"), {"train": TRAIN, "val": VAL, "test": TEST}, channels=1)
 
 
-@pytest.fixture(scope="module")
-def hf_home(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("hf_home")
-
-
 def launch(script: Path, args: list[str], hf_home: Path, processes: int = 1) -> subprocess.CompletedProcess:
     proc = subprocess.run(launch_cmd(script, args, processes), cwd=ROOT, env=recipe_env(hf_home),
                           capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)

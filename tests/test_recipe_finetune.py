@@ -41,17 +41,6 @@ def weights(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def inproc(monkeypatch, tmp_path, fresh_accelerate):
-    for k, v in recipe_env(tmp_path / "hf").items():
-        if k != "PYTHONPATH":
-            monkeypatch.setenv(k, v)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _launch(recipe: str, args: list[str], tmp_path: Path, processes: int = 1) -> subprocess.CompletedProcess:
     proc = subprocess.run(launch_cmd(ROOT / "recipes" / f"{recipe}.py", args, processes), cwd=ROOT,
                           env=recipe_env(tmp_path / "hf"), capture_output=True, text=True, timeout=600)

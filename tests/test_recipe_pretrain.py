@@ -67,11 +67,6 @@ def data4(tmp_path_factory) -> Path:
 
 
 # ----------------------------------------------------------------------------------------- running
-@pytest.fixture(scope="module")
-def hf_home(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("hf_home")
-
-
 def launch(args: list[str], hf_home: Path, processes: int = 1) -> subprocess.CompletedProcess:
     """Run the recipe under ``accelerate launch``; fail the test with its output if it fails."""
     proc = subprocess.run(launch_cmd(RECIPE, args, processes), cwd=ROOT, env=recipe_env(hf_home), capture_output=True, text=True,
@@ -86,18 +81,6 @@ def recipe():
     from ltzoo.recipes import pretrain
 
     return pretrain
-
-
-@pytest.fixture
-def inproc(monkeypatch, hf_home, fresh_accelerate):
-    """In-process runs see the same environment as the launched ones (one thread: OMP_NUM_THREADS is read at import)."""
-    for k, v in recipe_env(hf_home).items():
-        if k != "PYTHONPATH":
-            monkeypatch.setenv(k, v)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------------------------ checks
