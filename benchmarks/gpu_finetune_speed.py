@@ -26,6 +26,22 @@ import ltzoo.models  # noqa: F401
 from ltzoo import adapters
 
 
+def timed(step, batch: int, device, steps: int, warmup: int) -> dict:
+    """Images per second of ``step()`` over ``steps`` calls after ``warmup`` untimed ones, and the peak GPU memory."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for i in range(warmup + steps):
+        if i == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return {"images_per_s": batch * steps / (time.perf_counter() - start),
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0}
+
+
 def timed_train(model, batch: int, size: int, device, steps: int, warmup: int, amp: bool) -> dict:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     x8 = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
@@ -33,42 +49,23 @@ def timed_train(model, batch: int, size: int, device, steps: int, warmup: int, a
     mean = torch.tensor((0.5, 0.5, 0.5), device=device).view(1, 3, 1, 1)
     ctx = torch.autocast(device.type, dtype=torch.bfloat16) if amp else torch.autocast(device.type, enabled=False)
     model.train()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    for i in range(warmup + steps):
-        if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
+
+    def step() -> None:
         x = (x8.float() / 255 - mean) / 0.5
         with ctx:
             loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0
-    return {"images_per_s": batch * steps / seconds, "peak_gib": peak}
+
+    return timed(step, batch, device, steps, warmup)
 
 
 @torch.no_grad()
 def timed_eval(model, batch: int, size: int, device, steps: int, warmup: int) -> dict:
     model.eval()
     x = torch.randn(batch, 3, size, size, device=device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    for i in range(warmup + steps):
-        if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-        model(x)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return {"images_per_s": batch * steps / (time.perf_counter() - start),
-            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0}
+    return timed(lambda: model(x), batch, device, steps, warmup)
 
 
 def main() -> None:
