@@ -1,8 +1,9 @@
-"""Export the zoo's Fashion-MNIST-LT entries from the benchmark grid's runs.
+"""Export the zoo's Fashion-MNIST entries from the benchmarks' runs.
 
     python benchmarks/export_zoo.py [--seed 2] [--grid bench] [--only NAME ...]
 
-Copies each entry's model and results from runs/<grid>/<setting>/s<seed>/<run> into zoo/<name>/ and
+Copies each entry's model and results from its run under runs/ (the method-table grid's
+runs/<grid>/<setting>/s<seed>/<run>, or the transfer benchmark's runs/transfer/...) into zoo/<name>/ and
 generates its card (zoo/<name>/README.md and hub_cards/<name>.md) with `ltzoo card`, every number
 read from the run's results.json. Each folder is then ready for `ltzoo push zoo/<name> ltzoo/<name>`.
 """
@@ -17,16 +18,23 @@ from ltzoo.cli import main as ltzoo
 ROOT = Path(__file__).resolve().parent.parent
 FILES = ("config.json", "model.safetensors", "results.json", "per_class_recall.png", "run_config.yaml",
          "predictions.safetensors", "reliability.png")
-# zoo name -> (method-table setting, grid run, hub id of the model it starts from)
+# zoo name -> (its run under runs/, with {grid} and {seed} filled in; hub id of the model it starts from)
 ENTRIES = {
-    "resnet20-ce-fmnistlt": ("rho100", "ce", None),
-    "resnet20-gml-fmnistlt": ("rho100", "gml_on_ce", "ltzoo/resnet20-ce-fmnistlt"),
-    "resnet20-btm-gml-fmnistlt": ("rho100", "btm_on_ce", "ltzoo/resnet20-ce-fmnistlt"),
-    "resnet20-bsce-fmnistlt": ("rho100", "bsce", None),
-    "resnet20-btm-gml-bsce-fmnistlt": ("rho100", "btm_on_bsce", "ltzoo/resnet20-bsce-fmnistlt"),
+    "resnet20-ce-fmnistlt": ("{grid}/rho100/s{seed}/ce", None),
+    "resnet20-gml-fmnistlt": ("{grid}/rho100/s{seed}/gml_on_ce", "ltzoo/resnet20-ce-fmnistlt"),
+    "resnet20-btm-gml-fmnistlt": ("{grid}/rho100/s{seed}/btm_on_ce", "ltzoo/resnet20-ce-fmnistlt"),
+    "resnet20-bsce-fmnistlt": ("{grid}/rho100/s{seed}/bsce", None),
+    "resnet20-btm-gml-bsce-fmnistlt": ("{grid}/rho100/s{seed}/btm_on_bsce", "ltzoo/resnet20-bsce-fmnistlt"),
+    # the method table's pick on validation HM (BSCE, 45 epochs, + BTM + GML), with its stage 1
+    "resnet20-bsce45-fmnistlt": ("{grid}/rho100/s{seed}/bsce_long", None),
+    "resnet20-btm-gml-bsce45-fmnistlt": ("{grid}/rho100/s{seed}/btm_on_bsce_long", "ltzoo/resnet20-bsce45-fmnistlt"),
     # CSA's benchmark: Fashion-MNIST-LT with irrelevant background contexts
-    "resnet20-csa-fmnistctxlt": ("ctx_rho100", "csa", None),
-    "resnet20-btm-gml-csa-fmnistctxlt": ("ctx_rho100", "btm_on_csa", "ltzoo/resnet20-csa-fmnistctxlt"),
+    "resnet20-csa-fmnistctxlt": ("{grid}/ctx_rho100/s{seed}/csa", None),
+    "resnet20-btm-gml-csa-fmnistctxlt": ("{grid}/ctx_rho100/s{seed}/btm_on_csa", "ltzoo/resnet20-csa-fmnistctxlt"),
+    # the transfer benchmark (benchmarks/transfer.py): the source model, a pretrained backbone for
+    # Fashion-MNIST's classes 0-4, and the best target pipeline on validation (full fine-tuning + BTM + GML)
+    "resnet20-fmnistsource5": ("transfer/source/resnet20_cifar", None),
+    "resnet20-ft-btm-gml-fmnisttarget5lt": ("transfer/resnet20_cifar/s{seed}/full_btm", "ltzoo/resnet20-fmnistsource5"),
 }
 
 
@@ -36,10 +44,10 @@ def main() -> None:
     p.add_argument("--grid", default="bench", help="runs/GRID/<setting>/s<seed>/<run> holds the runs")
     p.add_argument("--only", nargs="+", choices=list(ENTRIES), help="export these entries only")
     args = p.parse_args()
-    for name, (setting, run, parent) in ENTRIES.items():
+    for name, (run, parent) in ENTRIES.items():
         if args.only and name not in args.only:
             continue
-        src = ROOT / "runs" / args.grid / setting / f"s{args.seed}" / run
+        src = ROOT / "runs" / run.format(grid=args.grid, seed=args.seed)
         if not (src / "results.json").is_file():
             print(f"{name}: {src} has not finished, skipped")
             continue

@@ -221,9 +221,10 @@ def hm_interval(base: Path, seeds: list[int], row: str) -> str | None:
             return f"{found} (seed {seed})"
     from export_zoo import ENTRIES  # benchmarks/ is on sys.path when the script runs
 
-    for zoo_name, (setting, run, _) in ENTRIES.items():
+    for zoo_name, (run, _) in ENTRIES.items():
         entry = ROOT / "zoo" / zoo_name
-        if run == name and setting == base.name and (entry / "run_config.yaml").is_file():
+        parts = Path(run).parts  # {grid}/<setting>/s{seed}/<run> for the method table's entries
+        if len(parts) == 4 and parts[1] == base.name and parts[3] == name and (entry / "run_config.yaml").is_file():
             import yaml
 
             seed = (yaml.safe_load((entry / "run_config.yaml").read_text()) or {}).get("seed")

@@ -79,7 +79,7 @@ def write_card(entry: Path) -> list[str]:
 
     card = ["card", str(entry), "--name", entry.name, "--repo-id", f"ltzoo/{entry.name}",
             "--cards-dir", str(ROOT / "hub_cards")]
-    parent = ENTRIES.get(entry.name, (None, None, None))[2]
+    parent = ENTRIES.get(entry.name, (None, None))[1]
     if parent:
         card += ["--parent-id", parent]
     if ltzoo(card) != 0:
