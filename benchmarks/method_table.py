@@ -43,6 +43,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 STAGE1 = ["--model", "resnet20_cifar", "--epochs", "15", "--batch-size", "128", "--lr", "0.1"]  # pretrain, csa runs
 STAGE1_RECIPES = ("pretrain", "csa")
 LONG = ["--epochs", "45"]
+PRECISION = {"no": "fp32", "bf16": "bf16", "fp16": "fp16"}  # results.json's speed.mixed_precision -> the table's word
 BALANCED_REF_PER_CLASS = 1464  # ceil(14,639 / 10): fmnist_lt rho=100 (n_max 5900, exp profile) keeps 14,639 images  # the longer stage-1 schedule of the "strong" group (3x the default)
 
 #: setting -> (dataset, imbalance, class order or None, what the table is about)
@@ -260,7 +261,7 @@ def rows_from_csv(path: Path) -> list[dict]:
     for r in csv.DictReader(path.open()):
         out: dict = {}
         for k, v in r.items():
-            if k in ("method", "hardware", "commits", "hm_interval"):
+            if k in ("method", "hardware", "commits", "hm_interval", "precisions"):
                 out[k] = v or None if k == "hm_interval" else v
             elif k == "seeds":
                 out[k] = int(v)
@@ -404,7 +405,8 @@ def metrics_of(base: Path, seed: int, row: str) -> dict | None:
     secs = res.get("train_seconds") or sec.get("btm_total_one_device") or sec.get("btm_total") or sec.get("heads")
     return {**{c: m.get(c) for c in COLUMNS}, "val_hm": val.get("hm"), "seconds": secs,
             "peak_memory_mb": res.get("peak_memory_mb"), "hardware": res.get("hardware"),
-            "commit": source_commit(base, run_dir(base, seed, name))}
+            "commit": source_commit(base, run_dir(base, seed, name)), "seed": seed,
+            "precision": (res.get("speed") or {}).get("mixed_precision")}
 
 
 def source_commit(base: Path, run: Path) -> str:
@@ -438,6 +440,11 @@ def aggregate(base: Path, seeds: list[int], only: list[str] | None = None) -> li
         out["hm_interval"] = hm_interval(base, seeds, row)
         out["hardware"] = "; ".join(sorted({m["hardware"] for m in per_seed if m["hardware"]}))
         out["commits"] = "; ".join(sorted({m["commit"] for m in per_seed}))
+        # the training precision of each seed, where the seeds of a row differ (a seed re-run on a CPU without
+        # bf16 units trains in fp32 where the others trained in bf16): the table says which
+        precisions = {m["seed"]: PRECISION.get(m["precision"], m["precision"]) for m in per_seed if m["precision"]}
+        out["precisions"] = ("; ".join(f"seed {s}: {p}" for s, p in sorted(precisions.items()))
+                             if len(set(precisions.values())) > 1 else "")
         rows.append(out)
     return rows
 
@@ -482,7 +489,7 @@ def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict 
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = setting
     with open(RESULTS / f"method_table_{tag}.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))  # carried rows: older keys
         w.writeheader()
         w.writerows(rows)
     closed = gap_closed(rows, ceiling)
@@ -508,8 +515,14 @@ def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict 
         gap = [f"{100 * closed[r['method']]:.0f}%"] if closed else []
         gap += [f"{r['relative_acc']:.3f}" if r.get("relative_acc") is not None else "-"] if rel else []
         gap += [r.get("hm_interval") or "-"] if ci else []
-        lines.append(f"| {r['method']}{' †' if r.get('carried') else ''} | {n} | " + " | ".join(_cell(r, c) for c in COLUMNS + ("val_hm",))
+        mark = (" †" if r.get("carried") else "") + (" ‡" if r.get("precisions") else "")
+        lines.append(f"| {r['method']}{mark} | {n} | " + " | ".join(_cell(r, c) for c in COLUMNS + ("val_hm",))
                      + " | " + " | ".join(gap + [f"{r['seconds'] or 0:.0f}", f"{r['peak_memory_mb'] or 0:.0f}"]) + " |")
+    mixed = [r for r in rows if r.get("precisions")]
+    if mixed:
+        lines += ["", "‡: its seeds trained at different precisions (bf16 autocast on CPUs with bf16 units, fp32 on "
+                  "others; the fp32 rows above measure what that changes): "
+                  + "; ".join(f"{r['method']}: {r['precisions']}" for r in mixed) + "."]
     if any(r.get("carried") for r in rows):
         lines += ["", "†: carried from the committed table (its runs were not on the machine that rebuilt it; its "
                   "commits are among those listed above)."]
