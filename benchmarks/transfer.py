@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-from method_table import COLUMNS, _cell, source_commit  # noqa: E402  (benchmarks/ is on sys.path when this script runs)
+from method_table import COLUMNS, PRECISION, _cell, source_commit  # noqa: E402  (benchmarks/ is on sys.path when this script runs)
 
 RESULTS = ROOT / "benchmarks" / "results"
 BASE = ROOT / "runs" / "transfer"
@@ -118,11 +118,13 @@ def metrics_of(path: Path, btm: bool) -> dict | None:
     res = json.loads((path / "results.json").read_text())
     m, val = res["metrics"]["test"], (res["metrics"].get("val") or {})
     sec = res.get("seconds", {})
+    precision = (res.get("speed") or {}).get("mixed_precision")
     secs = sec.get("btm_total_one_device") if btm else res.get("train_seconds")
     members = sec.get("member_train_seconds") or []
     return {**{c: m.get(c) for c in COLUMNS}, "val_hm": val.get("hm"), "seconds": secs,
             "member_seconds": statistics.mean(members) if members else None,
-            "peak_memory_mb": res.get("peak_memory_mb"), "hardware": res.get("hardware"),
+            "peak_memory_mb": res.get("peak_memory_mb"),
+            "hardware": res.get("hardware") and f"{res['hardware']}, {PRECISION.get(precision, precision)} training",
             "commit": source_commit(BASE, path)}
 
 
