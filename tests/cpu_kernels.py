@@ -32,3 +32,13 @@ def check_weights_hash(got: str, recorded: dict[str, str], what: str) -> None:
     else:
         warnings.warn(f"{what}: no weights hash recorded for {key!r} (metrics compared only); this machine "
                       f"gives {got}")
+
+
+def recorded_for(recorded: dict, key: str | None = None):
+    """The value recorded for this machine's kernel set (or ``key``), and whether it was recorded there; where
+    none was, the first recorded, to compare what does not depend on the kernels' last bits."""
+    key = key or kernel_key()
+    if key in recorded:
+        return recorded[key], True
+    return next(iter(recorded.values())), False
+

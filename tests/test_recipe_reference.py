@@ -38,7 +38,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_kernels import kernel_key  # noqa: E402
+from cpu_kernels import kernel_key, recorded_for  # noqa: E402
 from fixtures import make_imagefolder  # noqa: E402
 from launching import recipe_env  # noqa: E402
 
@@ -118,23 +118,16 @@ def reference_runs(tmp_path_factory):
             torch.set_num_threads(threads)
 
 
-def reference_for(recorded: dict[str, dict], key: str) -> tuple[dict, bool]:
-    """The reference runs for kernel set ``key``, and whether they were recorded on it (else the first recorded)."""
-    if key in recorded:
-        return recorded[key], True
-    return next(iter(recorded.values())), False
-
-
 def test_reference_for_a_kernel_set():
     recorded = {"x86_64 amx torch 2.14.1": {"a": 1}, "x86_64 avx2 torch 2.14.1": {"a": 2}}
-    assert reference_for(recorded, "x86_64 avx2 torch 2.14.1") == ({"a": 2}, True)
-    assert reference_for(recorded, "x86_64 avx512 torch 2.14.1") == ({"a": 1}, False)
+    assert recorded_for(recorded, "x86_64 avx2 torch 2.14.1") == ({"a": 2}, True)
+    assert recorded_for(recorded, "x86_64 avx512 torch 2.14.1") == ({"a": 1}, False)
 
 
 @pytest.mark.slow
 def test_recipes_reproduce_the_reference(reference_runs):
     key = kernel_key()
-    expected, own = reference_for(json.loads(FIXTURE.read_text()), key)
+    expected, own = recorded_for(json.loads(FIXTURE.read_text()), key)
     got, _ = reference_runs
     for name in expected:
         where = f"{name} on {key}" + ("" if own else " (compared with another kernel set's reference)")
