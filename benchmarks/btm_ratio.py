@@ -1,6 +1,7 @@
 """What BTM's own stage costs beside stage 1 (goal: at most 10%), measured interleaved.
 
-    python benchmarks/btm_ratio.py --reps 3 --compare-tree /work/run-i19-base
+    python benchmarks/btm_ratio.py --reps 3
+    python benchmarks/btm_ratio.py --reps 3 --compare-tree OTHER_CHECKOUT
 
 Each repetition trains a stage 1 (resnet20_cifar, --stage1-epochs epochs on Fashion-MNIST-LT rho=100,
 this tree's pretrain recipe), then runs the BTM stage (BTM's defaults: 4 members x 10 epochs of 50
@@ -14,7 +15,9 @@ fine-tuning, the merge, the classifier) over the stage-1 time BTM's default 15 e
 (stage 1's recorded ``train_seconds`` per epoch x 15, so the ratio of BTM's defaults whatever
 --stage1-epochs saves). Both sides count training work only: stage 1's time leaves out its validation
 passes, and BTM's leaves out the merged model's evaluation on val and test for the table's BTM row
-(``seconds.evaluation``, reported beside it, with the ratio it would give if counted). The machine may be shared: each repetition's ratio is taken from runs made
+(``seconds.evaluation``, reported beside it, with the ratio it would give if counted). A compare tree older
+than ``seconds.evaluation`` counts that evaluation in its BTM time: its rows are compared on the ratio with
+evaluation, and the table says so. The machine may be shared: each repetition's ratio is taken from runs made
 minutes apart, which is why they are interleaved; their spread is reported. The validation HM of the
 exported model says whether the cheaper features change what BTM picks.
 Output: benchmarks/results/btm_ratio.{json,md}.
@@ -32,6 +35,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from method_table import PRECISION  # noqa: E402
+
 STAGE1_EPOCHS_OF_BTM = 15  # BTM's default --epochs for its own stage 1
 
 
@@ -57,6 +63,20 @@ def _cpu_flags() -> str:
     return "with " + ", ".join(has) if has else "no AVX-512 or bf16 units"
 
 
+def tree_label(tree: Path) -> str:
+    """``commit abc1234`` (``-dirty`` with uncommitted changes) of a checkout, else its path."""
+    def git(*a: str) -> str:
+        return subprocess.run(["git", "-C", str(tree), *a], capture_output=True, text=True).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return str(tree)
+    return f"commit {head}" + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, {_cpu_flags()}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--reps", type=int, default=3)
@@ -66,9 +86,10 @@ def main() -> None:
     p.add_argument("--rows", type=Path, default=None, help="a log of a run's printed rows: rebuild the results from it")
     a = p.parse_args()
     trees = {"this": ROOT, **({"compare": a.compare_tree.resolve()} if a.compare_tree else {})}
-    if a.rows:
+    labels = {k: tree_label(v) for k, v in trees.items()}
+    if a.rows:  # the labels and the machine as the rows recorded them
         rows = [json.loads(ln) for ln in a.rows.read_text().splitlines() if ln.startswith("{")]
-        write(rows, {k: str(v) for k, v in trees.items()}, a.stage1_epochs, a.threads, len(rows))
+        write(rows, rows[0].get("trees", labels), a.stage1_epochs, a.threads, len(rows))
         return
     reps = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,11 +99,15 @@ def main() -> None:
                                                str(a.stage1_epochs), "--seed", str(rep), "--output", str(stage1)],
                             a.threads)
             per_epoch = s1["train_seconds"] / a.stage1_epochs
-            row = {"rep": rep, "stage1_seconds_per_epoch": per_epoch, "precision": s1["speed"]["mixed_precision"]}
+            row = {"rep": rep, "stage1_seconds_per_epoch": per_epoch, "precision": s1["speed"]["mixed_precision"],
+                   "machine": machine(), "trees": labels}
             for name, tree in trees.items():
                 btm = run_recipe(tree, "btm", ["--dataset", "fmnist_lt", "--init", str(stage1), "--seed", str(rep),
                                                "--output", str(Path(tmp) / f"r{rep}" / f"btm-{name}")], a.threads)
                 sec = btm["seconds"]
+                if "evaluation" not in sec:  # an older tree: its btm_total_one_device counts the evaluation in
+                    sec = {**sec, "evaluation": 0.0}
+                    row.setdefault("evaluation_counted_in", []).append(name)
                 row[name] = {"btm_one_device": sec["btm_total_one_device"], "classifier": sec["classifier"],
                              "merge": sec["merge"], "members": sum(sec["member_train_seconds"]),
                              "evaluation": sec.get("evaluation", 0.0),
@@ -92,7 +117,7 @@ def main() -> None:
                              "val_hm": btm["metrics"]["val"]["hm"], "test_hm_not_used": btm["metrics"]["test"]["hm"]}
             reps.append(row)
             print(json.dumps(row), flush=True)
-    write(reps, {k: str(v) for k, v in trees.items()}, a.stage1_epochs, a.threads, a.reps)
+    write(reps, labels, a.stage1_epochs, a.threads, a.reps)
 
 
 def write(reps: list[dict], trees: dict, stage1_epochs: int, threads: int, n_reps: int) -> None:
@@ -110,17 +135,20 @@ def write(reps: list[dict], trees: dict, stage1_epochs: int, threads: int, n_rep
     res = ROOT / "benchmarks" / "results"
     (res / "btm_ratio.json").write_text(json.dumps(out, indent=2) + "\n")
     md = ["BTM stage / stage 1 (BTM's defaults: 15 stage-1 epochs, 4 members x 10 epochs, GML head + ensemble), "
-          f"Fashion-MNIST-LT rho=100, resnet20_cifar, {threads} thread, precision {reps[0]['precision']}; stage 1 "
+          f"Fashion-MNIST-LT rho=100, resnet20_cifar, {threads} thread, {PRECISION.get(reps[0]['precision'], reps[0]['precision'])} training; stage 1 "
           f"timed over {stage1_epochs} epochs and scaled to 15 (median: {stage1_15:.0f} s). Stage 1 and BTM run one "
           "right after the other in each repetition (the machine may be shared: seconds are noisy, ratios within a "
           "repetition less so). Training work only on both sides: stage 1 without its validation passes, BTM "
           "without the merged model's evaluation for the table's BTM row (`evaluation s`; the ratio counting it "
           "too is `with evaluation`); classifier: the features of train and val, then the heads. "
-          f"Machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_flags()}.", "",
+          f"Machine: {reps[0].get('machine', 'not recorded')}."
+          + (" In the rows of " + ", ".join(sorted({n for r in reps for n in r.get('evaluation_counted_in', [])}))
+             + ", the BTM time counts the evaluation in (a tree older than seconds.evaluation): compare its ratio "
+             "with `with evaluation`." if any(r.get("evaluation_counted_in") for r in reps) else ""), "",
           "| tree | ratio (median) | min | max | with evaluation | members s | merge s | classifier s | evaluation s "
           "| BTM stage s |",
           "|---|---|---|---|---|---|---|---|---|---|"]
-    md += [f"| {name} ({trees[name]}) | {s['ratio_median']:.1%} | {s['ratio_min']:.1%} | {s['ratio_max']:.1%} | "
+    md += [f"| {name} ({trees.get(name, name)}) | {s['ratio_median']:.1%} | {s['ratio_min']:.1%} | {s['ratio_max']:.1%} | "
            f"{s['ratio_with_evaluation_median']:.1%} | {s['members_median_s']:.0f} | {s['merge_median_s']:.0f} | "
            f"{s['classifier_median_s']:.0f} | {s['evaluation_median_s']:.0f} | {s['btm_one_device_median_s']:.0f} |"
            for name, s in summary.items()]

@@ -33,8 +33,10 @@ ENTRIES = {
     "resnet20-btm-gml-csa-fmnistctxlt": ("{grid}/ctx_rho100/s{seed}/btm_on_csa", "ltzoo/resnet20-csa-fmnistctxlt"),
     # the transfer benchmark (benchmarks/transfer.py): the source model, a pretrained backbone for
     # Fashion-MNIST's classes 0-4, and the best target pipeline on validation (full fine-tuning + BTM + GML)
+    # with the fine-tuned model it starts from
     "resnet20-fmnistsource5": ("transfer/source/resnet20_cifar", None),
-    "resnet20-ft-btm-gml-fmnisttarget5lt": ("transfer/resnet20_cifar/s{seed}/full_btm", "ltzoo/resnet20-fmnistsource5"),
+    "resnet20-ft-fmnisttarget5lt": ("transfer/resnet20_cifar/s{seed}/full", "ltzoo/resnet20-fmnistsource5"),
+    "resnet20-ft-btm-gml-fmnisttarget5lt": ("transfer/resnet20_cifar/s{seed}/full_btm", "ltzoo/resnet20-ft-fmnisttarget5lt"),
 }
 
 

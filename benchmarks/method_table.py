@@ -225,7 +225,8 @@ def hm_interval(base: Path, seeds: list[int], row: str) -> str | None:
     for zoo_name, (run, _) in ENTRIES.items():
         entry = ROOT / "zoo" / zoo_name
         parts = Path(run).parts  # {grid}/<setting>/s{seed}/<run> for the method table's entries
-        if len(parts) == 4 and parts[1] == base.name and parts[3] == name and (entry / "run_config.yaml").is_file():
+        if parts[0] == "{grid}" and len(parts) == 4 and parts[1] == base.name and parts[3] == name \
+                and (entry / "run_config.yaml").is_file():
             import yaml
 
             seed = (yaml.safe_load((entry / "run_config.yaml").read_text()) or {}).get("seed")
@@ -402,7 +403,10 @@ def metrics_of(base: Path, seed: int, row: str) -> dict | None:
     m = res["metrics"]["test"] if key is None else res["table"][key]["test"]
     val = (res["metrics"] if key is None else res["table"][key]).get("val") or {}
     sec = res.get("seconds", {})
-    secs = res.get("train_seconds") or sec.get("btm_total_one_device") or sec.get("btm_total") or sec.get("heads")
+    # a BTM stage with its merged model's evaluation (runs before seconds.evaluation counted it in), so the
+    # column means one thing whichever commit a run came from
+    secs = res.get("train_seconds") or (sec.get("btm_total_one_device") or sec.get("btm_total") or sec.get("heads") or 0) \
+        + sec.get("evaluation", 0)
     return {**{c: m.get(c) for c in COLUMNS}, "val_hm": val.get("hm"), "seconds": secs,
             "peak_memory_mb": res.get("peak_memory_mb"), "hardware": res.get("hardware"),
             "commit": source_commit(base, run_dir(base, seed, name)), "seed": seed,
@@ -502,7 +506,7 @@ def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict 
              "a row run on fewer seeds than asked says so (`1 of 3`) and shows no ± for one seed.",
              f"Hardware: {' / '.join(hardware)}. Code: commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"
              + (" (`git diff` between them shows what changed)" if len(commits) > 1 else "") + ". Seconds: training time of the stage the row adds (stage 1, the "
-             "BTM stage, or the classifier heads)." + (" `gap`: the share of the CE-to-ceiling test HM gap the row "
+             "BTM stage with its merged model's evaluation, or the classifier heads)." + (" `gap`: the share of the CE-to-ceiling test HM gap the row "
                                                       f"closes (ceiling HM {100 * ceiling['hm']:.2f}, {ceiling['seeds']} seeds{ceiling_source})." if closed else "")
              + relative_note + (" `test HM 95% CI, 1 seed`: the stratified-bootstrap interval (1,000 resamples) of the "
                                 "row's test HM on the seed named, where its predictions are kept (runs since "
@@ -521,7 +525,8 @@ def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict 
     mixed = [r for r in rows if r.get("precisions")]
     if mixed:
         lines += ["", "‡: its seeds trained at different precisions (bf16 autocast on CPUs with bf16 units, fp32 on "
-                  "others; the fp32 rows above measure what that changes): "
+                  "others" + ("; the fp32 rows above measure what that changes" if any("fp32" in r["method"] for r in rows)
+                              else "") + "): "
                   + "; ".join(f"{r['method']}: {r['precisions']}" for r in mixed) + "."]
     if any(r.get("carried") for r in rows):
         lines += ["", "†: carried from the committed table (its runs were not on the machine that rebuilt it; its "

@@ -119,12 +119,14 @@ def metrics_of(path: Path, btm: bool) -> dict | None:
     m, val = res["metrics"]["test"], (res["metrics"].get("val") or {})
     sec = res.get("seconds", {})
     precision = (res.get("speed") or {}).get("mixed_precision")
-    secs = sec.get("btm_total_one_device") if btm else res.get("train_seconds")
+    # the BTM stage with its merged model's evaluation (as runs before seconds.evaluation counted it)
+    secs = sec.get("btm_total_one_device", 0) + sec.get("evaluation", 0) if btm else res.get("train_seconds")
     members = sec.get("member_train_seconds") or []
     return {**{c: m.get(c) for c in COLUMNS}, "val_hm": val.get("hm"), "seconds": secs,
             "member_seconds": statistics.mean(members) if members else None,
             "peak_memory_mb": res.get("peak_memory_mb"),
-            "hardware": res.get("hardware") and f"{res['hardware']}, {PRECISION.get(precision, precision)} training",
+            "hardware": res.get("hardware") and (f"{res['hardware']}, {PRECISION.get(precision, precision)} training"
+                                                 if precision else res["hardware"]),
             "commit": source_commit(BASE, path)}
 
 
@@ -171,7 +173,7 @@ def write_table(arch: str, rows: list[dict], seeds: list[int], rerun: str) -> No
              source_line(arch),
              f"Hardware: {' / '.join(hardware)}, shared with other jobs (seconds are noisy). Code: commit"
              f"{'s' if len(commits) > 1 else ''} {', '.join(commits)}. Seconds: training time of the stage the row adds "
-             "(the target run, or the BTM stage on one device); member s: one BTM member's mean training time; peak "
+             "(the target run, or the BTM stage on one device with its merged model's evaluation); member s: one BTM member's mean training time; peak "
              "MB: the recipe process's peak resident memory.",
              "", "| method | seeds | " + " | ".join(COLUMNS) + " | val hm | seconds | member s | peak MB |",
              "|---|---|" + "---|" * (len(COLUMNS) + 4)]

@@ -40,5 +40,6 @@ def recorded_for(recorded: dict, key: str | None = None):
     key = key or kernel_key()
     if key in recorded:
         return recorded[key], True
-    return next(iter(recorded.values())), False
-
+    isa = key.split(" torch ")[0]  # the same kernels under another torch version first, then the first recorded
+    same_isa = [k for k in recorded if k.split(" torch ")[0] == isa]
+    return recorded[same_isa[0] if same_isa else next(iter(recorded))], False

@@ -831,6 +831,23 @@ def test_launch_passes_accelerates_defaults_without_a_config_file(monkeypatch, t
     assert not [m for m in warned if "defaults used" in m], warned
 
 
+def test_launch_keeps_accelerates_choices_where_it_would_make_them(monkeypatch, tmp_path):
+    """Defaults are passed as accelerate would choose them: a process per GPU (several: --multi_gpu), and none
+    at all with --config_file, whose values an explicit flag would override."""
+    import accelerate.commands.config as accelerate_config
+
+    from ltzoo.cli import launch
+
+    monkeypatch.setattr(accelerate_config, "default_config_file", str(tmp_path / "none.yaml"))
+    assert launch.recipe_argv(["--config_file", "mine.yaml", "btm"]) == ["--config_file", "mine.yaml", "-m",
+                                                                         "ltzoo.recipes.btm"]
+    monkeypatch.setattr(launch, "torch_device_count", lambda: 4)
+    argv = launch.recipe_argv(["btm"])
+    assert argv[argv.index("--num_processes") + 1] == "4" and "--multi_gpu" in argv
+    argv = launch.recipe_argv(["--cpu", "btm"])
+    assert argv[argv.index("--num_processes") + 1] == "1" and "--multi_gpu" not in argv
+
+
 # ---------------------------------------------------------------------------- disk and run folder
 def test_read_only_output_is_one_line_and_leaves_nothing(capsys, folder, tmp_path, monkeypatch):
     from ltzoo.recipes import pretrain

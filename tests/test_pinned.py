@@ -1,7 +1,8 @@
 """Same seed, same numbers: a short fixed BTM run (its own stage 1, two members, GML head) is pinned.
 
 The values below were taken on the code before the recipes moved into the package (commit e258d19), with
-today's training loop (fp32, contiguous tensors, one thread: `--mixed-precision no --no-channels-last`). A refactor must leave them unchanged; a
+today's training loop (fp32, contiguous tensors, one thread: `--mixed-precision no --no-channels-last`), on an AMX
+CPU; those of an AVX2 CPU were recorded later (commit 6ef16e3), as the comment at PINNED says. A refactor must leave them unchanged; a
 deliberate change of numbers (a library switch, a new default) updates them in the same commit, with the
 reason in its message.
 """

@@ -57,11 +57,13 @@ def _explicit_defaults(args) -> list[str]:
     contradict the precision the recipe decides and prints in its opening line)."""
     from accelerate.commands.config import default_config_file
 
-    if Path(default_config_file).is_file():
-        return []
+    if args.config_file or Path(default_config_file).is_file():
+        return []  # a config gives them (and a value passed here would override it)
     given = []
     if args.num_processes is None and not (args.multi_gpu or args.tpu):
-        given += ["--num_processes", "1"]
+        # accelerate's own choice: a process per GPU, several GPUs meaning --multi_gpu
+        gpus = 0 if args.cpu else torch_device_count()
+        given += ["--num_processes", str(max(gpus, 1))] + (["--multi_gpu"] if gpus > 1 else [])
     if args.num_machines is None:
         given += ["--num_machines", "1"]
     if args.mixed_precision is None:
@@ -71,6 +73,14 @@ def _explicit_defaults(args) -> list[str]:
     if args.num_cpu_threads_per_process is None:
         given += ["--num_cpu_threads_per_process", "1"]  # a recipe's --threads gives each process its share
     return given
+
+
+def torch_device_count() -> int:
+    """How many accelerator devices accelerate launch would count (0 on a CPU-only machine)."""
+    from accelerate.utils import get_torch_accelerator_backend  # noqa: PLC0415
+
+    device_type, module = get_torch_accelerator_backend()
+    return module.device_count() if module is not None and device_type not in (None, "cpu") else 0
 
 
 def _add_launch(p) -> None:

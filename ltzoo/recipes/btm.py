@@ -319,7 +319,8 @@ class BTM(Recipe):
         self.head_info = {}
         if args.classifier != "none":
             # features at the run's precision (bf16 where it trains in bf16: the heads' numbers barely move,
-            # benchmarks/results/btm_ratio.md); the exported model is evaluated in fp32 all the same
+            # benchmarks/results/btm_ratio.md as of commit d278b26, bf16 against fp32 features on an AMX CPU);
+            # the exported model is evaluated in fp32 all the same
             feats = {s: Features(*predict(self.accelerator, self.model, self.loaders[s], self.prep, features=True,
                                           progress=False, run_precision=True))
                      for s in ("train", "val") if s in self.loaders}
@@ -339,8 +340,9 @@ class BTM(Recipe):
         args = self.args
         name = "BTM" + (f"+{args.classifier}{'+ens' if 'ensemble' in self.head_info else ''}"
                         if args.classifier != "none" else "")
-        # training work only, as stage 1's train_seconds (which leaves out its validation passes): the members,
-        # the merge, the classifier; the merged model's evaluation for the table is `evaluation`
+        # the members, the merge and the classifier, less the merged model's evaluation for the table
+        # (`evaluation`), as stage 1's train_seconds leaves out its validation passes (greedy merging's and the
+        # heads' own passes over the validation split stay in)
         btm_seconds = self.t_members + self.t_merge + self.t_head
         one_device = sum(self.member_seconds) + self.t_merge + self.t_head  # every member's recorded training
         self.table[name] = metrics
