@@ -64,6 +64,9 @@ def main() -> None:
             card += ["--parent-id", parent]
         if ltzoo(card) != 0:
             raise SystemExit(f"{name}: `ltzoo {' '.join(card)}` failed (its error is above)")
+        # the card in the run folder too: a later entry that starts from this run finds its hub id there, so
+        # its card's stage chain names every zoo model it descends from (ltzoo.hub.card)
+        shutil.copy2(dst / "README.md", src / "README.md")
         print(f"{name}: exported to {dst.relative_to(ROOT)}; push with `ltzoo push zoo/{name} ltzoo/{name}`")
 
 
