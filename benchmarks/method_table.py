@@ -410,7 +410,18 @@ def metrics_of(base: Path, seed: int, row: str) -> dict | None:
     return {**{c: m.get(c) for c in COLUMNS}, "val_hm": val.get("hm"), "seconds": secs,
             "peak_memory_mb": res.get("peak_memory_mb"), "hardware": res.get("hardware"),
             "commit": source_commit(base, run_dir(base, seed, name)), "seed": seed,
-            "precision": (res.get("speed") or {}).get("mixed_precision")}
+            "precision": training_precision(base, seed, name, res)}
+
+
+def training_precision(base: Path, seed: int, name: str, res: dict) -> str | None:
+    """The precision a run trained at (results.json's speed), else that of the run it starts from (the gml
+    recipe's heads train on the features of a stage 1 and record none of their own)."""
+    precision = (res.get("speed") or {}).get("mixed_precision")
+    parent = RUNS[name][2]
+    if precision is None and parent and (run_dir(base, seed, parent) / "results.json").is_file():
+        parent_res = json.loads((run_dir(base, seed, parent) / "results.json").read_text())
+        return training_precision(base, seed, parent, parent_res)
+    return precision
 
 
 def source_commit(base: Path, run: Path) -> str:
