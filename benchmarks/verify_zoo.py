@@ -62,6 +62,8 @@ def compare(entry: Path, splits: list[str]) -> dict:
     card = card_values(entry)
     report = {"name": entry.name, "git_commit": config.get("git_commit"), "splits": {}}
     for split in splits:
+        if split not in results["metrics"]:  # e.g. a source model trained without a validation split
+            continue
         cmd = eval_command(entry, config, split)
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -79,15 +81,16 @@ def compare(entry: Path, splits: list[str]) -> dict:
                 diffs.append(f"{key}: eval {round(100 * got[key], 2)} vs card {on_card[card_key]}")
         report["splits"][split] = {"hm": got["hm"], "acc": got["acc"], "min_recall": got["min_recall"],
                                    "differences": diffs, "command": " ".join(cmd[1:])}
-    report["ok"] = all(not s.get("error") and not s["differences"] for s in report["splits"].values())
+    report["ok"] = bool(report["splits"]) and all(not s.get("error") and not s["differences"]
+                                                  for s in report["splits"].values())
     return report
 
 
 def to_markdown(reports: list[dict]) -> str:
     lines = ["# Zoo verification: `ltzoo eval` of every zoo model against its card and results.json", "",
              "Re-run: `python benchmarks/verify_zoo.py`. Each model is evaluated in a fresh process (fp32) on the "
-             "split named; a row is `exact` when every metric equals results.json to full precision and the card "
-             "to its two decimals.", "",
+             "split named (the splits its results.json has); a row is `exact` when every metric equals results.json to "
+             "full precision and the card to its two decimals.", "",
              "| entry | git commit | split | acc | HM | min recall | verdict |", "|---|---|---|---|---|---|---|"]
     for r in reports:
         for split, s in r["splits"].items():
