@@ -363,6 +363,7 @@ def run_grid(base: Path, setting: str, seeds: list[int], names: list[str], jobs:
     def next_run() -> tuple[str, int] | None:
         while True:
             with lock:
+                todo[:] = [(n, s) for n, s in todo if not done(n, s)]  # another runner of the grid finished them
                 if not todo or (deadline and time.time() > deadline):
                     return None
                 for i, (n, s) in enumerate(todo):
