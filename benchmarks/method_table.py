@@ -469,13 +469,20 @@ def carried(rows: list[dict], setting: str) -> list[dict]:
     """``rows`` (measured here) and, in ROWS' order, the rows of the committed table (its CSV) whose runs are not
     on this machine: runs/ is not kept in git, so a table rebuilt on another machine keeps the rows it cannot
     re-measure, marked `carried` (the Markdown table flags them with a dagger). A committed row on more seeds
-    than this machine has finished stays too (a partial re-run does not replace a complete row)."""
+    than this machine has finished stays too (a partial re-run does not replace a complete row), and so does the
+    committed row of a stage 1 that carried rows start from."""
     path = RESULTS / f"method_table_{setting}.csv"
     old = {r["method"]: r for r in rows_from_csv(path)} if path.is_file() else {}
     have = {r["method"] for r in rows if r["method"] not in old or r["seeds"] >= old[r["method"]]["seeds"]}
     rows = [r for r in rows if r["method"] in have]
     keep = {m: {**r, "carried": True} for m, r in old.items() if m in ROWS and m not in have}
     mine = {r["method"]: {**r, "carried": False} for r in rows}
+    # a carried row's stage 1 stays carried too, so that the two come from the same runs (CE's row is also
+    # the gap column's reference): re-runs of a stage 1 made for new rows on top of it do not replace it
+    parents = {RUNS[ROWS[m][0]][2] for m in keep} - {None}
+    for m in [m for m in mine if m in old and ROWS[m][0] in parents]:
+        keep[m] = {**old[m], "carried": True}
+        del mine[m]
     return [mine.get(m) or keep[m] for m in ROWS if m in mine or m in keep]
 
 
