@@ -35,8 +35,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from method_table import PRECISION  # noqa: E402
+from method_table import PRECISION  # noqa: E402  (benchmarks/ is on sys.path when this script runs)
 
 STAGE1_EPOCHS_OF_BTM = 15  # BTM's default --epochs for its own stage 1
 
