@@ -13,7 +13,7 @@ precision), one right after the other. Every run is a recipe through its public 
 The ratio is BTM's recorded training time on one device (``seconds.btm_total_one_device``: every member's
 fine-tuning, the merge, the classifier) over the stage-1 time BTM's default 15 epochs would take
 (stage 1's recorded ``train_seconds`` per epoch x 15, so the ratio of BTM's defaults whatever
---stage1-epochs saves). Both sides count training work only: stage 1's time leaves out its validation
+--stage1-epochs saves). Neither side counts evaluation for reporting: stage 1's time leaves out its validation
 passes, and BTM's leaves out the merged model's evaluation on val and test for the table's BTM row
 (``seconds.evaluation``, reported beside it, with the ratio it would give if counted). A compare tree older
 than ``seconds.evaluation`` counts that evaluation in its BTM time: its rows are compared on the ratio with
@@ -137,9 +137,9 @@ def write(reps: list[dict], trees: dict, stage1_epochs: int, threads: int, n_rep
           f"Fashion-MNIST-LT rho=100, resnet20_cifar, {threads} thread, {PRECISION.get(reps[0]['precision'], reps[0]['precision'])} training; stage 1 "
           f"timed over {stage1_epochs} epochs and scaled to 15 (median: {stage1_15:.0f} s). Stage 1 and BTM run one "
           "right after the other in each repetition (the machine may be shared: seconds are noisy, ratios within a "
-          "repetition less so). Training work only on both sides: stage 1 without its validation passes, BTM "
-          "without the merged model's evaluation for the table's BTM row (`evaluation s`; the ratio counting it "
-          "too is `with evaluation`); classifier: the features of train and val, then the heads. "
+          "repetition less so). Neither side counts evaluation for reporting: stage 1 leaves out its validation "
+          "passes, BTM the merged model's evaluation for the table's BTM row (`evaluation s`; the ratio counting "
+          "it too is `with evaluation`); classifier: the features of train and val, then the heads. "
           f"Machine: {reps[0].get('machine', 'not recorded')}."
           + (" In the rows of " + ", ".join(sorted({n for r in reps for n in r.get('evaluation_counted_in', [])}))
              + ", the BTM time counts the evaluation in (a tree older than seconds.evaluation): compare its ratio "
