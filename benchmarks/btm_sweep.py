@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ltzoo.numerics import NonFiniteTraining
 from ltzoo.recipes.btm import BTM
 from ltzoo.recipes.context import RunContext
 
@@ -54,7 +55,13 @@ def main() -> None:
             out = Path(tmp) / name.replace("=", "_")
             for bn in ("average", "reestimate"):
                 start = time.perf_counter()
-                res = run(out, *flags(s), "--bn-merge", bn, "--classifier", "none")
+                try:
+                    res = run(out, *flags(s), "--bn-merge", bn, "--classifier", "none")
+                except NonFiniteTraining as e:  # a member diverged: a finding of the sweep, not its end
+                    rows.append({"setting": f"{name}, bn {bn}", "diverged": str(e)})
+                    print(rows[-1], flush=True)
+                    break  # the other BN merge needs the same members
+
                 if not rows:
                     rows.append({"setting": "stage 1", **{k: res["table"]["stage 1"]["val"][k] for k in VAL_KEYS}})
                 row = {"setting": f"{name}, bn {bn}", **{k: res["table"]["BTM"]["val"][k] for k in VAL_KEYS},
@@ -77,7 +84,8 @@ def main() -> None:
     res = ROOT / "benchmarks" / "results"
     (res / "btm_sweep.json").write_text(json.dumps(out, indent=2) + "\n")
     table = lambda rs: ["| setting | acc | hm | gm | min | many | medium | few |", "|---|---|---|---|---|---|---|---|"] + [
-        f"| {r['setting']} | " + " | ".join(f"{100 * r[k]:.1f}" for k in ("acc", "hm", "gm", "min_recall", "many", "medium", "few")) + " |"
+        f"| {r['setting']} | " + (f"diverged: {r['diverged']} |" if "diverged" in r else " | ".join(
+            f"{100 * r[k]:.1f}" for k in ("acc", "hm", "gm", "min_recall", "many", "medium", "few")) + " |")
         for r in rs]
     md = [f"BTM settings on Fashion-MNIST-LT rho=100, stage 1 = {a.init}; VALIDATION split (100/class): the sweep "
           "reads no test number (the recipe evaluates its test split, as every run does; the sweep does not look).",

@@ -224,6 +224,11 @@ def measure_members(archs: list[str], steps: int = 20) -> None:
              "training steps add over the loaded model; member file: what a member saves). CPU shared with other "
              "jobs: seconds are noisy.", "",
              "| arch | members | trainable params | s / step | train MB | peak MB | member file KB |", "|---|---|---|---|---|---|---|"]
+    import os
+    import platform
+
+    load = os.getloadavg()[0]
+    got: dict[tuple[str, str], dict] = {}
     for arch in archs:
         for method in ("none", "lora", "head"):
             proc = subprocess.run([sys.executable, "-c", MEMBER_PROBE, str(source_dir(arch)), method, str(steps)],
@@ -232,10 +237,22 @@ def measure_members(archs: list[str], steps: int = 20) -> None:
             if proc.returncode != 0:
                 print(proc.stderr[-2000:])
                 continue
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            r = got[arch, method] = json.loads(proc.stdout.strip().splitlines()[-1])
             name = {"none": "full", "lora": "LoRA r=4", "head": "linear probe"}[method]
             lines.append(f"| {arch} | {name} | {r['trainable']:,} | {r['seconds_per_step']:.3f} | {r['train_mb']:.0f} | "
                          f"{r['peak_mb']:.0f} | {r['member_file_kb']:.0f} |")
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    lines += ["", f"Machine: {platform.machine()}, {os.cpu_count()} cores, load average {load:.1f} when it started "
+                  f"(other jobs make seconds noisy); code: commit {commit}."]
+    for arch in archs:
+        full, lora = got.get((arch, "none")), got.get((arch, "lora"))
+        if full and lora:
+            lines.append(f"{arch}: a LoRA member trains {lora['trainable'] / full['trainable']:.0%} of the full "
+                         f"member's parameters and saves {lora['member_file_kb'] / full['member_file_kb']:.0%} of "
+                         f"its bytes; its step takes {lora['seconds_per_step'] / full['seconds_per_step']:.2f}x the "
+                         f"time and {lora['train_mb'] - full['train_mb']:+.0f} MB of training memory (LoRA keeps "
+                         "the activations for the backward pass through the frozen layers and adds its own matmuls).")
     lines += ["", "Re-run: `python benchmarks/transfer.py --members` (after the source models exist)"]
     (RESULTS / "transfer_members.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
