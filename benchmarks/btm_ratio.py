@@ -37,6 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 from method_table import PRECISION  # noqa: E402  (benchmarks/ is on sys.path when this script runs)
 
+from ltzoo.accel import cpu_info  # noqa: E402
+from ltzoo.runfolder import git_commit  # noqa: E402
+
 STAGE1_EPOCHS_OF_BTM = 15  # BTM's default --epochs for its own stage 1
 
 
@@ -52,28 +55,17 @@ def run_recipe(tree: Path, recipe: str, args: list[str], threads: int) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-def _cpu_flags() -> str:
-    """The CPU's bf16 units, which decide the runs' auto precision (bf16 training where native)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return "CPU flags unknown"
-    has = [f for f in ("amx_bf16", "avx512_bf16", "avx512f") if f in flags]
-    return "with " + ", ".join(has) if has else "no AVX-512 or bf16 units"
-
-
 def tree_label(tree: Path) -> str:
-    """``commit abc1234`` (``-dirty`` with uncommitted changes) of a checkout, else its path."""
-    def git(*a: str) -> str:
-        return subprocess.run(["git", "-C", str(tree), *a], capture_output=True, text=True).stdout.strip()
-    head = git("rev-parse", "--short", "HEAD")
-    if not head:
-        return str(tree)
-    return f"commit {head}" + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    """``commit abc1234`` (``-dirty`` with uncommitted code) of a checkout, else its path."""
+    sha = git_commit(tree)
+    return f"commit {sha[:7]}{'-dirty' if sha.endswith('-dirty') else ''}" if sha else str(tree)
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, {_cpu_flags()}"
+    """The machine, with the CPU's bf16 units, which decide the runs' auto precision (bf16 where native)."""
+    has = [f for f in ("amx_bf16", "avx512_bf16", "avx512f") if f in cpu_info()["flags"]]
+    return f"{platform.machine()}, {os.cpu_count()} cores, " + ("with " + ", ".join(has) if has else
+                                                                 "no AVX-512 or bf16 units")
 
 
 def main() -> None:
@@ -109,9 +101,9 @@ def main() -> None:
                     row.setdefault("evaluation_counted_in", []).append(name)
                 row[name] = {"btm_one_device": sec["btm_total_one_device"], "classifier": sec["classifier"],
                              "merge": sec["merge"], "members": sum(sec["member_train_seconds"]),
-                             "evaluation": sec.get("evaluation", 0.0),
+                             "evaluation": sec["evaluation"],
                              "ratio": sec["btm_total_one_device"] / (per_epoch * STAGE1_EPOCHS_OF_BTM),
-                             "ratio_with_evaluation": (sec["btm_total_one_device"] + sec.get("evaluation", 0.0))
+                             "ratio_with_evaluation": (sec["btm_total_one_device"] + sec["evaluation"])
                              / (per_epoch * STAGE1_EPOCHS_OF_BTM),
                              "val_hm": btm["metrics"]["val"]["hm"], "test_hm_not_used": btm["metrics"]["test"]["hm"]}
             reps.append(row)

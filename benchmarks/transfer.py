@@ -35,6 +35,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -43,6 +45,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 from method_table import COLUMNS, PRECISION, _cell, source_commit  # noqa: E402  (benchmarks/ is on sys.path when this script runs)
+
+from ltzoo.runfolder import git_commit  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BASE = ROOT / "runs" / "transfer"
@@ -85,7 +89,7 @@ def recipe(module: str, args: list[str], log) -> bool:
     cmd = [sys.executable, "-m", f"ltzoo.recipes.{module}", *args]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     log.write(f"\n$ {' '.join(cmd)}\n{proc.stdout[-20000:]}")
     log.flush()
     ok = proc.returncode == 0
@@ -224,16 +228,13 @@ def measure_members(archs: list[str], steps: int = 20) -> None:
              "training steps add over the loaded model; member file: what a member saves). CPU shared with other "
              "jobs: seconds are noisy.", "",
              "| arch | members | trainable params | s / step | train MB | peak MB | member file KB |", "|---|---|---|---|---|---|---|"]
-    import os
-    import platform
-
     load = os.getloadavg()[0]
     got: dict[tuple[str, str], dict] = {}
     for arch in archs:
         for method in ("none", "lora", "head"):
             proc = subprocess.run([sys.executable, "-c", MEMBER_PROBE, str(source_dir(arch)), method, str(steps)],
                                   cwd=ROOT, capture_output=True, text=True,
-                                  env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
             if proc.returncode != 0:
                 print(proc.stderr[-2000:])
                 continue
@@ -241,8 +242,7 @@ def measure_members(archs: list[str], steps: int = 20) -> None:
             name = {"none": "full", "lora": "LoRA r=4", "head": "linear probe"}[method]
             lines.append(f"| {arch} | {name} | {r['trainable']:,} | {r['seconds_per_step']:.3f} | {r['train_mb']:.0f} | "
                          f"{r['peak_mb']:.0f} | {r['member_file_kb']:.0f} |")
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "unknown"
+    commit = (git_commit(ROOT) or "unknown")[:7]
     lines += ["", f"Machine: {platform.machine()}, {os.cpu_count()} cores, load average {load:.1f} when it started "
                   f"(other jobs make seconds noisy); code: commit {commit}."]
     for arch in archs:
