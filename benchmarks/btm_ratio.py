@@ -22,6 +22,7 @@ minutes apart, which is why they are interleaved; their spread is reported. The 
 exported model says whether the cheaper features change what BTM picks.
 Output: benchmarks/results/btm_ratio.{json,md}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,19 +38,39 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 from method_table import PRECISION  # noqa: E402  (benchmarks/ is on sys.path when this script runs)
 
-from ltzoo.accel import cpu_info  # noqa: E402
-from ltzoo.runfolder import git_commit  # noqa: E402
+from ltzoo.runfolder.provenance import cpu_info, git_commit  # noqa: E402
 
 STAGE1_EPOCHS_OF_BTM = 15  # BTM's default --epochs for its own stage 1
 
 
 def run_recipe(tree: Path, recipe: str, args: list[str], threads: int) -> dict:
     """A recipe of ``tree`` in a fresh process; its results.json."""
-    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(threads), "ACCELERATE_USE_CPU": "true",
-           "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tree),
+        "OMP_NUM_THREADS": str(threads),
+        "ACCELERATE_USE_CPU": "true",
+        "HF_HUB_OFFLINE": "1",
+        "MPLBACKEND": "Agg",
+    }
     out = Path(args[args.index("--output") + 1])
-    proc = subprocess.run([sys.executable, "-m", f"ltzoo.recipes.{recipe}", *args, "--threads", str(threads),
-                           "--no-progress", "--workers", "0"], cwd=tree, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            f"ltzoo.recipes.{recipe}",
+            *args,
+            "--threads",
+            str(threads),
+            "--no-progress",
+            "--workers",
+            "0",
+        ],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode:
         sys.exit(f"{recipe} in {tree} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return json.loads((out / "results.json").read_text())
@@ -64,8 +85,9 @@ def tree_label(tree: Path) -> str:
 def machine() -> str:
     """The machine, with the CPU's bf16 units, which decide the runs' auto precision (bf16 where native)."""
     has = [f for f in ("amx_bf16", "avx512_bf16", "avx512f") if f in cpu_info()["flags"]]
-    return f"{platform.machine()}, {os.cpu_count()} cores, " + ("with " + ", ".join(has) if has else
-                                                                 "no AVX-512 or bf16 units")
+    return f"{platform.machine()}, {os.cpu_count()} cores, " + (
+        "with " + ", ".join(has) if has else "no AVX-512 or bf16 units"
+    )
 
 
 def main() -> None:
@@ -86,26 +108,63 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(a.reps):
             stage1 = Path(tmp) / f"r{rep}" / "stage1"
-            s1 = run_recipe(ROOT, "pretrain", ["--dataset", "fmnist_lt", "--model", "resnet20_cifar", "--epochs",
-                                               str(a.stage1_epochs), "--seed", str(rep), "--output", str(stage1)],
-                            a.threads)
+            s1 = run_recipe(
+                ROOT,
+                "pretrain",
+                [
+                    "--dataset",
+                    "fmnist_lt",
+                    "--model",
+                    "resnet20_cifar",
+                    "--epochs",
+                    str(a.stage1_epochs),
+                    "--seed",
+                    str(rep),
+                    "--output",
+                    str(stage1),
+                ],
+                a.threads,
+            )
             per_epoch = s1["train_seconds"] / a.stage1_epochs
-            row = {"rep": rep, "stage1_seconds_per_epoch": per_epoch, "precision": s1["speed"]["mixed_precision"],
-                   "machine": machine(), "trees": labels}
+            row = {
+                "rep": rep,
+                "stage1_seconds_per_epoch": per_epoch,
+                "precision": s1["speed"]["mixed_precision"],
+                "machine": machine(),
+                "trees": labels,
+            }
             for name, tree in trees.items():
-                btm = run_recipe(tree, "btm", ["--dataset", "fmnist_lt", "--init", str(stage1), "--seed", str(rep),
-                                               "--output", str(Path(tmp) / f"r{rep}" / f"btm-{name}")], a.threads)
+                btm = run_recipe(
+                    tree,
+                    "btm",
+                    [
+                        "--dataset",
+                        "fmnist_lt",
+                        "--init",
+                        str(stage1),
+                        "--seed",
+                        str(rep),
+                        "--output",
+                        str(Path(tmp) / f"r{rep}" / f"btm-{name}"),
+                    ],
+                    a.threads,
+                )
                 sec = btm["seconds"]
                 if "evaluation" not in sec:  # an older tree: its btm_total_one_device counts the evaluation in
                     sec = {**sec, "evaluation": 0.0}
                     row.setdefault("evaluation_counted_in", []).append(name)
-                row[name] = {"btm_one_device": sec["btm_total_one_device"], "classifier": sec["classifier"],
-                             "merge": sec["merge"], "members": sum(sec["member_train_seconds"]),
-                             "evaluation": sec["evaluation"],
-                             "ratio": sec["btm_total_one_device"] / (per_epoch * STAGE1_EPOCHS_OF_BTM),
-                             "ratio_with_evaluation": (sec["btm_total_one_device"] + sec["evaluation"])
-                             / (per_epoch * STAGE1_EPOCHS_OF_BTM),
-                             "val_hm": btm["metrics"]["val"]["hm"], "test_hm_not_used": btm["metrics"]["test"]["hm"]}
+                row[name] = {
+                    "btm_one_device": sec["btm_total_one_device"],
+                    "classifier": sec["classifier"],
+                    "merge": sec["merge"],
+                    "members": sum(sec["member_train_seconds"]),
+                    "evaluation": sec["evaluation"],
+                    "ratio": sec["btm_total_one_device"] / (per_epoch * STAGE1_EPOCHS_OF_BTM),
+                    "ratio_with_evaluation": (sec["btm_total_one_device"] + sec["evaluation"])
+                    / (per_epoch * STAGE1_EPOCHS_OF_BTM),
+                    "val_hm": btm["metrics"]["val"]["hm"],
+                    "test_hm_not_used": btm["metrics"]["test"]["hm"],
+                }
             reps.append(row)
             print(json.dumps(row), flush=True)
     write(reps, labels, a.stage1_epochs, a.threads, a.reps)
@@ -114,42 +173,70 @@ def main() -> None:
 def write(reps: list[dict], trees: dict, stage1_epochs: int, threads: int, n_reps: int) -> None:
     """benchmarks/results/btm_ratio.{json,md} from the repetitions' rows."""
     med = statistics.median
-    summary = {name: {"ratio_median": med(r[name]["ratio"] for r in reps),
-                      "ratio_min": min(r[name]["ratio"] for r in reps), "ratio_max": max(r[name]["ratio"] for r in reps),
-                      "ratio_with_evaluation_median": med(r[name].get("ratio_with_evaluation", r[name]["ratio"])
-                                                          for r in reps),
-                      **{f"{part}_median_s": med(r[name].get(part, 0.0) for r in reps)
-                         for part in ("members", "merge", "classifier", "evaluation", "btm_one_device")}}
-               for name in trees}
+    summary = {
+        name: {
+            "ratio_median": med(r[name]["ratio"] for r in reps),
+            "ratio_min": min(r[name]["ratio"] for r in reps),
+            "ratio_max": max(r[name]["ratio"] for r in reps),
+            "ratio_with_evaluation_median": med(r[name].get("ratio_with_evaluation", r[name]["ratio"]) for r in reps),
+            **{
+                f"{part}_median_s": med(r[name].get(part, 0.0) for r in reps)
+                for part in ("members", "merge", "classifier", "evaluation", "btm_one_device")
+            },
+        }
+        for name in trees
+    }
     stage1_15 = med(r["stage1_seconds_per_epoch"] for r in reps) * STAGE1_EPOCHS_OF_BTM
     out = {"reps": reps, "summary": summary, "trees": trees, "stage1_epochs_timed": stage1_epochs, "threads": threads}
     res = ROOT / "benchmarks" / "results"
     (res / "btm_ratio.json").write_text(json.dumps(out, indent=2) + "\n")
-    md = ["BTM stage / stage 1 (BTM's defaults: 15 stage-1 epochs, 4 members x 10 epochs, GML head + ensemble), "
-          f"Fashion-MNIST-LT rho=100, resnet20_cifar, {threads} thread, {PRECISION.get(reps[0]['precision'], reps[0]['precision'])} training; stage 1 "
-          f"timed over {stage1_epochs} epochs and scaled to 15 (median: {stage1_15:.0f} s). Stage 1 and BTM run one "
-          "right after the other in each repetition (the machine may be shared: seconds are noisy, ratios within a "
-          "repetition less so). Neither side counts evaluation for reporting: stage 1 leaves out its validation "
-          "passes, BTM the merged model's evaluation for the table's BTM row (`evaluation s`; the ratio counting "
-          "it too is `with evaluation`); classifier: the features of train and val, then the heads. "
-          f"Machine: {reps[0].get('machine', 'not recorded')}."
-          + (" In the rows of " + ", ".join(sorted({n for r in reps for n in r.get('evaluation_counted_in', [])}))
-             + ", the BTM time counts the evaluation in (a tree older than seconds.evaluation): compare its ratio "
-             "with `with evaluation`." if any(r.get("evaluation_counted_in") for r in reps) else ""), "",
-          "| tree | ratio (median) | min | max | with evaluation | members s | merge s | classifier s | evaluation s "
-          "| BTM stage s |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
-    md += [f"| {name} ({trees.get(name, name)}) | {s['ratio_median']:.1%} | {s['ratio_min']:.1%} | {s['ratio_max']:.1%} | "
-           f"{s['ratio_with_evaluation_median']:.1%} | {s['members_median_s']:.0f} | {s['merge_median_s']:.0f} | "
-           f"{s['classifier_median_s']:.0f} | {s['evaluation_median_s']:.0f} | {s['btm_one_device_median_s']:.0f} |"
-           for name, s in summary.items()]
-    md += ["", "| rep | stage-1 s/epoch | " + " | ".join(f"{n} ratio | {n} val HM" for n in trees) + " |",
-           "|---|---|" + "---|---|" * len(trees)]
-    md += [f"| {r['rep']} | {r['stage1_seconds_per_epoch']:.1f} | "
-           + " | ".join(f"{r[n]['ratio']:.1%} | {r[n]['val_hm']:.4f}" for n in trees) + " |" for r in reps]
-    md += ["", f"Re-run: `python benchmarks/btm_ratio.py --reps {n_reps} --stage1-epochs {stage1_epochs}"
-           + (" --compare-tree OTHER_CHECKOUT" if "compare" in trees else "") + "` (`--rows LOG` rebuilds these files "
-           "from the rows a run printed)"]
+    md = [
+        "BTM stage / stage 1 (BTM's defaults: 15 stage-1 epochs, 4 members x 10 epochs, GML head + ensemble), "
+        f"Fashion-MNIST-LT rho=100, resnet20_cifar, {threads} thread, "
+        f"{PRECISION.get(reps[0]['precision'], reps[0]['precision'])} training; stage 1 "
+        f"timed over {stage1_epochs} epochs and scaled to 15 (median: {stage1_15:.0f} s). Stage 1 and BTM run one "
+        "right after the other in each repetition (the machine may be shared: seconds are noisy, ratios within a "
+        "repetition less so). Neither side counts evaluation for reporting: stage 1 leaves out its validation "
+        "passes, BTM the merged model's evaluation for the table's BTM row (`evaluation s`; the ratio counting "
+        "it too is `with evaluation`); classifier: the features of train and val, then the heads. "
+        f"Machine: {reps[0].get('machine', 'not recorded')}."
+        + (
+            " In the rows of "
+            + ", ".join(sorted({n for r in reps for n in r.get("evaluation_counted_in", [])}))
+            + ", the BTM time counts the evaluation in (a tree older than seconds.evaluation): compare its ratio "
+            "with `with evaluation`."
+            if any(r.get("evaluation_counted_in") for r in reps)
+            else ""
+        ),
+        "",
+        "| tree | ratio (median) | min | max | with evaluation | members s | merge s | classifier s | evaluation s "
+        "| BTM stage s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    md += [
+        f"| {name} ({trees.get(name, name)}) | {s['ratio_median']:.1%} | {s['ratio_min']:.1%} | {s['ratio_max']:.1%} | "
+        f"{s['ratio_with_evaluation_median']:.1%} | {s['members_median_s']:.0f} | {s['merge_median_s']:.0f} | "
+        f"{s['classifier_median_s']:.0f} | {s['evaluation_median_s']:.0f} | {s['btm_one_device_median_s']:.0f} |"
+        for name, s in summary.items()
+    ]
+    md += [
+        "",
+        "| rep | stage-1 s/epoch | " + " | ".join(f"{n} ratio | {n} val HM" for n in trees) + " |",
+        "|---|---|" + "---|---|" * len(trees),
+    ]
+    md += [
+        f"| {r['rep']} | {r['stage1_seconds_per_epoch']:.1f} | "
+        + " | ".join(f"{r[n]['ratio']:.1%} | {r[n]['val_hm']:.4f}" for n in trees)
+        + " |"
+        for r in reps
+    ]
+    md += [
+        "",
+        f"Re-run: `python benchmarks/btm_ratio.py --reps {n_reps} --stage1-epochs {stage1_epochs}"
+        + (" --compare-tree OTHER_CHECKOUT" if "compare" in trees else "")
+        + "` (`--rows LOG` rebuilds these files "
+        "from the rows a run printed)",
+    ]
     (res / "btm_ratio.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

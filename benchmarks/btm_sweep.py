@@ -7,6 +7,7 @@ base setting), merges them both ways (BN statistics averaged, or re-estimated), 
 merged model's validation metrics, then the GML head's learning rate and epochs on the chosen merged
 model. The test split is never read. Output: benchmarks/results/btm_sweep.{json,md}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ltzoo.numerics import NonFiniteTraining
 from ltzoo.recipes.btm import BTM
-from ltzoo.recipes.context import RunContext
+from ltzoo.recipes.run_context import RunContext
+from ltzoo.training.numerics import NonFiniteTraining
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,8 +37,19 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="CPU threads (the grid's runners hold the other cores)")
     a = p.parse_args()
-    common = ["--dataset", "fmnist_lt", "--init", a.init, "--seed", str(a.seed), "--threads", str(a.threads),
-              "--no-progress", "--mixed-precision", "no"]
+    common = [
+        "--dataset",
+        "fmnist_lt",
+        "--init",
+        a.init,
+        "--seed",
+        str(a.seed),
+        "--threads",
+        str(a.threads),
+        "--no-progress",
+        "--mixed-precision",
+        "no",
+    ]
     ctx = None
 
     def run(out: Path, *extra: str) -> dict:
@@ -64,9 +76,12 @@ def main() -> None:
 
                 if not rows:
                     rows.append({"setting": "stage 1", **{k: res["table"]["stage 1"]["val"][k] for k in VAL_KEYS}})
-                row = {"setting": f"{name}, bn {bn}", **{k: res["table"]["BTM"]["val"][k] for k in VAL_KEYS},
-                       "member_seconds": round(sum(res["seconds"]["member_train_seconds"]), 1),
-                       "run_seconds": round(time.perf_counter() - start, 1)}
+                row = {
+                    "setting": f"{name}, bn {bn}",
+                    **{k: res["table"]["BTM"]["val"][k] for k in VAL_KEYS},
+                    "member_seconds": round(sum(res["seconds"]["member_train_seconds"]), 1),
+                    "run_seconds": round(time.perf_counter() - start, 1),
+                }
                 rows.append(row)
                 print(row, flush=True)
                 if best is None or (row["hm"], row["acc"]) > (best[0]["hm"], best[0]["acc"]):
@@ -75,24 +90,63 @@ def main() -> None:
         for lr in (0.01, 0.05, 0.2):
             for epochs in (10, 30):
                 for ens in (False, True):
-                    res = run(best[1], *best[2], "--classifier", "gml", "--head-lr", str(lr), "--head-epochs",
-                              str(epochs), "--ensemble" if ens else "--no-ensemble")
-                    head_rows.append({"setting": f"gml lr={lr} epochs={epochs}{' +ens' if ens else ''}",
-                                      **{k: res["metrics"]["val"][k] for k in VAL_KEYS}})
+                    res = run(
+                        best[1],
+                        *best[2],
+                        "--classifier",
+                        "gml",
+                        "--head-lr",
+                        str(lr),
+                        "--head-epochs",
+                        str(epochs),
+                        "--ensemble" if ens else "--no-ensemble",
+                    )
+                    head_rows.append(
+                        {
+                            "setting": f"gml lr={lr} epochs={epochs}{' +ens' if ens else ''}",
+                            **{k: res["metrics"]["val"][k] for k in VAL_KEYS},
+                        }
+                    )
     ctx.end()
-    out = {"split": "val", "init": a.init, "base": BASE, "btm": rows, "best_btm": best[0]["setting"], "gml_head": head_rows}
+    out = {
+        "split": "val",
+        "init": a.init,
+        "base": BASE,
+        "btm": rows,
+        "best_btm": best[0]["setting"],
+        "gml_head": head_rows,
+    }
     res = ROOT / "benchmarks" / "results"
     (res / "btm_sweep.json").write_text(json.dumps(out, indent=2) + "\n")
-    table = lambda rs: ["| setting | acc | hm | gm | min | many | medium | few |", "|---|---|---|---|---|---|---|---|"] + [
-        f"| {r['setting']} | " + (f"diverged: {r['diverged']} |" if "diverged" in r else " | ".join(
-            f"{100 * r[k]:.1f}" for k in ("acc", "hm", "gm", "min_recall", "many", "medium", "few")) + " |")
-        for r in rs]
-    md = [f"BTM settings on Fashion-MNIST-LT rho=100, stage 1 = {a.init}; VALIDATION split (100/class): the sweep "
-          "reads no test number (the recipe evaluates its test split, as every run does; the sweep does not look).",
-          f"Base: {BASE}. Best merged model: {best[0]['setting']}.", ""] + table(rows) + [
-          "", "GML head on the best merged model (validation):", ""] + table(head_rows) + [
-          "", f"Re-run: `python benchmarks/btm_sweep.py --init {a.init}` (BTM through its public API: "
-          "`BTM(args, ctx).run()`)"]
+    table = lambda rs: (  # noqa: E731
+        ["| setting | acc | hm | gm | min | many | medium | few |", "|---|---|---|---|---|---|---|---|"]
+        + [
+            f"| {r['setting']} | "
+            + (
+                f"diverged: {r['diverged']} |"
+                if "diverged" in r
+                else " | ".join(f"{100 * r[k]:.1f}" for k in ("acc", "hm", "gm", "min_recall", "many", "medium", "few"))
+                + " |"
+            )
+            for r in rs
+        ]
+    )
+    md = (
+        [
+            f"BTM settings on Fashion-MNIST-LT rho=100, stage 1 = {a.init}; VALIDATION split (100/class): the sweep "
+            "reads no test number (the recipe evaluates its test split, as every run does; the sweep does not look).",
+            f"Base: {BASE}. Best merged model: {best[0]['setting']}.",
+            "",
+        ]
+        + table(rows)
+        + ["", "GML head on the best merged model (validation):", ""]
+        + table(head_rows)
+        + [
+            "",
+            f"Re-run: `python benchmarks/btm_sweep.py --init {a.init}` (BTM through its public API: "
+            "`BTM(args, ctx).run()`)",
+        ]
+    )
     (res / "btm_sweep.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

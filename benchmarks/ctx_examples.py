@@ -5,6 +5,7 @@
 Writes benchmarks/results/fmnist_ctx_lt_examples.png. In the train block each tail-half class (the
 lower rows) shows one context throughout; head-half classes and every val/test image vary.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,7 @@ import logging
 from pathlib import Path
 
 from ltzoo.data import load_dataset
-from ltzoo.data.context import save_example_grid
+from ltzoo.data.fmnist_ctx_lt import save_example_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 

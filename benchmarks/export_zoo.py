@@ -7,6 +7,7 @@ runs/<grid>/<setting>/s<seed>/<run>, or the transfer benchmark's runs/transfer/.
 generates its card (zoo/<name>/README.md and hub_cards/<name>.md) with `ltzoo card`, every number
 read from the run's results.json. Each folder is then ready for `ltzoo push zoo/<name> ltzoo/<name>`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,15 @@ from pathlib import Path
 from ltzoo.cli import main as ltzoo
 
 ROOT = Path(__file__).resolve().parent.parent
-FILES = ("config.json", "model.safetensors", "results.json", "per_class_recall.png", "run_config.yaml",
-         "predictions.safetensors", "reliability.png")
+FILES = (
+    "config.json",
+    "model.safetensors",
+    "results.json",
+    "per_class_recall.png",
+    "run_config.yaml",
+    "predictions.safetensors",
+    "reliability.png",
+)
 # zoo name -> (its run under runs/, with {grid} and {seed} filled in; hub id of the model it starts from)
 ENTRIES = {
     "resnet20-ce-fmnistlt": ("{grid}/rho100/s{seed}/ce", None),
@@ -36,7 +44,10 @@ ENTRIES = {
     # with the fine-tuned model it starts from
     "resnet20-fmnistsource5": ("transfer/source/resnet20_cifar", None),
     "resnet20-ft-fmnisttarget5lt": ("transfer/resnet20_cifar/s{seed}/full", "ltzoo/resnet20-fmnistsource5"),
-    "resnet20-ft-btm-gml-fmnisttarget5lt": ("transfer/resnet20_cifar/s{seed}/full_btm", "ltzoo/resnet20-ft-fmnisttarget5lt"),
+    "resnet20-ft-btm-gml-fmnisttarget5lt": (
+        "transfer/resnet20_cifar/s{seed}/full_btm",
+        "ltzoo/resnet20-ft-fmnisttarget5lt",
+    ),
 }
 
 
@@ -58,8 +69,7 @@ def main() -> None:
         for f in FILES:
             if (src / f).is_file():
                 shutil.copy2(src / f, dst / f)
-        card = ["card", str(dst), "--name", name, "--repo-id", f"ltzoo/{name}",
-                "--cards-dir", str(ROOT / "hub_cards")]
+        card = ["card", str(dst), "--name", name, "--repo-id", f"ltzoo/{name}", "--cards-dir", str(ROOT / "hub_cards")]
         if parent:
             card += ["--parent-id", parent]
         if ltzoo(card) != 0:

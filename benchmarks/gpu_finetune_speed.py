@@ -8,9 +8,10 @@ For the ImageNet-LT / Places-LT LoRA + BTM + GML configs (ltzoo/recipes/configs/
 architectures (`vit_base_patch16_clip_224`, `vit_base_patch16_224`: their pretrained weights are not
 needed to time them; the step costs the same), 1,000 classes, random uint8 batches made on the GPU and
 normalised there. Each setting: AdamW steps under bf16 autocast (ltzoo's GPU default), the adapters of
-`ltzoo.adapters` (peft's LoRA r=8 on the attention and MLP linears, the classifier trained whole), images/s
+`ltzoo.methods.adapters` (peft's LoRA r=8 on the attention and MLP linears, the classifier trained whole), images/s
 after warm-up and peak GPU memory; and fp32 evaluation. Writes gpu_finetune_speed.{json,md} to ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import ltzoo.models  # noqa: F401
-from ltzoo import adapters
+from ltzoo.methods import adapters
 
 
 def timed(step, batch: int, device, steps: int, warmup: int) -> dict:
@@ -38,8 +39,10 @@ def timed(step, batch: int, device, steps: int, warmup: int) -> dict:
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return {"images_per_s": batch * steps / (time.perf_counter() - start),
-            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0}
+    return {
+        "images_per_s": batch * steps / (time.perf_counter() - start),
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0,
+    }
 
 
 def timed_train(model, batch: int, size: int, device, steps: int, warmup: int, amp: bool) -> dict:
@@ -94,33 +97,58 @@ def main() -> None:
                     continue
                 state = adapters.trainable_state(net, spec) if spec.enabled else model.state_dict()
                 r = timed_train(net, batch, size, device, steps, warmup, amp=not smoke)
-                rows.append({"arch": arch, "peft": method, "batch": batch, **r,
-                             "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad),
-                             "saved_mb": sum(v.numel() * v.element_size() for v in state.values()) / 2**20})
+                rows.append(
+                    {
+                        "arch": arch,
+                        "peft": method,
+                        "batch": batch,
+                        **r,
+                        "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad),
+                        "saved_mb": sum(v.numel() * v.element_size() for v in state.values()) / 2**20,
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
                 del net, model, state
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
         model = timm.create_model(arch, num_classes=1000, **kw).to(device)
         r = timed_eval(model, 8 if smoke else 512, size, device, steps, warmup)
-        rows.append({"arch": arch, "peft": "eval fp32", "batch": 8 if smoke else 512, **r, "trainable_params": 0,
-                     "saved_mb": 0.0})
+        rows.append(
+            {
+                "arch": arch,
+                "peft": "eval fp32",
+                "batch": 8 if smoke else 512,
+                **r,
+                "trainable_params": 0,
+                "saved_mb": 0.0,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
         del model
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    env = {"torch": torch.__version__, "timm": timm.__version__,
-           "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"}
+    env = {
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+    }
     (out / "gpu_finetune_speed.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2) + "\n")
-    lines = [f"# Fine-tuning speed: ViT-B/16 at {size} px on 1x {env['device']}", "",
-             f"torch {env['torch']}, timm {env['timm']}; random weights, synthetic uint8 batches on the device; training: "
-             "AdamW steps under bf16 autocast (ltzoo's GPU default), adapters from ltzoo.adapters (peft LoRA r=8 on "
-             "the attention and MLP linears; the classifier trains in every setting); evaluation in fp32. "
-             f"{steps} timed steps after {warmup} warm-up steps.", "",
-             "| arch | training | batch | images/s | peak GiB | trainable params | saved MB |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Fine-tuning speed: ViT-B/16 at {size} px on 1x {env['device']}",
+        "",
+        f"torch {env['torch']}, timm {env['timm']}; random weights, synthetic uint8 batches on the device; training: "
+        "AdamW steps under bf16 autocast (ltzoo's GPU default), adapters from ltzoo.methods.adapters (peft LoRA r=8 on "
+        "the attention and MLP linears; the classifier trains in every setting); evaluation in fp32. "
+        f"{steps} timed steps after {warmup} warm-up steps.",
+        "",
+        "| arch | training | batch | images/s | peak GiB | trainable params | saved MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['arch']} | {r['peft']} | {r['batch']} | {r['images_per_s']:.0f} | {r['peak_gib']:.1f} | "
-                     f"{r['trainable_params']:,} | {r['saved_mb']:.1f} |")
+        lines.append(
+            f"| {r['arch']} | {r['peft']} | {r['batch']} | {r['images_per_s']:.0f} | {r['peak_gib']:.1f} | "
+            f"{r['trainable_params']:,} | {r['saved_mb']:.1f} |"
+        )
     lines += ["", f"Re-run: `python benchmarks/gpu_finetune_speed.py --out {args.out}`"]
     (out / "gpu_finetune_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -12,13 +12,14 @@ short timed window after warm-up:
 - evaluation as ltzoo evaluates (fp32, no autocast, channels_last) and, for comparison, under bf16;
 - peak GPU memory of each;
 - on the host: JPEG decoding through timm's 224-px training transform (images/s per loader worker)
-  and GML head training on cached features (ltzoo.heads runs it on the CPU).
+  and GML head training on cached features (ltzoo.methods.heads runs it on the CPU).
 Then the wall time of recipes/configs/imagenet_lt/{ce,btm}.yaml is projected from those rates: bounded by
 the GPU and by JPEG decoding in the configured loader workers (whichever is slower), for one GPU and for
 ``--gpus`` GPUs (linear scaling assumed). Writes gpu_speed.json and gpu_speed.md to ``--out``.
 
 Needs torch, timm and PyYAML; imports nothing that needs `datasets`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 import timm  # noqa: E402
 import timm.data  # noqa: E402
 
-from ltzoo import accel  # noqa: E402  (torch only)
+from ltzoo.runfolder import provenance  # noqa: E402
+from ltzoo.training import accelerator as accel  # noqa: E402  (torch only)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CONFIG_DIRS = ("ltzoo/recipes/configs/imagenet_lt", "recipes/configs/imagenet_lt")  # after and before the move
@@ -67,9 +69,12 @@ class SyntheticLT:
         """A few distinct (uint8 image, label) batches, made once per batch size."""
         if batch_size not in self.cache:
             self.cache[batch_size] = [
-                (torch.randint(0, 256, (batch_size, 3, self.size, self.size), dtype=torch.uint8, device=self.device),
-                 torch.multinomial(self.prior, batch_size, replacement=True, generator=self.gen).to(self.device))
-                for _ in range(self.pool)]
+                (
+                    torch.randint(0, 256, (batch_size, 3, self.size, self.size), dtype=torch.uint8, device=self.device),
+                    torch.multinomial(self.prior, batch_size, replacement=True, generator=self.gen).to(self.device),
+                )
+                for _ in range(self.pool)
+            ]
         return self.cache[batch_size]
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,8 +121,12 @@ def timed(step, device: torch.device, warmup: int, seconds: float, images_per_st
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             break
-    return {"images_per_second": steps * images_per_step / elapsed, "steps": steps, "window_seconds": elapsed,
-            "first_step_seconds": first}
+    return {
+        "images_per_second": steps * images_per_step / elapsed,
+        "steps": steps,
+        "window_seconds": elapsed,
+        "first_step_seconds": first,
+    }
 
 
 def create(name: str, num_classes: int, device: torch.device) -> torch.nn.Module:
@@ -146,7 +155,7 @@ def train_rate(args, data: SyntheticLT, device, batch_size: int, compiled: bool)
     out["peak_memory_gib"] = peak_gib(device)
     if compiled:
         out["compile_seconds"] = out["first_step_seconds"]
-    del model, net, opt
+    model = net = opt = None  # free the device memory before the next measurement
     return out
 
 
@@ -163,7 +172,7 @@ def eval_rate(args, data: SyntheticLT, device, batch_size: int, bf16: bool) -> d
     reset_peak(device)
     out = timed(step, device, max(2, args.warmup // 3), args.seconds * 0.6, batch_size)
     out["peak_memory_gib"] = peak_gib(device)
-    del model
+    model = None  # free the device memory before the next measurement (step's closure holds it)
     return out
 
 
@@ -197,7 +206,7 @@ def decode_rate(seconds: float, n: int = 24) -> dict:
 
 
 def head_rate(seconds: float, feat_dim: int, num_classes: int, batch_size: int = 512) -> dict:
-    """SGD steps/s of a linear head on cached CPU features (ltzoo.heads trains GML heads so)."""
+    """SGD steps/s of a linear head on cached CPU features (ltzoo.methods.heads trains GML heads so)."""
     x = torch.randn(batch_size, feat_dim)
     y = torch.randint(0, num_classes, (batch_size,))
     w = torch.zeros(num_classes, feat_dim, requires_grad=True)
@@ -219,7 +228,7 @@ def load_configs(folder: str | None) -> tuple[dict, dict, str]:
     for d in dirs:
         path = ROOT / d if not Path(d).is_absolute() else Path(d)
         if (path / "ce.yaml").is_file() and (path / "btm.yaml").is_file():
-            read = lambda name: yaml.safe_load((path / name).read_text()) or {}  # noqa: E731
+            read = lambda name, path=path: yaml.safe_load((path / name).read_text()) or {}  # noqa: E731
             return read("ce.yaml"), read("btm.yaml"), str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     raise FileNotFoundError(f"no ce.yaml and btm.yaml in {dirs}; pass --configs")
 
@@ -240,77 +249,128 @@ def project(m: dict, lt: dict, ce: dict, btm: dict, gpus: int) -> dict:
     def phase(images: float, gpu_rate: float, workers: int, procs: int) -> dict:
         gpu = images / (gpu_rate * procs)
         decode = images / (per_worker * workers * procs)
-        return {"images": images, "gpu_seconds": gpu, "decode_seconds": decode, "seconds": max(gpu, decode),
-                "bound": "GPU" if gpu >= decode else "JPEG decoding"}
+        return {
+            "images": images,
+            "gpu_seconds": gpu,
+            "decode_seconds": decode,
+            "seconds": max(gpu, decode),
+            "bound": "GPU" if gpu >= decode else "JPEG decoding",
+        }
 
     out = {}
     for procs in sorted({1, gpus}):
         w1 = int(ce.get("workers", 8))
         epochs = int(ce.get("epochs", 90))
-        s1 = {"train": phase(epochs * n, train, w1, procs),
-              "val_each_epoch": phase(epochs * v, evals, w1, procs),
-              "final_eval": phase(v + t, evals, w1, procs)}
+        s1 = {
+            "train": phase(epochs * n, train, w1, procs),
+            "val_each_epoch": phase(epochs * v, evals, w1, procs),
+            "final_eval": phase(v + t, evals, w1, procs),
+        }
         s1_total = sum(p["seconds"] for p in s1.values())
         compiled = None
         if train_c:
-            compiled = s1_total - s1["train"]["seconds"] + phase(epochs * n, train_c, w1, procs)["seconds"] \
+            compiled = (
+                s1_total
+                - s1["train"]["seconds"]
+                + phase(epochs * n, train_c, w1, procs)["seconds"]
                 + m["train_compiled"]["compile_seconds"]
+            )
         w2 = int(btm.get("workers", 8))
         members, shots, mep = int(btm.get("subsets", 4)), int(btm.get("shots", 50)), int(btm.get("member_epochs", 10))
         per_member = shots * lt["num_classes"] * mep
         rounds = math.ceil(members / procs)  # one member per process at a time, no collective
         head_steps = int(btm.get("head_epochs", 30)) * math.ceil(n / m["head"]["batch_size"])
-        b = {"members": phase(rounds * per_member * procs, member, w2, procs),
-             "features": phase(n + v, evals, w2, procs),  # train + val features, fp32
-             "evaluations": phase(3 * (v + t), evals, w2, procs),  # stage 1, merged, final: val + test
-             "head_cpu": {"seconds": head_steps / m["head"]["steps_per_second"], "bound": "CPU (ltzoo.heads)"}}
+        b = {
+            "members": phase(rounds * per_member * procs, member, w2, procs),
+            "features": phase(n + v, evals, w2, procs),  # train + val features, fp32
+            "evaluations": phase(3 * (v + t), evals, w2, procs),  # stage 1, merged, final: val + test
+            "head_cpu": {"seconds": head_steps / m["head"]["steps_per_second"], "bound": "CPU (ltzoo.methods.heads)"},
+        }
         b_total = sum(p["seconds"] for p in b.values())
-        out[f"{procs}_gpu"] = {"stage1": s1, "stage1_seconds": s1_total, "stage1_compiled_seconds": compiled,
-                              "btm": b, "btm_seconds": b_total, "btm_over_stage1": b_total / s1_total,
-                              "member_images": members * per_member}
+        out[f"{procs}_gpu"] = {
+            "stage1": s1,
+            "stage1_seconds": s1_total,
+            "stage1_compiled_seconds": compiled,
+            "btm": b,
+            "btm_seconds": b_total,
+            "btm_over_stage1": b_total / s1_total,
+            "member_images": members * per_member,
+        }
     return out
 
 
 # ----------------------------------------------------------------------------------------- report
 def markdown(res: dict) -> str:
     hw, m = res["hardware"], res["measured"]
-    lines = [f"# GPU speed: {res['model']} at {res['image_size']} px on {hw['gpu'] or 'CPU (smoke run)'}", "",
-             f"torch {hw['torch']}, timm {res['timm']}; host CPU {hw['cpu']} ({os.cpu_count()} cores). "
-             f"Synthetic ImageNet-LT-shaped data on the device; bf16 autocast and channels_last for training, "
-             f"fp32 for evaluation (as ltzoo evaluates); cudnn.benchmark {res['cudnn_benchmark']}, "
-             f"TF32 convolutions {res['tf32']['cudnn']}, TF32 matmuls {res['tf32']['matmul']}.", "",
-             "| measurement | batch | images/s | peak memory GiB | note |", "|---|---|---|---|---|"]
-    names = {"train_eager": "training, bf16 + channels_last", "train_compiled": "training, bf16 + channels_last, compiled",
-             "train_member": "training at the BTM member batch", "eval_fp32": "evaluation, fp32 (ltzoo's)",
-             "eval_bf16": "evaluation under bf16 (not used by ltzoo)"}
+    lines = [
+        f"# GPU speed: {res['model']} at {res['image_size']} px on {hw['gpu'] or 'CPU (smoke run)'}",
+        "",
+        f"torch {hw['torch']}, timm {res['timm']}; host CPU {hw['cpu']} ({os.cpu_count()} cores). "
+        f"Synthetic ImageNet-LT-shaped data on the device; bf16 autocast and channels_last for training, "
+        f"fp32 for evaluation (as ltzoo evaluates); cudnn.benchmark {res['cudnn_benchmark']}, "
+        f"TF32 convolutions {res['tf32']['cudnn']}, TF32 matmuls {res['tf32']['matmul']}.",
+        "",
+        "| measurement | batch | images/s | peak memory GiB | note |",
+        "|---|---|---|---|---|",
+    ]
+    names = {
+        "train_eager": "training, bf16 + channels_last",
+        "train_compiled": "training, bf16 + channels_last, compiled",
+        "train_member": "training at the BTM member batch",
+        "eval_fp32": "evaluation, fp32 (ltzoo's)",
+        "eval_bf16": "evaluation under bf16 (not used by ltzoo)",
+    }
     for key, label in names.items():
         r = m.get(key)
         if r is None:
             continue
         note = f"compile {r['compile_seconds']:.0f} s" if "compile_seconds" in r else ""
-        lines.append(f"| {label} | {r['batch_size']} | {r['images_per_second']:.0f} | {r['peak_memory_gib']:.1f} | {note} |")
+        lines.append(
+            f"| {label} | {r['batch_size']} | {r['images_per_second']:.0f} | {r['peak_memory_gib']:.1f} | {note} |"
+        )
     for key, err in res["errors"].items():
         lines.append(f"| {names.get(key, key)} | - | failed | - | {err.strip().splitlines()[-1][:120]} |")
     d, h = m["decode"], m["head"]
-    lines += ["", f"Host: JPEG decode + timm 224-px training transform {d['images_per_second_per_worker']:.0f} images/s per "
-              f"loader worker; GML head on cached features (CPU, batch {h['batch_size']}, {h['feat_dim']} features) "
-              f"{h['steps_per_second']:.1f} steps/s.", ""]
+    lines += [
+        "",
+        f"Host: JPEG decode + timm 224-px training transform {d['images_per_second_per_worker']:.0f} images/s per "
+        f"loader worker; GML head on cached features (CPU, batch {h['batch_size']}, {h['feat_dim']} features) "
+        f"{h['steps_per_second']:.1f} steps/s.",
+        "",
+    ]
     for key, p in res["projection"].items():
         s1, b = p["stage1"], p["btm"]
         gpus = int(key.split("_")[0])
-        lines += [f"## Projected wall time on {gpus} GPU{'s' if gpus > 1 else ''} ({res['configs']})", "",
-                  "| recipe phase | images | GPU time | decoding time | projected | bound by |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"## Projected wall time on {gpus} GPU{'s' if gpus > 1 else ''} ({res['configs']})",
+            "",
+            "| recipe phase | images | GPU time | decoding time | projected | bound by |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, ph in [*(("stage 1 " + k, v) for k, v in s1.items()), *(("BTM " + k, v) for k, v in b.items())]:
             images = f"{ph['images']:,.0f}" if "images" in ph else "-"
-            lines.append(f"| {name} | {images} | {_dur(ph.get('gpu_seconds'))} | {_dur(ph.get('decode_seconds'))} "
-                         f"| {_dur(ph['seconds'])} | {ph['bound']} |")
-        lines += ["", f"Stage 1: **{_dur(p['stage1_seconds'])}**"
-                  + (f" ({_dur(p['stage1_compiled_seconds'])} compiled, compile time included)" if p["stage1_compiled_seconds"] else "")
-                  + f"; BTM: **{_dur(p['btm_seconds'])}** ({p['btm_over_stage1']:.1%} of stage 1).", ""]
-    lines += ["Assumptions: processes split images evenly and scale linearly; each phase is as slow as the slower of the "
-              "GPU and JPEG decoding in the config's loader workers (decoding needs that many free cores per process); "
-              "BTM members train one per process at a time; checkpointing and start-up are not counted.", "",
-              f"Re-run: `python benchmarks/gpu_speed.py --out {res['out']}` ({res['seconds']:.0f} s this time)."]
+            lines.append(
+                f"| {name} | {images} | {_dur(ph.get('gpu_seconds'))} | {_dur(ph.get('decode_seconds'))} "
+                f"| {_dur(ph['seconds'])} | {ph['bound']} |"
+            )
+        lines += [
+            "",
+            f"Stage 1: **{_dur(p['stage1_seconds'])}**"
+            + (
+                f" ({_dur(p['stage1_compiled_seconds'])} compiled, compile time included)"
+                if p["stage1_compiled_seconds"]
+                else ""
+            )
+            + f"; BTM: **{_dur(p['btm_seconds'])}** ({p['btm_over_stage1']:.1%} of stage 1).",
+            "",
+        ]
+    lines += [
+        "Assumptions: processes split images evenly and scale linearly; each phase is as slow as the slower of the "
+        "GPU and JPEG decoding in the config's loader workers (decoding needs that many free cores per process); "
+        "BTM members train one per process at a time; checkpointing and start-up are not counted.",
+        "",
+        f"Re-run: `python benchmarks/gpu_speed.py --out {res['out']}` ({res['seconds']:.0f} s this time).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -334,8 +394,11 @@ def main() -> None:
     p.add_argument("--configs", default=None, help="folder with the ImageNet-LT ce.yaml and btm.yaml")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True, help="also measure torch.compile")
     p.add_argument("--compile-backend", default="inductor")
-    p.add_argument("--cpu-smoke", action="store_true",
-                   help="check the script on a CPU: resnet18 at 64 px, batch 8, 1-s windows, compile with the eager backend")
+    p.add_argument(
+        "--cpu-smoke",
+        action="store_true",
+        help="check the script on a CPU: resnet18 at 64 px, batch 8, 1-s windows, compile with the eager backend",
+    )
     args = p.parse_args()
     start = time.perf_counter()
     lt = json.loads((ROOT / "benchmarks" / "imagenet_lt.json").read_text())
@@ -354,10 +417,12 @@ def main() -> None:
     log(f"{args.model} at {args.image_size} px on {device}: batch {bs}, eval batch {ebs}, member batch {mbs}")
     data = SyntheticLT(lt["train_class_counts"], args.image_size, device)
     measured, errors = {}, {}
-    plan = [("train_eager", lambda: train_rate(args, data, device, bs, False), bs),
-            ("eval_fp32", lambda: eval_rate(args, data, device, ebs, False), ebs),
-            ("eval_bf16", lambda: eval_rate(args, data, device, ebs, True), ebs),
-            ("train_member", lambda: train_rate(args, data, device, mbs, False), mbs)]
+    plan = [
+        ("train_eager", lambda: train_rate(args, data, device, bs, False), bs),
+        ("eval_fp32", lambda: eval_rate(args, data, device, ebs, False), ebs),
+        ("eval_bf16", lambda: eval_rate(args, data, device, ebs, True), ebs),
+        ("train_member", lambda: train_rate(args, data, device, mbs, False), mbs),
+    ]
     compiled = [("train_compiled", lambda: train_rate(args, data, device, bs, True), bs)] if args.compile else []
     run_plan(plan, measured, errors, device)
     if "train_eager" not in measured or "eval_fp32" not in measured:
@@ -366,14 +431,25 @@ def main() -> None:
     measured["decode"] = decode_rate(2.0 if args.cpu_smoke else 6.0)
     feat_dim = timm.create_model(args.model, num_classes=0, pretrained=False).num_features
     measured["head"] = head_rate(1.0 if args.cpu_smoke else 4.0, feat_dim, lt["num_classes"])
-    log(f"decode {measured['decode']['images_per_second_per_worker']:.0f} images/s/worker, "
-        f"head {measured['head']['steps_per_second']:.1f} steps/s")
-    res = {"model": args.model, "image_size": args.image_size, "timm": timm.__version__, "device": str(device),
-           "hardware": {**accel.hardware_summary(device), "host": platform.node(), "cores": os.cpu_count()},
-           "cudnn_benchmark": torch.backends.cudnn.benchmark,
-           "tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
-           "imagenet_lt": {k: v for k, v in lt.items() if k != "train_class_counts"}, "configs": configs,
-           "measured": measured, "errors": errors, "smoke": args.cpu_smoke, "out": args.out}
+    log(
+        f"decode {measured['decode']['images_per_second_per_worker']:.0f} images/s/worker, "
+        f"head {measured['head']['steps_per_second']:.1f} steps/s"
+    )
+    res = {
+        "model": args.model,
+        "image_size": args.image_size,
+        "timm": timm.__version__,
+        "device": str(device),
+        "hardware": {**provenance.hardware_summary(device), "host": platform.node(), "cores": os.cpu_count()},
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
+        "imagenet_lt": {k: v for k, v in lt.items() if k != "train_class_counts"},
+        "configs": configs,
+        "measured": measured,
+        "errors": errors,
+        "smoke": args.cpu_smoke,
+        "out": args.out,
+    }
     write(res, lt, ce, btm, args, start)  # written before compiling too: a compile that hangs loses nothing
     if compiled:
         run_plan(compiled, measured, errors, device)
@@ -389,8 +465,10 @@ def run_plan(plan, measured: dict, errors: dict, device: torch.device) -> None:
         try:
             measured[key] = {**fn(), "batch_size": batch}
             r = measured[key]
-            log(f"{key}: {r['images_per_second']:.0f} images/s, peak {r['peak_memory_gib']:.1f} GiB"
-                + (f", compile {r['compile_seconds']:.0f} s" if "compile_seconds" in r else ""))
+            log(
+                f"{key}: {r['images_per_second']:.0f} images/s, peak {r['peak_memory_gib']:.1f} GiB"
+                + (f", compile {r['compile_seconds']:.0f} s" if "compile_seconds" in r else "")
+            )
         except Exception:  # noqa: BLE001
             errors[key] = traceback.format_exc(limit=3)
             log(f"{key} failed: {errors[key].strip().splitlines()[-1]}")

@@ -15,6 +15,7 @@ Derived on validation images only, never the test split:
 
 Runs on one CPU thread in about five minutes; writes benchmarks/results/hard_tail_order.{json,md}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,12 +31,13 @@ import ltzoo  # noqa: F401  (registers resnet20_cifar)
 from ltzoo.data import load_dataset, subsample_longtail
 from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.data.splits import Split
-from ltzoo.engine import predict, train_one_epoch
-from ltzoo.metrics import per_class_recall
-from ltzoo.recipes.optim import create_scheduler
-from ltzoo.runfolder import hardware
 from ltzoo.files import atomic_path
-from ltzoo.runs import create_model
+from ltzoo.metrics import per_class_recall
+from ltzoo.runfolder.model_io import create_model
+from ltzoo.runfolder.provenance import hardware
+from ltzoo.training.evaluation import predict
+from ltzoo.training.loop import train_one_epoch
+from ltzoo.training.optim import create_scheduler
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results"
@@ -59,9 +61,12 @@ def eval_and_train_sets(val_seeds: list[int], per_class: int, seed: int) -> tupl
     for v in vals.values():
         for i, k in enumerate(image_keys(v)):
             union_idx.setdefault(k, (v, i))
-    union = Split("val", torch.tensor([v.labels[i] for v, i in union_idx.values()]),
-                  images=torch.stack([v.images[i] for v, i in union_idx.values()]),
-                  source=f"union of fmnist_lt's validation splits for seeds {val_seeds}")
+    union = Split(
+        "val",
+        torch.tensor([v.labels[i] for v, i in union_idx.values()]),
+        images=torch.stack([v.images[i] for v, i in union_idx.values()]),
+        source=f"union of fmnist_lt's validation splits for seeds {val_seeds}",
+    )
     return {**vals, "val_union": union}, pool.subset(kept, name="train"), full
 
 
@@ -73,8 +78,13 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.1, help="peak SGD rate (the recipes' default)")
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0, help="seed of the training draw, init and augmentation")
-    p.add_argument("--val-seeds", type=int, nargs="+", default=[0, 1, 2],
-                   help="fmnist_lt seeds whose validation splits to evaluate on")
+    p.add_argument(
+        "--val-seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="fmnist_lt seeds whose validation splits to evaluate on",
+    )
     p.add_argument("--threads", type=int, default=1, help="CPU threads (the machine is shared)")
     p.add_argument("--out", default=str(OUT / "hard_tail_order"), help="output path without extension")
     args = p.parse_args()
@@ -95,8 +105,18 @@ def main() -> None:
     model, opt, train_dl, sched = accelerator.prepare(model, opt, train_dl, sched)
     log = []
     for epoch in range(args.epochs):
-        stats = train_one_epoch(accelerator, model, train_dl, torch.nn.CrossEntropyLoss(), opt, prep, sched,
-                                epoch=epoch, seed=args.seed, progress=False)
+        stats = train_one_epoch(
+            accelerator,
+            model,
+            train_dl,
+            torch.nn.CrossEntropyLoss(),
+            opt,
+            prep,
+            sched,
+            epoch=epoch,
+            seed=args.seed,
+            progress=False,
+        )
         log.append({"epoch": epoch, "loss": round(stats["loss"], 4), "seconds": round(stats["seconds"], 1)})
         print(f"epoch {epoch}: loss {stats['loss']:.4f} ({stats['seconds']:.0f} s)", flush=True)
 
@@ -113,15 +133,22 @@ def main() -> None:
         "recall": {k: {names[c]: round(r[c], 4) for c in range(len(names))} for k, r in recalls.items()},
         "accuracy": {k: round(v, 4) for k, v in accs.items()},
         "eval_images": {k: len(v) for k, v in evals.items()},
-        "train": {"images": len(train), "per_class": args.per_class, "source": "Fashion-MNIST training images "
-                  "minus every image identical to an evaluation image, balanced, seeded draw"},
+        "train": {
+            "images": len(train),
+            "per_class": args.per_class,
+            "source": "Fashion-MNIST training images "
+            "minus every image identical to an evaluation image, balanced, seeded draw",
+        },
         "config": {k: v for k, v in vars(args).items() if k != "out"},
         "epochs_log": log,
         "seconds": round(time.perf_counter() - start, 1),
         "hardware": hardware(),
-        "rerun": "python benchmarks/hard_tail_order.py " + " ".join(
+        "rerun": "python benchmarks/hard_tail_order.py "
+        + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items() if k != "out"),
+            for k, v in vars(args).items()
+            if k != "out"
+        ),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +169,7 @@ def markdown(result: dict, names: list[str], order: list[int]) -> str:
         "image of the evaluation set removed; per-class recall on fmnist_lt's balanced validation splits "
         f"(seeds {result['config']['val_seeds']}, 100 images per class each; `val_union` holds each distinct "
         "image once). The test split is never read. Classes sorted by `val_union` recall, best first: the "
-        "best-recalled class keeps the most images (`class_order=\"hard_tail\"`, `--class-order hard_tail`).",
+        'best-recalled class keeps the most images (`class_order="hard_tail"`, `--class-order hard_tail`).',
         "",
         "| rank | class | " + " | ".join(f"recall {k}" for k in keys) + " |",
         "|---|---|" + "---|" * len(keys),

@@ -1,6 +1,7 @@
 """The method tables on Fashion-MNIST-LT: every method of ltzoo on one backbone, seeds, one table per setting.
 
-    python benchmarks/method_table.py                                   # rho=100, own order: run what is missing, then the table
+    python benchmarks/method_table.py                                   # rho=100, own order: run what is missing,
+                                                                        # then the table
     python benchmarks/method_table.py --setting rho100_hard --runs ce bsce gml_on_ce btm_on_ce
     python benchmarks/method_table.py --setting ctx_rho100 --groups csa --jobs 8 --data-dir DIR
     python benchmarks/method_table.py --only-table --setting rho10      # rebuild a table from finished runs
@@ -11,7 +12,8 @@ ctx_rho100 (fmnist_ctx_lt: the same images with irrelevant background contexts, 
 
 Each run is a real recipe under `accelerate launch` (stage 1 with ltzoo.recipes.pretrain, classifier
 retraining with ltzoo.recipes.gml, BTM with ltzoo.recipes.btm, CSA with ltzoo.recipes.csa), written to
-runs/<grid>/<setting>/s<seed>/<name> (`--grid`, default bench), at each recipe's default precision (bf16 where the device computes it
+runs/<grid>/<setting>/s<seed>/<name> (`--grid`, default bench), at each recipe's default precision (bf16 where
+the device computes it
 natively) unless the run says otherwise. Finished runs (results.json present) are skipped, so the script
 resumes where it stopped; `--jobs N` runs N recipes at once (a run starts when the run it starts from has
 finished), and several runners can share the grid (each claims a run with a .claim file). `--deadline-at`
@@ -25,6 +27,7 @@ Fashion-MNIST-LT setting, that of runs/<grid>/rho100 (`--ceiling-grid` names ano
 results.json files are kept in benchmarks/results/h200/runs_results.tgz: `tar xzf` it into runs/ to
 rebuild its tables with `--only-table`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,18 +45,28 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 STAGE1 = ["--model", "resnet20_cifar", "--epochs", "15", "--batch-size", "128", "--lr", "0.1"]  # pretrain, csa runs
 STAGE1_RECIPES = ("pretrain", "csa")
-LONG = ["--epochs", "45"]
+LONG = ["--epochs", "45"]  # the longer stage-1 schedule of the "strong" group (3x the default)
 PRECISION = {"no": "fp32", "bf16": "bf16", "fp16": "fp16"}  # results.json's speed.mixed_precision -> the table's word
-BALANCED_REF_PER_CLASS = 1464  # ceil(14,639 / 10): fmnist_lt rho=100 (n_max 5900, exp profile) keeps 14,639 images  # the longer stage-1 schedule of the "strong" group (3x the default)
+BALANCED_REF_PER_CLASS = 1464  # ceil(14,639 / 10): fmnist_lt rho=100 (n_max 5900, exp profile) keeps 14,639 images
 
 #: setting -> (dataset, imbalance, class order or None, what the table is about)
 SETTINGS = {
     "rho100": ("fmnist_lt", 100.0, None, "Fashion-MNIST-LT, rho=100, the dataset's own class order"),
-    "rho100_hard": ("fmnist_lt", 100.0, "hard_tail", "Fashion-MNIST-LT, rho=100, hard-tail class order "
-                    "(the classes a balanced model recalls worst on validation get the fewest images)"),
+    "rho100_hard": (
+        "fmnist_lt",
+        100.0,
+        "hard_tail",
+        "Fashion-MNIST-LT, rho=100, hard-tail class order "
+        "(the classes a balanced model recalls worst on validation get the fewest images)",
+    ),
     "rho10": ("fmnist_lt", 10.0, None, "Fashion-MNIST-LT, rho=10, the dataset's own class order"),
-    "ctx_rho100": ("fmnist_ctx_lt", 100.0, None, "Fashion-MNIST-LT with irrelevant background contexts "
-                   "(fmnist_ctx_lt: fixed per tail class in training, random in validation and test), rho=100"),
+    "ctx_rho100": (
+        "fmnist_ctx_lt",
+        100.0,
+        None,
+        "Fashion-MNIST-LT with irrelevant background contexts "
+        "(fmnist_ctx_lt: fixed per tail class in training, random in validation and test), rho=100",
+    ),
 }
 
 # name -> (recipe, args, stage-1 run it starts from or None, group)
@@ -71,8 +84,12 @@ RUNS = {
     "btm_on_csa": ("btm", ["--classifier", "gml"], "csa", "csa"),
     # today's fp32 training loop against the default (bf16 where native): the same pipeline, 3 seeds each
     "ce_fp32": ("pretrain", ["--loss", "ce", "--mixed-precision", "no", "--no-channels-last"], None, "fp32"),
-    "btm_on_ce_fp32": ("btm", ["--classifier", "gml", "--mixed-precision", "no", "--no-channels-last"], "ce_fp32",
-                       "fp32"),
+    "btm_on_ce_fp32": (
+        "btm",
+        ["--classifier", "gml", "--mixed-precision", "no", "--no-channels-last"],
+        "ce_fp32",
+        "fp32",
+    ),
     # a stronger stage 1 (chosen on validation HM): a 3x longer schedule, with and without mixup
     "bsce_long": ("pretrain", ["--loss", "bsce", *LONG], None, "strong"),
     "bsce_long_mixup": ("pretrain", ["--loss", "bsce", *LONG, "--mixup", "0.2"], None, "strong"),
@@ -102,8 +119,12 @@ RUNS = {
     "ceiling_long": ("pretrain", ["--loss", "ce", "--imbalance", "1", *LONG], None, "strong"),
     # relative accuracy's balanced reference A_v (Zhang et al., survey, section 4.1): CE on a class-balanced
     # subset of the same total size as fmnist_lt rho=100's training set (14,639 images: 1,464 per class)
-    "balanced_ref": ("pretrain", ["--loss", "ce", "--imbalance", "1", "--n-max", str(BALANCED_REF_PER_CLASS)], None,
-                     "relative"),
+    "balanced_ref": (
+        "pretrain",
+        ["--loss", "ce", "--imbalance", "1", "--n-max", str(BALANCED_REF_PER_CLASS)],
+        None,
+        "relative",
+    ),
 }
 
 # table row -> (run, key in that run's results "table" or None for its final metrics)
@@ -182,8 +203,11 @@ def reference_accuracy(grid: str, seeds: list[int]) -> tuple[float | None, int, 
         (A_v or None, the number of seeds, where it was read).
     """
     for base in (ROOT / "runs" / grid / "rho100", REF_COPIES):
-        accs = [json.loads(p.read_text())["metrics"]["test"]["acc"] for s in seeds
-                if (p := run_dir(base, s, BALANCED_REF) / "results.json").is_file()]
+        accs = [
+            json.loads(p.read_text())["metrics"]["test"]["acc"]
+            for s in seeds
+            if (p := run_dir(base, s, BALANCED_REF) / "results.json").is_file()
+        ]
         if accs:
             return statistics.mean(accs), len(accs), str(base.relative_to(ROOT) if base.is_relative_to(ROOT) else base)
     return None, 0, ""
@@ -197,21 +221,25 @@ def relative_accuracy(rows: list[dict], setting: str, grid: str, seeds: list[int
         r["relative_acc"] = r["acc"] / ref if ref and r["acc"] is not None else None
     if not ref:
         return ""
-    return (f" `rel acc`: relative accuracy A_t / max(A_v, A_b) (Zhang et al., Deep Long-Tailed Learning: A Survey, "
-            f"TPAMI 2023, section 4.1), A_v = {100 * ref:.2f} (CE on a class-balanced subset of Fashion-MNIST of the same "
-            f"total size, 1,464 images per class; test accuracy, mean of {n} seeds, {where}). " + RELATIVE_NOTE)
+    return (
+        f" `rel acc`: relative accuracy A_t / max(A_v, A_b) (Zhang et al., Deep Long-Tailed Learning: A Survey, "
+        f"TPAMI 2023, section 4.1), A_v = {100 * ref:.2f} (CE on a class-balanced subset of Fashion-MNIST of the same "
+        f"total size, 1,464 images per class; test accuracy, mean of {n} seeds, {where}). " + RELATIVE_NOTE
+    )
 
 
-RELATIVE_NOTE = ("A_b (each method trained on that balanced subset) is taken equal to A_v for every row: on balanced "
-                 "data Balanced Softmax, logit adjustment and CB re-weighting are CE exactly (a uniform prior, equal "
-                 "weights) and CB re-sampling nearly so (a uniform sampler); for the rows that do not reduce to CE "
-                 "(LDAM-DRW, the retrained heads, BTM, GML, CSA, mixup, 45 epochs, a larger weight decay) A_b was not "
-                 "trained, so their A_u >= A_v and their rel acc is an upper bound.")
+RELATIVE_NOTE = (
+    "A_b (each method trained on that balanced subset) is taken equal to A_v for every row: on balanced "
+    "data Balanced Softmax, logit adjustment and CB re-weighting are CE exactly (a uniform prior, equal "
+    "weights) and CB re-sampling nearly so (a uniform sampler); for the rows that do not reduce to CE "
+    "(LDAM-DRW, the retrained heads, BTM, GML, CSA, mixup, 45 epochs, a larger weight decay) A_b was not "
+    "trained, so their A_u >= A_v and their rel acc is an upper bound."
+)
 
 
 def hm_interval(base: Path, seeds: list[int], row: str) -> str | None:
     """The 95% stratified-bootstrap interval of a row's test HM on one seed: from the run's results.json
-    (recipes since ltzoo.evaluation write it) or its predictions.safetensors, else from the zoo entry exported
+    (recipes since ltzoo.training.evaluation write it) or its predictions.safetensors, else from the zoo entry exported
     from that run (benchmarks/export_zoo.py); None where no predictions of the row exist."""
     name, key = ROWS[row]
     if key is not None:  # a head of a run's table: results.json keeps its summary numbers only
@@ -225,8 +253,13 @@ def hm_interval(base: Path, seeds: list[int], row: str) -> str | None:
     for zoo_name, (run, _) in ENTRIES.items():
         entry = ROOT / "zoo" / zoo_name
         parts = Path(run).parts  # {grid}/<setting>/s{seed}/<run> for the method table's entries
-        if parts[0] == "{grid}" and len(parts) == 4 and parts[1] == base.name and parts[3] == name \
-                and (entry / "run_config.yaml").is_file():
+        if (
+            parts[0] == "{grid}"
+            and len(parts) == 4
+            and parts[1] == base.name
+            and parts[3] == name
+            and (entry / "run_config.yaml").is_file()
+        ):
             import yaml
 
             seed = (yaml.safe_load((entry / "run_config.yaml").read_text()) or {}).get("seed")
@@ -247,7 +280,7 @@ def _interval_of(folder: Path) -> str | None:
     pred = folder / "predictions.safetensors"
     if pred.is_file():
         from ltzoo.metrics import stratified_bootstrap
-        from ltzoo.predictions import load_predictions
+        from ltzoo.runfolder.predictions import load_predictions
 
         p = load_predictions(pred)
         z, y = p.split("test")
@@ -309,14 +342,36 @@ def _running(out: Path) -> bool:
         return False
 
 
-def recipe_args(name: str, seed: int, base: Path, setting: str = "rho100", data_dir: str | None = None,
-                threads: int = THREADS, epochs: int | None = None) -> tuple[str, list[str]]:
+def recipe_args(
+    name: str,
+    seed: int,
+    base: Path,
+    setting: str = "rho100",
+    data_dir: str | None = None,
+    threads: int = THREADS,
+    epochs: int | None = None,
+) -> tuple[str, list[str]]:
     """The recipe of run ``name`` and its flags."""
     recipe, extra, parent, _ = RUNS[name]
     dataset, imbalance, order, _ = SETTINGS[setting]
     out = run_dir(base, seed, name)
-    args = ["--dataset", dataset, "--imbalance", str(imbalance), "--seed", str(seed), "--output", str(out),
-            "--no-progress", "--threads", str(threads)] + (STAGE1 if recipe in STAGE1_RECIPES else []) + extra
+    args = (
+        [
+            "--dataset",
+            dataset,
+            "--imbalance",
+            str(imbalance),
+            "--seed",
+            str(seed),
+            "--output",
+            str(out),
+            "--no-progress",
+            "--threads",
+            str(threads),
+        ]
+        + (STAGE1 if recipe in STAGE1_RECIPES else [])
+        + extra
+    )
     if epochs and recipe in STAGE1_RECIPES:  # a quick grid: every stage 1 this long
         args += ["--epochs", str(epochs)]
     args += ["--class-order", order] if order else []
@@ -326,12 +381,32 @@ def recipe_args(name: str, seed: int, base: Path, setting: str = "rho100", data_
     return recipe, args
 
 
-def launch(name: str, seed: int, base: Path, setting: str, log, data_dir: str | None = None,
-           threads: int = THREADS, epochs: int | None = None) -> None:
+def launch(
+    name: str,
+    seed: int,
+    base: Path,
+    setting: str,
+    log,
+    data_dir: str | None = None,
+    threads: int = THREADS,
+    epochs: int | None = None,
+) -> None:
     """Run one recipe of the grid to completion under `accelerate launch`, its output appended to ``log``."""
     recipe, args = recipe_args(name, seed, base, setting, data_dir, threads, epochs)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-           "--dynamo_backend", "no", "-q", "-m", f"ltzoo.recipes.{recipe}"] + args
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--dynamo_backend",
+        "no",
+        "-q",
+        "-m",
+        f"ltzoo.recipes.{recipe}",
+    ] + args
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log.write(f"\n$ {' '.join(cmd)}\n{proc.stdout}")
@@ -342,9 +417,17 @@ def launch(name: str, seed: int, base: Path, setting: str, log, data_dir: str | 
         raise RuntimeError(f"{name} seed {seed} failed")
 
 
-def run_grid(base: Path, setting: str, seeds: list[int], names: list[str], jobs: int = 1,
-             deadline: float | None = None, data_dir: str | None = None, threads: int = THREADS,
-             epochs: int | None = None) -> None:
+def run_grid(
+    base: Path,
+    setting: str,
+    seeds: list[int],
+    names: list[str],
+    jobs: int = 1,
+    deadline: float | None = None,
+    data_dir: str | None = None,
+    threads: int = THREADS,
+    epochs: int | None = None,
+) -> None:
     """Run the unfinished (name, seed) pairs, ``jobs`` at a time, in the order given (names first, then
     seeds); a run starts once the run it starts from has finished, and is dropped if that one failed."""
     done = lambda n, s: (run_dir(base, s, n) / "results.json").is_file()  # noqa: E731
@@ -371,8 +454,9 @@ def run_grid(base: Path, setting: str, seeds: list[int], names: list[str], jobs:
                     if parent and (parent, s) in failed:
                         failed.add(todo.pop(i))
                         break
-                    if (parent is None or (run_dir(base, s, parent) / "results.json").is_file()) \
-                            and claim(run_dir(base, s, n)):
+                    if (parent is None or (run_dir(base, s, parent) / "results.json").is_file()) and claim(
+                        run_dir(base, s, n)
+                    ):
                         return todo.pop(i)
             time.sleep(2)  # every remaining run waits for the run it starts from
 
@@ -406,12 +490,19 @@ def metrics_of(base: Path, seed: int, row: str) -> dict | None:
     sec = res.get("seconds", {})
     # a BTM stage with its merged model's evaluation (runs before seconds.evaluation counted it in), so the
     # column means one thing whichever commit a run came from
-    secs = res.get("train_seconds") or (sec.get("btm_total_one_device") or sec.get("btm_total") or sec.get("heads") or 0) \
-        + sec.get("evaluation", 0)
-    return {**{c: m.get(c) for c in COLUMNS}, "val_hm": val.get("hm"), "seconds": secs,
-            "peak_memory_mb": res.get("peak_memory_mb"), "hardware": res.get("hardware"),
-            "commit": source_commit(base, run_dir(base, seed, name)), "seed": seed,
-            "precision": training_precision(base, seed, name, res)}
+    secs = res.get("train_seconds") or (
+        sec.get("btm_total_one_device") or sec.get("btm_total") or sec.get("heads") or 0
+    ) + sec.get("evaluation", 0)
+    return {
+        **{c: m.get(c) for c in COLUMNS},
+        "val_hm": val.get("hm"),
+        "seconds": secs,
+        "peak_memory_mb": res.get("peak_memory_mb"),
+        "hardware": res.get("hardware"),
+        "commit": source_commit(base, run_dir(base, seed, name)),
+        "seed": seed,
+        "precision": training_precision(base, seed, name, res),
+    }
 
 
 def training_precision(base: Path, seed: int, name: str, res: dict) -> str | None:
@@ -433,7 +524,7 @@ def source_commit(base: Path, run: Path) -> str:
         return copied.read_text().strip()[:7] + " (copied tree)"
     import yaml
 
-    from ltzoo.runs import RUN_CONFIG
+    from ltzoo.runfolder.model_io import RUN_CONFIG
 
     config = run / RUN_CONFIG
     value = (yaml.safe_load(config.read_text()) or {}).get("git_commit") if config.is_file() else None
@@ -459,8 +550,11 @@ def aggregate(base: Path, seeds: list[int], only: list[str] | None = None) -> li
         # the training precision of each seed, where the seeds of a row differ (a seed re-run on a CPU without
         # bf16 units trains in fp32 where the others trained in bf16): the table says which
         precisions = {m["seed"]: PRECISION.get(m["precision"], m["precision"]) for m in per_seed if m["precision"]}
-        out["precisions"] = ("; ".join(f"seed {s}: {p}" for s, p in sorted(precisions.items()))
-                             if len(set(precisions.values())) > 1 else "")
+        out["precisions"] = (
+            "; ".join(f"seed {s}: {p}" for s, p in sorted(precisions.items()))
+            if len(set(precisions.values())) > 1
+            else ""
+        )
         rows.append(out)
     return rows
 
@@ -501,8 +595,15 @@ def gap_closed(rows: list[dict], ceiling: dict | None) -> dict[str, float]:
     return {r["method"]: (r["hm"] - ce["hm"]) / (ceiling["hm"] - ce["hm"]) for r in rows}
 
 
-def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict | None = None,
-                ceiling_source: str = "", rerun: str = "", relative_note: str = "") -> None:
+def write_table(
+    rows: list[dict],
+    setting: str,
+    seeds: list[int],
+    ceiling: dict | None = None,
+    ceiling_source: str = "",
+    rerun: str = "",
+    relative_note: str = "",
+) -> None:
     """The table as CSV and Markdown (README's copy and the plots too), for one setting.
 
     ``ceiling``: the balanced-set ceiling row to measure the HM gap against when the setting has none of its
@@ -520,41 +621,76 @@ def write_table(rows: list[dict], setting: str, seeds: list[int], ceiling: dict 
     ci = any(r.get("hm_interval") for r in rows)
     hardware = sorted({h for r in rows for h in r["hardware"].split("; ") if h})
     commits = sorted({c for r in rows for c in r["commits"].split("; ")})
-    lines = [f"{SETTINGS[setting][3]}; resnet20_cifar; test split (1,000 images per class), model chosen on the "
-             f"balanced validation split (`val hm`: its validation HM); mean ± std over the seeds run (of {seeds}); "
-             "a row run on fewer seeds than asked says so (`1 of 3`) and shows no ± for one seed.",
-             f"Hardware: {' / '.join(hardware)}. Code: commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"
-             + (" (`git diff` between them shows what changed)" if len(commits) > 1 else "") + ". Seconds: training time of the stage the row adds (stage 1, the "
-             "BTM stage with its merged model's evaluation, or the classifier heads)." + (" `gap`: the share of the CE-to-ceiling test HM gap the row "
-                                                      f"closes (ceiling HM {100 * ceiling['hm']:.2f}, {ceiling['seeds']} seeds{ceiling_source})." if closed else "")
-             + relative_note + (" `test HM 95% CI, 1 seed`: the stratified-bootstrap interval (1,000 resamples) of the "
-                                "row's test HM on the seed named, where its predictions are kept (runs since "
-                                "ltzoo.evaluation, or the zoo model of that run); `-`: none kept." if ci else ""),
-             "", "| method | seeds | " + " | ".join(COLUMNS) + " | val hm |" + (" gap |" if closed else "")
-             + (" rel acc |" if rel else "") + (" test HM 95% CI, 1 seed |" if ci else "") + " seconds | peak MB |",
-             "|---|---|" + "---|" * (len(COLUMNS) + 3 + bool(closed) + rel + ci)]
+    lines = [
+        f"{SETTINGS[setting][3]}; resnet20_cifar; test split (1,000 images per class), model chosen on the "
+        f"balanced validation split (`val hm`: its validation HM); mean ± std over the seeds run (of {seeds}); "
+        "a row run on fewer seeds than asked says so (`1 of 3`) and shows no ± for one seed.",
+        f"Hardware: {' / '.join(hardware)}. Code: commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"
+        + (" (`git diff` between them shows what changed)" if len(commits) > 1 else "")
+        + ". Seconds: training time of the stage the row adds (stage 1, the "
+        "BTM stage with its merged model's evaluation, or the classifier heads)."
+        + (
+            " `gap`: the share of the CE-to-ceiling test HM gap the row "
+            f"closes (ceiling HM {100 * ceiling['hm']:.2f}, {ceiling['seeds']} seeds{ceiling_source})."
+            if closed
+            else ""
+        )
+        + relative_note
+        + (
+            " `test HM 95% CI, 1 seed`: the stratified-bootstrap interval (1,000 resamples) of the "
+            "row's test HM on the seed named, where its predictions are kept (runs since "
+            "ltzoo.training.evaluation, or the zoo model of that run); `-`: none kept."
+            if ci
+            else ""
+        ),
+        "",
+        "| method | seeds | "
+        + " | ".join(COLUMNS)
+        + " | val hm |"
+        + (" gap |" if closed else "")
+        + (" rel acc |" if rel else "")
+        + (" test HM 95% CI, 1 seed |" if ci else "")
+        + " seconds | peak MB |",
+        "|---|---|" + "---|" * (len(COLUMNS) + 3 + bool(closed) + rel + ci),
+    ]
     for r in rows:
         n = f"{r['seeds']}" if r["seeds"] == len(seeds) else f"{r['seeds']} of {len(seeds)}"
         gap = [f"{100 * closed[r['method']]:.0f}%"] if closed else []
         gap += [f"{r['relative_acc']:.3f}" if r.get("relative_acc") is not None else "-"] if rel else []
         gap += [r.get("hm_interval") or "-"] if ci else []
         mark = (" †" if r.get("carried") else "") + (" ‡" if r.get("precisions") else "")
-        lines.append(f"| {r['method']}{mark} | {n} | " + " | ".join(_cell(r, c) for c in COLUMNS + ("val_hm",))
-                     + " | " + " | ".join(gap + [f"{r['seconds'] or 0:.0f}", f"{r['peak_memory_mb'] or 0:.0f}"]) + " |")
+        lines.append(
+            f"| {r['method']}{mark} | {n} | "
+            + " | ".join(_cell(r, c) for c in COLUMNS + ("val_hm",))
+            + " | "
+            + " | ".join(gap + [f"{r['seconds'] or 0:.0f}", f"{r['peak_memory_mb'] or 0:.0f}"])
+            + " |"
+        )
     mixed = [r for r in rows if r.get("precisions")]
     if mixed:
-        lines += ["", "‡: its seeds trained at different precisions (bf16 autocast on CPUs with bf16 units, fp32 on "
-                  "others" + ("; the fp32 rows above measure what that changes" if any("fp32" in r["method"] for r in rows)
-                              else "") + "): "
-                  + "; ".join(f"{r['method']}: {r['precisions']}" for r in mixed) + "."]
+        lines += [
+            "",
+            "‡: its seeds trained at different precisions (bf16 autocast on CPUs with bf16 units, fp32 on "
+            "others"
+            + ("; the fp32 rows above measure what that changes" if any("fp32" in r["method"] for r in rows) else "")
+            + "): "
+            + "; ".join(f"{r['method']}: {r['precisions']}" for r in mixed)
+            + ".",
+        ]
     if any(r.get("carried") for r in rows):
-        lines += ["", "†: carried from the committed table (its runs were not on the machine that rebuilt it; its "
-                  "commits are among those listed above)."]
+        lines += [
+            "",
+            "†: carried from the committed table (its runs were not on the machine that rebuilt it; its "
+            "commits are among those listed above).",
+        ]
     lines += ["", f"Re-run: `{rerun}`"]
     (RESULTS / f"method_table_{tag}.md").write_text("\n".join(lines) + "\n")
     target_text = targets(rows, tag, ceiling)
     if GRID != "bench-quick":  # not a quick grid's
-        update_readme(tag if GRID == "bench" else f"{GRID}:{tag}", "\n".join(lines) + ("\n\n" + target_text if target_text else ""))
+        update_readme(
+            tag if GRID == "bench" else f"{GRID}:{tag}",
+            "\n".join(lines) + ("\n\n" + target_text if target_text else ""),
+        )
     plot(rows, tag)
 
 
@@ -567,14 +703,27 @@ def targets(rows: list[dict], tag: str, ceiling: dict | None = None) -> str | No
     closed = (btm["hm"] - ce["hm"]) / (top["hm"] - ce["hm"])
     checks = [
         ("share of the HM gap to the ceiling closed", f"{100 * closed:.0f}%", ">= 50%", closed >= 0.5),
-        ("min recall gain (points)", f"{100 * (btm['min_recall'] - ce['min_recall']):+.2f}", ">= +15",
-         btm["min_recall"] - ce["min_recall"] >= 0.15),
-        ("accuracy change (points)", f"{100 * (btm['acc'] - ce['acc']):+.2f}", ">= -1", btm["acc"] - ce["acc"] >= -0.01),
+        (
+            "min recall gain (points)",
+            f"{100 * (btm['min_recall'] - ce['min_recall']):+.2f}",
+            ">= +15",
+            btm["min_recall"] - ce["min_recall"] >= 0.15,
+        ),
+        (
+            "accuracy change (points)",
+            f"{100 * (btm['acc'] - ce['acc']):+.2f}",
+            ">= -1",
+            btm["acc"] - ce["acc"] >= -0.01,
+        ),
     ]
-    lines = [f"BTM+GML targets on the test split, means over seeds (CE and BTM+GML: {ce['seeds']} and "
-             f"{btm['seeds']} seeds; ceiling: {top['seeds']}): HM {100 * ce['hm']:.2f} (CE) -> {100 * btm['hm']:.2f} "
-             f"(BTM+GML), ceiling {100 * top['hm']:.2f}.", "",
-             "| target | measured | wanted | met |", "|---|---|---|---|"]
+    lines = [
+        f"BTM+GML targets on the test split, means over seeds (CE and BTM+GML: {ce['seeds']} and "
+        f"{btm['seeds']} seeds; ceiling: {top['seeds']}): HM {100 * ce['hm']:.2f} (CE) -> {100 * btm['hm']:.2f} "
+        f"(BTM+GML), ceiling {100 * top['hm']:.2f}.",
+        "",
+        "| target | measured | wanted | met |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {name} | {value} | {want} | {'yes' if ok else 'NO'} |" for name, value, want, ok in checks]
     text = "\n".join(lines) + "\n"
     (RESULTS / f"btm_targets_{tag}.md").write_text(text)
@@ -605,8 +754,15 @@ def plot(rows: list[dict], tag: str) -> None:
     fig, ax = plt.subplots(figsize=(10, 5))
     markers = "osD^v<>phX*"
     for i, r in enumerate(rows):
-        ax.errorbar(100 * r["acc"], 100 * r["hm"], xerr=100 * r["acc_std"], yerr=100 * r["hm_std"],
-                    fmt=markers[i % len(markers)], label=f"{r['method']} ({r['seeds']} seeds)", capsize=2)
+        ax.errorbar(
+            100 * r["acc"],
+            100 * r["hm"],
+            xerr=100 * r["acc_std"],
+            yerr=100 * r["hm_std"],
+            fmt=markers[i % len(markers)],
+            label=f"{r['method']} ({r['seeds']} seeds)",
+            capsize=2,
+        )
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_xlabel("accuracy (%)")
     ax.set_ylabel("harmonic mean of per-class recall (%)")
@@ -623,8 +779,15 @@ def plot_recall(base: Path, seed: int, tag: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(11, 4))
-    main = ["CE", "Balanced Softmax", "CE + GML + ensemble", "CE + BTM + GML", "CSA (context-shift augmentation)",
-            "BSCE 45 ep. + BTM + GML", CEILING]
+    main = [
+        "CE",
+        "Balanced Softmax",
+        "CE + GML + ensemble",
+        "CE + BTM + GML",
+        "CSA (context-shift augmentation)",
+        "BSCE 45 ep. + BTM + GML",
+        CEILING,
+    ]
     shown = 0
     for i, row in enumerate(main):
         name, key = ROWS[row]
@@ -650,26 +813,46 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--setting", default="rho100", choices=list(SETTINGS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--groups", nargs="+", default=["core", "ceiling", "baselines", "csa"],
-                   choices=sorted({g for *_, g in RUNS.values()}), help="the runs of these groups (in RUNS' order)")
+    p.add_argument(
+        "--groups",
+        nargs="+",
+        default=["core", "ceiling", "baselines", "csa"],
+        choices=sorted({g for *_, g in RUNS.values()}),
+        help="the runs of these groups (in RUNS' order)",
+    )
     p.add_argument("--runs", nargs="+", default=None, choices=list(RUNS), help="these runs instead of --groups")
     p.add_argument("--jobs", type=int, default=1, help="recipes run at once")
     p.add_argument("--threads", type=int, default=THREADS, help="CPU threads per recipe")
     p.add_argument("--deadline-at", type=float, default=None, help="start no run after this UNIX time")
     p.add_argument("--data-dir", default=None, help="the dataset's files (default: the recipes' own search)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="a quick grid: every stage 1 this many epochs (runs/bench-quick/, results/quick/, whatever --grid says)")
-    p.add_argument("--grid", default="bench", metavar="NAME",
-                   help="runs/NAME/<setting> holds the runs; a grid other than 'bench' (say one run on another "
-                        "machine) writes its tables to benchmarks/results/NAME/ and README's "
-                        "<!-- method-table:NAME:<setting> --> markers")
-    p.add_argument("--ceiling-grid", default=None, metavar="NAME",
-                   help="take the balanced-set ceiling (for the gap column) from runs/NAME/rho100 (default: --grid's)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="a quick grid: every stage 1 this many epochs (runs/bench-quick/, results/quick/, whatever --grid says)",
+    )
+    p.add_argument(
+        "--grid",
+        default="bench",
+        metavar="NAME",
+        help="runs/NAME/<setting> holds the runs; a grid other than 'bench' (say one run on another "
+        "machine) writes its tables to benchmarks/results/NAME/ and README's "
+        "<!-- method-table:NAME:<setting> --> markers",
+    )
+    p.add_argument(
+        "--ceiling-grid",
+        default=None,
+        metavar="NAME",
+        help="take the balanced-set ceiling (for the gap column) from runs/NAME/rho100 (default: --grid's)",
+    )
     p.add_argument("--only-table", action="store_true")
-    p.add_argument("--from-csv", action="store_true",
-                   help="with --only-table: rebuild the table from its committed CSV (for a machine without the "
-                        "runs' folders), adding the balanced reference row, rel acc and the one-seed HM intervals "
-                        "that this machine's runs and zoo models give")
+    p.add_argument(
+        "--from-csv",
+        action="store_true",
+        help="with --only-table: rebuild the table from its committed CSV (for a machine without the "
+        "runs' folders), adding the balanced reference row, rel acc and the one-seed HM intervals "
+        "that this machine's runs and zoo models give",
+    )
     args = p.parse_args()
     global RESULTS, GRID
     GRID = "bench-quick" if args.epochs else args.grid
@@ -680,14 +863,16 @@ def main() -> None:
         RESULTS = RESULTS / GRID
     if not args.only_table:
         names = args.runs or [n for g in args.groups for n, (*_, group) in RUNS.items() if group == g]
-        run_grid(base, args.setting, args.seeds, names, args.jobs, args.deadline_at, args.data_dir, args.threads,
-                 args.epochs)
+        run_grid(
+            base, args.setting, args.seeds, names, args.jobs, args.deadline_at, args.data_dir, args.threads, args.epochs
+        )
     rows = aggregate(base, args.seeds)
     if args.from_csv:  # the runs are elsewhere: the committed table's rows, with what this machine can add
         rows = rows_from_csv(RESULTS / f"method_table_{args.setting}.csv")
         for r in rows:
-            r["hm_interval"] = r.get("hm_interval") or (hm_interval(base, args.seeds, r["method"])
-                                                        if r["method"] in ROWS else None)
+            r["hm_interval"] = r.get("hm_interval") or (
+                hm_interval(base, args.seeds, r["method"]) if r["method"] in ROWS else None
+            )
         ref_base = base if (run_dir(base, args.seeds[0], BALANCED_REF) / "results.json").is_file() else REF_COPIES
         ref_row = next(iter(aggregate(ref_base, args.seeds, [BALANCED_ROW])), None)
         rows = [r for r in rows if r["method"] != BALANCED_ROW] + ([ref_row] if ref_row else [])
@@ -697,16 +882,29 @@ def main() -> None:
         relative_note = relative_accuracy(rows, args.setting, args.grid, args.seeds)
         ceiling, source = borrowed_ceiling(rows, args.setting, args.ceiling_grid or GRID, args.seeds)
         if args.ceiling_grid and ceiling is None:
-            print(f"method_table.py: no ceiling run in runs/{args.ceiling_grid}/rho100 for seeds {args.seeds}: "
-                  "the table has no gap column", file=sys.stderr)
+            print(
+                f"method_table.py: no ceiling run in runs/{args.ceiling_grid}/rho100 for seeds {args.seeds}: "
+                "the table has no gap column",
+                file=sys.stderr,
+            )
         shown = list(dict.fromkeys(n for n in RUNS for r in rows if ROWS[r["method"]][0] == n))
-        rerun = (f"python benchmarks/method_table.py --setting {args.setting} --seeds {' '.join(map(str, args.seeds))} "
-                 f"--runs {' '.join(shown)}" + (f" --epochs {args.epochs}" if args.epochs else "")
-                 + (f" --grid {args.grid}" if args.grid != "bench" and not args.epochs else "")
-                 + (f" --ceiling-grid {args.ceiling_grid}" if args.ceiling_grid else "")
-                 + (" --only-table --from-csv" if args.from_csv else ""))
-        write_table(rows, args.setting, args.seeds, ceiling=ceiling, ceiling_source=source, rerun=rerun,
-                    relative_note=relative_note)
+        rerun = (
+            f"python benchmarks/method_table.py --setting {args.setting} --seeds {' '.join(map(str, args.seeds))} "
+            f"--runs {' '.join(shown)}"
+            + (f" --epochs {args.epochs}" if args.epochs else "")
+            + (f" --grid {args.grid}" if args.grid != "bench" and not args.epochs else "")
+            + (f" --ceiling-grid {args.ceiling_grid}" if args.ceiling_grid else "")
+            + (" --only-table --from-csv" if args.from_csv else "")
+        )
+        write_table(
+            rows,
+            args.setting,
+            args.seeds,
+            ceiling=ceiling,
+            ceiling_source=source,
+            rerun=rerun,
+            relative_note=relative_note,
+        )
         plot_recall(base, args.seeds[0], args.setting)
         print((RESULTS / f"method_table_{args.setting}.md").read_text())
 
@@ -720,6 +918,7 @@ def borrowed_ceiling(rows: list[dict], setting: str, grid: str, seeds: list[int]
         return own, ""
     other = next((r for r in aggregate(ROOT / "runs" / grid / "rho100", seeds) if r["method"] == CEILING), None)
     return other, (f", trained in runs/{grid}/rho100 on {other['hardware']}" if other else "")
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,7 +3,7 @@
     python benchmarks/reevaluate_zoo.py                     # every zoo/<name>/
     python benchmarks/reevaluate_zoo.py --only resnet20-ce-fmnistlt
 
-For each entry, the model in zoo/<name>/ is evaluated (fp32, `ltzoo.evaluation.evaluate_logits`) on the
+For each entry, the model in zoo/<name>/ is evaluated (fp32, `ltzoo.training.evaluation.evaluate_logits`) on the
 validation and test splits of the data its run was trained on (dataset flags and seed from its
 run_config.yaml). The metrics results.json already holds must come out equal to full precision (else the
 entry is left as it is and the script exits 1); the new ones (top-5, ECE, classwise ECE, NLL, Brier, and the
@@ -12,6 +12,7 @@ test split's 95% stratified-bootstrap intervals, 1000 resamples, seed 0) are add
 (`ltzoo compare` and `ltzoo eval --predictions` read them), the reliability diagram in reliability.png, and the
 card is regenerated from results.json with `ltzoo card` (zoo/<name>/README.md and hub_cards/<name>.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,44 +32,66 @@ def load_data(config: dict):
     from ltzoo.data import load_dataset
 
     data_dir = config.get("data_dir")
-    return load_dataset(config["dataset"], data_dir=data_dir if data_dir and Path(data_dir).exists() else None,
-                        imbalance=config.get("imbalance"), profile=config.get("profile") or "exp",
-                        seed=config.get("seed") or 0, val_per_class=config.get("val_per_class"),
-                        n_max=config.get("n_max"), class_order=config.get("class_order"),
-                        shot_cuts=config.get("shot_cuts"))
+    return load_dataset(
+        config["dataset"],
+        data_dir=data_dir if data_dir and Path(data_dir).exists() else None,
+        imbalance=config.get("imbalance"),
+        profile=config.get("profile") or "exp",
+        seed=config.get("seed") or 0,
+        val_per_class=config.get("val_per_class"),
+        n_max=config.get("n_max"),
+        class_order=config.get("class_order"),
+        shot_cuts=config.get("shot_cuts"),
+    )
 
 
 def reevaluate(entry: Path, bootstrap: int, seed: int) -> list[str]:
     """Evaluate one entry, update its results.json, predictions and card; the differences found (empty: done)."""
     from ltzoo.cli.data import predict_split
-    from ltzoo.evaluation import evaluate_logits
-    from ltzoo.metrics import plot_reliability, reliability_bins
-    from ltzoo.predictions import PREDICTIONS, RELIABILITY, dataset_meta, save_predictions
     from ltzoo.files import write_json
-    from ltzoo.runfolder import git_commit
+    from ltzoo.metrics import plot_reliability, reliability_bins
+    from ltzoo.runfolder.predictions import PREDICTIONS, RELIABILITY, dataset_meta, save_predictions
+    from ltzoo.runfolder.provenance import git_commit
+    from ltzoo.training.evaluation import evaluate_logits
 
     config = yaml.safe_load((entry / "run_config.yaml").read_text())
     results = json.loads((entry / "results.json").read_text())
     ds = load_data(config)
     splits = {"val": ds.val, "test": ds.test}
-    outputs = {s: predict_split(str(entry), ds, split, workers=0) for s, split in splits.items()
-               if split is not None and s in results["metrics"]}
+    outputs = {
+        s: predict_split(str(entry), ds, split, workers=0)
+        for s, split in splits.items()
+        if split is not None and s in results["metrics"]
+    }
     diffs, new = [], {}
     for s, (z, y) in outputs.items():
         new[s] = evaluate_logits(z, y, ds.train_counts, ds.shot_thresholds, s, bootstrap if s == "test" else 0, seed)
-        diffs += [f"{s} {k}: {new[s].get(k)} now, {results['metrics'][s].get(k)} in results.json" for k in KEPT
-                  if new[s].get(k) != results["metrics"][s].get(k)]
+        diffs += [
+            f"{s} {k}: {new[s].get(k)} now, {results['metrics'][s].get(k)} in results.json"
+            for k in KEPT
+            if new[s].get(k) != results["metrics"][s].get(k)
+        ]
     if diffs:
         return diffs
     for s, m in new.items():
         results["metrics"][s].update(m)
-    results["evaluation"] = {"by": "benchmarks/reevaluate_zoo.py", "git_commit": git_commit(),
-                             "bootstrap": {"resamples": bootstrap, "seed": seed, "split": "test"}}
-    save_predictions(entry / PREDICTIONS, {s: z for s, (z, _) in outputs.items()},
-                     {s: y for s, (_, y) in outputs.items()},
-                     dataset_meta(ds, f"ltzoo/{entry.name}", {s: splits[s] for s in outputs}))
-    plot_reliability(reliability_bins(*outputs["test"]), entry / RELIABILITY, ece=new["test"]["ece"],
-                     title=f"{entry.name}: reliability on the test split")
+    results["evaluation"] = {
+        "by": "benchmarks/reevaluate_zoo.py",
+        "git_commit": git_commit(),
+        "bootstrap": {"resamples": bootstrap, "seed": seed, "split": "test"},
+    }
+    save_predictions(
+        entry / PREDICTIONS,
+        {s: z for s, (z, _) in outputs.items()},
+        {s: y for s, (_, y) in outputs.items()},
+        dataset_meta(ds, f"ltzoo/{entry.name}", {s: splits[s] for s in outputs}),
+    )
+    plot_reliability(
+        reliability_bins(*outputs["test"]),
+        entry / RELIABILITY,
+        ece=new["test"]["ece"],
+        title=f"{entry.name}: reliability on the test split",
+    )
     write_json(entry / "results.json", results)
     return write_card(entry)
 
@@ -77,8 +100,16 @@ def write_card(entry: Path) -> list[str]:
     """Regenerate an entry's card from its results.json with `ltzoo card`; the failure, if any."""
     from ltzoo.cli import main as ltzoo
 
-    card = ["card", str(entry), "--name", entry.name, "--repo-id", f"ltzoo/{entry.name}",
-            "--cards-dir", str(ROOT / "hub_cards")]
+    card = [
+        "card",
+        str(entry),
+        "--name",
+        entry.name,
+        "--repo-id",
+        f"ltzoo/{entry.name}",
+        "--cards-dir",
+        str(ROOT / "hub_cards"),
+    ]
     parent = ENTRIES.get(entry.name, (None, None))[1]
     if parent:
         card += ["--parent-id", parent]
@@ -101,8 +132,10 @@ def main(argv=None) -> int:
             continue
         diffs = write_card(entry) if args.cards_only else reevaluate(entry, args.bootstrap, args.bootstrap_seed)
         bad += bool(diffs)
-        print(f"{entry.name}: {'re-evaluated, card regenerated' if not diffs else 'DIFFERS: ' + '; '.join(diffs)}",
-              flush=True)
+        print(
+            f"{entry.name}: {'re-evaluated, card regenerated' if not diffs else 'DIFFERS: ' + '; '.join(diffs)}",
+            flush=True,
+        )
     return 1 if bad else 0
 
 

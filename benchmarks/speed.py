@@ -10,21 +10,22 @@ shared machine slows them alike. Only the ratios of medians are meant to be comp
 depend on the load. Written to benchmarks/results/speed.{json,md}.
 
 Variants (resnet20_cifar, Fashion-MNIST-LT 1x28x28, batch 128, the machine's cores as torch threads):
-1. today_loop: `ltzoo.engine.train_one_epoch` in fp32 on contiguous tensors (the recipes' loop before
+1. today_loop: `ltzoo.training.loop.train_one_epoch` in fp32 on contiguous tensors (the recipes' loop before
    issue 10; `--mixed-precision no --no-channels-last`);
-2. default_loop: the same loop with the new defaults (`ltzoo.accel`: mixed precision auto, channels_last
+2. default_loop: the same loop with the new defaults (`ltzoo.training.accelerator`: mixed precision auto, channels_last
    auto);
 3. default_compute: forward + backward + SGD step on one batch already in memory, same precision/format;
 4. per_image: the per-image pipeline of the BTM and classifier-balancing code bases (PIL images,
    torchvision RandomCrop/Flip/ToTensor/Normalize in a DataLoader with workers, fp32 model, plain
    loop); per_image_default feeds the same pipeline to the default-precision model;
-5. eval_loop: `ltzoo.engine.evaluate` on the 1,000-image validation split (fp32 always) against
+5. eval_loop: `ltzoo.training.evaluation.evaluate` on the 1,000-image validation split (fp32 always) against
    pure_forward, the fp32 forward of batches in memory (no_grad, same memory format);
 6. files: a generated JPEG folder (500x375) through timm's training transform at 224 px in loader
    workers (`ltzoo.data.loader.make_loader`): images decoded per second, and per worker.
 With --with-compile: default_compiled, the default_compute step on a `torch.compile`d model (its first
 call, the compile, timed apart).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,7 +78,7 @@ def _model(cfg, ds, channels_last: bool):
     import torch
 
     import ltzoo  # noqa: F401
-    from ltzoo import accel
+    from ltzoo.training import accelerator as accel
 
     torch.manual_seed(0)
     model = timm.create_model(cfg["model"], num_classes=ds.num_classes, in_chans=ds.in_chans)
@@ -85,7 +86,7 @@ def _model(cfg, ds, channels_last: bool):
 
 
 def _settings(cfg, default: bool, model) -> tuple[str, bool]:
-    from ltzoo import accel
+    from ltzoo.training import accelerator as accel
 
     if not default:
         return "no", False
@@ -97,10 +98,10 @@ def _loop(cfg, default: bool):
     import torch
     from accelerate import Accelerator
 
-    from ltzoo import accel
     from ltzoo.data import create_sampler
     from ltzoo.data.loader import BatchPreprocess, make_loader
-    from ltzoo.engine import train_one_epoch
+    from ltzoo.training import accelerator as accel
+    from ltzoo.training.loop import train_one_epoch
 
     ds = _fmnist(cfg)
     probe = _model(cfg, ds, False)
@@ -108,8 +109,9 @@ def _loop(cfg, default: bool):
     accelerator = Accelerator(cpu=True, mixed_precision=precision)
     model = _model(cfg, ds, cl)
     prep = BatchPreprocess(ds.mean, ds.std, crop_padding=3, channels_last=cl)
-    loader = make_loader(ds.train, cfg["batch_size"], create_sampler("instance", ds.train.labels, ds.num_classes),
-                         drop_last=True)
+    loader = make_loader(
+        ds.train, cfg["batch_size"], create_sampler("instance", ds.train.labels, ds.num_classes), drop_last=True
+    )
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     model, opt, loader = accelerator.prepare(model, opt, loader)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -118,9 +120,11 @@ def _loop(cfg, default: bool):
     def measure(steps: int) -> float:
         epoch[0] += 1
         loader.set_epoch(epoch[0])
-        stats = train_one_epoch(accelerator, model, _Take(loader, steps), loss_fn, opt, prep, epoch=epoch[0],
-                                progress=False)
+        stats = train_one_epoch(
+            accelerator, model, _Take(loader, steps), loss_fn, opt, prep, epoch=epoch[0], progress=False
+        )
         return stats["images"] / stats["seconds"]
+
     return measure, accel.describe(precision, cl, False)
 
 
@@ -128,7 +132,7 @@ def _compute(cfg, compiled: bool = False):
     """Variant 3: forward + backward + step on one batch in memory, at the default precision and format."""
     import torch
 
-    from ltzoo import accel
+    from ltzoo.training import accelerator as accel
 
     ds = _fmnist(cfg)
     precision, cl = _settings(cfg, True, _model(cfg, ds, False))
@@ -159,6 +163,7 @@ def _compute(cfg, compiled: bool = False):
         for _ in range(steps):
             step()
         return steps * len(y) / (time.perf_counter() - start)
+
     return measure, {**accel.describe(precision, cl, compiled), **extra}
 
 
@@ -169,8 +174,9 @@ class _PerImage:
         from torchvision import transforms as T
 
         self.images, self.labels = images.numpy(), labels.tolist()
-        self.transform = T.Compose([T.RandomCrop(28, padding=padding), T.RandomHorizontalFlip(), T.ToTensor(),
-                                    T.Normalize(mean, std)])
+        self.transform = T.Compose(
+            [T.RandomCrop(28, padding=padding), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)]
+        )
 
     def __len__(self):
         return len(self.labels)
@@ -186,7 +192,7 @@ def _per_image(cfg, default: bool):
     import torch
     from torch.utils.data import DataLoader
 
-    from ltzoo import accel
+    from ltzoo.training import accelerator as accel
 
     ds = _fmnist(cfg)
     precision, cl = _settings(cfg, default, _model(cfg, ds, False))
@@ -197,8 +203,9 @@ def _per_image(cfg, default: bool):
     gen = torch.Generator().manual_seed(0)
 
     def measure(steps: int) -> float:
-        loader = DataLoader(data, batch_size=cfg["batch_size"], shuffle=True, generator=gen,
-                            num_workers=cfg["workers"], drop_last=True)
+        loader = DataLoader(
+            data, batch_size=cfg["batch_size"], shuffle=True, generator=gen, num_workers=cfg["workers"], drop_last=True
+        )
         warm = 2  # batches before the clock starts: worker start-up is not steady state
         for i, (x, y) in enumerate(loader):
             if i == warm:
@@ -211,6 +218,7 @@ def _per_image(cfg, default: bool):
             loss.backward()
             opt.step()
         return steps * cfg["batch_size"] / (time.perf_counter() - start)
+
     return measure, {**accel.describe(precision, cl, False), "workers": cfg["workers"]}
 
 
@@ -219,9 +227,9 @@ def _eval(cfg, pure: bool):
     import torch
     from accelerate import Accelerator
 
-    from ltzoo import accel
     from ltzoo.data.loader import BatchPreprocess, make_loader
-    from ltzoo.engine import evaluate
+    from ltzoo.training import accelerator as accel
+    from ltzoo.training.evaluation import evaluate
 
     ds = _fmnist(cfg)
     precision, cl = _settings(cfg, True, _model(cfg, ds, False))
@@ -239,6 +247,7 @@ def _eval(cfg, pure: bool):
             for _ in range(batches):
                 model(x)
             return batches * bs / (time.perf_counter() - start)
+
         return measure, accel.describe("no", cl, False)
     accelerator = Accelerator(cpu=True, mixed_precision=precision)  # trained so; evaluated in fp32
     loader = make_loader(ds.val, bs)
@@ -248,6 +257,7 @@ def _eval(cfg, pure: bool):
         start = time.perf_counter()
         evaluate(accelerator, model, loader, prep, ds.train_counts, ds.shot_thresholds, "val", progress=False)
         return len(ds.val) / (time.perf_counter() - start)
+
     return measure, accel.describe(precision, cl, False)
 
 
@@ -274,6 +284,7 @@ def _files(cfg):
         seconds = time.perf_counter() - start
         del it, loader  # persistent workers end here
         return n / seconds
+
     return measure, {"workers": cfg["workers"], "input_size": 224, "images": len(files), "batch_size": bs}
 
 
@@ -307,14 +318,17 @@ def _serve(name: str, cfg: dict, conn) -> None:
 
 def profile(measure, steps: int, top: int = 12) -> list[dict]:
     """The ops that took the most CPU time (self time, torch.profiler) over one measurement."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         measure(steps)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1
-    return [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total,
-             "calls": e.count} for e in events[:top]]
+    return [
+        {"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total, "calls": e.count}
+        for e in events[:top]
+    ]
 
 
 # ------------------------------------------------------------------------------------ the parent
@@ -377,8 +391,12 @@ def btm_ratio() -> dict | None:
         stage1 = res.get("seconds", {}).get("stage1") or 0
         if stage1 >= 60:
             btm = res["seconds"].get("btm_total_one_device", res["seconds"]["btm_total"])
-            return {"run": str(path.parent.relative_to(ROOT)), "btm_seconds": btm, "stage1_seconds": stage1,
-                    "ratio": btm / stage1}
+            return {
+                "run": str(path.parent.relative_to(ROOT)),
+                "btm_seconds": btm,
+                "stage1_seconds": stage1,
+                "ratio": btm / stage1,
+            }
     return None
 
 
@@ -391,9 +409,12 @@ def ratios(runs: dict) -> dict:
         if not (runs.get(num) and runs.get(den)):
             continue
         paired = [a / b for a, b in zip(runs[num], runs[den])]
-        out[key] = {"ratio": statistics.median(paired), "per_round": paired,
-                    "ratio_of_medians": statistics.median(runs[num]) / statistics.median(runs[den]),
-                    "ratio_of_best": max(runs[num]) / max(runs[den])}
+        out[key] = {
+            "ratio": statistics.median(paired),
+            "per_round": paired,
+            "ratio_of_medians": statistics.median(runs[num]) / statistics.median(runs[den]),
+            "ratio_of_best": max(runs[num]) / max(runs[den]),
+        }
         if len(spec) == 3:
             out[key].update(target=spec[2], met=out[key]["ratio"] >= spec[2])
     return out
@@ -404,59 +425,93 @@ def markdown(out: dict) -> str:
     flags = ", ".join(hw["cpu_flags"]) or "none of " + ", ".join(("amx_bf16", "avx512_bf16"))
     lines = [
         f"# Speed on {hw['cpu']} ({flags}; {hw['torch_threads']} torch threads"
-        + (f"; GPU {hw['gpu']}" if hw["gpu"] else "; no GPU") + f"; torch {hw['torch']})", "",
+        + (f"; GPU {hw['gpu']}" if hw["gpu"] else "; no GPU")
+        + f"; torch {hw['torch']})",
+        "",
         f"{cfg['model']}, Fashion-MNIST-LT 1x28x28, batch {cfg['batch_size']}. Medians of {cfg['rounds']} rounds; in "
         f"each round every variant ran once, in turn (order reversed every other round), {cfg['steps']} steps "
-        "each (interleaved, each in its own process). The machine was shared with other work while this ran: absolute images/s move with the "
+        "each (interleaved, each in its own process). The machine was shared with other work while this ran: "
+        "absolute images/s move with the "
         "load, the ratios of interleaved medians are what to compare"
-        + (f" (1-minute load average {out['load_average']['before'][0]:.1f} before, "
-           f"{out['load_average']['after'][0]:.1f} after, on {os.cpu_count()} cores)." if "load_average" in out else "."), "",
-        f"Default settings chosen by `ltzoo.accel` here: mixed precision **{out['default']['mixed_precision']}**, "
-        f"channels_last **{out['default']['channels_last']}**, compile off; evaluation in fp32.", "",
+        + (
+            f" (1-minute load average {out['load_average']['before'][0]:.1f} before, "
+            f"{out['load_average']['after'][0]:.1f} after, on {os.cpu_count()} cores)."
+            if "load_average" in out
+            else "."
+        ),
+        "",
+        "Default settings chosen by `ltzoo.training.accelerator` here: "
+        f"mixed precision **{out['default']['mixed_precision']}**, "
+        f"channels_last **{out['default']['channels_last']}**, compile off; evaluation in fp32.",
+        "",
         "Ratios: the median over rounds of the per-round ratio (both variants measured within the same round); "
-        "the ratio of the medians and of the best rounds are shown beside it.", "",
-        "| target | ratio | of medians | of best rounds | wanted | met |", "|---|---|---|---|---|---|"]
-    names = {"default_vs_today": "default loop / today's loop (fp32, contiguous)",
-             "default_vs_compute": "default loop / its pure compute",
-             "default_vs_per_image": "default loop / per-image pipeline (PIL + torchvision, fp32)",
-             "eval_vs_forward": "evaluation (fp32) / pure fp32 forward",
-             "per_image_default_vs_compute": "per-image pipeline feeding the default model / pure compute",
-             "compute_vs_today": "pure compute (default) / today's loop",
-             "compiled_vs_compute": "compiled pure compute / eager pure compute"}
+        "the ratio of the medians and of the best rounds are shown beside it.",
+        "",
+        "| target | ratio | of medians | of best rounds | wanted | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = {
+        "default_vs_today": "default loop / today's loop (fp32, contiguous)",
+        "default_vs_compute": "default loop / its pure compute",
+        "default_vs_per_image": "default loop / per-image pipeline (PIL + torchvision, fp32)",
+        "eval_vs_forward": "evaluation (fp32) / pure fp32 forward",
+        "per_image_default_vs_compute": "per-image pipeline feeding the default model / pure compute",
+        "compute_vs_today": "pure compute (default) / today's loop",
+        "compiled_vs_compute": "compiled pure compute / eager pure compute",
+    }
     for key, r in out["ratios"].items():
-        lines.append(f"| {names[key]} | {r['ratio']:.2f} | {r['ratio_of_medians']:.2f} | {r['ratio_of_best']:.2f} | "
-                     + (f">= {r['target']} | {'yes' if r['met'] else 'no'} |" if "target" in r else "- | - |"))
+        lines.append(
+            f"| {names[key]} | {r['ratio']:.2f} | {r['ratio_of_medians']:.2f} | {r['ratio_of_best']:.2f} | "
+            + (f">= {r['target']} | {'yes' if r['met'] else 'no'} |" if "target" in r else "- | - |")
+        )
     lines += ["", "| variant | settings | median images/s | all rounds |", "|---|---|---|---|"]
     for name, v in med.items():
         s = out["settings"].get(name, {})
         desc = ", ".join(f"{k}={s[k]}" for k in ("mixed_precision", "channels_last", "compile", "workers") if k in s)
         lines.append(f"| {name} | {desc} | {v:.0f} | {' '.join(f'{x:.0f}' for x in out['all_measurements'][name])} |")
     if "per_image" in med:
-        lines += ["", "The per-image pipeline's loader workers run on the same cores as the training threads; on a "
-                  "2-core machine that also runs other work, they take turns with them, which costs more than the "
-                  "decoding itself. per_image_default feeds the same pipeline to the default-precision model: its "
-                  "ratio to pure compute is what the pipeline costs at equal precision."]
+        lines += [
+            "",
+            "The per-image pipeline's loader workers run on the same cores as the training threads; on a "
+            "2-core machine that also runs other work, they take turns with them, which costs more than the "
+            "decoding itself. per_image_default feeds the same pipeline to the default-precision model: its "
+            "ratio to pure compute is what the pipeline costs at equal precision.",
+        ]
     if "files" in med:
         f = out["settings"]["files"]
-        lines += ["", f"JPEG decoding (500x375 JPEGs, timm's 224-px training transform, {f['workers']} loader workers "
-                  f"on {os.cpu_count()} cores): {med['files']:.0f} images/s, "
-                  f"{med['files'] / f['workers']:.0f} images/s per worker."]
+        lines += [
+            "",
+            f"JPEG decoding (500x375 JPEGs, timm's 224-px training transform, {f['workers']} loader workers "
+            f"on {os.cpu_count()} cores): {med['files']:.0f} images/s, "
+            f"{med['files'] / f['workers']:.0f} images/s per worker.",
+        ]
     if "default_compiled" in out["settings"]:
         c = out["settings"]["default_compiled"]
-        lines += ["", f"torch.compile: the first step took {c['compile_seconds']:.0f} s (compiling forward and backward, "
-                  "inductor's caches empty); "
-                  f"steady state {out['ratios'].get('compiled_vs_compute', {}).get('ratio', float('nan')):.2f}x the "
-                  "eager step. Not a default: see `ltzoo.accel`."]
+        lines += [
+            "",
+            f"torch.compile: the first step took {c['compile_seconds']:.0f} s (compiling forward and backward, "
+            "inductor's caches empty); "
+            f"steady state {out['ratios'].get('compiled_vs_compute', {}).get('ratio', float('nan')):.2f}x the "
+            "eager step. Not a default: see `ltzoo.training.accelerator`.",
+        ]
     for name, rows in out.get("profiles", {}).items():
-        lines += ["", f"Where {name}'s time goes (torch.profiler, self CPU time over {cfg['steps']} steps, top ops):", "",
-                  "| op | share | ms | calls |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"Where {name}'s time goes (torch.profiler, self CPU time over {cfg['steps']} steps, top ops):",
+            "",
+            "| op | share | ms | calls |",
+            "|---|---|---|---|",
+        ]
         lines += [f"| `{r['op']}` | {r['share']:.1%} | {r['self_ms']:.0f} | {r['calls']} |" for r in rows]
     if out.get("errors"):
         lines += ["", "Variants that failed: " + "; ".join(f"{k}: {v}" for k, v in out["errors"].items())]
     if out.get("btm"):
         b = out["btm"]
-        lines += ["", f"BTM stage / stage 1 ({b['run']}): {b['btm_seconds']:.0f} s / {b['stage1_seconds']:.0f} s = "
-                  f"{b['ratio']:.2f}."]
+        lines += [
+            "",
+            f"BTM stage / stage 1 ({b['run']}): {b['btm_seconds']:.0f} s / {b['stage1_seconds']:.0f} s = "
+            f"{b['ratio']:.2f}.",
+        ]
     lines += ["", f"Re-run: `python benchmarks/speed.py{' --with-compile' if 'default_compiled' in med else ''}`"]
     return "\n".join(lines) + "\n"
 
@@ -468,8 +523,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4, help="training steps per measurement")
     p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (medians over these)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per variant (default: the cores)")
-    p.add_argument("--workers", type=int, default=None, help="loader workers of the per-image and JPEG variants "
-                                                             "(default: the cores)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="loader workers of the per-image and JPEG variants (default: the cores)",
+    )
     p.add_argument("--with-compile", action="store_true", help="also measure a torch.compile'd model")
     p.add_argument("--only", nargs="+", choices=list(BUILDERS), help="measure these variants only")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 2 steps, written to --out")
@@ -478,9 +537,16 @@ def main() -> None:
     if args.quick:
         args.rounds, args.steps = 2, 2
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    cfg = {"model": args.model, "batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds,
-           "threads": args.threads or cores, "workers": args.workers or cores,
-           "files_steps": 0, "profile": ["default_loop", "default_compute"]}
+    cfg = {
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "threads": args.threads or cores,
+        "workers": args.workers or cores,
+        "files_steps": 0,
+        "profile": ["default_loop", "default_compute"],
+    }
     names = args.only or [n for n in BUILDERS if n != "default_compiled" or args.with_compile]
     tmp = Path(tempfile.mkdtemp(prefix="ltzoo-speed-"))
     try:
@@ -495,14 +561,24 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(cfg["threads"])
-    from ltzoo import accel
+    from ltzoo.runfolder import provenance
 
     med = {k: statistics.median(v) for k, v in runs.items() if v}
     default = info.get("default_loop") or info.get("default_compute") or {}
-    out = {"hardware": accel.hardware_summary("cpu"), "config": {k: v for k, v in cfg.items() if k != "jpeg_dir"},
-           "default": default, "median_images_per_second": med, "ratios": ratios(runs), "all_measurements": runs,
-           "settings": info, "errors": errors, "profiles": profiles, "btm": btm_ratio(), "seconds": time.perf_counter() - start,
-           "load_average": {"before": load_before, "after": os.getloadavg()}}
+    out = {
+        "hardware": provenance.hardware_summary("cpu"),
+        "config": {k: v for k, v in cfg.items() if k != "jpeg_dir"},
+        "default": default,
+        "median_images_per_second": med,
+        "ratios": ratios(runs),
+        "all_measurements": runs,
+        "settings": info,
+        "errors": errors,
+        "profiles": profiles,
+        "btm": btm_ratio(),
+        "seconds": time.perf_counter() - start,
+        "load_average": {"before": load_before, "after": os.getloadavg()},
+    }
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "speed.json").write_text(json.dumps(out, indent=2) + "\n")

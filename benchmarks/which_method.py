@@ -10,10 +10,12 @@ variances) at the 5% level (`TIE_P`): p >= 0.05 is a tie. With 3 seeds a side th
 freedom): means two standard deviations apart can still tie, so it names more ties than the old rule (overlapping
 mean ± std) did. The test's unit is the seed: it asks whether the methods differ beyond seed-to-seed variation
 (training noise) on this test set; the test images' own sampling noise is the paired bootstrap's business
-(`ltzoo compare`, on one seed's predictions). The last line is the pick by validation HM alone, all a user can see before testing. The
+(`ltzoo compare`, on one seed's predictions). The last line is the pick by validation HM alone, all a user can see
+before testing. The
 ceilings, the balanced reference and the fp32 precision checks are not methods to choose, and are left out. Writes
 benchmarks/results/which_method.md and README.md between its <!-- which-method --> markers.
 """
+
 from __future__ import annotations
 
 import csv
@@ -50,8 +52,13 @@ def candidates(path: Path) -> list[dict]:
     """The rows of a table a user can choose: run on the table's full number of seeds; no ceiling, no fp32 check."""
     rows = list(csv.DictReader(path.open()))
     full = max(int(r["seeds"]) for r in rows)
-    return [r for r in rows if int(r["seeds"]) == full and not r["method"].startswith(("Ceiling", "Reference"))
-            and "fp32" not in r["method"]]
+    return [
+        r
+        for r in rows
+        if int(r["seeds"]) == full
+        and not r["method"].startswith(("Ceiling", "Reference"))
+        and "fp32" not in r["method"]
+    ]
 
 
 def cell(rows: list[dict], key: str) -> str:
@@ -64,8 +71,11 @@ def cell(rows: list[dict], key: str) -> str:
     if len(tied) == 1:
         return f"{fmt(best)}" + (f" (next: {fmt(ranked[1])})" if len(ranked) > 1 else "")
     if len(tied) > MAX_NAMED:
-        return (f"tie of {len(tied)} of {len(rows)} methods: " + ", ".join(fmt(r) for r in tied[:3])
-                + f" and {len(tied) - 3} more down to {100 * mean(tied[-1]):.2f}")
+        return (
+            f"tie of {len(tied)} of {len(rows)} methods: "
+            + ", ".join(fmt(r) for r in tied[:3])
+            + f" and {len(tied) - 3} more down to {100 * mean(tied[-1]):.2f}"
+        )
     return "tie: " + ", ".join(fmt(r) for r in tied)
 
 
@@ -75,12 +85,18 @@ def build() -> str:
     for goal, key in GOALS.items():
         lines.append(f"| {goal} | " + " | ".join(cell(rows, key) for rows in tables.values()) + " |")
     picks = [max(rows, key=lambda r: float(r["val_hm"])) for rows in tables.values()]
-    lines.append("| the best validation HM | " + " | ".join(f"{r['method']} ({100 * float(r['val_hm']):.2f})"
-                                                        for r in picks) + " |")
+    lines.append(
+        "| the best validation HM | "
+        + " | ".join(f"{r['method']} ({100 * float(r['val_hm']):.2f})" for r in picks)
+        + " |"
+    )
     seeds = sorted({max(int(r["seeds"]) for r in rows) for rows in tables.values()})
-    note = (f"Rows on {' or '.join(map(str, seeds))} seeds; a tie: Welch's t-test on the seeds' test values cannot "
-            f"separate the row from the best (two-sided p >= {TIE_P}). Written by `python benchmarks/which_method.py` from " + ", ".join(
-                f"`{p.relative_to(ROOT)}`" for p in TABLES.values() if p.is_file()) + ".")
+    note = (
+        f"Rows on {' or '.join(map(str, seeds))} seeds; a tie: Welch's t-test on the seeds' test values cannot "
+        f"separate the row from the best (two-sided p >= {TIE_P}). Written by `python benchmarks/which_method.py` from "
+        + ", ".join(f"`{p.relative_to(ROOT)}`" for p in TABLES.values() if p.is_file())
+        + "."
+    )
     return "\n".join(lines) + "\n\n" + note
 
 

@@ -13,6 +13,7 @@ their prose is a call such as ``{{ row("rho100", "CE").hm }}`` that reads a resu
 name that is not in the file fails the build. Plots of ``benchmarks/results`` and ``zoo/`` are copied into
 the site under the same paths.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ import importlib
 import inspect
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import jinja2
@@ -49,17 +50,20 @@ def recipe_names() -> list[str]:
 def recipe_parser(name: str) -> argparse.ArgumentParser:
     """The argparse parser of recipe ``name``: its module's ``build_parser()``, else a recipe class's."""
     module = importlib.import_module(f"ltzoo.recipes.{name}")
-    owners = [module] + [v for v in vars(module).values()
-                         if isinstance(v, type) and v.__module__ == module.__name__]
+    owners = [module] + [v for v in vars(module).values() if isinstance(v, type) and v.__module__ == module.__name__]
     for owner in owners:
         build = getattr(owner, "build_parser", None)
-        if callable(build) and not any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                                       for p in inspect.signature(build).parameters.values()):
+        if callable(build) and not any(
+            p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            for p in inspect.signature(build).parameters.values()
+        ):
             parser = build()
             if isinstance(parser, argparse.ArgumentParser):
                 return parser
-    raise RuntimeError(f"ltzoo.recipes.{name} has no build_parser() returning an ArgumentParser (module or "
-                       f"class); docs/hooks.py reads each recipe's flags from it")
+    raise RuntimeError(
+        f"ltzoo.recipes.{name} has no build_parser() returning an ArgumentParser (module or "
+        f"class); docs/hooks.py reads each recipe's flags from it"
+    )
 
 
 def _cell(text: str) -> str:
@@ -107,8 +111,11 @@ def flag_reference(parser: argparse.ArgumentParser, level: int = 3) -> str:
     """Every flag of ``parser`` by argument group, in argparse's --help order: the flag, its default, its help."""
     out = []
     for group in parser._action_groups:  # what argparse's --help iterates; no public accessor exists
-        actions = [a for a in group._group_actions
-                   if a.help != argparse.SUPPRESS and not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))]
+        actions = [
+            a
+            for a in group._group_actions
+            if a.help != argparse.SUPPRESS and not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))
+        ]
         if not actions:
             continue
         title = {"options": "general", "optional arguments": "general"}.get(group.title, group.title)
@@ -116,13 +123,17 @@ def flag_reference(parser: argparse.ArgumentParser, level: int = 3) -> str:
         out += [f"{'#' * level} {title}", ""]
         for a in actions:
             default = _default(a)
-            out += [_flags(a) + (f" &nbsp; (default {default})" if default else ""), f":   {_help(a, parser.prog) or '-'}", ""]
+            out += [
+                _flags(a) + (f" &nbsp; (default {default})" if default else ""),
+                f":   {_help(a, parser.prog) or '-'}",
+                "",
+            ]
     return "\n".join(out)
 
 
 def _config_recipe(name: str) -> str:
     try:
-        from ltzoo.recipes.common import config_recipe
+        from ltzoo.recipes.flags import config_recipe
     except ImportError:  # the recipes' shared module moved: the packaged configs' naming rule
         stem = Path(name).stem
         return stem if stem in recipe_names() and stem != "pretrain" else "pretrain"
@@ -133,8 +144,11 @@ def shipped_configs(recipe: str) -> list[tuple[str, str]]:
     """(name, YAML text) of every config shipped in ``ltzoo/recipes/configs`` for ``recipe``."""
     root = ROOT / "ltzoo" / "recipes" / "configs"
     files = sorted(root.glob("*/*.yaml"))
-    return [(f"{p.parent.name}/{p.stem}", p.read_text()) for p in files
-            if _config_recipe(f"{p.parent.name}/{p.stem}") == recipe]
+    return [
+        (f"{p.parent.name}/{p.stem}", p.read_text())
+        for p in files
+        if _config_recipe(f"{p.parent.name}/{p.stem}") == recipe
+    ]
 
 
 def recipe_configs(recipe: str) -> str:
@@ -150,17 +164,35 @@ def recipe_configs(recipe: str) -> str:
 
 def recipe_flags(recipe: str) -> str:
     parser = recipe_parser(recipe)
-    return (f"`python -m ltzoo.recipes.{recipe} --help` prints the same list. Read from the recipe's parser "
-            "when this site was built.\n\n" + flag_reference(parser))
+    return (
+        f"`python -m ltzoo.recipes.{recipe} --help` prints the same list. Read from the recipe's parser "
+        "when this site was built.\n\n" + flag_reference(parser)
+    )
 
 
 def generated_recipe_page(name: str) -> str:
     module = importlib.import_module(f"ltzoo.recipes.{name}")
     doc = (module.__doc__ or f"The {name} recipe.").strip()
     first, _, rest = doc.partition("\n")
-    return "\n".join([f"# `{name}`: {first.rstrip('.')}", "", rest.strip(), "",
-                      "```bash", f"accelerate launch -q -m ltzoo.recipes.{name} [-c CONFIG] [FLAGS]", "```", "",
-                      "## Flags", "", recipe_flags(name), "## Shipped configs", "", recipe_configs(name), ""])
+    return "\n".join(
+        [
+            f"# `{name}`: {first.rstrip('.')}",
+            "",
+            rest.strip(),
+            "",
+            "```bash",
+            f"accelerate launch -q -m ltzoo.recipes.{name} [-c CONFIG] [FLAGS]",
+            "```",
+            "",
+            "## Flags",
+            "",
+            recipe_flags(name),
+            "## Shipped configs",
+            "",
+            recipe_configs(name),
+            "",
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------ the CLI
@@ -169,13 +201,22 @@ def cli_page() -> str:
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    out = ["# Command line", "", f"`ltzoo --help`: {_cell((parser.description or '').rstrip('.'))}. Every command below is read "
-           "from `ltzoo.cli.build_parser` when this site is built; `ltzoo COMMAND --help` prints the same.", "",
-           "Global flags:", "", flag_reference(parser, level=3)]
+    out = [
+        "# Command line",
+        "",
+        f"`ltzoo --help`: {_cell((parser.description or '').rstrip('.'))}. Every command below is read "
+        "from `ltzoo.cli.build_parser` when this site is built; `ltzoo COMMAND --help` prints the same.",
+        "",
+        "Global flags:",
+        "",
+        flag_reference(parser, level=3),
+    ]
     for name, sp in sub.choices.items():
         if name == "launch":
-            desc = ("`ltzoo launch [ACCELERATE FLAGS] RECIPE [RECIPE FLAGS]`: `accelerate launch` with ltzoo's error "
-                    "contract on any number of processes (see [Recipes](recipes/index.md#several-processes)).")
+            desc = (
+                "`ltzoo launch [ACCELERATE FLAGS] RECIPE [RECIPE FLAGS]`: `accelerate launch` with ltzoo's error "
+                "contract on any number of processes (see [Recipes](recipes/index.md#several-processes))."
+            )
         else:
             desc = _cell(" ".join((sp.description or "").split()))
         out += [f"## `ltzoo {name}`", "", desc, "", flag_reference(sp, level=3)]
@@ -203,28 +244,45 @@ def _num(v) -> str:
 
 def zoo_page() -> str:
     entries = zoo_entries()
-    out = ["# Model zoo", "",
-           "Plain timm models with cards whose numbers come from each run's `results.json`; this page is generated "
-           "from `hub_cards/` and `zoo/` when the site is built. Numbers: test split, %, each model chosen on the "
-           "validation split. [Loading one](#loading-a-model) takes one line.", ""]
-    datasets = sorted({str(e["dataset"]) for e in entries},
-                      key=lambda d: (-sum(str(e["dataset"]) == d for e in entries), d))
+    out = [
+        "# Model zoo",
+        "",
+        "Plain timm models with cards whose numbers come from each run's `results.json`; this page is generated "
+        "from `hub_cards/` and `zoo/` when the site is built. Numbers: test split, %, each model chosen on the "
+        "validation split. [Loading one](#loading-a-model) takes one line.",
+        "",
+    ]
+    datasets = sorted(
+        {str(e["dataset"]) for e in entries}, key=lambda d: (-sum(str(e["dataset"]) == d for e in entries), d)
+    )
     for ds in datasets:
         rows = sorted((e for e in entries if str(e["dataset"]) == ds), key=lambda e: -(e["hm"] or 0))
         ratio = rows[0].get("imbalance_ratio")
-        out += [f"## `{ds}`" + (f", rho = {ratio:g}" if ratio else ""), "",
-                "| model | HM | min recall | acc | GM | method |", "|---|---|---|---|---|---|"]
-        out += [f"| [{e['name']}](#{e['name']}) | {_num(e['hm'])} | {_num(e['min_recall'])} | {_num(e['acc'])} | "
-                f"{_num(e['gm'])} | {e['method']} |" for e in rows]
+        out += [
+            f"## `{ds}`" + (f", rho = {ratio:g}" if ratio else ""),
+            "",
+            "| model | HM | min recall | acc | GM | method |",
+            "|---|---|---|---|---|---|",
+        ]
+        out += [
+            f"| [{e['name']}](#{e['name']}) | {_num(e['hm'])} | {_num(e['min_recall'])} | {_num(e['acc'])} | "
+            f"{_num(e['gm'])} | {e['method']} |"
+            for e in rows
+        ]
         out += ["", "Sorted by HM, the harmonic mean of per-class recall ([Metrics](metrics.md)).", ""]
-    out += ["## Loading a model", "",
-            "```python",
-            "import timm, ltzoo  # ltzoo registers resnet*_cifar with timm",
-            "model = timm.create_model('hf-hub:ltzoo/NAME', pretrained=True)",
-            "model = timm.create_model('local-dir:zoo/NAME', pretrained=True)  # a checkout",
-            "```", "",
-            "`ltzoo zoo` prints this catalogue; `ltzoo eval ltzoo/NAME --dataset DATASET` re-evaluates a model "
-            "(`benchmarks/verify_zoo.py` does it for every entry: [Zoo check](#zoo-check)).", ""]
+    out += [
+        "## Loading a model",
+        "",
+        "```python",
+        "import timm, ltzoo  # ltzoo registers resnet*_cifar with timm",
+        "model = timm.create_model('hf-hub:ltzoo/NAME', pretrained=True)",
+        "model = timm.create_model('local-dir:zoo/NAME', pretrained=True)  # a checkout",
+        "```",
+        "",
+        "`ltzoo zoo` prints this catalogue; `ltzoo eval ltzoo/NAME --dataset DATASET` re-evaluates a model "
+        "(`benchmarks/verify_zoo.py` does it for every entry: [Zoo check](#zoo-check)).",
+        "",
+    ]
     out += ["## The models", ""]
     for e in sorted(entries, key=lambda e: (datasets.index(str(e["dataset"])), -(e["hm"] or 0))):
         out += [f"### {e['name']} {{#{e['name']}}}", ""]
@@ -241,32 +299,55 @@ def zoo_page() -> str:
             out += [f"![Per-class test recall of {e['name']}](zoo/{e['name']}/per_class_recall.png)", ""]
         if all(isinstance(test.get(k), float) for k in ("many", "medium", "few")):
             cuts = ((e["results"] or {}).get("dataset") or {}).get("shot_thresholds") or {}
-            out += ["Test recall by shot group: " + ", ".join(
-                f"{k} {_num(100 * test[k])}" + (f" ({cuts[k]} training images)" if k in cuts else "")
-                for k in ("many", "medium", "few")) + ".", ""]
+            out += [
+                "Test recall by shot group: "
+                + ", ".join(
+                    f"{k} {_num(100 * test[k])}" + (f" ({cuts[k]} training images)" if k in cuts else "")
+                    for k in ("many", "medium", "few")
+                )
+                + ".",
+                "",
+            ]
         val = e.get("val") or {}
         if val:
-            out += [f"Validation split: acc {_num(val.get('acc'))}, HM {_num(val.get('hm'))}, "
-                    f"min recall {_num(val.get('min_recall'))}.", ""]
-        out += ["```python", f"model = timm.create_model('hf-hub:{e['hub_id'] or 'ltzoo/' + e['name']}', pretrained=True)"]
+            out += [
+                f"Validation split: acc {_num(val.get('acc'))}, HM {_num(val.get('hm'))}, "
+                f"min recall {_num(val.get('min_recall'))}.",
+                "",
+            ]
+        out += [
+            "```python",
+            f"model = timm.create_model('hf-hub:{e['hub_id'] or 'ltzoo/' + e['name']}', pretrained=True)",
+        ]
         if e["folder"] is not None:
             out.append(f"model = timm.create_model('local-dir:zoo/{e['name']}', pretrained=True)  # from a checkout")
         out += ["```", "", f"Card: `hub_cards/{e['name']}.md`.", ""]
-    out += ["## Publish your own", "",
-            "```bash",
-            "ltzoo card RUN_DIR --name NAME          # the model card, every number read from results.json",
-            "ltzoo push RUN_DIR ltzoo/NAME           # config, weights, card, results and plot in one commit",
-            "ltzoo eval ltzoo/NAME --dataset fmnist_lt --json",
-            "ltzoo zoo                               # the catalogue, from hub_cards/",
-            "```", "",
-            "`ltzoo card RUN_DIR --name NAME` writes `hub_cards/NAME.md` and `RUN_DIR/README.md` (the same text), from "
-            "the card template shipped in the package (`ltzoo/hub/templates/model_card.md`); a card lists the model's "
-            "stage chain with the hub ids of its parents. `hub_cards/README.md` says more.", ""]
+    out += [
+        "## Publish your own",
+        "",
+        "```bash",
+        "ltzoo card RUN_DIR --name NAME          # the model card, every number read from results.json",
+        "ltzoo push RUN_DIR ltzoo/NAME           # config, weights, card, results and plot in one commit",
+        "ltzoo eval ltzoo/NAME --dataset fmnist_lt --json",
+        "ltzoo zoo                               # the catalogue, from hub_cards/",
+        "```",
+        "",
+        "`ltzoo card RUN_DIR --name NAME` writes `hub_cards/NAME.md` and `RUN_DIR/README.md` (the same text), from "
+        "the card template shipped in the package (`ltzoo/hub/templates/model_card.md`); a card lists the model's "
+        "stage chain with the hub ids of its parents. `hub_cards/README.md` says more.",
+        "",
+    ]
     verify = RESULTS / "verify_zoo.md"
     if verify.is_file():
-        out += ["## Zoo check", "", "`python benchmarks/verify_zoo.py` re-evaluates every zoo model in a fresh process and "
-                "compares it with its card and results.json; it writes `benchmarks/results/verify_zoo.md`:", "",
-                demote(verify.read_text(), 2), ""]
+        out += [
+            "## Zoo check",
+            "",
+            "`python benchmarks/verify_zoo.py` re-evaluates every zoo model in a fresh process and "
+            "compares it with its card and results.json; it writes `benchmarks/results/verify_zoo.md`:",
+            "",
+            demote(verify.read_text(), 2),
+            "",
+        ]
     return "\n".join(out)
 
 
@@ -283,7 +364,8 @@ def demote(markdown: str, by: int) -> str:
 
 
 def plots_of(md: Path) -> list[Path]:
-    """The plots a results file goes with: hm_vs_acc_<tag>.png, per_class_recall_<tag>.png beside method_table_<tag>.md."""
+    """The plots a results file goes with: hm_vs_acc_<tag>.png, per_class_recall_<tag>.png beside
+    method_table_<tag>.md."""
     stem = md.stem
     tag = stem.split("method_table_", 1)[1] if stem.startswith("method_table_") else stem
     names = [f"hm_vs_acc_{tag}.png", f"per_class_recall_{tag}.png", f"{stem}.png"]
@@ -296,6 +378,7 @@ _LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 def relink(markdown: str, folder: Path) -> str:
     """Links of a results file made to work on the site: its images under /benchmarks/results/..., links to other
     repository files shown as their path (they are not pages of the site); web links kept."""
+
     def fix(m: re.Match) -> str:
         bang, text, target = m.groups()
         if re.match(r"[a-z]+:|#", target):
@@ -320,8 +403,10 @@ def result(path: str, level: int = 3, plots: bool = True, numbers: bool = True) 
     text = md.read_text()
     if md.suffix == ".csv":
         rows = list(csv.reader(text.splitlines()))
-        text = "\n".join(["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-                         + ["| " + " | ".join(r) + " |" for r in rows[1:]])
+        text = "\n".join(
+            ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+            + ["| " + " | ".join(r) + " |" for r in rows[1:]]
+        )
     text = relink(text, md.parent)
     out = [demote(text, level - 1) if level > 1 else text]
     if numbers:
@@ -348,10 +433,19 @@ GENERATED_SHOWN = {"verify_zoo.md"}
 def all_results_page() -> str:
     shown = shown_results() | GENERATED_SHOWN
     files = sorted(p for p in RESULTS.rglob("*") if p.suffix in (".md",) and p.is_file())
-    out = ["---", "hide:", "  - toc", "---", "", "# All results files", "",
-           "Every Markdown file under `benchmarks/results/` that the other benchmark pages do not show, with its plots, "
-           "generated when the site is built (a new results file appears here by itself). The scripts in "
-           "`benchmarks/` write them; each file says how to re-run it.", ""]
+    out = [
+        "---",
+        "hide:",
+        "  - toc",
+        "---",
+        "",
+        "# All results files",
+        "",
+        "Every Markdown file under `benchmarks/results/` that the other benchmark pages do not show, with its plots, "
+        "generated when the site is built (a new results file appears here by itself). The scripts in "
+        "`benchmarks/` write them; each file says how to re-run it.",
+        "",
+    ]
     plotted = set()
     for md in files:
         rel = md.relative_to(RESULTS).as_posix()
@@ -367,7 +461,11 @@ def all_results_page() -> str:
         for p in others:
             rel = "benchmarks/results/" + p.relative_to(RESULTS).as_posix()
             out += [f"`{rel}`", "", f"![{p.stem}](/{rel})", ""]
-    out += ["## On other pages", "", "Shown on the benchmark pages: " + ", ".join(f"`{s}`" for s in sorted(shown)) + "."]
+    out += [
+        "## On other pages",
+        "",
+        "Shown on the benchmark pages: " + ", ".join(f"`{s}`" for s in sorted(shown)) + ".",
+    ]
     return "\n".join(out)
 
 
@@ -406,7 +504,7 @@ class Row:
         return Cell(float(raw), spread)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _table(name: str) -> dict[str, Row]:
     """rows of benchmarks/results/[GRID/]method_table_<SETTING>.csv by method; ``name`` is SETTING or GRID/SETTING."""
     grid, _, setting = name.rpartition("/")
@@ -421,7 +519,7 @@ def row(table: str, method: str) -> Row:
     return rows[method]
 
 
-@lru_cache(maxsize=None)
+@cache
 def data(path: str):
     """A JSON or YAML results file of benchmarks/results, parsed."""
     p = RESULTS / path
@@ -454,8 +552,19 @@ def shot_cuts(counts: list[int]) -> str:
     return f"{many} / {few} ({' / '.join(map(str, shot_group_sizes(counts, many, few)))} classes)"
 
 
-MACROS = dict(recipe_names=recipe_names, row=row, data=data, pct=pct, num=num, result=result, zoo_result=zoo_result, shot_cuts=shot_cuts,
-              recipe_flags=recipe_flags, recipe_configs=recipe_configs, literature_counts=literature_counts)
+MACROS = dict(
+    recipe_names=recipe_names,
+    row=row,
+    data=data,
+    pct=pct,
+    num=num,
+    result=result,
+    zoo_result=zoo_result,
+    shot_cuts=shot_cuts,
+    recipe_flags=recipe_flags,
+    recipe_configs=recipe_configs,
+    literature_counts=literature_counts,
+)
 
 
 # -------------------------------------------------------------------------------------- mkdocs hooks
@@ -470,6 +579,7 @@ def on_config(config, **kwargs):
 
 def on_files(files: Files, config, **kwargs) -> Files:
     """The generated pages, and the plots of benchmarks/results and zoo/ under the same paths."""
+
     def add(uri: str, content=None, path: Path | None = None) -> None:
         if files.get_file_from_path(uri) is not None:
             files.remove(files.get_file_from_path(uri))

@@ -8,6 +8,7 @@ with Python's http.server, and takes headless Chromium (Debian's ``chromium``) s
 zoo leaderboard and a recipe page at desktop (1280 px) and phone (390 px) widths. The PNGs go to
 docs/screenshots/ (left out of the built site), to be opened and checked by eye.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,12 @@ WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
 
 def build(site: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT), NO_MKDOCS_2_WARNING="1")
-    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
-                   cwd=ROOT, env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -48,9 +53,22 @@ def serve(site: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
 
 def screenshot(browser: str, url: str, out: Path, size: tuple[int, int]) -> None:
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
-                        f"--screenshot={out}", url], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                f"--user-data-dir={profile}",
+                f"--window-size={size[0]},{size[1]}",
+                f"--screenshot={out}",
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 def shrink(png: Path) -> None:
@@ -66,7 +84,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--site", type=Path, default=None, help="a built site (default: build one)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
-    p.add_argument("--height", type=int, default=None, help="a taller window, to see more of each page (not saved over the defaults)")
+    p.add_argument(
+        "--height",
+        type=int,
+        default=None,
+        help="a taller window, to see more of each page (not saved over the defaults)",
+    )
     p.add_argument("--browser", default=shutil.which("chromium") or shutil.which("chromium-browser") or "chromium")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

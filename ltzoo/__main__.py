@@ -1,4 +1,5 @@
 """``python -m ltzoo``: the ``ltzoo`` command (see `ltzoo.cli`)."""
+
 import sys
 
 from ltzoo.cli import main

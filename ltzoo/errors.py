@@ -20,6 +20,7 @@ problem>; <the fix>``. Anything else is a bug in ltzoo and keeps its traceback.
   that failed otherwise) keeps every traceback. Plain ``accelerate launch -q`` also ends a one-process run
   on the recipe's one line (exit code 1); for several processes accelerate has no quiet mode.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,9 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 _logger = logging.getLogger(__name__)
 
@@ -78,8 +80,7 @@ def user_error(exc: BaseException, hub_id: str | None = None) -> UserError | Non
     """
     if isinstance(exc, UserError):
         return exc
-    for check in (_hub_error, _safetensors_error, _image_error, _timm_error, _yaml_error, _memory_error,
-                  _os_error):
+    for check in (_hub_error, _safetensors_error, _image_error, _timm_error, _yaml_error, _memory_error, _os_error):
         found = check(exc, hub_id) if check is _hub_error else check(exc)
         if found is not None:
             return found
@@ -93,8 +94,9 @@ def _network_error(exc: BaseException) -> bool:
     import socket
 
     names = {f"{c.__module__.split('.')[0]}.{c.__name__}" for c in type(exc).__mro__}
-    return isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or bool(names & {
-        "httpx.TransportError", "httpx2.TransportError", "requests.ConnectionError", "requests.Timeout"})
+    return isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or bool(
+        names & {"httpx.TransportError", "httpx2.TransportError", "requests.ConnectionError", "requests.Timeout"}
+    )
 
 
 def _hub_error(exc: BaseException, hub_id: str | None) -> UserError | None:
@@ -106,23 +108,33 @@ def _hub_error(exc: BaseException, hub_id: str | None) -> UserError | None:
     offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
     if isinstance(exc, (hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled)) or (offline and _network_error(exc)):
         if offline:
-            return UserError(f"{what} is not in the local cache and the Hub is offline (HF_HUB_OFFLINE=1)",
-                             "download it once online (unset HF_HUB_OFFLINE), or pass a run folder instead")
-        return UserError(f"{what} is not in the local cache and the Hub cannot be reached",
-                         "check the network connection (or HF_ENDPOINT), or pass a run folder instead")
+            return UserError(
+                f"{what} is not in the local cache and the Hub is offline (HF_HUB_OFFLINE=1)",
+                "download it once online (unset HF_HUB_OFFLINE), or pass a run folder instead",
+            )
+        return UserError(
+            f"{what} is not in the local cache and the Hub cannot be reached",
+            "check the network connection (or HF_ENDPOINT), or pass a run folder instead",
+        )
     if _network_error(exc):
-        return UserError(f"cannot reach the Hugging Face Hub to fetch {what} ({type(exc).__name__})",
-                         "check the network connection (or HF_ENDPOINT), or set HF_HUB_OFFLINE=1 to use the cache")
+        return UserError(
+            f"cannot reach the Hugging Face Hub to fetch {what} ({type(exc).__name__})",
+            "check the network connection (or HF_ENDPOINT), or set HF_HUB_OFFLINE=1 to use the cache",
+        )
     if isinstance(exc, hf.GatedRepoError):
         return UserError(f"{what} is gated", "accept its terms on the Hub and log in (hf auth login or HF_TOKEN)")
     if isinstance(exc, hf.RepositoryNotFoundError):
-        return UserError(f"{what} does not exist on the Hub or is private",
-                         "check the id (ORG/NAME), or log in (hf auth login or HF_TOKEN) if it is private")
+        return UserError(
+            f"{what} does not exist on the Hub or is private",
+            "check the id (ORG/NAME), or log in (hf auth login or HF_TOKEN) if it is private",
+        )
     if isinstance(exc, hf.RevisionNotFoundError):
         return UserError(f"the revision asked for of {what} does not exist", "check the --revision")
     if isinstance(exc, hf.EntryNotFoundError):
-        return UserError(f"{what} lacks a file ltzoo needs ({one_line(exc)[:200]})",
-                         "check that the repo is a timm model (config.json + model.safetensors)")
+        return UserError(
+            f"{what} lacks a file ltzoo needs ({one_line(exc)[:200]})",
+            "check that the repo is a timm model (config.json + model.safetensors)",
+        )
     return None
 
 
@@ -132,8 +144,10 @@ def _safetensors_error(exc: BaseException) -> UserError | None:
     except ImportError:  # pragma: no cover
         return None
     if isinstance(exc, SafetensorError):
-        return UserError(f"a weights file is not a readable safetensors file ({one_line(exc)}): it is truncated or "
-                         "corrupt", "re-export or re-download it")
+        return UserError(
+            f"a weights file is not a readable safetensors file ({one_line(exc)}): it is truncated or corrupt",
+            "re-export or re-download it",
+        )
     return None
 
 
@@ -143,8 +157,10 @@ def _image_error(exc: BaseException) -> UserError | None:
     except ImportError:  # pragma: no cover
         return None
     if isinstance(exc, UnidentifiedImageError):
-        return UserError(f"{one_line(exc)} (not an image, or corrupt)",
-                         "replace the file or remove it from the split (or skip bad files: --skip-bad-files)")
+        return UserError(
+            f"{one_line(exc)} (not an image, or corrupt)",
+            "replace the file or remove it from the split (or skip bad files: --skip-bad-files)",
+        )
     if isinstance(exc, Image.DecompressionBombError):
         return UserError(one_line(exc), "replace the image by a smaller one or remove it from the split")
     return None
@@ -152,9 +168,11 @@ def _image_error(exc: BaseException) -> UserError | None:
 
 def _timm_error(exc: BaseException) -> UserError | None:
     if isinstance(exc, RuntimeError) and str(exc).startswith("Unknown model"):
-        name = str(exc)[len("Unknown model"):].strip(" ()")
-        return UserError(f"unknown model {name!r}: not a timm architecture, a run folder or a hub id (ORG/NAME)",
-                         "timm.list_models('*part-of-name*') lists the architectures")
+        name = str(exc)[len("Unknown model") :].strip(" ()")
+        return UserError(
+            f"unknown model {name!r}: not a timm architecture, a run folder or a hub id (ORG/NAME)",
+            "timm.list_models('*part-of-name*') lists the architectures",
+        )
     return None
 
 
@@ -177,8 +195,10 @@ def _memory_error(exc: BaseException) -> UserError | None:
     except ImportError:  # pragma: no cover
         return None
     if isinstance(exc, torch.OutOfMemoryError):
-        return UserError("out of accelerator memory", "lower --batch-size (with --grad-accum to keep the "
-                                                      "effective batch) or use a smaller --model")
+        return UserError(
+            "out of accelerator memory",
+            "lower --batch-size (with --grad-accum to keep the effective batch) or use a smaller --model",
+        )
     return None
 
 
@@ -194,8 +214,7 @@ def _os_error(exc: BaseException) -> UserError | None:
 
 
 # ------------------------------------------------------------------------------------------ run_main
-def run_main(main: Callable[..., Any], prog: str, argv: Sequence[str] | None = None, *,
-             exit: bool = True) -> int:
+def run_main(main: Callable[..., Any], prog: str, argv: Sequence[str] | None = None, *, exit: bool = True) -> int:
     """Run ``main`` under ltzoo's error contract; the entry point of every recipe and of the CLI.
 
     A user error (see `user_error`) writes ``<prog>: error: <message>`` on stderr, one line, and gives
@@ -338,5 +357,7 @@ def _only_user_errors(exc: BaseException, folder: str) -> bool:
         return False
     codes = {str(rank): getattr(failure, "exitcode", None) for rank, failure in failures.items()}
     # a process either ended on its recorded user error, or was stopped by the agent (SIGTERM) after one did
-    return all((c == USER_ERROR_EXIT and r in recorded) or c == -signal.SIGTERM for r, c in codes.items()) \
+    return (
+        all((c == USER_ERROR_EXIT and r in recorded) or c == -signal.SIGTERM for r, c in codes.items())
         and USER_ERROR_EXIT in codes.values()
+    )

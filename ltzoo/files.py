@@ -2,14 +2,16 @@
 old file or the new one, never half of one. A leaf module: it imports nothing of ltzoo, so every layer
 (data included) can use it.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -55,4 +57,6 @@ def read_json(path: str | Path) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} not found: is this a finished ltzoo run folder?") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); the file is corrupt, re-run the stage that wrote it") from None
+        raise ValueError(
+            f"{path} is not valid JSON ({exc}); the file is corrupt, re-run the stage that wrote it"
+        ) from None

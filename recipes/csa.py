@@ -5,6 +5,7 @@
 The recipe is ltzoo.recipes.csa (ltzoo/recipes/csa.py); this file runs it from a checkout. With ltzoo
 installed by pip, `accelerate launch -m ltzoo.recipes.csa` does the same from any directory.
 """
+
 from ltzoo.errors import run_main
 from ltzoo.recipes.csa import main
 

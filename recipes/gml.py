@@ -5,6 +5,7 @@
 The recipe is ltzoo.recipes.gml (ltzoo/recipes/gml.py); this file runs it from a checkout. With ltzoo
 installed by pip, `accelerate launch -m ltzoo.recipes.gml` does the same from any directory.
 """
+
 from ltzoo.errors import run_main
 from ltzoo.recipes.gml import main
 

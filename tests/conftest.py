@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -30,7 +30,6 @@ def hf_home(tmp_path_factory) -> Path:
 def inproc(monkeypatch, hf_home, fresh_accelerate):
     """In-process runs see the same environment as the launched ones (one thread: OMP_NUM_THREADS is read at import)."""
     import torch
-
     from launching import recipe_env
 
     for k, v in recipe_env(hf_home).items():
@@ -42,9 +41,10 @@ def inproc(monkeypatch, hf_home, fresh_accelerate):
     torch.set_num_threads(threads)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def fresh_accelerate():
-    """accelerate keeps one global state per process: start and leave each test with none."""
+    """accelerate keeps one global state per process: every test starts and leaves with none, so that the suite
+    passes in any selection and order (a test that made an Accelerator in bf16 never decides the next one's)."""
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -52,7 +52,6 @@ def fresh_accelerate():
     yield
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
-
 
 
 @pytest.fixture
@@ -70,4 +69,3 @@ def local_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Local
 
 
 # ===================================================================================== end of Local Hugging Face Hub
-

@@ -6,6 +6,7 @@ and an AVX-512 EPYC but different weight hashes. A weights hash is recorded unde
 that made it and compared only on a machine with the same key; elsewhere the metrics are still compared
 and a warning names the hash to record.
 """
+
 from __future__ import annotations
 
 import platform
@@ -13,14 +14,16 @@ import warnings
 
 import torch
 
-from ltzoo.accel import cpu_info
+from ltzoo.runfolder.provenance import cpu_info
 
 
 def kernel_key() -> str:
     """``<arch> <isa> torch <version>``, e.g. ``x86_64 amx torch 2.14.1``."""
     flags = set(cpu_info().get("flags") or ())
-    isa = next((name for flag, name in (("amx_tile", "amx"), ("avx512f", "avx512"), ("avx2", "avx2"))
-                if flag in flags), "other")
+    isa = next(
+        (name for flag, name in (("amx_tile", "amx"), ("avx512f", "avx512"), ("avx2", "avx2")) if flag in flags),
+        "other",
+    )
     return f"{platform.machine()} {isa} torch {torch.__version__.split('+')[0]}"
 
 
@@ -30,8 +33,10 @@ def check_weights_hash(got: str, recorded: dict[str, str], what: str) -> None:
     if key in recorded:
         assert got == recorded[key], f"{what}: exported weights changed on {key}"
     else:
-        warnings.warn(f"{what}: no weights hash recorded for {key!r} (metrics compared only); this machine "
-                      f"gives {got}")
+        warnings.warn(
+            f"{what}: no weights hash recorded for {key!r} (metrics compared only); this machine gives {got}",
+            stacklevel=1,
+        )
 
 
 def recorded_for(recorded: dict, key: str | None = None):

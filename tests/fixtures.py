@@ -4,16 +4,24 @@ Every generator is deterministic given its ``seed`` and writes class-dependent i
 fixed random template (drawn from the class id alone, so it is the same in every split and every call)
 and each image is that template plus a little noise, so a small model can learn to tell the classes apart.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 __all__ = [
-    "class_template", "class_images", "make_imagefolder", "make_cifar_python", "make_cifar_binary",
-    "make_split_lists", "make_hf_dataset", "make_fmnist_idx", "write_idx",
+    "class_template",
+    "class_images",
+    "make_imagefolder",
+    "make_cifar_python",
+    "make_cifar_binary",
+    "make_split_lists",
+    "make_hf_dataset",
+    "make_fmnist_idx",
+    "write_idx",
 ]
 
 
@@ -23,8 +31,14 @@ def class_template(c: int, size: tuple[int, int] = (8, 8), channels: int = 3) ->
     return (rng.random((size[0], size[1], channels)) < 0.5).astype(np.uint8) * 200 + 20
 
 
-def class_images(c: int, n: int, size: tuple[int, int] = (8, 8), channels: int = 3,
-                 rng: np.random.Generator | None = None, noise: int = 20) -> np.ndarray:
+def class_images(
+    c: int,
+    n: int,
+    size: tuple[int, int] = (8, 8),
+    channels: int = 3,
+    rng: np.random.Generator | None = None,
+    noise: int = 20,
+) -> np.ndarray:
     """``n`` uint8 images (N, H, W, C) of class ``c``: its template plus uniform noise in [-noise, noise]."""
     rng = rng or np.random.default_rng(0)
     base = class_template(c, size, channels).astype(np.int16)
@@ -43,8 +57,9 @@ def class_name(c: int, num_classes: int) -> str:
     return f"class_{c:0{max(2, len(str(num_classes - 1)))}d}"
 
 
-def make_imagefolder(root, counts_per_split: dict[str, list[int]], size=(8, 8), channels: int = 3,
-                     seed: int = 0) -> Path:
+def make_imagefolder(
+    root, counts_per_split: dict[str, list[int]], size=(8, 8), channels: int = 3, seed: int = 0
+) -> Path:
     """Write ``root/<split>/<class>/<i>.png`` for each split (e.g. train/val/test) of ``counts_per_split``.
 
     ``counts_per_split[split][c]`` images of class ``c``; class folders are ``class_00, class_01, ...``
@@ -108,8 +123,11 @@ def make_cifar_python(root, fine: bool, n_train_per_class: int, n_test_per_class
     names = cifar_class_names(fine)
 
     def batch(x, y, label):
-        d = {b"batch_label": label.encode(), b"data": x,
-             b"filenames": [f"img_{i:05d}.png".encode() for i in range(len(y))]}
+        d = {
+            b"batch_label": label.encode(),
+            b"data": x,
+            b"filenames": [f"img_{i:05d}.png".encode() for i in range(len(y))],
+        }
         if fine:
             d[b"fine_labels"] = [int(v) for v in y]
             d[b"coarse_labels"] = [int(v) // 5 for v in y]
@@ -122,21 +140,29 @@ def make_cifar_python(root, fine: bool, n_train_per_class: int, n_test_per_class
         base.mkdir(parents=True, exist_ok=True)
         _pickle(batch(tr_x, tr_y, "training batch 1 of 1"), base / "train")
         _pickle(batch(te_x, te_y, "testing batch 1 of 1"), base / "test")
-        _pickle({b"fine_label_names": [n.encode() for n in names],
-                 b"coarse_label_names": [f"coarse_{c:02d}".encode() for c in range(20)]}, base / "meta")
+        _pickle(
+            {
+                b"fine_label_names": [n.encode() for n in names],
+                b"coarse_label_names": [f"coarse_{c:02d}".encode() for c in range(20)],
+            },
+            base / "meta",
+        )
     else:
         base = root / "cifar-10-batches-py"
         base.mkdir(parents=True, exist_ok=True)
         for i, part in enumerate(np.array_split(np.arange(len(tr_y)), 5), 1):
             _pickle(batch(tr_x[part], tr_y[part], f"training batch {i} of 5"), base / f"data_batch_{i}")
         _pickle(batch(te_x, te_y, "testing batch 1 of 1"), base / "test_batch")
-        _pickle({b"label_names": [n.encode() for n in names], b"num_cases_per_batch": 10000, b"num_vis": 3072},
-                base / "batches.meta")
+        _pickle(
+            {b"label_names": [n.encode() for n in names], b"num_cases_per_batch": 10000, b"num_vis": 3072},
+            base / "batches.meta",
+        )
     return base
 
 
-def make_cifar_binary(root, fine: bool, n_train_per_class: int, n_test_per_class: int, seed: int = 0,
-                      write_names: bool = True) -> Path:
+def make_cifar_binary(
+    root, fine: bool, n_train_per_class: int, n_test_per_class: int, seed: int = 0, write_names: bool = True
+) -> Path:
     """Write the official binary CIFAR layout: ``cifar-10-batches-bin/`` (data_batch_1..5.bin,
     test_batch.bin, batches.meta.txt) or ``cifar-100-binary/`` (train.bin, test.bin, fine_label_names.txt,
     coarse_label_names.txt). Records are ``<label> <3072 pixels>`` (CIFAR-10) or ``<coarse> <fine> <pixels>``
@@ -176,8 +202,9 @@ LIST_NAMES = {
 }
 
 
-def make_split_lists(root, counts: dict[str, list[int]], dataset: str | None = None, size=(8, 8),
-                     channels: int = 3, seed: int = 0) -> dict[str, Path]:
+def make_split_lists(
+    root, counts: dict[str, list[int]], dataset: str | None = None, size=(8, 8), channels: int = 3, seed: int = 0
+) -> dict[str, Path]:
     """Write ImageNet-LT / Places-LT / iNaturalist style ``relative/path label`` lists and their images.
 
     Images go to ``root/<split>/<class>/<i>.png`` (class folders ``class_00, ...``); the list of split
@@ -210,8 +237,15 @@ def make_split_lists(root, counts: dict[str, list[int]], dataset: str | None = N
 
 
 # ------------------------------------------------------------------------------------ Hugging Face
-def make_hf_dataset(path, counts: dict[str, list[int]], size=(8, 8), channels: int = 3, seed: int = 0,
-                    image_column: str = "image", label_column: str = "label") -> Path:
+def make_hf_dataset(
+    path,
+    counts: dict[str, list[int]],
+    size=(8, 8),
+    channels: int = 3,
+    seed: int = 0,
+    image_column: str = "image",
+    label_column: str = "label",
+) -> Path:
     """Save a `datasets.DatasetDict` (``save_to_disk``) with an ``Image()`` and a ``ClassLabel`` column.
 
     ``counts`` maps split names ('train', 'validation', 'test', ...) to images per class; the class
@@ -223,16 +257,19 @@ def make_hf_dataset(path, counts: dict[str, list[int]], size=(8, 8), channels: i
     path = Path(path)
     rng = np.random.default_rng(seed)
     num_classes = max(len(v) for v in counts.values())
-    features = datasets.Features({
-        image_column: datasets.Image(),
-        label_column: datasets.ClassLabel(names=[class_name(c, num_classes) for c in range(num_classes)]),
-    })
+    features = datasets.Features(
+        {
+            image_column: datasets.Image(),
+            label_column: datasets.ClassLabel(names=[class_name(c, num_classes) for c in range(num_classes)]),
+        }
+    )
     splits = {}
     for split, per_class in counts.items():
         x, y = _labelled_images(per_class, size, channels, rng)
         images = [Image.fromarray(a[..., 0] if channels == 1 else a, mode="L" if channels == 1 else "RGB") for a in x]
-        splits[split] = datasets.Dataset.from_dict({image_column: images, label_column: [int(v) for v in y]},
-                                                   features=features)
+        splits[split] = datasets.Dataset.from_dict(
+            {image_column: images, label_column: [int(v) for v in y]}, features=features
+        )
     datasets.DatasetDict(splits).save_to_disk(str(path))
     return path
 
@@ -255,8 +292,9 @@ def write_idx(path, array: np.ndarray) -> Path:
     return path
 
 
-def make_fmnist_idx(root, n_per_class: int, n_test_per_class: int | None = None, seed: int = 0,
-                    gz: bool = True, layout: str = "debian") -> Path:
+def make_fmnist_idx(
+    root, n_per_class: int, n_test_per_class: int | None = None, seed: int = 0, gz: bool = True, layout: str = "debian"
+) -> Path:
     """Write Fashion-MNIST's four IDX files with ``n_per_class`` 28x28 training images per class (10 classes)
     and ``n_test_per_class`` test images (default ``max(1, n_per_class // 6)``).
 

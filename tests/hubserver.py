@@ -62,12 +62,13 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -405,8 +406,17 @@ class HubStore:
         """Create, register and return a commit with a fresh unique sha."""
         date = _now_iso()
         seed = json.dumps(
-            [repo.repo_type, repo.repo_id, parents, title, message, date, time.time_ns(), next(self._counter),
-             sorted((path, entry.sha256) for path, entry in files.items())]
+            [
+                repo.repo_type,
+                repo.repo_id,
+                parents,
+                title,
+                message,
+                date,
+                time.time_ns(),
+                next(self._counter),
+                sorted((path, entry.sha256) for path, entry in files.items()),
+            ]
         )
         commit = Commit(hashlib.sha1(seed.encode()).hexdigest(), parents, title, message, date, dict(files))
         repo.commits[commit.sha] = commit
@@ -754,17 +764,19 @@ class _Handler(BaseHTTPRequestHandler):
         """``GET /api/whoami-v2``."""
         self._require_token()
         orgs = [{"type": "org", "name": org, "fullname": org, "roleInOrg": "admin"} for org in self.hub.orgs]
-        return json_response({
-            "type": "user",
-            "id": hashlib.sha1(self.hub.user.encode()).hexdigest()[:24],
-            "name": self.hub.user,
-            "fullname": self.hub.user,
-            "email": f"{self.hub.user}@localhost",
-            "emailVerified": True,
-            "isPro": False,
-            "orgs": orgs,
-            "auth": {"type": "access_token", "accessToken": {"displayName": "local", "role": "write"}},
-        })
+        return json_response(
+            {
+                "type": "user",
+                "id": hashlib.sha1(self.hub.user.encode()).hexdigest()[:24],
+                "name": self.hub.user,
+                "fullname": self.hub.user,
+                "email": f"{self.hub.user}@localhost",
+                "emailVerified": True,
+                "isPro": False,
+                "orgs": orgs,
+                "auth": {"type": "access_token", "accessToken": {"displayName": "local", "role": "write"}},
+            }
+        )
 
     def h_agent_harnesses(self, request: Request) -> Response:
         """``GET /api/agent-harnesses`` (fetched once by ``huggingface_hub`` to build its user agent)."""
@@ -809,22 +821,24 @@ class _Handler(BaseHTTPRequestHandler):
         commit = repo.resolve(request.params.get("rev", DEFAULT_BRANCH))
         with_blobs = _is_true(request.arg("blobs"))
         siblings = [_sibling(path, entry, with_blobs) for path, entry in sorted(commit.files.items())]
-        return json_response({
-            "_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24],
-            "id": repo.repo_id,
-            "author": repo.repo_id.split("/")[0],
-            "sha": commit.sha,
-            "lastModified": commit.date,
-            "createdAt": repo.created_at,
-            "private": repo.private,
-            "gated": False,
-            "disabled": False,
-            "downloads": 0,
-            "likes": 0,
-            "tags": [],
-            "siblings": siblings,
-            "usedStorage": sum(entry.size for entry in commit.files.values()),
-        })
+        return json_response(
+            {
+                "_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24],
+                "id": repo.repo_id,
+                "author": repo.repo_id.split("/")[0],
+                "sha": commit.sha,
+                "lastModified": commit.date,
+                "createdAt": repo.created_at,
+                "private": repo.private,
+                "gated": False,
+                "disabled": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "siblings": siblings,
+                "usedStorage": sum(entry.size for entry in commit.files.values()),
+            }
+        )
 
     def h_refs(self, request: Request) -> Response:
         """``GET /api/{type}/{repo_id}/refs``."""
@@ -953,8 +967,12 @@ class _Handler(BaseHTTPRequestHandler):
         if entry is None:
             prefix = path + "/"
             listing = sorted((p, e.git_oid) for p, e in commit.files.items() if p.startswith(prefix))
-            item: dict[str, Any] = {"type": "directory", "oid": hashlib.sha1(repr(listing).encode()).hexdigest(),
-                                    "size": 0, "path": path}
+            item: dict[str, Any] = {
+                "type": "directory",
+                "oid": hashlib.sha1(repr(listing).encode()).hexdigest(),
+                "size": 0,
+                "path": path,
+            }
         else:
             item = {"type": "file", "oid": entry.git_oid, "size": entry.size, "path": path}
             if entry.lfs:
@@ -991,8 +1009,11 @@ def _sibling(path: str, entry: FileEntry, with_blobs: bool) -> dict[str, Any]:
     if with_blobs:
         item.update({"size": entry.size, "blobId": entry.git_oid})
         if entry.lfs:
-            item["lfs"] = {"sha256": entry.sha256, "size": entry.size,
-                           "pointerSize": len(lfs_pointer(entry.sha256, entry.size))}
+            item["lfs"] = {
+                "sha256": entry.sha256,
+                "size": entry.size,
+                "pointerSize": len(lfs_pointer(entry.sha256, entry.size)),
+            }
     return item
 
 
@@ -1013,7 +1034,7 @@ def _tree_entries(files: Mapping[str, FileEntry], base: str, recursive: bool) ->
     for path in candidates:
         if not path.startswith(prefix) or path == base:
             continue
-        if recursive or "/" not in path[len(prefix):]:
+        if recursive or "/" not in path[len(prefix) :]:
             out.append(path)
     return sorted(out)
 
@@ -1139,8 +1160,14 @@ class LocalHub:
         ``method`` restricts the rule to one HTTP method; ``headers`` are added to the error response (e.g.
         ``{"X-Error-Code": "RepoNotFound"}``).  Rules are consumed in registration order.
         """
-        rule = _FailureRule(path_substring, status, times, method.upper() if method else None,
-                            message or f"Injected failure (HTTP {status})", dict(headers or {}))
+        rule = _FailureRule(
+            path_substring,
+            status,
+            times,
+            method.upper() if method else None,
+            message or f"Injected failure (HTTP {status})",
+            dict(headers or {}),
+        )
         with self._lock:
             self._failures.append(rule)
 
@@ -1156,9 +1183,7 @@ class LocalHub:
 
     def request_count(self, path_substring: str = "", method: str | None = None) -> int:
         """Number of recorded requests whose path contains ``path_substring`` (and with ``method``, if given)."""
-        return sum(
-            1 for m, p in list(self.requests) if path_substring in p and (method is None or m == method.upper())
-        )
+        return sum(1 for m, p in list(self.requests) if path_substring in p and (method is None or m == method.upper()))
 
     def record_request(self, method: str, path: str) -> None:
         """Log a request (called by the handler)."""
@@ -1233,9 +1258,17 @@ def patch_huggingface_hub(
     home = Path(hf_home)
     home.mkdir(parents=True, exist_ok=True)
     hub_cache, assets, xet = str(home / "hub"), str(home / "assets"), str(home / "xet")
-    env = {"HF_ENDPOINT": endpoint, "HF_HOME": str(home), "HF_HUB_CACHE": hub_cache, "HF_ASSETS_CACHE": assets,
-           "HF_XET_CACHE": xet, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-           "HF_HUB_DISABLE_UPDATE_CHECK": "1", "HF_HUB_OFFLINE": "0"}
+    env = {
+        "HF_ENDPOINT": endpoint,
+        "HF_HOME": str(home),
+        "HF_HUB_CACHE": hub_cache,
+        "HF_ASSETS_CACHE": assets,
+        "HF_XET_CACHE": xet,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+        "HF_HUB_OFFLINE": "0",
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     for name in ("HUGGINGFACE_HUB_CACHE", "HUGGINGFACE_ASSETS_CACHE", "TRANSFORMERS_OFFLINE", "HF_HUB_ETAG_TIMEOUT"):
@@ -1267,8 +1300,9 @@ def patch_huggingface_hub(
     }
     for name, value in constant_values.items():
         monkeypatch.setattr(constants, name, value, raising=False)
-    monkeypatch.setattr(huggingface_hub, "HUGGINGFACE_CO_URL_TEMPLATE", constant_values["HUGGINGFACE_CO_URL_TEMPLATE"],
-                        raising=False)
+    monkeypatch.setattr(
+        huggingface_hub, "HUGGINGFACE_CO_URL_TEMPLATE", constant_values["HUGGINGFACE_CO_URL_TEMPLATE"], raising=False
+    )
     monkeypatch.setattr(hf_api.api, "endpoint", endpoint)
     monkeypatch.setattr(_cache_manager, "HF_HUB_CACHE", hub_cache, raising=False)
     monkeypatch.setattr(_cache_assets, "HF_ASSETS_CACHE", assets, raising=False)

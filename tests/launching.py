@@ -1,4 +1,5 @@
 """Helpers for tests that run recipes under `accelerate launch` in a subprocess."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def recipe_env(hf_home: Path) -> dict:
     """The environment of a launched recipe: CPU, one thread, an empty offline Hugging Face home."""
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HOME": str(hf_home),
-           "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "ACCELERATE_USE_CPU": "true",
+        "OMP_NUM_THREADS": "1",
+        "HF_HOME": str(hf_home),
+        "HF_HUB_OFFLINE": "1",
+        "MPLBACKEND": "Agg",
+        "PYTHONUNBUFFERED": "1",
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 
@@ -26,8 +34,17 @@ def free_port() -> int:
 
 def launch_cmd(recipe: Path, args: list[str], processes: int = 1) -> list[str]:
     """`accelerate launch` of a recipe on the CPU: one process, or several over gloo on a free port."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     if processes == 1:
         cmd += ["--num_processes", "1", "--cpu"]
     else:

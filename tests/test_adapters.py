@@ -1,5 +1,6 @@
-"""ltzoo.adapters on tiny random ViTs, ResNets and ConvNeXts: targets, wrapping, what trains, merged export,
+"""ltzoo.methods.adapters on tiny random ViTs, ResNets and ConvNeXts: targets, wrapping, what trains, merged export,
 member states, and the merge of adapter members (linear in the update)."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,14 +9,15 @@ import torch
 from torch import nn
 
 import ltzoo.models  # noqa: F401
-from ltzoo import adapters as ad
 from ltzoo.errors import UserError
-from ltzoo.merge import average_checkpoints
+from ltzoo.methods import adapters as ad
+from ltzoo.methods.merge import average_checkpoints
 
 
 def tiny_vit(num_classes: int = 3) -> nn.Module:
-    return timm.create_model("vit_pico_patch4_28", embed_dim=16, depth=2, num_heads=2, in_chans=1,
-                             num_classes=num_classes)
+    return timm.create_model(
+        "vit_pico_patch4_28", embed_dim=16, depth=2, num_heads=2, in_chans=1, num_classes=num_classes
+    )
 
 
 def tiny_resnet(num_classes: int = 3) -> nn.Module:
@@ -23,8 +25,9 @@ def tiny_resnet(num_classes: int = 3) -> nn.Module:
 
 
 def tiny_convnext(num_classes: int = 3) -> nn.Module:
-    return timm.create_model("convnext_atto", dims=(8, 16, 32, 64), depths=(1, 1, 1, 1), in_chans=1,
-                             num_classes=num_classes)
+    return timm.create_model(
+        "convnext_atto", dims=(8, 16, 32, 64), depths=(1, 1, 1, 1), in_chans=1, num_classes=num_classes
+    )
 
 
 MODELS = {"vit": tiny_vit, "resnet": tiny_resnet, "convnext": tiny_convnext}
@@ -61,8 +64,11 @@ def test_targets_by_suffix_and_unmatched():
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("family,method", [(f, m) for f in ("vit", "resnet") for m in ("lora", "loha", "ia3", "bias", "head")]
-                         + [("convnext", "lora"), ("convnext", "head")])
+@pytest.mark.parametrize(
+    "family,method",
+    [(f, m) for f in ("vit", "resnet") for m in ("lora", "loha", "ia3", "bias", "head")]
+    + [("convnext", "lora"), ("convnext", "head")],
+)
 def test_wrap_train_merge(family, method):
     torch.manual_seed(0)
     model = MODELS[family]()
@@ -70,8 +76,18 @@ def test_wrap_train_merge(family, method):
     spec = ad.AdapterSpec(method, rank=4, alpha=8)
     net = ad.wrap(model, spec)
     trainable = {n for n, p in net.named_parameters() if p.requires_grad}
-    assert trainable and all(("head" in n or ".fc." in n or n.startswith("fc.") or "lora_" in n or "hada_" in n
-                              or "ia3_" in n or (method == "bias" and n.endswith("bias"))) for n in trainable), trainable
+    assert trainable and all(
+        (
+            "head" in n
+            or ".fc." in n
+            or n.startswith("fc.")
+            or "lora_" in n
+            or "hada_" in n
+            or "ia3_" in n
+            or (method == "bias" and n.endswith("bias"))
+        )
+        for n in trainable
+    ), trainable
     _train(net, size=SIZE[family])
     x = torch.randn(4, 1, SIZE[family], SIZE[family])
     with torch.no_grad():
@@ -131,7 +147,9 @@ def test_average_of_merged_lora_members_is_average_update():
     w0 = base.state_dict()["blocks.0.attn.qkv.weight"]
     mean_delta = torch.stack(deltas).mean(0)
     assert torch.allclose(avg["blocks.0.attn.qkv.weight"], w0 + mean_delta, atol=1e-6)
-    factor_avg = factors[0][2] * torch.stack([f[1] for f in factors]).mean(0) @ torch.stack([f[0] for f in factors]).mean(0)
+    factor_avg = (
+        factors[0][2] * torch.stack([f[1] for f in factors]).mean(0) @ torch.stack([f[0] for f in factors]).mean(0)
+    )
     assert not torch.allclose(mean_delta, factor_avg, atol=1e-6), "not the factors' average"
     assert torch.linalg.matrix_rank(mean_delta) > spec.rank, "the averaged update is not of rank r"
 
@@ -145,7 +163,9 @@ def test_bn_statistics_frozen_under_train():
 
 
 def test_peft_cannot_wrap_is_one_line():
-    with pytest.raises(UserError, match=r"peft cannot wrap convnext_atto with --peft lora \(.*groups.*\); choose other"):
+    with pytest.raises(
+        UserError, match=r"peft cannot wrap convnext_atto with --peft lora \(.*groups.*\); choose other"
+    ):
         ad.wrap(tiny_convnext(), ad.AdapterSpec("lora", 3, 4, ("conv_dw",)))
 
 
@@ -154,14 +174,20 @@ def test_none_is_untouched():
     assert ad.wrap(model, ad.AdapterSpec()) is model and all(p.requires_grad for p in model.parameters())
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--peft", "bias", "--lora-rank", "4"], "--lora-rank sets --peft lora or loha"),
-    (["--peft", "head", "--peft-targets", "qkv"], "--peft-targets names the modules"),
-    (["--peft", "lora", "--train-params", "classifier"], "--peft lora chooses what trains"),
-    (["--pretrained-file", "x.safetensors", "--init", "RUN"], "--pretrained-file starts --model from a weights file"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--peft", "bias", "--lora-rank", "4"], "--lora-rank sets --peft lora or loha"),
+        (["--peft", "head", "--peft-targets", "qkv"], "--peft-targets names the modules"),
+        (["--peft", "lora", "--train-params", "classifier"], "--peft lora chooses what trains"),
+        (
+            ["--pretrained-file", "x.safetensors", "--init", "RUN"],
+            "--pretrained-file starts --model from a weights file",
+        ),
+    ],
+)
 def test_check_adapter_args(argv, message):
-    from ltzoo.recipes.common import add_finetune_flags, add_model_args, check_finetune, check_start, RecipeParser
+    from ltzoo.recipes.flags import RecipeParser, add_finetune_flags, add_model_args, check_finetune, check_start
 
     p = RecipeParser("test")
     add_model_args(p)
@@ -173,7 +199,7 @@ def test_check_adapter_args(argv, message):
 
 
 def test_layer_decay_through_timm():
-    from ltzoo.recipes.optim import create_optimizer
+    from ltzoo.training.optim import create_optimizer
 
     net = ad.wrap(tiny_vit(), ad.AdapterSpec("lora", 2, 4))
     opt = create_optimizer(net, "adamw", 1e-3, 0.05, layer_decay=0.5)

@@ -1,5 +1,6 @@
 """Bad inputs of every kind end in one clear line (the problem and the fix) and a non-zero exit, and leave
 the inputs byte-identical; a bug keeps its traceback (issue 12's error contract)."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,12 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from fixtures import make_imagefolder, make_split_lists
 from hubserver import disable_retry_sleep, patch_huggingface_hub, set_hf_offline
 from launching import ROOT, recipe_env
 
-from ltzoo import argtypes
+from ltzoo.config import argtypes
 from ltzoo.errors import UserError, launch, run_main, user_error  # noqa: F401  (launch: see the slow tests)
 
 
@@ -30,8 +30,10 @@ def digest(path: Path) -> dict[str, str]:
     path = Path(path)
     if path.is_file():
         return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
-    return {str(p.relative_to(path)): "<dir>" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*"))}
+    return {
+        str(p.relative_to(path)): "<dir>" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+    }
 
 
 def run(capsys, func, prog: str = "ltzoo test") -> tuple[int, str]:
@@ -72,7 +74,7 @@ def folder(tmp_path) -> Path:
 def run_dir(tmp_path, folder) -> Path:
     """A finished run folder (config.json + model.safetensors) of a tiny model on ``folder``."""
     from ltzoo.data import load_dataset
-    from ltzoo.runs import create_model, save_model
+    from ltzoo.runfolder.model_io import create_model, save_model
 
     ds = load_dataset("imagefolder", data_dir=str(folder))
     torch.manual_seed(0)
@@ -118,28 +120,46 @@ def test_run_main_exit_codes(capsys):
 
 def _script(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "entry.py"
-    path.write_text("import sys\nfrom ltzoo.errors import run_main\n\ndef main():\n" + body + "\n\nrun_main(main, __file__)\n")
+    path.write_text(
+        "import sys\nfrom ltzoo.errors import run_main\n\ndef main():\n" + body + "\n\nrun_main(main, __file__)\n"
+    )
     return path
 
 
 def test_script_user_error_exit_code_and_one_line(tmp_path):
     body = "    raise OSError(28, 'No space left on device', 'out/results.json')"
-    proc = subprocess.run([sys.executable, str(_script(tmp_path, body))], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(_script(tmp_path, body))],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.splitlines() == ["entry.py: error: out/results.json: no space left on the device; free some "
-                                        "space or write the run folder elsewhere (--output)"], proc.stderr
+    assert proc.stderr.splitlines() == [
+        "entry.py: error: out/results.json: no space left on the device; free some "
+        "space or write the run folder elsewhere (--output)"
+    ], proc.stderr
 
 
-@pytest.mark.parametrize("exc, line", [
-    (OSError(errno.EROFS, "Read-only file system", "/ro/run"),
-     "/ro/run: read-only file system; write the run folder to a writable place (--output)"),
-    (OSError(errno.EDQUOT, "Disk quota exceeded", "/home/u/run/model.safetensors"),
-     "/home/u/run/model.safetensors: disk quota exceeded; free some space or write the run folder elsewhere"),
-    (FileNotFoundError(errno.ENOENT, "No such file or directory", "/nonexistent/config.yaml"),
-     "/nonexistent/config.yaml: no such file or directory; check the path"),
-    (FileNotFoundError("data dir /x does not exist (dataset 'places_lt')"), "data dir /x does not exist"),
-])
+@pytest.mark.parametrize(
+    "exc, line",
+    [
+        (
+            OSError(errno.EROFS, "Read-only file system", "/ro/run"),
+            "/ro/run: read-only file system; write the run folder to a writable place (--output)",
+        ),
+        (
+            OSError(errno.EDQUOT, "Disk quota exceeded", "/home/u/run/model.safetensors"),
+            "/home/u/run/model.safetensors: disk quota exceeded; free some space or write the run folder elsewhere",
+        ),
+        (
+            FileNotFoundError(errno.ENOENT, "No such file or directory", "/nonexistent/config.yaml"),
+            "/nonexistent/config.yaml: no such file or directory; check the path",
+        ),
+        (FileNotFoundError("data dir /x does not exist (dataset 'places_lt')"), "data dir /x does not exist"),
+    ],
+)
 def test_disk_and_path_errors(capsys, exc, line):
     def main():
         raise exc
@@ -148,8 +168,13 @@ def test_disk_and_path_errors(capsys, exc, line):
 
 
 def test_script_bug_keeps_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, str(_script(tmp_path, "    {}['missing']"))], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(_script(tmp_path, "    {}['missing']"))],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert proc.stderr.startswith("Traceback") and proc.stderr.rstrip().endswith("KeyError: 'missing'")
 
@@ -170,18 +195,22 @@ def test_classify_third_party_errors(tmp_path):
     from safetensors import safe_open
 
     bad = tmp_path / "w.safetensors"
-    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    bad.write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":')
     img = tmp_path / "img.png"
     img.write_text("not an image")
     cases = {
         "safetensors": (lambda: safe_open(str(bad), "pt"), ["not a readable safetensors file", "re-export"]),
         "pil": (lambda: Image.open(img), [str(img), "replace the file", "--skip-bad-files"]),
-        "timm": (lambda: timm.create_model("resnet_nonexistent"), ["unknown model 'resnet_nonexistent'",
-                                                                     "timm.list_models"]),
+        "timm": (
+            lambda: timm.create_model("resnet_nonexistent"),
+            ["unknown model 'resnet_nonexistent'", "timm.list_models"],
+        ),
         "yaml": (lambda: yaml.safe_load("epochs: [1,\nlr: 0.1"), ["line 2", "not valid YAML", "fix the syntax"]),
         "enoent": (lambda: open(tmp_path / "missing.txt"), [str(tmp_path / "missing.txt"), "check the path"]),
-        "eacces": (lambda: (_ for _ in ()).throw(PermissionError(errno.EACCES, "Permission denied", "/root/x")),
-                   ["/root/x: permission denied", "fix the permissions"]),
+        "eacces": (
+            lambda: (_ for _ in ()).throw(PermissionError(errno.EACCES, "Permission denied", "/root/x")),
+            ["/root/x: permission denied", "fix the permissions"],
+        ),
     }
     for name, (func, parts) in cases.items():
         err = user_error(_raises(func))
@@ -216,9 +245,15 @@ def test_undecodable_image_in_folder_is_found_before_training(capsys, folder):
 
     bad = folder / "train" / "class_01" / "00002.png"
     bad.write_bytes(b"this is not a png")
-    line = expect_user_error(capsys, lambda: load_dataset("imagefolder", data_dir=str(folder)),
-                             "imagefolder: 1 of 13 train images", str(bad), "cannot identify image file",
-                             "--skip-bad-files", inputs=folder)
+    line = expect_user_error(
+        capsys,
+        lambda: load_dataset("imagefolder", data_dir=str(folder)),
+        "imagefolder: 1 of 13 train images",
+        str(bad),
+        "cannot identify image file",
+        "--skip-bad-files",
+        inputs=folder,
+    )
     assert "replace those files or remove them" in line
 
 
@@ -231,9 +266,14 @@ def test_missing_files_in_split_list_lists_the_first_five_and_the_total(capsys, 
     for p in gone:
         p.unlink()
     line = expect_user_error(
-        capsys, lambda: load_dataset("places_lt", data_dir=str(root)),
-        "places_lt: 7 of 9 train images (split list Places_LT_train.txt) are missing", "(missing)", "and 2 more",
-        "--skip-bad-files", inputs=root)
+        capsys,
+        lambda: load_dataset("places_lt", data_dir=str(root)),
+        "places_lt: 7 of 9 train images (split list Places_LT_train.txt) are missing",
+        "(missing)",
+        "and 2 more",
+        "--skip-bad-files",
+        inputs=root,
+    )
     assert sum(str(p) in line for p in gone) == 5
     assert lists["train"].is_file()
 
@@ -259,26 +299,40 @@ def test_skip_bad_cannot_skip_every_image(capsys, tmp_path):
     make_split_lists(root, {"train": [2, 2], "test": [1, 1]}, dataset="places_lt")
     for p in (root / "test").rglob("*.png"):
         p.write_bytes(b"junk")
-    expect_user_error(capsys, lambda: load_dataset("places_lt", data_dir=str(root), skip_bad=True),
-                      "2 of 2 test images", "no image is left to use", inputs=root)
+    expect_user_error(
+        capsys,
+        lambda: load_dataset("places_lt", data_dir=str(root), skip_bad=True),
+        "2 of 2 test images",
+        "no image is left to use",
+        inputs=root,
+    )
 
 
 def test_empty_class_folder_is_refused(capsys, folder):
     from ltzoo.data import load_dataset
 
     (folder / "train" / "class_03").mkdir()
-    expect_user_error(capsys, lambda: load_dataset("imagefolder", data_dir=str(folder)),
-                      "imagefolder: 1 of 4 classes have no training images", "'class_03'", "add images of those classes",
-                      inputs=folder)
+    expect_user_error(
+        capsys,
+        lambda: load_dataset("imagefolder", data_dir=str(folder)),
+        "imagefolder: 1 of 4 classes have no training images",
+        "'class_03'",
+        "add images of those classes",
+        inputs=folder,
+    )
 
 
 def test_class_missing_from_test_split_is_refused(capsys, tmp_path):
     from ltzoo.data import load_dataset
 
     root = make_imagefolder(tmp_path / "d", {"train": [4, 4, 4], "test": [2, 0, 2]})
-    expect_user_error(capsys, lambda: load_dataset("imagefolder", data_dir=str(root), val_per_class=1),
-                      "the test split (folder test/) has no images of 1 of 3 classes: 'class_01'",
-                      "add test images of those classes", inputs=root)
+    expect_user_error(
+        capsys,
+        lambda: load_dataset("imagefolder", data_dir=str(root), val_per_class=1),
+        "the test split (folder test/) has no images of 1 of 3 classes: 'class_01'",
+        "add test images of those classes",
+        inputs=root,
+    )
 
 
 def test_in_memory_split_gets_the_class_check():
@@ -305,14 +359,17 @@ def test_bad_file_check_runs_in_parallel_in_order_with_a_progress_bar(tmp_path, 
 
 
 # ------------------------------------------------------------------------------------ weights
-@pytest.mark.parametrize("damage, problem", [
-    ("truncate", "is not a readable safetensors file"),
-    ("garbage", "is not a readable safetensors file"),
-    ("empty", "is not a readable safetensors file"),
-    ("remove", "has no model.safetensors"),
-])
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        ("truncate", "is not a readable safetensors file"),
+        ("garbage", "is not a readable safetensors file"),
+        ("empty", "is not a readable safetensors file"),
+        ("remove", "has no model.safetensors"),
+    ],
+)
 def test_bad_weights_are_named_when_read(capsys, run_dir, damage, problem):
-    from ltzoo.runs import check_weights, load_model
+    from ltzoo.runfolder.model_io import check_weights, load_model
 
     weights = run_dir / "model.safetensors"
     data = weights.read_bytes()
@@ -331,7 +388,7 @@ def test_bad_weights_are_named_when_read(capsys, run_dir, damage, problem):
 
 
 def test_good_weights_pass_and_load(run_dir):
-    from ltzoo.runs import check_weights, load_model
+    from ltzoo.runfolder.model_io import check_weights, load_model
 
     assert check_weights(run_dir) == run_dir / "model.safetensors"
     assert load_model(str(run_dir)).num_classes == 3
@@ -339,27 +396,35 @@ def test_good_weights_pass_and_load(run_dir):
 
 def test_init_from_corrupt_weights_is_refused_before_training(capsys, run_dir, folder):
     from ltzoo.data import load_dataset
-    from ltzoo.runs import create_model
+    from ltzoo.runfolder.model_io import create_model
 
     ds = load_dataset("imagefolder", data_dir=str(folder))
     (run_dir / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
-    expect_user_error(capsys, lambda: create_model(ds, "resnet20_cifar", init=str(run_dir)),
-                      str(run_dir / "model.safetensors"), "truncated or corrupt", inputs=run_dir)
+    expect_user_error(
+        capsys,
+        lambda: create_model(ds, "resnet20_cifar", init=str(run_dir)),
+        str(run_dir / "model.safetensors"),
+        "truncated or corrupt",
+        inputs=run_dir,
+    )
 
 
-@pytest.mark.parametrize("ref, parts", [
-    ("runs/does/not/exist", ["run folder runs/does/not/exist does not exist", "check the path"]),
-    ("./nothere", ["run folder ./nothere does not exist"]),
-    ("resnet_nonexistent", ["unknown model 'resnet_nonexistent'", "timm.list_models"]),
-])
+@pytest.mark.parametrize(
+    "ref, parts",
+    [
+        ("runs/does/not/exist", ["run folder runs/does/not/exist does not exist", "check the path"]),
+        ("./nothere", ["run folder ./nothere does not exist"]),
+        ("resnet_nonexistent", ["unknown model 'resnet_nonexistent'", "timm.list_models"]),
+    ],
+)
 def test_bad_model_references(capsys, ref, parts):
-    from ltzoo.runs import load_model
+    from ltzoo.runfolder.model_io import load_model
 
     expect_user_error(capsys, lambda: load_model(ref), *parts)
 
 
 def test_model_ref_that_is_a_file_or_a_folder_without_config(capsys, run_dir):
-    from ltzoo.runs import load_model
+    from ltzoo.runfolder.model_io import load_model
 
     expect_user_error(capsys, lambda: load_model(str(run_dir / "model.safetensors")), "is a file, not a run folder")
     (run_dir / "config.json").unlink()
@@ -368,37 +433,50 @@ def test_model_ref_that_is_a_file_or_a_folder_without_config(capsys, run_dir):
 
 def test_unknown_model_for_training_is_refused(capsys, folder):
     from ltzoo.data import load_dataset
-    from ltzoo.runs import create_model
+    from ltzoo.runfolder.model_io import create_model
 
     ds = load_dataset("imagefolder", data_dir=str(folder))
     expect_user_error(capsys, lambda: create_model(ds, "resnet33_cifar"), "unknown model 'resnet33_cifar'")
 
 
 def test_hub_id_not_cached_while_offline_names_the_id_and_offline_mode(capsys, tmp_path, monkeypatch):
-    from ltzoo.runs import load_model
+    from ltzoo.runfolder.model_io import load_model
 
     patch_huggingface_hub(monkeypatch, "http://127.0.0.1:9", tmp_path / "hf_home", None)
     set_hf_offline(monkeypatch)
-    line = expect_user_error(capsys, lambda: load_model("someorg/some-model"),
-                             "hub model someorg/some-model is not in the local cache", "HF_HUB_OFFLINE=1",
-                             "download it once online")
+    line = expect_user_error(
+        capsys,
+        lambda: load_model("someorg/some-model"),
+        "hub model someorg/some-model is not in the local cache",
+        "HF_HUB_OFFLINE=1",
+        "download it once online",
+    )
     assert "offline" in line
 
 
 def test_hub_id_unreachable_hub_names_the_id(capsys, tmp_path, monkeypatch):
-    from ltzoo.runs import load_model
+    from ltzoo.runfolder.model_io import load_model
 
     patch_huggingface_hub(monkeypatch, "http://127.0.0.1:9", tmp_path / "hf_home", None)
     disable_retry_sleep(monkeypatch)
-    expect_user_error(capsys, lambda: load_model("someorg/some-model"), "someorg/some-model",
-                      "the Hub cannot be reached", "check the network connection")
+    expect_user_error(
+        capsys,
+        lambda: load_model("someorg/some-model"),
+        "someorg/some-model",
+        "the Hub cannot be reached",
+        "check the network connection",
+    )
 
 
 def test_hub_id_that_does_not_exist(capsys, local_hub):
-    from ltzoo.runs import load_model
+    from ltzoo.runfolder.model_io import load_model
 
-    expect_user_error(capsys, lambda: load_model("someorg/no-such-model"),
-                      "hub model someorg/no-such-model does not exist on the Hub or is private", "check the id")
+    expect_user_error(
+        capsys,
+        lambda: load_model("someorg/no-such-model"),
+        "hub model someorg/no-such-model does not exist on the Hub or is private",
+        "check the id",
+    )
 
 
 # ------------------------------------------------------------------------------------- resume
@@ -407,11 +485,11 @@ def _log(path: Path, epochs: int, torn: str = "") -> None:
 
 
 def test_torn_last_log_line_is_dropped_with_a_warning(tmp_path, caplog):
-    from ltzoo.runfolder import read_jsonl
+    from ltzoo.runfolder.folder import read_jsonl
 
     log = tmp_path / "log.jsonl"
     _log(log, 3, torn='{"epoch": 3, "lo')
-    with caplog.at_level(logging.WARNING, logger="ltzoo.runfolder"):
+    with caplog.at_level(logging.WARNING, logger="ltzoo.runfolder.folder"):
         records = read_jsonl(log)
     assert [r["epoch"] for r in records] == [0, 1, 2]
     assert str(log) in caplog.text and "torn last line" in caplog.text
@@ -420,34 +498,41 @@ def test_torn_last_log_line_is_dropped_with_a_warning(tmp_path, caplog):
 
 
 def test_torn_log_without_repair_and_a_corrupt_middle_line_are_refused(capsys, tmp_path):
-    from ltzoo.runfolder import read_jsonl
+    from ltzoo.runfolder.folder import read_jsonl
 
     log = tmp_path / "log.jsonl"
     _log(log, 2, torn='{"epoch": 2')
-    expect_user_error(capsys, lambda: read_jsonl(log, repair=False), f"{log}, line 3: not a JSON record",
-                      "--no-resume", inputs=log)
+    expect_user_error(
+        capsys, lambda: read_jsonl(log, repair=False), f"{log}, line 3: not a JSON record", "--no-resume", inputs=log
+    )
     log.write_text('{"epoch": 0}\n{"ep\n{"epoch": 2}\n')
-    expect_user_error(capsys, lambda: read_jsonl(log), f"{log}, line 2: not a JSON record", "delete that line",
-                      inputs=log)
+    expect_user_error(
+        capsys, lambda: read_jsonl(log), f"{log}, line 2: not a JSON record", "delete that line", inputs=log
+    )
 
 
 def test_stale_temporaries_are_removed_and_nothing_else(tmp_path, caplog):
     from ltzoo.files import write_json
-    from ltzoo.runfolder import remove_stale_temporaries
+    from ltzoo.runfolder.folder import remove_stale_temporaries
 
     run_dir = tmp_path / "run"
     write_json(run_dir / "results.json", {"a": 1})
     (run_dir / ".gitignore").write_text("*\n")
     (run_dir / "checkpoints" / "epoch_2").mkdir(parents=True)
     (run_dir / "checkpoints" / "epoch_2" / "train_state.json").write_text("{}")
-    stale = [Path(tempfile.mkstemp(prefix=".results.json.", dir=run_dir)[1]),
-             Path(tempfile.mkstemp(prefix=".model.safetensors.", dir=run_dir / "checkpoints")[1]),
-             run_dir / "checkpoints" / ".tmp_epoch_3", run_dir / ".export-abc123"]
+    stale = [
+        Path(tempfile.mkstemp(prefix=".results.json.", dir=run_dir)[1]),
+        Path(tempfile.mkstemp(prefix=".model.safetensors.", dir=run_dir / "checkpoints")[1]),
+        run_dir / "checkpoints" / ".tmp_epoch_3",
+        run_dir / ".export-abc123",
+    ]
     for d in stale[2:]:
         d.mkdir()
         (d / "model.safetensors").write_bytes(b"half")
-    keep = {k: v for k, v in digest(run_dir).items() if not any(k.startswith(str(s.relative_to(run_dir))) for s in stale)}
-    with caplog.at_level(logging.WARNING, logger="ltzoo.runfolder"):
+    keep = {
+        k: v for k, v in digest(run_dir).items() if not any(k.startswith(str(s.relative_to(run_dir))) for s in stale)
+    }
+    with caplog.at_level(logging.WARNING, logger="ltzoo.runfolder.folder"):
         removed = remove_stale_temporaries(run_dir)
     assert sorted(removed) == sorted(stale) and digest(run_dir) == keep
     assert all(str(p) in caplog.text for p in stale)
@@ -455,22 +540,25 @@ def test_stale_temporaries_are_removed_and_nothing_else(tmp_path, caplog):
 
 
 # --------------------------------------------------------------------------------- flag values
-@pytest.mark.parametrize("func, value, ok, wanted", [
-    (argtypes.positive_int, "0", None, "an integer >= 1, got '0'"),
-    (argtypes.positive_int, "2.5", None, "an integer >= 1, got '2.5'"),
-    (argtypes.positive_int, 3.0, 3, None),
-    (argtypes.positive_int, True, None, "an integer >= 1, got True"),
-    (argtypes.nonneg_int, "-1", None, "an integer >= 0, got '-1'"),
-    (argtypes.nonneg_int, "0", 0, None),
-    (argtypes.unit_interval, "1.5", None, "a ratio in [0, 1], got '1.5'"),
-    (argtypes.unit_interval, "0", 0.0, None),
-    (argtypes.positive_fraction, "0", None, "a ratio in (0, 1], got '0'"),
-    (argtypes.positive_fraction, "nan", None, "a ratio in (0, 1], got 'nan'"),
-    (argtypes.positive_float, "-0.1", None, "a number > 0, got '-0.1'"),
-    (argtypes.nonneg_float, "inf", None, "a number >= 0, got 'inf'"),
-    (argtypes.imbalance_ratio, "0.5", None, "an imbalance ratio >= 1"),
-    (argtypes.imbalance_ratio, "100", 100.0, None),
-])
+@pytest.mark.parametrize(
+    "func, value, ok, wanted",
+    [
+        (argtypes.positive_int, "0", None, "an integer >= 1, got '0'"),
+        (argtypes.positive_int, "2.5", None, "an integer >= 1, got '2.5'"),
+        (argtypes.positive_int, 3.0, 3, None),
+        (argtypes.positive_int, True, None, "an integer >= 1, got True"),
+        (argtypes.nonneg_int, "-1", None, "an integer >= 0, got '-1'"),
+        (argtypes.nonneg_int, "0", 0, None),
+        (argtypes.unit_interval, "1.5", None, "a ratio in [0, 1], got '1.5'"),
+        (argtypes.unit_interval, "0", 0.0, None),
+        (argtypes.positive_fraction, "0", None, "a ratio in (0, 1], got '0'"),
+        (argtypes.positive_fraction, "nan", None, "a ratio in (0, 1], got 'nan'"),
+        (argtypes.positive_float, "-0.1", None, "a number > 0, got '-0.1'"),
+        (argtypes.nonneg_float, "inf", None, "a number >= 0, got 'inf'"),
+        (argtypes.imbalance_ratio, "0.5", None, "an imbalance ratio >= 1"),
+        (argtypes.imbalance_ratio, "100", 100.0, None),
+    ],
+)
 def test_value_types(func, value, ok, wanted):
     if wanted is None:
         assert func(value) == ok
@@ -484,10 +572,12 @@ def test_path_types(tmp_path):
     f = tmp_path / "a.txt"
     f.write_text("x")
     assert argtypes.existing_file(str(f)) == str(f) and argtypes.existing_dir(str(tmp_path)) == str(tmp_path)
-    for func, value, msg in ((argtypes.existing_file, tmp_path / "b.txt", "does not exist"),
-                             (argtypes.existing_file, tmp_path, "is a folder, expected a file"),
-                             (argtypes.existing_dir, tmp_path / "nope", "folder .* does not exist"),
-                             (argtypes.existing_dir, f, "is a file, expected a folder")):
+    for func, value, msg in (
+        (argtypes.existing_file, tmp_path / "b.txt", "does not exist"),
+        (argtypes.existing_file, tmp_path, "is a folder, expected a file"),
+        (argtypes.existing_dir, tmp_path / "nope", "folder .* does not exist"),
+        (argtypes.existing_dir, f, "is a file, expected a folder"),
+    ):
         with pytest.raises(argparse.ArgumentTypeError, match=msg):
             func(str(value))
 
@@ -507,7 +597,11 @@ def test_flag_values_checked_when_parsed(capsys, tmp_path):
     assert err.splitlines()[-1] == "recipe.py: error: argument --subsets: expected an integer >= 1, got '0'"
     with pytest.raises(SystemExit):
         _parser().parse_args(["--val-list", str(tmp_path / "v.txt")])
-    assert capsys.readouterr().err.splitlines()[-1].endswith(f"argument --val-list: file {tmp_path / 'v.txt'} does not exist")
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .endswith(f"argument --val-list: file {tmp_path / 'v.txt'} does not exist")
+    )
 
 
 def test_config_values_checked_like_flags(capsys):
@@ -516,7 +610,10 @@ def test_config_values_checked_like_flags(capsys):
     with pytest.raises(SystemExit) as info:
         argtypes.check_config_values(p, {"subsets": 0}, source="cfg.yaml")
     assert info.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == "recipe.py: error: cfg.yaml: subsets: expected an integer >= 1, got 0"
+    assert (
+        capsys.readouterr().err.splitlines()[-1]
+        == "recipe.py: error: cfg.yaml: subsets: expected an integer >= 1, got 0"
+    )
 
 
 # -------------------------------------------------------------------------- under accelerate launch
@@ -544,10 +641,18 @@ def _launch(tmp_path: Path, flags: list[str], args: list[str], wrapper: bool = T
     base = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     if "--multi_gpu" in flags:
         base += ["--main_process_port", str(free_port())]
-    head = ([sys.executable, "-c", "import sys; from ltzoo.errors import launch; sys.exit(launch(sys.argv[1:]))"]
-            if wrapper else [sys.executable, "-m", "accelerate.commands.launch"])
-    return subprocess.run(head + base + flags + [str(script), *args], capture_output=True, text=True,
-                          env=recipe_env(tmp_path / "hf"), timeout=300)
+    head = (
+        [sys.executable, "-c", "import sys; from ltzoo.errors import launch; sys.exit(launch(sys.argv[1:]))"]
+        if wrapper
+        else [sys.executable, "-m", "accelerate.commands.launch"]
+    )
+    return subprocess.run(
+        head + base + flags + [str(script), *args],
+        capture_output=True,
+        text=True,
+        env=recipe_env(tmp_path / "hf"),
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
@@ -593,8 +698,9 @@ def run_entry(capsys, main, argv: list[str], prog: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def expect_refused(capsys, main, argv, prog: str, *parts: str, inputs: tuple[Path, ...] = (),
-                   absent: Path | None = None) -> str:
+def expect_refused(
+    capsys, main, argv, prog: str, *parts: str, inputs: tuple[Path, ...] = (), absent: Path | None = None
+) -> str:
     """``main(argv)`` ends on a user error: exit 2, one line with ``parts``; ``inputs`` unchanged, ``absent`` absent."""
     before = [digest(p) for p in inputs]
     code, err = run_entry(capsys, main, argv, prog)
@@ -613,50 +719,72 @@ def _recipe(name: str):
 
 
 # --------------------------------------------------------------------------- bad flag values (parse)
-@pytest.mark.parametrize("recipe, argv, parts", [
-    ("btm", ["--subsets", "0"], ["argument --subsets: expected an integer >= 1, got '0'"]),  # issue 12's case
-    ("btm", ["--shots", "-3"], ["argument --shots: expected an integer >= 1"]),
-    ("btm", ["--member-epochs", "0"], ["argument --member-epochs: expected an integer >= 1"]),
-    ("btm", ["--member-lr", "0"], ["argument --member-lr: expected a number > 0"]),
-    ("btm", ["--head-epochs", "1.5"], ["argument --head-epochs: expected an integer >= 1, got '1.5'"]),
-    ("pretrain", ["--epochs", "0"], ["argument --epochs: expected an integer >= 1"]),
-    ("pretrain", ["--batch-size", "zero"], ["argument --batch-size: expected an integer >= 1, got 'zero'"]),
-    ("pretrain", ["--lr", "-0.1"], ["argument --lr: expected a number > 0"]),
-    ("pretrain", ["--grad-accum", "0"], ["argument --grad-accum"]),
-    ("pretrain", ["--save-every", "0"], ["argument --save-every"]),
-    ("pretrain", ["--warmup-epochs", "-1"], ["argument --warmup-epochs: expected a number >= 0"]),
-    ("pretrain", ["--workers", "-1"], ["argument --workers: expected an integer >= 0"]),
-    ("pretrain", ["--seed", "-1"], ["argument --seed"]),
-    ("pretrain", ["--threads", "0"], ["argument --threads"]),
-    ("pretrain", ["--label-smoothing", "1.5"], ["argument --label-smoothing: expected a ratio in [0, 1]"]),
-    ("pretrain", ["--mixup", "-1"], ["argument --mixup: expected a number >= 0"]),
-    ("pretrain", ["--imbalance", "0.5"], ["argument --imbalance: expected an imbalance ratio >= 1"]),
-    ("pretrain", ["--train-list", "/nonexistent/train.txt"], ["argument --train-list: file /nonexistent/train.txt "
-                                                             "does not exist"]),
-    ("pretrain", ["-c", "fmnist_lt/nope"], ["argument -c/--config: no config file fmnist_lt/nope",
-                                            "packaged: "]),
-    ("pretrain", ["--bogus-flag", "1"], ["unrecognized arguments: --bogus-flag", "pretrain.py --help"]),
-    ("gml", ["--init", "x/y", "--head-lr", "0"], ["argument --head-lr: expected a number > 0"]),
-])
+@pytest.mark.parametrize(
+    "recipe, argv, parts",
+    [
+        ("btm", ["--subsets", "0"], ["argument --subsets: expected an integer >= 1, got '0'"]),  # issue 12's case
+        ("btm", ["--shots", "-3"], ["argument --shots: expected an integer >= 1"]),
+        ("btm", ["--member-epochs", "0"], ["argument --member-epochs: expected an integer >= 1"]),
+        ("btm", ["--member-lr", "0"], ["argument --member-lr: expected a number > 0"]),
+        ("btm", ["--head-epochs", "1.5"], ["argument --head-epochs: expected an integer >= 1, got '1.5'"]),
+        ("pretrain", ["--epochs", "0"], ["argument --epochs: expected an integer >= 1"]),
+        ("pretrain", ["--batch-size", "zero"], ["argument --batch-size: expected an integer >= 1, got 'zero'"]),
+        ("pretrain", ["--lr", "-0.1"], ["argument --lr: expected a number > 0"]),
+        ("pretrain", ["--grad-accum", "0"], ["argument --grad-accum"]),
+        ("pretrain", ["--save-every", "0"], ["argument --save-every"]),
+        ("pretrain", ["--warmup-epochs", "-1"], ["argument --warmup-epochs: expected a number >= 0"]),
+        ("pretrain", ["--workers", "-1"], ["argument --workers: expected an integer >= 0"]),
+        ("pretrain", ["--seed", "-1"], ["argument --seed"]),
+        ("pretrain", ["--threads", "0"], ["argument --threads"]),
+        ("pretrain", ["--label-smoothing", "1.5"], ["argument --label-smoothing: expected a ratio in [0, 1]"]),
+        ("pretrain", ["--mixup", "-1"], ["argument --mixup: expected a number >= 0"]),
+        ("pretrain", ["--imbalance", "0.5"], ["argument --imbalance: expected an imbalance ratio >= 1"]),
+        (
+            "pretrain",
+            ["--train-list", "/nonexistent/train.txt"],
+            ["argument --train-list: file /nonexistent/train.txt does not exist"],
+        ),
+        ("pretrain", ["-c", "fmnist_lt/nope"], ["argument -c/--config: no config file fmnist_lt/nope", "packaged: "]),
+        ("pretrain", ["--bogus-flag", "1"], ["unrecognized arguments: --bogus-flag", "pretrain.py --help"]),
+        ("gml", ["--init", "x/y", "--head-lr", "0"], ["argument --head-lr: expected a number > 0"]),
+    ],
+)
 def test_bad_flag_value_is_one_line_at_parse_time(capsys, tmp_path, recipe, argv, parts):
-    expect_refused(capsys, _recipe(recipe).main, argv + ["--output", tmp_path / "run"], f"{recipe}.py", *parts,
-                   absent=tmp_path / "run")
+    expect_refused(
+        capsys,
+        _recipe(recipe).main,
+        argv + ["--output", tmp_path / "run"],
+        f"{recipe}.py",
+        *parts,
+        absent=tmp_path / "run",
+    )
 
 
-@pytest.mark.parametrize("yaml_text, parts", [
-    ("subsets: 0\n", ["subsets: expected an integer >= 1, got 0"]),
-    ("member_lr: -1\n", ["member_lr: expected a number > 0, got -1"]),
-    ("seed: 1.5\n", ["seed: expected an integer >= 0, got 1.5"]),
-    ("epochs: [1,\nlr: 0.1\n", ["line 3, column 1: not valid YAML", "fix the syntax"]),
-    ("epoch: 3\n", ["unknown keys ['epoch'] (did you mean epoch -> epochs?)"]),
-])
+@pytest.mark.parametrize(
+    "yaml_text, parts",
+    [
+        ("subsets: 0\n", ["subsets: expected an integer >= 1, got 0"]),
+        ("member_lr: -1\n", ["member_lr: expected a number > 0, got -1"]),
+        ("seed: 1.5\n", ["seed: expected an integer >= 0, got 1.5"]),
+        ("epochs: [1,\nlr: 0.1\n", ["line 3, column 1: not valid YAML", "fix the syntax"]),
+        ("epoch: 3\n", ["unknown keys ['epoch'] (did you mean epoch -> epochs?)"]),
+    ],
+)
 def test_bad_yaml_config_value_is_one_line(capsys, tmp_path, yaml_text, parts):
     from ltzoo.recipes import btm
 
     cfg = tmp_path / "btm.yaml"
     cfg.write_text(yaml_text)
-    expect_refused(capsys, btm.main, ["-c", cfg, "--output", tmp_path / "run"], "btm.py", str(cfg), *parts,
-                   inputs=(cfg,), absent=tmp_path / "run")
+    expect_refused(
+        capsys,
+        btm.main,
+        ["-c", cfg, "--output", tmp_path / "run"],
+        "btm.py",
+        str(cfg),
+        *parts,
+        inputs=(cfg,),
+        absent=tmp_path / "run",
+    )
 
 
 def test_yaml_values_are_converted_like_the_command_line(tmp_path):
@@ -671,26 +799,55 @@ def test_yaml_values_are_converted_like_the_command_line(tmp_path):
 # ------------------------------------------------------------------------------ data, model, init
 @pytest.mark.parametrize("recipe", ["pretrain", "btm"])
 def test_unknown_dataset(capsys, tmp_path, recipe):
-    expect_refused(capsys, _recipe(recipe).main, ["--dataset", "no_such_set", "--output", tmp_path / "run", *TINY],
-                   f"{recipe}.py", "no_such_set", absent=tmp_path / "run")
+    expect_refused(
+        capsys,
+        _recipe(recipe).main,
+        ["--dataset", "no_such_set", "--output", tmp_path / "run", *TINY],
+        f"{recipe}.py",
+        "no_such_set",
+        absent=tmp_path / "run",
+    )
 
 
 @pytest.mark.parametrize("recipe", ["pretrain", "btm"])
 def test_unknown_model_leaves_no_run_folder(capsys, folder, tmp_path, recipe):
-    expect_refused(capsys, _recipe(recipe).main, ["--dataset", "imagefolder", "--data-dir", folder, "--model",
-                                                  "resnet33_cifar", "--output", tmp_path / "run", *TINY],
-                   f"{recipe}.py", "unknown model 'resnet33_cifar'", "timm.list_models", inputs=(folder,),
-                   absent=tmp_path / "run")
+    expect_refused(
+        capsys,
+        _recipe(recipe).main,
+        [
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            folder,
+            "--model",
+            "resnet33_cifar",
+            "--output",
+            tmp_path / "run",
+            *TINY,
+        ],
+        f"{recipe}.py",
+        "unknown model 'resnet33_cifar'",
+        "timm.list_models",
+        inputs=(folder,),
+        absent=tmp_path / "run",
+    )
 
 
 @pytest.mark.parametrize("recipe", ["pretrain", "btm"])
 def test_undecodable_image_is_found_before_training(capsys, folder, tmp_path, recipe):
     bad = folder / "test" / "class_02" / "00001.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n but then nothing")
-    expect_refused(capsys, _recipe(recipe).main, ["--dataset", "imagefolder", "--data-dir", folder,
-                                                  "--output", tmp_path / "run", *TINY],
-                   f"{recipe}.py", "1 of 6 test images", str(bad), "--skip-bad-files", inputs=(folder,),
-                   absent=tmp_path / "run")
+    expect_refused(
+        capsys,
+        _recipe(recipe).main,
+        ["--dataset", "imagefolder", "--data-dir", folder, "--output", tmp_path / "run", *TINY],
+        f"{recipe}.py",
+        "1 of 6 test images",
+        str(bad),
+        "--skip-bad-files",
+        inputs=(folder,),
+        absent=tmp_path / "run",
+    )
 
 
 def test_missing_image_in_a_split_list_is_found_before_training(capsys, tmp_path):
@@ -700,20 +857,43 @@ def test_missing_image_in_a_split_list_is_found_before_training(capsys, tmp_path
     make_split_lists(root, {"train": [5, 4], "val": [2, 2], "test": [2, 2]}, dataset="places_lt")
     gone = sorted((root / "val").rglob("*.png"))[0]
     gone.unlink()
-    expect_refused(capsys, pretrain.main, ["--dataset", "places_lt", "--data-dir", root, "--model", "resnet20_cifar",
-                                           "--output", tmp_path / "run", *TINY],
-                   "pretrain.py", "1 of 4 val images", str(gone), "(missing)", inputs=(root,),
-                   absent=tmp_path / "run")
+    expect_refused(
+        capsys,
+        pretrain.main,
+        [
+            "--dataset",
+            "places_lt",
+            "--data-dir",
+            root,
+            "--model",
+            "resnet20_cifar",
+            "--output",
+            tmp_path / "run",
+            *TINY,
+        ],
+        "pretrain.py",
+        "1 of 4 val images",
+        str(gone),
+        "(missing)",
+        inputs=(root,),
+        absent=tmp_path / "run",
+    )
 
 
 def test_empty_class_folder_stops_the_recipe(capsys, folder, tmp_path):
     from ltzoo.recipes import btm
 
     (folder / "train" / "class_03").mkdir()
-    expect_refused(capsys, btm.main, ["--dataset", "imagefolder", "--data-dir", folder, "--output",
-                                      tmp_path / "run", *TINY],
-                   "btm.py", "1 of 4 classes have no training images", "'class_03'", inputs=(folder,),
-                   absent=tmp_path / "run")
+    expect_refused(
+        capsys,
+        btm.main,
+        ["--dataset", "imagefolder", "--data-dir", folder, "--output", tmp_path / "run", *TINY],
+        "btm.py",
+        "1 of 4 classes have no training images",
+        "'class_03'",
+        inputs=(folder,),
+        absent=tmp_path / "run",
+    )
 
 
 def _corrupt(run_dir: Path) -> Path:
@@ -725,10 +905,17 @@ def _corrupt(run_dir: Path) -> Path:
 @pytest.mark.parametrize("recipe", ["pretrain", "btm", "gml"])
 def test_init_from_corrupt_weights_leaves_no_run_folder(capsys, folder, run_dir, tmp_path, recipe):
     weights = _corrupt(run_dir)
-    expect_refused(capsys, _recipe(recipe).main, ["--dataset", "imagefolder", "--data-dir", folder, "--init", run_dir,
-                                                  "--output", tmp_path / "out", *TINY],
-                   f"{recipe}.py", str(weights), "truncated or corrupt", "re-export it", inputs=(folder, run_dir),
-                   absent=tmp_path / "out")
+    expect_refused(
+        capsys,
+        _recipe(recipe).main,
+        ["--dataset", "imagefolder", "--data-dir", folder, "--init", run_dir, "--output", tmp_path / "out", *TINY],
+        f"{recipe}.py",
+        str(weights),
+        "truncated or corrupt",
+        "re-export it",
+        inputs=(folder, run_dir),
+        absent=tmp_path / "out",
+    )
 
 
 def test_init_from_a_hub_id_not_cached_while_offline(capsys, folder, tmp_path, monkeypatch):
@@ -736,10 +923,27 @@ def test_init_from_a_hub_id_not_cached_while_offline(capsys, folder, tmp_path, m
 
     patch_huggingface_hub(monkeypatch, "http://127.0.0.1:9", tmp_path / "hf_home", None)
     set_hf_offline(monkeypatch)
-    expect_refused(capsys, pretrain.main, ["--dataset", "imagefolder", "--data-dir", folder, "--init",
-                                           "someorg/some-model", "--output", tmp_path / "out", *TINY],
-                   "pretrain.py", "hub model someorg/some-model is not in the local cache", "HF_HUB_OFFLINE=1",
-                   "download it once online", inputs=(folder,), absent=tmp_path / "out")
+    expect_refused(
+        capsys,
+        pretrain.main,
+        [
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            folder,
+            "--init",
+            "someorg/some-model",
+            "--output",
+            tmp_path / "out",
+            *TINY,
+        ],
+        "pretrain.py",
+        "hub model someorg/some-model is not in the local cache",
+        "HF_HUB_OFFLINE=1",
+        "download it once online",
+        inputs=(folder,),
+        absent=tmp_path / "out",
+    )
 
 
 # ------------------------------------------------------------------------- weights read by the CLI
@@ -755,7 +959,7 @@ def cli(capsys, *argv) -> tuple[int, str]:
 @pytest.mark.parametrize("command", ["card", "push", "eval"])
 def test_cli_checks_the_weights_it_reads(capsys, folder, run_dir, tmp_path, command, damage):
     from ltzoo.files import write_json
-    from ltzoo.runs import RESULTS
+    from ltzoo.runfolder.model_io import RESULTS
 
     write_json(run_dir / RESULTS, {"recipe": "pretrain", "method": "ce", "metrics": {}})
     if damage == "corrupt":
@@ -763,9 +967,11 @@ def test_cli_checks_the_weights_it_reads(capsys, folder, run_dir, tmp_path, comm
     else:
         (run_dir / "model.safetensors").unlink()
         named, parts = str(run_dir), ["has no model.safetensors", "finish the run"]
-    argv = {"card": ["card", run_dir, "--name", "x", "--cards-dir", tmp_path / "cards"],
-            "push": ["push", run_dir, "org/model", "--dry-run"],
-            "eval": ["eval", run_dir, "--dataset", "imagefolder", "--data-dir", folder, "--workers", "0"]}[command]
+    argv = {
+        "card": ["card", run_dir, "--name", "x", "--cards-dir", tmp_path / "cards"],
+        "push": ["push", run_dir, "org/model", "--dry-run"],
+        "eval": ["eval", run_dir, "--dataset", "imagefolder", "--data-dir", folder, "--workers", "0"],
+    }[command]
     before = digest(run_dir), digest(folder)
     code, err = cli(capsys, *argv)
     assert code == 2
@@ -776,9 +982,11 @@ def test_cli_checks_the_weights_it_reads(capsys, folder, run_dir, tmp_path, comm
 def test_cli_usage_error_is_one_line(capsys):
     from ltzoo.cli import main
 
-    for argv, part in ((["data", "fmnist_lt", "--profile", "linear"], "invalid choice: 'linear'"),
-                       (["eval", "x", "--dataset", "fmnist_lt", "--batch-size", "0"], "argument --batch-size"),
-                       (["push"], "the following arguments are required: run_dir, repo_id")):
+    for argv, part in (
+        (["data", "fmnist_lt", "--profile", "linear"], "invalid choice: 'linear'"),
+        (["eval", "x", "--dataset", "fmnist_lt", "--batch-size", "0"], "argument --batch-size"),
+        (["push"], "the following arguments are required: run_dir, repo_id"),
+    ):
         capsys.readouterr()
         with pytest.raises(SystemExit) as info:
             main(argv)
@@ -806,8 +1014,15 @@ def test_launch_takes_a_recipe_by_name(monkeypatch, tmp_path):
     config.write_text("{}")
     monkeypatch.setattr(accelerate_config, "default_config_file", str(config))  # a config file: no defaults added
 
-    assert recipe_argv(["--num_processes", "2", "btm", "--epochs", "3", "btm"]) == \
-        ["--num_processes", "2", "-m", "ltzoo.recipes.btm", "--epochs", "3", "btm"]
+    assert recipe_argv(["--num_processes", "2", "btm", "--epochs", "3", "btm"]) == [
+        "--num_processes",
+        "2",
+        "-m",
+        "ltzoo.recipes.btm",
+        "--epochs",
+        "3",
+        "btm",
+    ]
     assert recipe_argv(["-m", "ltzoo.recipes.gml", "--init", "x"]) == ["-m", "ltzoo.recipes.gml", "--init", "x"]
     assert recipe_argv([str(ROOT / "recipes" / "btm.py")]) == [str(ROOT / "recipes" / "btm.py")]
 
@@ -836,15 +1051,19 @@ def test_launch_keeps_accelerates_choices_where_it_would_make_them(monkeypatch, 
     at all with --config_file, whose values an explicit flag would override."""
     import accelerate.commands.config as accelerate_config
 
-    from ltzoo.cli import launch
+    from ltzoo.cli import launch as cli_launch
 
     monkeypatch.setattr(accelerate_config, "default_config_file", str(tmp_path / "none.yaml"))
-    assert launch.recipe_argv(["--config_file", "mine.yaml", "btm"]) == ["--config_file", "mine.yaml", "-m",
-                                                                         "ltzoo.recipes.btm"]
-    monkeypatch.setattr(launch, "torch_device_count", lambda: 4)
-    argv = launch.recipe_argv(["btm"])
+    assert cli_launch.recipe_argv(["--config_file", "mine.yaml", "btm"]) == [
+        "--config_file",
+        "mine.yaml",
+        "-m",
+        "ltzoo.recipes.btm",
+    ]
+    monkeypatch.setattr(cli_launch, "torch_device_count", lambda: 4)
+    argv = cli_launch.recipe_argv(["btm"])
     assert argv[argv.index("--num_processes") + 1] == "4" and "--multi_gpu" in argv
-    argv = launch.recipe_argv(["--cpu", "btm"])
+    argv = cli_launch.recipe_argv(["--cpu", "btm"])
     assert argv[argv.index("--num_processes") + 1] == "1" and "--multi_gpu" not in argv
 
 
@@ -861,30 +1080,67 @@ def test_read_only_output_is_one_line_and_leaves_nothing(capsys, folder, tmp_pat
             if str(path).startswith(str(locked)):
                 raise OSError(errno.EROFS, "Read-only file system", str(path))
             return real_mkdir(path, *args, **kwargs)
+
         monkeypatch.setattr(os, "mkdir", mkdir)
         parts = [f"{locked / 'run'}: read-only file system", "write the run folder to a writable place (--output)"]
     else:
         locked.chmod(0o555)
         parts = [f"{locked / 'run'}: permission denied", "fix the permissions"]
     try:
-        expect_refused(capsys, pretrain.main, ["--dataset", "imagefolder", "--data-dir", folder, "--model",
-                                               "resnet20_cifar", "--output", locked / "run", *TINY],
-                       "pretrain.py", *parts, inputs=(folder,), absent=locked / "run")
+        expect_refused(
+            capsys,
+            pretrain.main,
+            [
+                "--dataset",
+                "imagefolder",
+                "--data-dir",
+                folder,
+                "--model",
+                "resnet20_cifar",
+                "--output",
+                locked / "run",
+                *TINY,
+            ],
+            "pretrain.py",
+            *parts,
+            inputs=(folder,),
+            absent=locked / "run",
+        )
     finally:
         locked.chmod(0o755)
 
 
 def test_full_disk_before_anything_is_kept_removes_the_new_run_folder(capsys, folder, tmp_path, monkeypatch):
-    from ltzoo import runfolder
     from ltzoo.recipes import btm
+    from ltzoo.runfolder import folder as runfolder
 
     def full(path, config):
         raise OSError(errno.ENOSPC, "No space left on device", str(Path(path) / "run_config.yaml"))
+
     monkeypatch.setattr(runfolder, "write_run_config", full)
     out = tmp_path / "runs" / "deep" / "run"  # every folder above it made by this run, and removed again
-    expect_refused(capsys, btm.main, ["--dataset", "imagefolder", "--data-dir", folder, "--model", "resnet20_cifar",
-                                      "--epochs", "1", "--output", out, *TINY], "btm.py",
-                   "no space left on the device", "free some space", inputs=(folder,), absent=tmp_path / "runs")
+    expect_refused(
+        capsys,
+        btm.main,
+        [
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            folder,
+            "--model",
+            "resnet20_cifar",
+            "--epochs",
+            "1",
+            "--output",
+            out,
+            *TINY,
+        ],
+        "btm.py",
+        "no space left on the device",
+        "free some space",
+        inputs=(folder,),
+        absent=tmp_path / "runs",
+    )
 
 
 def test_failed_run_never_removes_a_folder_that_existed(capsys, folder, tmp_path):
@@ -895,16 +1151,38 @@ def test_failed_run_never_removes_a_folder_that_existed(capsys, folder, tmp_path
     (out / "notes.txt").write_text("mine")
     bad = folder / "train" / "class_00" / "00000.png"
     bad.write_bytes(b"junk")
-    expect_refused(capsys, pretrain.main, ["--dataset", "imagefolder", "--data-dir", folder, "--output", out, *TINY],
-                   "pretrain.py", str(bad), inputs=(folder, out))
+    expect_refused(
+        capsys,
+        pretrain.main,
+        ["--dataset", "imagefolder", "--data-dir", folder, "--output", out, *TINY],
+        "pretrain.py",
+        str(bad),
+        inputs=(folder, out),
+    )
     assert (out / "notes.txt").read_text() == "mine"
 
 
 def _pretrain(folder: Path, out: Path, epochs: int, *extra) -> dict:
     from ltzoo.recipes import pretrain
 
-    return pretrain.main(["--dataset", "imagefolder", "--data-dir", str(folder), "--model", "resnet20_cifar",
-                          "--epochs", str(epochs), "--batch-size", "8", "--output", str(out), *TINY, *extra])
+    return pretrain.main(
+        [
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            str(folder),
+            "--model",
+            "resnet20_cifar",
+            "--epochs",
+            str(epochs),
+            "--batch-size",
+            "8",
+            "--output",
+            str(out),
+            *TINY,
+            *extra,
+        ]
+    )
 
 
 def test_resume_survives_a_torn_log_line_and_stale_temporaries(folder, tmp_path, caplog):
@@ -932,10 +1210,28 @@ def test_resume_refuses_a_log_corrupt_before_its_last_line(capsys, folder, tmp_p
     _pretrain(folder, out, 1)
     log = out / "log.jsonl"
     log.write_text('{"epoch": 0, "lo\n' + log.read_text())
-    expect_refused(capsys, pretrain.main, ["--dataset", "imagefolder", "--data-dir", folder, "--model",
-                                           "resnet20_cifar", "--epochs", "2", "--output", out, *TINY],
-                   "pretrain.py", f"{log}, line 1: not a JSON record", "delete that line", "--no-resume",
-                   inputs=(folder, out))
+    expect_refused(
+        capsys,
+        pretrain.main,
+        [
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            folder,
+            "--model",
+            "resnet20_cifar",
+            "--epochs",
+            "2",
+            "--output",
+            out,
+            *TINY,
+        ],
+        "pretrain.py",
+        f"{log}, line 1: not a JSON record",
+        "delete that line",
+        "--no-resume",
+        inputs=(folder, out),
+    )
 
 
 # ------------------------------------------------------------- real recipes under the launchers (slow)
@@ -947,8 +1243,9 @@ def _launch_recipe(tmp_path: Path, head: list[str], flags: list[str], args: list
         base += ["--main_process_port", str(free_port())]
     # pretrain asks accelerate for tensorboard, which ltzoo does not install: accelerate warns, before any error
     env = {**recipe_env(tmp_path / "hf"), "PYTHONWARNINGS": "ignore::UserWarning:accelerate.accelerator"}
-    return subprocess.run(head + base + flags + [str(a) for a in args], capture_output=True, text=True, cwd=ROOT,
-                          env=env, timeout=300)
+    return subprocess.run(
+        head + base + flags + [str(a) for a in args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
 
 
 ACCELERATE_Q = [sys.executable, "-m", "accelerate.commands.launch", "-q"]
@@ -960,9 +1257,12 @@ def test_accelerate_launch_q_recipe_user_error_is_one_line_and_a_crash_keeps_its
     bad = folder / "train" / "class_01" / "00000.png"
     bad.write_bytes(b"junk")
     before = digest(folder)
-    proc = _launch_recipe(tmp_path, ACCELERATE_Q, ["--num_processes", "1", "--cpu"],
-                          ["recipes/btm.py", "--dataset", "imagefolder", "--data-dir", folder, "--output",
-                           tmp_path / "run", *TINY])
+    proc = _launch_recipe(
+        tmp_path,
+        ACCELERATE_Q,
+        ["--num_processes", "1", "--cpu"],
+        ["recipes/btm.py", "--dataset", "imagefolder", "--data-dir", folder, "--output", tmp_path / "run", *TINY],
+    )
     assert proc.returncode == 1  # accelerate's own code for a failed process
     assert_one_line(proc.stderr, "btm.py", str(bad), "--skip-bad-files")
     assert digest(folder) == before and not (tmp_path / "run").exists()
@@ -980,9 +1280,12 @@ def test_ltzoo_launch_recipe_user_errors_are_one_line(tmp_path, folder):
     assert_one_line(proc.stderr, "btm.py", "argument --subsets: expected an integer >= 1, got '0'")
     (folder / "train" / "class_03").mkdir()
     before = digest(folder)
-    proc = _launch_recipe(tmp_path, LTZOO_LAUNCH, ["--multi_gpu", "--num_processes", "2"],
-                          ["recipes/pretrain.py", "--dataset", "imagefolder", "--data-dir", folder, "--output",
-                           tmp_path / "run", *TINY])
+    proc = _launch_recipe(
+        tmp_path,
+        LTZOO_LAUNCH,
+        ["--multi_gpu", "--num_processes", "2"],
+        ["recipes/pretrain.py", "--dataset", "imagefolder", "--data-dir", folder, "--output", tmp_path / "run", *TINY],
+    )
     assert proc.returncode == 2
     assert_one_line(proc.stderr, "pretrain.py", "1 of 4 classes have no training images", "'class_03'")
     assert digest(folder) == before and not (tmp_path / "run").exists()

@@ -1,5 +1,6 @@
-"""CIFAR-10/100-LT as the literature builds it (`ltzoo.data.cao2019`, ``--split-protocol cao2019``), checked
+"""CIFAR-10/100-LT as the literature builds it (`ltzoo.data.cifar_lt`, ``--split-protocol cao2019``), checked
 against the line-for-line reimplementation of the reference in benchmarks/check_cifar_lt.py."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -10,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from fixtures import make_imagefolder
+
 from ltzoo.data import load_dataset
 from ltzoo.data.args import add_data_args, dataset_kwargs
-from ltzoo.data.cao2019 import cao2019_counts, cao2019_select, validation_from_leftovers
+from ltzoo.data.cifar_lt import cao2019_counts, cao2019_select, validation_from_leftovers
+from ltzoo.data.datasets import default_split_protocol
 from ltzoo.errors import ArgumentParser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,8 +41,9 @@ def test_counts_are_the_literatures(check, num_classes, total):
     assert sum(cao2019_counts(img_max, num_classes, 100)) == total
     for rho in (1, 2.5, 10, 37.5, 50, 100, 200, 256):
         for profile in ("exp", "step"):
-            assert cao2019_counts(img_max, num_classes, rho, profile) == \
-                check.reference_counts(50_000, num_classes, profile, 1.0 / rho), (rho, profile)
+            assert cao2019_counts(img_max, num_classes, rho, profile) == check.reference_counts(
+                50_000, num_classes, profile, 1.0 / rho
+            ), (rho, profile)
 
 
 @pytest.mark.parametrize("num_classes", [10, 100])
@@ -96,7 +99,8 @@ def test_cao2019_ignores_the_seed_and_records_itself(check, tmp_path):
     s = a.summary()
     assert s["split_protocol"] == "cao2019" and s["val_absent_classes"] == [0] and s["val_per_class"] == 5
     assert "cao2019" in s["train_source"] and "left out" in s["val_source"]
-    assert load_dataset("cifar10_lt", str(root), imbalance=10, val_per_class=5).info["split_protocol"] == "ltzoo"
+    ltzoo = load_dataset("cifar10_lt", str(root), imbalance=10, val_per_class=5, split_protocol="ltzoo")
+    assert ltzoo.info["split_protocol"] == "ltzoo"
     none = load_dataset("cifar10_lt", str(root), imbalance=10, split_protocol="cao2019", val_per_class=0)
     assert none.val is None and len(none.train) == len(a.train)
 
@@ -116,10 +120,22 @@ def test_cao2019_refuses_what_the_construction_cannot_do(check, tmp_path):
         load_dataset("imagefolder", str(folder), imbalance=2, split_protocol="cao2019", val_per_class=0)
 
 
+def test_a_dataset_that_bears_the_literatures_name_is_the_literatures_by_default(check, tmp_path):
+    """cifar10_lt and cifar100_lt draw Cao et al.'s images unless told otherwise; every other dataset ltzoo's."""
+    root = check.write_cifar(tmp_path, False, n_train=600, n_test=100)
+    default = load_dataset("cifar10_lt", str(root), imbalance=10, val_per_class=0)
+    cao = load_dataset("cifar10_lt", str(root), imbalance=10, val_per_class=0, split_protocol="cao2019")
+    assert default.info["split_protocol"] == "cao2019" and torch.equal(default.train.images, cao.train.images)
+    assert default_split_protocol("cifar100_lt") == "cao2019" and default_split_protocol("fmnist_lt") == "ltzoo"
+    assert default_split_protocol("imagefolder") == "ltzoo" and default_split_protocol("hf:org/data") == "ltzoo"
+    with pytest.raises(ValueError, match="use --split-protocol ltzoo"):  # the other protocol, by name
+        load_dataset("cifar10_lt", str(root), imbalance=10, class_order="reverse")
+
+
 def test_the_flag_reaches_load_dataset():
     p = ArgumentParser()
     add_data_args(p, seed=True)
-    assert dataset_kwargs(p.parse_args([]))["split_protocol"] == "ltzoo"
+    assert dataset_kwargs(p.parse_args([]))["split_protocol"] is None  # the dataset's own
     assert dataset_kwargs(p.parse_args(["--split-protocol", "cao2019"]))["split_protocol"] == "cao2019"
 
 
@@ -134,10 +150,37 @@ def test_ldam_drw_config_runs_on_the_cao2019_split(check, tmp_path, fresh_accele
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        results = pretrain.main(["-c", "cifar10_lt/ldam_drw", "--data-dir", str(root), "--imbalance", "10",
-                                 "--val-per-class", "5", "--epochs", "3", "--warmup-epochs", "1", "--lr-steps", "2",
-                                 "--drw-epoch", "2", "--batch-size", "64", "--model", "resnet20_cifar", "--workers", "0",
-                                 "--mixed-precision", "no", "--no-progress", "--output", str(out)])
+        results = pretrain.main(
+            [
+                "-c",
+                "cifar10_lt/ldam_drw",
+                "--data-dir",
+                str(root),
+                "--imbalance",
+                "10",
+                "--val-per-class",
+                "5",
+                "--epochs",
+                "3",
+                "--warmup-epochs",
+                "1",
+                "--lr-steps",
+                "2",
+                "--drw-epoch",
+                "2",
+                "--batch-size",
+                "64",
+                "--model",
+                "resnet20_cifar",
+                "--workers",
+                "0",
+                "--mixed-precision",
+                "no",
+                "--no-progress",
+                "--output",
+                str(out),
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
     data = results["dataset"]
@@ -150,5 +193,8 @@ def test_ldam_drw_config_runs_on_the_cao2019_split(check, tmp_path, fresh_accele
 def test_cards_reproduce_line_names_the_protocol():
     from ltzoo.hub.card import _eval_command
 
-    assert "--split-protocol cao2019" in _eval_command("org/m", {"dataset": "cifar100_lt", "split_protocol": "cao2019"})
-    assert "--split-protocol" not in _eval_command("org/m", {"dataset": "cifar100_lt", "split_protocol": "ltzoo"})
+    assert "--split-protocol" not in _eval_command("org/m", {"dataset": "cifar100_lt", "split_protocol": "cao2019"})
+    assert "--split-protocol cao2019" in _eval_command("org/m", {"dataset": "fmnist_lt", "split_protocol": "cao2019"})
+    assert "--split-protocol ltzoo" in _eval_command("org/m", {"dataset": "cifar100_lt", "split_protocol": "ltzoo"})
+    assert "--split-protocol" not in _eval_command("org/m", {"dataset": "cifar100_lt", "split_protocol": None})
+    assert "--split-protocol" not in _eval_command("org/m", {"dataset": "fmnist_lt", "split_protocol": "ltzoo"})

@@ -1,4 +1,5 @@
 """The ``ltzoo data`` command, in-process through `ltzoo.cli.main`, plus one run of the console script."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fixtures import make_cifar_python, make_fmnist_idx, make_imagefolder, make_split_lists
+
 from ltzoo.cli import main
 from ltzoo.data import longtail_counts
 
@@ -58,18 +59,41 @@ def test_data_places_lt_text(capsys):
 
 def test_data_fmnist_lt_from_idx_files(tmp_path, capsys):
     make_fmnist_idx(tmp_path, 30)
-    s = _run_json(capsys, "data", "fmnist_lt", "--data-dir", str(tmp_path), "--imbalance", "10",
-                  "--val-per-class", "5", "--seed", "3")
+    s = _run_json(
+        capsys,
+        "data",
+        "fmnist_lt",
+        "--data-dir",
+        str(tmp_path),
+        "--imbalance",
+        "10",
+        "--val-per-class",
+        "5",
+        "--seed",
+        "3",
+    )
     assert s["class_counts"] == longtail_counts(25, 10, 10)
     assert s["val_images"] == 50 and "balanced, 5/class" in s["val_source"]
     assert s["test_images"] == 50 and s["input_size"] == [1, 28, 28]
     assert s["profile"] == "exp" and s["imbalance"] == 10.0 and s["seed"] == 3 and s["n_max"] == 25
     assert s["shot_thresholds"] == {"many": ">10", "medium": "5..10", "few": "<5"}  # chosen for 25..2 images
-    step = _run_json(capsys, "data", "fmnist_lt", "--data-dir", str(tmp_path), "--imbalance", "5",
-                     "--profile", "step", "--val-per-class", "0")
+    step = _run_json(
+        capsys,
+        "data",
+        "fmnist_lt",
+        "--data-dir",
+        str(tmp_path),
+        "--imbalance",
+        "5",
+        "--profile",
+        "step",
+        "--val-per-class",
+        "0",
+    )
     assert step["class_counts"] == [30] * 5 + [6] * 5 and step["val_source"] is None
-    rc, out, _ = _run(capsys, "data", "fmnist_lt", "--data-dir", str(tmp_path), "--imbalance", "10",
-                      "--val-per-class", "5")
+    rc, out, _ = _run(
+        capsys, "data", "fmnist_lt", "--data-dir", str(tmp_path), "--imbalance", "10", "--val-per-class", "5"
+    )
     assert rc == 0 and f"class counts: {longtail_counts(25, 10, 10)}" in out
     assert "many / medium / few: 4 / 3 / 3" in out
 
@@ -87,17 +111,26 @@ def test_data_imagefolder_and_lists(tmp_path, capsys, monkeypatch):
     assert s["class_counts"] == [5, 3] and s["test_images"] == 0
 
 
-@pytest.mark.parametrize("setup, argv, match", [
-    (None, ["data", "mnist_lt"], "unknown dataset 'mnist_lt'"),
-    (None, ["data", "cifar10_lt", "--data-dir", "{tmp}/nowhere"], "data dir .*nowhere does not exist"),
-    (None, ["data", "cifar10_lt"], "needs --data-dir"),
-    ("fmnist_truncated", ["data", "fmnist_lt", "--data-dir", "{tmp}"], "t10k-labels-idx1-ubyte.gz is truncated"),
-    ("evil_cifar", ["data", "cifar10_lt", "--data-dir", "{tmp}"], r"refusing to unpickle (posix|nt)\.system"),
-    ("bad_list", ["data", "places_lt", "--train-list", "{tmp}/train.txt", "--test-list", "{tmp}/bad.txt"],
-     r"the test split \(split list bad.txt\) has labels in \[0, 7\] but the dataset has 2 classes"),
-    ("small_folder", ["data", "imagefolder", "--data-dir", "{tmp}", "--val-per-class", "3"],
-     "classes have 3 or fewer training images"),
-])
+@pytest.mark.parametrize(
+    "setup, argv, match",
+    [
+        (None, ["data", "mnist_lt"], "unknown dataset 'mnist_lt'"),
+        (None, ["data", "cifar10_lt", "--data-dir", "{tmp}/nowhere"], "data dir .*nowhere does not exist"),
+        (None, ["data", "cifar10_lt"], "needs --data-dir"),
+        ("fmnist_truncated", ["data", "fmnist_lt", "--data-dir", "{tmp}"], "t10k-labels-idx1-ubyte.gz is truncated"),
+        ("evil_cifar", ["data", "cifar10_lt", "--data-dir", "{tmp}"], r"refusing to unpickle (posix|nt)\.system"),
+        (
+            "bad_list",
+            ["data", "places_lt", "--train-list", "{tmp}/train.txt", "--test-list", "{tmp}/bad.txt"],
+            r"the test split \(split list bad.txt\) has labels in \[0, 7\] but the dataset has 2 classes",
+        ),
+        (
+            "small_folder",
+            ["data", "imagefolder", "--data-dir", "{tmp}", "--val-per-class", "3"],
+            "classes have 3 or fewer training images",
+        ),
+    ],
+)
 def test_data_errors_exit_2_with_a_message(tmp_path, capsys, setup, argv, match):
     import re
 
@@ -142,8 +175,12 @@ def test_console_script_data_json(tmp_path):
     make_imagefolder(tmp_path, {"train": [4, 2], "test": [1, 1]}, channels=3)
     exe = shutil.which("ltzoo")
     cmd = [exe] if exe else [sys.executable, "-m", "ltzoo.cli"]
-    proc = subprocess.run([*cmd, "data", "imagefolder", "--data-dir", str(tmp_path), "--val-per-class", "1", "--json"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*cmd, "data", "imagefolder", "--data-dir", str(tmp_path), "--val-per-class", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     s = json.loads(proc.stdout)
     assert s["dataset"] == "imagefolder" and s["class_counts"] == [3, 1] and s["val_images"] == 2
@@ -174,6 +211,17 @@ def test_configs_lists_and_prints_the_packaged_configs(capsys):
 def test_data_n_max_gives_a_size_matched_balanced_subset(tmp_path, capsys):
     """--imbalance 1 --n-max N: N training images per class (relative accuracy's balanced reference)."""
     make_fmnist_idx(tmp_path, n_per_class=30, n_test_per_class=2)
-    s = _run_json(capsys, "data", "fmnist_lt", "--data-dir", str(tmp_path), "--imbalance", "1", "--n-max", "12",
-                  "--val-per-class", "5")
+    s = _run_json(
+        capsys,
+        "data",
+        "fmnist_lt",
+        "--data-dir",
+        str(tmp_path),
+        "--imbalance",
+        "1",
+        "--n-max",
+        "12",
+        "--val-per-class",
+        "5",
+    )
     assert s["class_counts"] == [12] * 10 and s["val_images"] == 50

@@ -2,6 +2,7 @@
 flags, by path and by packaged name, and the zoo's ImageNet-LT, Places-LT, iNaturalist-2018 and
 CIFAR-100-LT configs run end to end on tiny fixtures in their on-disk formats (tiny model, one epoch,
 CPU overrides on the command line)."""
+
 from __future__ import annotations
 
 import importlib
@@ -11,15 +12,22 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from fixtures import make_cifar_python, make_split_lists
-from ltzoo.recipes.common import config_path, config_recipe, list_configs
+
+from ltzoo.recipes.flags import config_path, config_recipe, list_configs
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "ltzoo" / "recipes" / "configs").glob("*/*.yaml"))
 # what makes a zoo config runnable on this CPU in seconds; everything else comes from the YAML
 RUN = ["--model", "resnet20_cifar", "--workers", "0", "--mixed-precision", "no", "--no-progress"]
-TINY = [*RUN, "--no-pretrained", "--epochs", "1", "--batch-size", "8"]  # stage 1 (btm with --init takes no stage-1 flag)
+TINY = [
+    *RUN,
+    "--no-pretrained",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "8",
+]  # stage 1 (btm with --init takes no stage-1 flag)
 TINY_BTM = ["--subsets", "2", "--member-epochs", "1", "--head-epochs", "2", "--member-batch-size", "4"]
 
 
@@ -82,8 +90,22 @@ def test_zoo_configs_run_on_fixtures(dataset, tmp_path):
         pretrain = load_recipe("pretrain")
         pretrain.main(["-c", f"{dataset}/ce", *data, *TINY, "--output", str(stage1)])
         btm = tmp_path / "btm"
-        load_recipe("btm").main(["-c", f"{dataset}/btm", *data, *RUN, *TINY_BTM,
-                                 "--shots", "1", "--allow-fewer", "--init", str(stage1), "--output", str(btm)])
+        load_recipe("btm").main(
+            [
+                "-c",
+                f"{dataset}/btm",
+                *data,
+                *RUN,
+                *TINY_BTM,
+                "--shots",
+                "1",
+                "--allow-fewer",
+                "--init",
+                str(stage1),
+                "--output",
+                str(btm),
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
     results = json.loads((btm / "results.json").read_text())
@@ -98,9 +120,21 @@ def test_recipe_bad_input_is_one_clear_line(recipe):
     """A user error ends the script with exit code 2 and one 'recipe.py: error: ...' line, no traceback."""
     import subprocess
 
-    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / f"{recipe}.py"), "--dataset", "no_such_dataset",
-                           "--init", "zoo/resnet20-ce-fmnistlt", "--no-progress"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "recipes" / f"{recipe}.py"),
+            "--dataset",
+            "no_such_dataset",
+            "--init",
+            "zoo/resnet20-ce-fmnistlt",
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"{recipe}.py: error: unknown dataset 'no_such_dataset'" in proc.stderr

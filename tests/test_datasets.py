@@ -1,5 +1,6 @@
 """Dataset loaders (`ltzoo.data.datasets`, `formats`, `hf`) on generated fixtures in every on-disk format,
 on the real Fashion-MNIST files and on the published ImageNet-LT / Places-LT split lists."""
+
 from __future__ import annotations
 
 import gzip
@@ -11,11 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from fixtures import (
-    class_template, cifar_class_names, make_cifar_binary, make_cifar_python, make_fmnist_idx, make_hf_dataset,
-    make_imagefolder, make_split_lists, write_idx,
+    cifar_class_names,
+    class_template,
+    make_cifar_binary,
+    make_cifar_python,
+    make_fmnist_idx,
+    make_hf_dataset,
+    make_imagefolder,
+    make_split_lists,
+    write_idx,
 )
+
 from ltzoo.data import DATASETS, list_datasets, load_dataset, longtail_counts, shot_groups
 from ltzoo.data.datasets import FMNIST_SYSTEM_DIR, IMAGENET_MEAN, IMAGENET_STD
 from ltzoo.data.formats import FMNIST_CLASSES, read_idx, read_split_list
@@ -148,14 +156,17 @@ def _corrupt(path: Path, how: str) -> None:
         path.write_bytes(gzip.compress(raw[:6]))
 
 
-@pytest.mark.parametrize("how, match", [
-    ("truncated_gz", "truncated or corrupt"),
-    ("not_gzip", "truncated or corrupt"),
-    ("truncated_body", r"is truncated: expected \d+ values, found \d+"),
-    ("too_long", "longer than its header says"),
-    ("bad_magic", "bad magic number"),
-    ("short_header", "header is cut short"),
-])
+@pytest.mark.parametrize(
+    "how, match",
+    [
+        ("truncated_gz", "truncated or corrupt"),
+        ("not_gzip", "truncated or corrupt"),
+        ("truncated_body", r"is truncated: expected \d+ values, found \d+"),
+        ("too_long", "longer than its header says"),
+        ("bad_magic", "bad magic number"),
+        ("short_header", "header is cut short"),
+    ],
+)
 def test_corrupt_idx_gives_a_clear_error(tmp_path, how, match):
     make_fmnist_idx(tmp_path, 5)
     target = tmp_path / "train-images-idx3-ubyte.gz"
@@ -321,20 +332,25 @@ def _write(path: Path, lines: list[str]) -> str:
 def test_split_list_label_out_of_range_is_named(tmp_path):
     lists = make_split_lists(tmp_path, {"train": [3, 3, 3], "test": [2, 2, 2]})
     bad = _write(tmp_path / "bad_test.txt", ["test/class_00/00000.png 0", "test/class_01/00000.png 5"])
-    with pytest.raises(ValueError, match=r"places_lt: the test split \(split list bad_test.txt\) has labels in "
-                                         r"\[0, 5\] but the dataset has 3 classes \(labels must be 0..2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"places_lt: the test split \(split list bad_test.txt\) has labels in "
+        r"\[0, 5\] but the dataset has 3 classes \(labels must be 0..2\)",
+    ):
         load_dataset("places_lt", data_dir=str(tmp_path), train_list=str(lists["train"]), test_list=bad)
     neg = _write(tmp_path / "neg_train.txt", ["train/class_00/00000.png -1", "train/class_01/00000.png 1"])
     with pytest.raises(ValueError, match=r"the train split .*labels in \[-1, 1\]"):
-        load_dataset("inat2018", data_dir=str(tmp_path), train_list=neg, test_list=str(lists["test"]),
-                     val_per_class=1)
+        load_dataset("inat2018", data_dir=str(tmp_path), train_list=neg, test_list=str(lists["test"]), val_per_class=1)
 
 
-@pytest.mark.parametrize("lines, match", [
-    (["train/a.png"], r"bad.txt:1: expected 'relative/path label', got 'train/a.png'"),
-    (["train/a.png 0", "", "train/b.png one"], r"bad.txt:3: expected 'relative/path label'"),
-    (["", "  "], "holds no 'path label' lines"),
-])
+@pytest.mark.parametrize(
+    "lines, match",
+    [
+        (["train/a.png"], r"bad.txt:1: expected 'relative/path label', got 'train/a.png'"),
+        (["train/a.png 0", "", "train/b.png one"], r"bad.txt:3: expected 'relative/path label'"),
+        (["", "  "], "holds no 'path label' lines"),
+    ],
+)
 def test_malformed_split_list(tmp_path, lines, match):
     path = _write(tmp_path / "bad.txt", lines)
     with pytest.raises(ValueError, match=match):
@@ -375,8 +391,10 @@ def test_fmnist_lt_class_orders_share_the_validation_split():
     assert ds.info["class_order_classes"] == HARD_TAIL and "class order hard_tail" in ds.train.source
 
 
-@pytest.mark.parametrize("order", ["reverse", "random:1", "hard_tail", HARD_TAIL, [3, 1, 4, 0, 5, 9, 2, 6, 8, 7],
-                                   ",".join(reversed(FMNIST_CLASSES))])
+@pytest.mark.parametrize(
+    "order",
+    ["reverse", "random:1", "hard_tail", HARD_TAIL, [3, 1, 4, 0, 5, 9, 2, 6, 8, 7], ",".join(reversed(FMNIST_CLASSES))],
+)
 def test_class_order_moves_counts_not_labels(tmp_path, order):
     make_fmnist_idx(tmp_path, 40)
     kw = dict(data_dir=str(tmp_path), imbalance=10, val_per_class=3, seed=2)
@@ -418,10 +436,17 @@ def test_class_order_errors(tmp_path):
     make_imagefolder(tmp_path, {"train": [6, 6], "test": [1, 1]}, channels=1)
     with pytest.raises(ValueError, match="imagefolder: a class order applies to data made long-tailed by a profile"):
         load_dataset("imagefolder", data_dir=str(tmp_path), val_per_class=0, class_order="reverse")
-    assert load_dataset("imagefolder", data_dir=str(tmp_path), val_per_class=0, class_order="own").info["class_order"] is None
+    assert (
+        load_dataset("imagefolder", data_dir=str(tmp_path), val_per_class=0, class_order="own").info["class_order"]
+        is None
+    )
     with pytest.raises(ValueError, match=r"missing \['class_01'\]; duplicated \['class_00'\]"):
         load_dataset("imagefolder", data_dir=str(tmp_path), imbalance=2, val_per_class=0, class_order=["class_00"] * 2)
-    with pytest.raises(ValueError, match="'hard_tail' is defined for the classes Trouser, Bag, Ankle boot, ..., not for this dataset.s \\(class_00"):
+    with pytest.raises(
+        ValueError,
+        match="'hard_tail' is defined for the classes Trouser, Bag, Ankle boot, ..., "
+        "not for this dataset.s \\(class_00",
+    ):
         load_dataset("imagefolder", data_dir=str(tmp_path), imbalance=2, val_per_class=0, class_order="hard_tail")
 
 
@@ -544,8 +569,9 @@ def test_imagefolder_layout_errors(tmp_path):
 # ------------------------------------------------------------------------------------ Hugging Face
 @pytest.mark.parametrize("channels", [1, 3], ids=["gray", "rgb"])
 def test_hf_dataset_from_disk(tmp_path, channels):
-    path = make_hf_dataset(tmp_path / "hf", {"train": [7, 5, 3], "validation": [2, 2, 2], "test": [2, 2, 2]},
-                           channels=channels)
+    path = make_hf_dataset(
+        tmp_path / "hf", {"train": [7, 5, 3], "validation": [2, 2, 2], "test": [2, 2, 2]}, channels=channels
+    )
     ds = load_dataset(f"hf:{path}")
     assert ds.name == f"hf:{path}"
     assert ds.class_names == ["class_00", "class_01", "class_02"]
@@ -588,7 +614,9 @@ def test_hf_dataset_errors(tmp_path):
 # ------------------------------------------------------------------------- published split lists
 @needs_splits
 def test_places_lt_train_list():
-    ds = load_dataset("places_lt", train_list=str(SPLITS_DIR / "Places_LT_train.txt"), require_test=False, check_files=False)
+    ds = load_dataset(
+        "places_lt", train_list=str(SPLITS_DIR / "Places_LT_train.txt"), require_test=False, check_files=False
+    )
     counts = ds.train_counts
     assert ds.num_classes == 365 and len(ds.train) == sum(counts) == 62_500
     assert max(counts) == 4980 and min(counts) == 5

@@ -4,6 +4,7 @@ The site's hooks (docs/hooks.py) generate the recipe flag references from the re
 leaderboard from hub_cards/ and zoo/, and the benchmark pages from benchmarks/results; these tests build the site
 once (seconds) and check those pages against their sources.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,16 +41,39 @@ def page_text(site: Path, page: str) -> str:
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
     env = dict(os.environ, PYTHONPATH=str(ROOT), NO_MKDOCS_2_WARNING="1")
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return out
 
 
 def test_strict_build_makes_every_page(site):
-    for page in ("", "getting-started", "data", "fine-tune", "recipes", "metrics", "zoo", "benchmarks",
-                 "benchmarks/method-tables", "benchmarks/speed", "benchmarks/all-results", "errors", "cli",
-                 "architecture", "cifar-lt", "methods", "api", "changelog"):
+    for page in (
+        "",
+        "getting-started",
+        "data",
+        "fine-tune",
+        "recipes",
+        "metrics",
+        "zoo",
+        "benchmarks",
+        "benchmarks/method-tables",
+        "benchmarks/speed",
+        "benchmarks/all-results",
+        "errors",
+        "cli",
+        "architecture",
+        "cifar-lt",
+        "methods",
+        "api",
+        "changelog",
+    ):
         assert (site / page / "index.html").is_file(), page
     assert not list(site.rglob("*.py")), "the hooks and scripts are not published"
 
@@ -120,8 +144,9 @@ def test_a_new_results_file_appears_on_the_all_results_page(tmp_path, monkeypatc
 def test_links_of_an_included_results_file_work_on_the_site(tmp_path, monkeypatch):
     (tmp_path / "plot.png").write_bytes(b"")
     monkeypatch.setattr(hooks, "RESULTS", tmp_path)
-    text = hooks.relink("![a plot](plot.png) see [the table](other.md) and [timm](https://github.com/huggingface)",
-                        tmp_path)
+    text = hooks.relink(
+        "![a plot](plot.png) see [the table](other.md) and [timm](https://github.com/huggingface)", tmp_path
+    )
     assert "![a plot](/benchmarks/results/plot.png)" in text
     assert "[the table]" not in text and "the table (`" in text and "(https://github.com/huggingface)" in text
 
@@ -142,9 +167,9 @@ def test_hand_written_pages_type_no_result():
         if page.relative_to(ROOT / "docs").as_posix() in OTHERS:
             continue
         text = page.read_text()
-        text = re.sub(r"```.*?```", "", text, flags=re.S)           # code blocks
+        text = re.sub(r"```.*?```", "", text, flags=re.S)  # code blocks
         text = re.sub(r"\{\{.*?\}\}|\{%.*?%\}", "", text, flags=re.S)  # macros: read from results files
-        text = re.sub(r"`[^`]*`", "", text)                           # code spans
+        text = re.sub(r"`[^`]*`", "", text)  # code spans
         found = re.findall(r"\b\d+\.\d\d\b", text)
         if found:
             typed[str(page.relative_to(ROOT))] = found

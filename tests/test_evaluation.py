@@ -1,15 +1,16 @@
 """ltzoo eval with kept predictions, intervals and shifted priors; ltzoo compare; their bad inputs."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 import torch
-
 from fixtures import make_imagefolder
+
 from ltzoo.cli import main
-from ltzoo.evaluation import evaluate_logits
-from ltzoo.predictions import FORMAT, load_predictions, save_predictions
+from ltzoo.runfolder.predictions import FORMAT, load_predictions, save_predictions
+from ltzoo.training.evaluation import evaluate_logits
 
 
 def _json(capsys, *argv) -> dict:
@@ -32,17 +33,24 @@ def fake_predictions(path, n_per_class=30, classes=6, seed=0, fingerprint="abc",
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(classes).repeat_interleave(n_per_class) if labels is None else labels
     z = torch.randn(len(y), classes, generator=g) + 2.0 * torch.nn.functional.one_hot(y, classes)
-    meta = {"format": FORMAT, "dataset": "synthetic", "model": f"m{seed}", "num_classes": classes,
-            "class_names": [f"c{i}" for i in range(classes)], "train_counts": [500, 200, 80, 30, 12, 5],
-            "shot_thresholds": [100, 20], "splits": {"test": {"source": "synthetic", "images": len(y),
-                                                              "fingerprint": fingerprint}}}
+    meta = {
+        "format": FORMAT,
+        "dataset": "synthetic",
+        "model": f"m{seed}",
+        "num_classes": classes,
+        "class_names": [f"c{i}" for i in range(classes)],
+        "train_counts": [500, 200, 80, 30, 12, 5],
+        "shot_thresholds": [100, 20],
+        "splits": {"test": {"source": "synthetic", "images": len(y), "fingerprint": fingerprint}},
+    }
     return save_predictions(path, {"test": z}, {"test": y}, meta), z, y
 
 
 def test_eval_predictions_recomputes_every_metric(tmp_path, capsys):
     path, z, y = fake_predictions(tmp_path / "p.safetensors")
-    out = _json(capsys, "eval", "--predictions", path, "--bootstrap", "200", "--shifted-priors",
-                "--output", tmp_path / "out")
+    out = _json(
+        capsys, "eval", "--predictions", path, "--bootstrap", "200", "--shifted-priors", "--output", tmp_path / "out"
+    )
     want = evaluate_logits(z, y, [500, 200, 80, 30, 12, 5], (100, 20), "test", bootstrap=200)
     got = out["metrics"]
     for k in ("acc", "hm", "gm", "min_recall", "many", "medium", "few", "ece", "nll", "brier", "top5"):
@@ -58,7 +66,7 @@ def test_eval_model_save_predictions_then_predictions_gives_the_same_numbers(tmp
 
     import ltzoo  # noqa: F401  (registers resnet20_cifar)
     from ltzoo.data import load_dataset
-    from ltzoo.runs import save_model
+    from ltzoo.runfolder.model_io import save_model
 
     data = make_imagefolder(tmp_path / "data", {"train": [6, 3, 2], "val": [2, 2, 2], "test": [4, 4, 4]})
     ds = load_dataset("imagefolder", data_dir=str(data))
@@ -72,8 +80,9 @@ def test_eval_model_save_predictions_then_predictions_gives_the_same_numbers(tmp
     again = _json(capsys, "eval", "--predictions", tmp_path / "p.safetensors", *flags[:4], "--bootstrap", "50")
     assert again["metrics"] == first["metrics"]
     same = _json(capsys, "compare", run, tmp_path / "p.safetensors", *flags[:6])
-    assert all(same["metrics"][k]["difference"] == 0 and same["metrics"][k]["p_value"] == 1.0
-               for k in ("acc", "hm", "nll"))
+    assert all(
+        same["metrics"][k]["difference"] == 0 and same["metrics"][k]["p_value"] == 1.0 for k in ("acc", "hm", "nll")
+    )
 
 
 def test_compare_identical_models_zero_difference_p_one(tmp_path, capsys):
@@ -105,8 +114,18 @@ def test_compare_refuses_different_test_sets(tmp_path, capsys):
 def test_predictions_classes_not_matching_the_dataset(tmp_path, capsys):
     data = make_imagefolder(tmp_path / "data", {"train": [3, 2], "val": [1, 1], "test": [2, 2]})
     path, _, _ = fake_predictions(tmp_path / "p.safetensors")
-    line = _fails(capsys, "eval", "--predictions", path, "--dataset", "imagefolder", "--data-dir", data,
-                  "--output", tmp_path / "out")
+    line = _fails(
+        capsys,
+        "eval",
+        "--predictions",
+        path,
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        data,
+        "--output",
+        tmp_path / "out",
+    )
     assert "has 6 classes and imagefolder 2" in line and "pass the dataset" in line
     assert not (tmp_path / "out").exists()
 
@@ -119,8 +138,10 @@ def test_empty_class_in_the_test_split(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("prior,match", [("0.5,0.5", "has 2 values but the model has 6 classes"),
-                                          ("0.3,0.3,0.3,0.3,0.3,0.3", "sums to 1.8, not 1")])
+@pytest.mark.parametrize(
+    "prior,match",
+    [("0.5,0.5", "has 2 values but the model has 6 classes"), ("0.3,0.3,0.3,0.3,0.3,0.3", "sums to 1.8, not 1")],
+)
 def test_bad_test_prior(tmp_path, capsys, prior, match):
     path, _, _ = fake_predictions(tmp_path / "p.safetensors")
     line = _fails(capsys, "eval", "--predictions", path, "--test-prior", prior, "--output", tmp_path / "out")
@@ -129,8 +150,7 @@ def test_bad_test_prior(tmp_path, capsys, prior, match):
 
 def test_test_prior_reweights_and_corrects(tmp_path, capsys):
     path, _, _ = fake_predictions(tmp_path / "p.safetensors")
-    out = _json(capsys, "eval", "--predictions", path, "--bootstrap", "0", "--test-prior",
-                "0.5,0.2,0.1,0.1,0.05,0.05")
+    out = _json(capsys, "eval", "--predictions", path, "--bootstrap", "0", "--test-prior", "0.5,0.2,0.1,0.1,0.05,0.05")
     row = out["test_prior"]
     assert row["shares"] == pytest.approx([0.5, 0.2, 0.1, 0.1, 0.05, 0.05])
     assert set(row) >= {"plain", "given", "em", "em_prior", "em_error"}
@@ -139,16 +159,33 @@ def test_test_prior_reweights_and_corrects(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_recipe_keeps_its_predictions_and_intervals(tmp_path, capsys, fresh_accelerate):
-    """A recipe's final evaluation (RunContext.final_evaluation -> ltzoo.evaluation.evaluate_splits, kept by
-    RunFolder.keep_predictions) writes predictions.safetensors and reliability.png beside results.json, whose test metrics carry the probability metrics and intervals;
+    """A recipe's final evaluation (RunContext.final_evaluation -> ltzoo.training.evaluation.evaluate_splits, kept by
+    RunFolder.keep_predictions) writes predictions.safetensors and reliability.png beside results.json, whose test
+    metrics carry the probability metrics and intervals;
     `ltzoo eval --predictions` recomputes the same numbers without the model."""
     from ltzoo.recipes import pretrain
 
-    data = make_imagefolder(tmp_path / "data", {"train": [40, 12, 5], "val": [3, 3, 3], "test": [6, 6, 6]},
-                            channels=1)
+    data = make_imagefolder(tmp_path / "data", {"train": [40, 12, 5], "val": [3, 3, 3], "test": [6, 6, 6]}, channels=1)
     run = tmp_path / "run"
-    pretrain.main(["--dataset", "imagefolder", "--data-dir", str(data), "--epochs", "1", "--batch-size", "16",
-                   "--workers", "0", "--no-progress", "--model", "resnet20_cifar", "--output", str(run)])
+    pretrain.main(
+        [
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            str(data),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--workers",
+            "0",
+            "--no-progress",
+            "--model",
+            "resnet20_cifar",
+            "--output",
+            str(run),
+        ]
+    )
     capsys.readouterr()
     res = json.loads((run / "results.json").read_text())
     test = res["metrics"]["test"]

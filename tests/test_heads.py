@@ -1,5 +1,6 @@
-"""Classifier retraining on cached features (ltzoo.heads): the Head, tau-norm, logit adjustment, every
+"""Classifier retraining on cached features (ltzoo.methods.heads): the Head, tau-norm, logit adjustment, every
 retraining method on synthetic long-tailed features, and the GML ensemble folded into one timm head."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,22 @@ from torch import nn
 
 import ltzoo  # noqa: F401  (registers resnet20_cifar with timm)
 from ltzoo.data import LTDataset, Split
-from ltzoo.heads import (METHODS, RATIOS, TAUS, WB_THRESH, WB_WEIGHT_DECAYS, Features, Head, ensemble, logit_adjusted,
-                         max_norm_radius, project_max_norm, retrain, score, tau_norm)
+from ltzoo.methods.heads import (
+    METHODS,
+    RATIOS,
+    TAUS,
+    WB_THRESH,
+    WB_WEIGHT_DECAYS,
+    Features,
+    Head,
+    ensemble,
+    logit_adjusted,
+    max_norm_radius,
+    project_max_norm,
+    retrain,
+    score,
+    tau_norm,
+)
 from ltzoo.metrics import longtail_metrics
 
 
@@ -156,8 +171,13 @@ def test_lws_only_rescales_each_class(lt):
     assert not torch.allclose(scale, torch.ones(C))
 
 
-@pytest.mark.parametrize("method, make", [("taunorm", lambda h, t: tau_norm(h, t)),
-                                          ("la", lambda h, t: logit_adjusted(h, torch.tensor(COUNTS, dtype=torch.float64), t))])
+@pytest.mark.parametrize(
+    "method, make",
+    [
+        ("taunorm", lambda h, t: tau_norm(h, t)),
+        ("la", lambda h, t: logit_adjusted(h, torch.tensor(COUNTS, dtype=torch.float64), t)),
+    ],
+)
 def test_tau_is_chosen_on_validation(lt, method, make):
     train, val, test, orig = lt
     head, info = retrain(method, orig, train, val, COUNTS)
@@ -206,7 +226,7 @@ def test_weight_balancing_head(lt, monkeypatch):
     fixed, default = retrain("wb", orig, train, None, COUNTS, epochs=20, batch_size=64)
     assert default["weight_decay"] == 0.1 and default["chosen_on"].startswith("default")
     # every weight decay of the grid is trained with it, and the one kept is the best on validation (not train)
-    import ltzoo.heads as heads_mod
+    from ltzoo.methods import heads as heads_mod
 
     trained = {}
     real = heads_mod._train_head
@@ -215,6 +235,7 @@ def test_weight_balancing_head(lt, monkeypatch):
         trained[kwargs["weight_decay"]] = out = real(*args, **kwargs)
         assert kwargs["max_norm"] == pytest.approx(radius)
         return out
+
     monkeypatch.setattr(heads_mod, "_train_head", spy)
     again, info2 = retrain("wb", orig, train, val, COUNTS, epochs=20, batch_size=64)
     assert sorted(trained) == sorted(WB_WEIGHT_DECAYS)
@@ -227,7 +248,7 @@ def test_weight_balancing_head(lt, monkeypatch):
 def test_max_norm_projects_after_every_step(lt, monkeypatch):
     """The projection follows each optimiser step (projected gradient descent): wrap SGD.step and
     project_max_norm and check their order, and that a large step cannot leave a class outside the ball."""
-    import ltzoo.heads as heads_mod
+    from ltzoo.methods import heads as heads_mod
 
     train, _, _, orig = lt
     events = []
@@ -241,12 +262,24 @@ def test_max_norm_projects_after_every_step(lt, monkeypatch):
         events.append("project")
         real_project(w, r)
         assert bool((w.norm(dim=1) <= r * (1 + 1e-6)).all())
+
     monkeypatch.setattr(torch.optim.SGD, "step", step)
     monkeypatch.setattr(heads_mod, "project_max_norm", project)
     radius = max_norm_radius(orig.weight)
     loss = torch.nn.CrossEntropyLoss()
-    heads_mod._train_head(orig, train, loss, COUNTS, epochs=2, lr=5.0, batch_size=64, sampler="instance", seed=0,
-                          weight_decay=0.0, max_norm=radius)
+    heads_mod._train_head(
+        orig,
+        train,
+        loss,
+        COUNTS,
+        epochs=2,
+        lr=5.0,
+        batch_size=64,
+        sampler="instance",
+        seed=0,
+        weight_decay=0.0,
+        max_norm=radius,
+    )
     steps = 2 * math.ceil(len(train.y) / 64)
     assert events == ["step", "project"] * steps
 
@@ -277,13 +310,22 @@ def test_ensemble_ratio_is_chosen_on_validation(lt):
 def _tiny_dataset() -> LTDataset:
     def split(name, n):
         return Split(name, torch.arange(n) % 4, images=torch.zeros(n, 1, 8, 8, dtype=torch.uint8))
-    return LTDataset("tiny", [f"class_{c:02d}" for c in range(4)], split("train", 8), split("val", 4), split("test", 4),
-                     (1, 8, 8), (0.5,), (0.25,))
+
+    return LTDataset(
+        "tiny",
+        [f"class_{c:02d}" for c in range(4)],
+        split("train", 8),
+        split("val", 4),
+        split("test", 4),
+        (1, 8, 8),
+        (0.5,),
+        (0.25,),
+    )
 
 
 @pytest.mark.parametrize("use_val", (True, False))
 def test_ensemble_export_reproduces_the_two_head_ensemble(tmp_path, use_val):
-    from ltzoo.runs import save_model
+    from ltzoo.runfolder.model_io import save_model
 
     torch.manual_seed(0)
     model = timm.create_model("resnet20_cifar", num_classes=4, in_chans=1).eval()
@@ -323,7 +365,7 @@ def test_ensemble_export_reproduces_the_two_head_ensemble(tmp_path, use_val):
 
 # ------------------------------------------------------------------------------------- MiSLAS's LAS, NCM
 def test_las_form_and_smoothing_are_chosen_on_validation(lt):
-    from ltzoo.heads import LAS, LAS_GRID
+    from ltzoo.methods.heads import LAS, LAS_GRID
 
     train, val, test, orig = lt
     head, info = retrain("las", orig, train, val, COUNTS, epochs=5, batch_size=64, seed=1)
@@ -342,7 +384,7 @@ def test_las_form_and_smoothing_are_chosen_on_validation(lt):
 
 def test_las_trains_the_head_and_the_scales_jointly(lt, monkeypatch):
     """The head at head_lr_factor x lr, one scale per class at lr, both decayed (MiSLAS's optimiser groups)."""
-    from ltzoo import heads
+    from ltzoo.methods import heads
 
     train, _, _, orig = lt
     seen = {}
@@ -351,6 +393,7 @@ def test_las_trains_the_head_and_the_scales_jointly(lt, monkeypatch):
     def spy(groups, **kw):
         seen["groups"] = [(len(g["params"]), g["lr"], g["weight_decay"]) for g in groups]
         return real(groups, **kw)
+
     monkeypatch.setattr(heads.torch.optim, "SGD", spy)
     retrain("las", orig, train, None, COUNTS, epochs=1, lr=0.2, batch_size=64)
     lr, factor, wd = 0.2, heads.LAS["head_lr_factor"], heads.LAS["weight_decay"]
@@ -374,8 +417,12 @@ def test_ncm_is_the_nearest_class_mean(lt, method, distance):
     torch.testing.assert_close(head(test.x).argmax(1), _explicit_ncm(train, test.x, distance), rtol=0, atol=0)
     if distance == "euclidean":  # the linear head is -||x - mu||^2 / 2 up to a per-image constant: same softmax
         means = torch.stack([train.x[train.y == c].mean(0) for c in range(C)])
-        torch.testing.assert_close(F.log_softmax(head(test.x), 1), F.log_softmax(-torch.cdist(test.x, means) ** 2 / 2, 1),
-                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            F.log_softmax(head(test.x), 1),
+            F.log_softmax(-(torch.cdist(test.x, means) ** 2) / 2, 1),
+            rtol=1e-4,
+            atol=1e-4,
+        )
     with pytest.raises(ValueError, match=r"classes \[4\] have none"):
         retrain(method, orig, Features(train.x[train.y < 4], train.y[train.y < 4]), val, COUNTS)
 
@@ -384,7 +431,7 @@ def test_ncm_is_the_nearest_class_mean(lt, method, distance):
 def test_ncm_folded_into_a_timm_model(tmp_path, method, distance):
     """Written into a timm model's classifier and exported, NCM still picks the nearest class mean of the model's
     own pooled features."""
-    from ltzoo.runs import save_model
+    from ltzoo.runfolder.model_io import save_model
 
     torch.manual_seed(0)
     model = timm.create_model("resnet20_cifar", num_classes=4, in_chans=1).eval()
@@ -404,7 +451,7 @@ def test_ncm_folded_into_a_timm_model(tmp_path, method, distance):
 
 def test_every_head_is_selectable_from_the_recipes():
     """One registry: gml reports every head, btm --classifier takes any; trained heads take --head-epochs."""
-    from ltzoo.heads import HEAD_METHODS
+    from ltzoo.methods.heads import HEAD_METHODS
     from ltzoo.recipes import btm
 
     assert {"las", "ncm", "ncm_l2"} <= set(METHODS) and METHODS == tuple(HEAD_METHODS)

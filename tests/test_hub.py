@@ -3,6 +3,7 @@
 The Hub is tests/hubserver.py's LocalHub (the ``local_hub`` fixture); run folders are made once per
 module by the real recipes (1 epoch on a tiny image folder).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,11 +21,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from huggingface_hub import ModelCard, constants
-
 from conftest import LOCAL_HUB_TOKEN
 from fixtures import make_imagefolder
 from hubserver import disable_retry_sleep
+from huggingface_hub import ModelCard, constants
 
 from ltzoo.cli import main as ltzoo_main
 from ltzoo.hub import HubError, build_card, catalogue, push_run, write_card
@@ -47,8 +47,16 @@ from ltzoo.recipes import btm, pretrain
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COUNTS = {"train": [150, 60, 25, 12, 6], "val": [4] * 5, "test": [8] * 5}
-CARD_FILES = {".gitattributes", "config.json", "model.safetensors", "results.json", "per_class_recall.png", "README.md",
-              "reliability.png", "predictions.safetensors"}  # the last two: written by ltzoo.evaluation
+CARD_FILES = {
+    ".gitattributes",
+    "config.json",
+    "model.safetensors",
+    "results.json",
+    "per_class_recall.png",
+    "README.md",
+    "reliability.png",
+    "predictions.safetensors",
+}  # the last two: written by ltzoo.training.evaluation
 
 
 # ------------------------------------------------------------------------------------------- fixtures
@@ -57,18 +65,56 @@ def runs(tmp_path_factory) -> dict:
     """Three finished run folders: stage 1 (ltzoo's resnet20_cifar), a timm-native test_resnet, BTM on stage 1."""
     root = tmp_path_factory.mktemp("hub_runs")
     data = make_imagefolder(root / "data", COUNTS, size=(8, 8), channels=1)
-    common = ["--dataset", "imagefolder", "--data-dir", str(data), "--epochs", "1", "--batch-size", "32",
-              "--workers", "0", "--no-progress", "--lr", "0.05"]
+    common = [
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        str(data),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--lr",
+        "0.05",
+    ]
     pretrain.main(common + ["--model", "resnet20_cifar", "--output", str(root / "stage1")])
     # fp32: test_resnet shrinks 8x8 images to 1x1 maps before its stride-2 convolutions, whose bf16 weight
-    # gradient on the CPU (torch 2.14, oneDNN 3.12) is sometimes NaN (ltzoo.numerics), which stops the run
+    # gradient on the CPU (torch 2.14, oneDNN 3.12) is sometimes NaN (ltzoo.training.numerics), which stops the run
     fresh_accelerate_state()  # accelerate keeps one precision per process
-    pretrain.main(common + ["--model", "test_resnet", "--loss", "bsce", "--mixed-precision", "no",
-                            "--output", str(root / "native")])
+    pretrain.main(
+        common
+        + ["--model", "test_resnet", "--loss", "bsce", "--mixed-precision", "no", "--output", str(root / "native")]
+    )
     fresh_accelerate_state()
-    btm.main(["--dataset", "imagefolder", "--data-dir", str(data), "--workers", "0", "--no-progress",
-              "--model", "resnet20_cifar", "--init", str(root / "stage1"), "--subsets", "2", "--shots", "5",
-              "--allow-fewer", "--member-epochs", "1", "--head-epochs", "2", "--output", str(root / "btm")])
+    btm.main(
+        [
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            str(data),
+            "--workers",
+            "0",
+            "--no-progress",
+            "--model",
+            "resnet20_cifar",
+            "--init",
+            str(root / "stage1"),
+            "--subsets",
+            "2",
+            "--shots",
+            "5",
+            "--allow-fewer",
+            "--member-epochs",
+            "1",
+            "--head-epochs",
+            "2",
+            "--output",
+            str(root / "btm"),
+        ]
+    )
     return {"root": root, "data": data, "stage1": root / "stage1", "native": root / "native", "btm": root / "btm"}
 
 
@@ -82,8 +128,11 @@ def fresh_accelerate_state() -> None:
 
 def folder_state(path: Path) -> dict:
     """Every file under ``path`` with its content hash, size and modification time."""
-    return {str(p.relative_to(path)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
 
 
 def results_of(run_dir: Path) -> dict:
@@ -111,8 +160,14 @@ def expected_metrics(results: dict, split: str = "test") -> dict:
 
 def run_python(code: str, env: dict | None = None, timeout: int = 120) -> str:
     """Run ``code`` in a fresh interpreter (the test's environment: HF_ENDPOINT, HF_HOME, ...)."""
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                         timeout=timeout, env={**os.environ, **(env or {})}, cwd=str(REPO_ROOT))
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=str(REPO_ROOT),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -151,7 +206,7 @@ def test_card_metadata_and_numbers_parse_back(runs, tmp_path):
     theirs = summary_table({"m": results["metrics"]}).splitlines()[-1]
     assert ours.split("|")[2:] == theirs.split("|")[3:]
     assert "![Per-class recall" in text and "(per_class_recall.png)" in text
-    assert "timm.create_model(\"hf-hub:ltzoo/btm-tiny\", pretrained=True)" in text and "import ltzoo" in text
+    assert 'timm.create_model("hf-hub:ltzoo/btm-tiny", pretrained=True)' in text and "import ltzoo" in text
     assert "accelerate launch -m ltzoo.recipes.btm" in text and "--init ltzoo/stage1-tiny" in text
     assert results["config"]["git_commit"] is None or results["config"]["git_commit"] in text
     assert "[`ltzoo/stage1-tiny`](https://huggingface.co/ltzoo/stage1-tiny)" in text
@@ -165,8 +220,16 @@ def test_card_numbers_come_from_results_json(runs, tmp_path):
     """Edited numbers in results.json (with rounding edge cases) are exactly what the card shows."""
     run = copy_run(runs["stage1"], tmp_path / "run")
     results = results_of(run)
-    fake = {"acc": 0.123449999, "mean_class_acc": 0.5, "hm": 0.3333333, "gm": 0.41666, "min_recall": 0.015,
-            "many": 0.98765, "medium": 0.00049, "few": None}
+    fake = {
+        "acc": 0.123449999,
+        "mean_class_acc": 0.5,
+        "hm": 0.3333333,
+        "gm": 0.41666,
+        "min_recall": 0.015,
+        "many": 0.98765,
+        "medium": 0.00049,
+        "few": None,
+    }
     results["metrics"]["test"].update(fake)
     (run / "results.json").write_text(json.dumps(results))
     card = build_card(run, repo_id="org/edited")
@@ -216,14 +279,23 @@ def test_card_of_timm_pretrained_start_and_of_gml_recipe(runs, tmp_path):
     write_results(run, results)
     card = build_card(run, repo_id="org/p")
     assert card.data.base_model == "timm/test_resnet.r160_in1k"
-    assert "[`timm/test_resnet.r160_in1k`](https://huggingface.co/timm/test_resnet.r160_in1k): timm's pretrained weights" in card.text
+    assert (
+        "[`timm/test_resnet.r160_in1k`](https://huggingface.co/timm/test_resnet.r160_in1k): timm's pretrained weights"
+        in card.text
+    )
     assert "--pretrained" in card.text and "trained from scratch" not in card.text
 
     run = copy_run(runs["btm"], tmp_path / "gml")
     results = results_of(run)
     results.update(recipe="gml", method="gml+ens")
-    results["config"].update(recipe="gml", head_epochs=7, p=1.0, ensemble=True, baselines=True,
-                             flags=importlib.import_module("ltzoo.recipes.gml").build_parser().flag_table())
+    results["config"].update(
+        recipe="gml",
+        head_epochs=7,
+        p=1.0,
+        ensemble=True,
+        baselines=True,
+        flags=importlib.import_module("ltzoo.recipes.gml").build_parser().flag_table(),
+    )
     write_results(run, results)
     card = build_card(run, repo_id="org/g", parent_ids=["org/stage1"])
     text = card.text
@@ -233,11 +305,20 @@ def test_card_of_timm_pretrained_start_and_of_gml_recipe(runs, tmp_path):
     assert "No One Left Behind" in text and "Decoupling Representation" in text and "Reviving" not in text
 
 
-@pytest.mark.parametrize("ref, hub_id", [
-    ("hf-hub:ltzoo/stage1", "ltzoo/stage1"), ("ltzoo/stage1", "ltzoo/stage1"), ("timm/resnet18.a1_in1k", "timm/resnet18.a1_in1k"),
-    ("runs/pretrain-ce-fmnist_lt-resnet32_cifar-s0", None), ("runs/btm-x/stage1", None), ("/abs/run", None),
-    ("./run", None), ("local-dir:/abs/run", None), ("resnet18", None),
-])
+@pytest.mark.parametrize(
+    "ref, hub_id",
+    [
+        ("hf-hub:ltzoo/stage1", "ltzoo/stage1"),
+        ("ltzoo/stage1", "ltzoo/stage1"),
+        ("timm/resnet18.a1_in1k", "timm/resnet18.a1_in1k"),
+        ("runs/pretrain-ce-fmnist_lt-resnet32_cifar-s0", None),
+        ("runs/btm-x/stage1", None),
+        ("/abs/run", None),
+        ("./run", None),
+        ("local-dir:/abs/run", None),
+        ("resnet18", None),
+    ],
+)
 def test_parent_refs(ref, hub_id):
     from ltzoo.hub.card import _hub_ref
 
@@ -294,11 +375,13 @@ def test_card_reproduces_from_the_runs_own_run_config(runs, tmp_path):
 def test_display_names_and_citations_live_in_the_registries():
     """Every cite key a registry names is an entry of ltzoo/references.bib, and every dataset has a name."""
     from ltzoo.data.datasets import DATASETS
-    from ltzoo.heads import HEAD_METHODS, METHODS
-    from ltzoo.losses import list_losses, loss_spec
+    from ltzoo.methods.heads import HEAD_METHODS, METHODS
+    from ltzoo.methods.losses import list_losses, loss_spec
 
     entries = bibtex()
-    assert BIB_PATH.parent == REPO_ROOT / "ltzoo" and all(e.startswith("@") and e.endswith("}") for e in entries.values())
+    assert BIB_PATH.parent == REPO_ROOT / "ltzoo" and all(
+        e.startswith("@") and e.endswith("}") for e in entries.values()
+    )
     keys = [k for n in list_losses() for k in loss_spec(n).cite] + [k for m in HEAD_METHODS.values() for k in m.cite]
     keys += [k for ks in RECIPE_CITES.values() for k in ks] + list(BACKBONE_CITES.values()) + [LIBRARY_CITE]
     assert set(keys) <= set(entries) and set(entries) <= set(keys)  # every entry is used, none is missing
@@ -334,8 +417,10 @@ def test_push_load_in_fresh_process_offline_and_repush(runs, local_hub, tmp_path
     card = ModelCard.load(repo)
     got, want = card_metrics(card), expected_metrics(results)
     assert got == want and {k: got[k] for k in ("hm", "gm", "min_recall")} == {
-        "hm": pct(results["metrics"]["test"]["hm"]), "gm": pct(results["metrics"]["test"]["gm"]),
-        "min_recall": pct(results["metrics"]["test"]["min_recall"])}
+        "hm": pct(results["metrics"]["test"]["hm"]),
+        "gm": pct(results["metrics"]["test"]["gm"]),
+        "min_recall": pct(results["metrics"]["test"]["min_recall"]),
+    }
 
     # load in a fresh process from an empty cache: the timm-native model without ltzoo, then ltzoo's
     # own architecture after `import ltzoo`, through hf-hub: and local-dir:
@@ -348,7 +433,7 @@ def test_push_load_in_fresh_process_offline_and_repush(runs, local_hub, tmp_path
     shutil.rmtree(hub_cache, ignore_errors=True)
     code = f"""
         import sys, timm, torch
-        x = torch.load({str(tmp_path / 'x.pt')!r})
+        x = torch.load({str(tmp_path / "x.pt")!r})
         with torch.no_grad():
             native = timm.create_model('hf-hub:org/native-tiny', pretrained=True).eval()(x)
         assert 'ltzoo' not in sys.modules, 'ltzoo was imported'
@@ -356,7 +441,7 @@ def test_push_load_in_fresh_process_offline_and_repush(runs, local_hub, tmp_path
         with torch.no_grad():
             hub = timm.create_model('hf-hub:{repo}', pretrained=True).eval()(x)
             local = timm.create_model('local-dir:{run}', pretrained=True).eval()(x)
-        torch.save({{'native': native, 'hub': hub, 'local': local}}, {str(tmp_path / 'out.pt')!r})
+        torch.save({{'native': native, 'hub': hub, 'local': local}}, {str(tmp_path / "out.pt")!r})
     """
     run_python(code)
     out = torch.load(tmp_path / "out.pt")
@@ -384,7 +469,6 @@ def test_push_load_in_fresh_process_offline_and_repush(runs, local_hub, tmp_path
 def test_push_large_weights_through_lfs(runs, tmp_path, monkeypatch):
     """Weights above the Hub's regular-file size go up as LFS objects, in the same single commit."""
     import timm
-
     from hubserver import LocalHub, patch_huggingface_hub
 
     with LocalHub(token="tok", lfs_threshold=100_000) as hub:
@@ -404,8 +488,14 @@ def test_dry_run_and_revision(runs, local_hub, capsys):
     plan = push_run(runs["stage1"], "ltzoo/dry", dry_run=True)
     assert plan["dry_run"] and plan["token_found"] and not local_hub.repo_exists("ltzoo/dry")
     assert [f["path_in_repo"] for f in plan["files"]] == [
-        "config.json", "model.safetensors", "results.json", "per_class_recall.png", "reliability.png",
-        "predictions.safetensors", "README.md"]
+        "config.json",
+        "model.safetensors",
+        "results.json",
+        "per_class_recall.png",
+        "reliability.png",
+        "predictions.safetensors",
+        "README.md",
+    ]
     assert local_hub.requests == []
     assert ltzoo_main(["push", str(runs["stage1"]), "ltzoo/dry", "--dry-run", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -416,7 +506,9 @@ def test_dry_run_and_revision(runs, local_hub, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["revision"] == "dev" and local_hub.repo("ltzoo/branchy").private
     assert set(local_hub.files("ltzoo/branchy", "main")) == {".gitattributes"}
-    assert set(local_hub.files("ltzoo/branchy", "dev")) == CARD_FILES and out["commit"] == local_hub.head("ltzoo/branchy", "dev")
+    assert set(local_hub.files("ltzoo/branchy", "dev")) == CARD_FILES and out["commit"] == local_hub.head(
+        "ltzoo/branchy", "dev"
+    )
 
 
 def test_failing_hub_gives_a_clear_error_and_keeps_the_folder(runs, local_hub, monkeypatch, caplog, capsys):
@@ -508,8 +600,10 @@ def test_eval_of_pushed_model_reproduces_the_card(runs, local_hub, tmp_path, cap
     assert (tmp_path / "eval" / "eval.json").is_file() and (tmp_path / "eval" / "per_class_recall.png").is_file()
 
     # the table form, and a run folder by path
-    assert ltzoo_main(["eval", str(run), "--dataset", "imagefolder", "--data-dir", str(runs["data"]),
-                       "--split", "val"]) == 0
+    assert (
+        ltzoo_main(["eval", str(run), "--dataset", "imagefolder", "--data-dir", str(runs["data"]), "--split", "val"])
+        == 0
+    )
     text = capsys.readouterr().out
     val_row = next(ln for ln in text.splitlines() if "| val |" in ln)
     assert val_row.split("|")[3:] == summary_table({"m": results_of(run)["metrics"]}).splitlines()[2].split("|")[3:]
@@ -521,7 +615,10 @@ def test_cli_card_and_zoo(runs, tmp_path, capsys):
     (cards / "README.md").write_text("# not a card\n")
     stage1 = copy_run(runs["stage1"], tmp_path / "stage1")
     native = copy_run(runs["native"], tmp_path / "native")
-    assert ltzoo_main(["card", str(stage1), "--name", "s1", "--repo-id", "ltzoo/s1", "--cards-dir", str(cards), "--json"]) == 0
+    assert (
+        ltzoo_main(["card", str(stage1), "--name", "s1", "--repo-id", "ltzoo/s1", "--cards-dir", str(cards), "--json"])
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["written"] == [str(stage1 / "README.md"), str(cards / "s1.md")]
     assert (stage1 / "README.md").read_text() == (cards / "s1.md").read_text()
@@ -537,7 +634,8 @@ def test_cli_card_and_zoo(runs, tmp_path, capsys):
     for name, run in (("s1", stage1), ("n1", native)):
         test = results_of(run)["metrics"]["test"]
         assert {k: models[name][k] for k in ("acc", "hm", "gm", "min_recall")} == {
-            k: pct(test[k]) for k in ("acc", "hm", "gm", "min_recall")}
+            k: pct(test[k]) for k in ("acc", "hm", "gm", "min_recall")
+        }
     assert models["s1"]["hub_id"] == "ltzoo/s1" and models["s1"]["backbone"] == "resnet20_cifar"
     assert models["n1"]["method"] == "bsce" and models["n1"]["dataset"] == "imagefolder"
     assert catalogue(cards) == sorted(models.values(), key=lambda e: (e["dataset"], e["name"]))

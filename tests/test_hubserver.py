@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hubserver import GITATTRIBUTES, LocalHub, disable_retry_sleep, patch_huggingface_hub, set_hf_offline
 from huggingface_hub import (
     CommitOperationAdd,
     CommitOperationDelete,
@@ -26,8 +27,6 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.hf_api import RepoFile, RepoFolder
-
-from hubserver import GITATTRIBUTES, LocalHub, disable_retry_sleep, patch_huggingface_hub, set_hf_offline
 
 REPO = "ltzoo/tiny"
 BIG = 10 * 1024 * 1024 + 123  # just above the Hub's 10 MB regular-file limit
@@ -124,7 +123,11 @@ def test_upload_folder_recommit_and_snapshot_download(local_hub: LocalHub, tmp_p
     snap = Path(snapshot_download(REPO))
     assert snap.name == first.oid
     assert sorted(str(p.relative_to(snap)) for p in snap.rglob("*") if p.is_file()) == [
-        ".gitattributes", "README.md", "config.json", "sub/notes.txt"]
+        ".gitattributes",
+        "README.md",
+        "config.json",
+        "sub/notes.txt",
+    ]
     assert (snap / ".gitattributes").read_text() == GITATTRIBUTES
 
     (folder / "config.json").write_text(json.dumps({"num_classes": 5}))

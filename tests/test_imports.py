@@ -1,5 +1,6 @@
 """The package's shape: no import cycle, every module importable on its own in a fresh interpreter, no
 ``sys.path`` edits, and no bare ``print`` in the library (it logs; recipes print through accelerate)."""
+
 from __future__ import annotations
 
 import ast
@@ -31,7 +32,9 @@ def imports_of(name: str, path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             # `from pkg import mod` imports the module pkg.mod; `from mod import name` the module mod
             targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
         else:
@@ -50,12 +53,13 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
         state[node] = 2
         return None
+
     for node in sorted(graph):
         if node not in state and (cycle := visit(node)):
             return cycle
@@ -78,7 +82,7 @@ def test_no_import_cycle_in_the_package():
 def test_every_module_imports_in_a_fresh_interpreter(order):
     names = [n for n in MODULES if not n.endswith("__main__")]
     names = names if order == "sorted" else names[::-1]
-    code = "import importlib\nfor n in %r:\n    importlib.import_module(n)\n" % names
+    code = f"import importlib\nfor n in {names!r}:\n    importlib.import_module(n)\n"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -89,10 +93,16 @@ def test_no_sys_path_edits_and_no_bare_print():
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", None) == "sys":
                 pytest.fail(f"{path.relative_to(ROOT)}:{node.lineno}: sys.path: import from the package instead")
-            if (path.is_relative_to(PACKAGE) and isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id == "print"):
-                pytest.fail(f"{path.relative_to(ROOT)}:{node.lineno}: bare print in the library: log, or "
-                            "accelerator.print in a recipe")
+            if (
+                path.is_relative_to(PACKAGE)
+                and isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "print"
+            ):
+                pytest.fail(
+                    f"{path.relative_to(ROOT)}:{node.lineno}: bare print in the library: log, or "
+                    "accelerator.print in a recipe"
+                )
 
 
 def test_top_level_recipes_are_thin_entry_points():
@@ -106,30 +116,81 @@ def test_top_level_recipes_are_thin_entry_points():
         assert len([n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]) == 0
 
 
-#: Who may import whom (the floors, bottom up): the leaves import only each other; the data and metrics floor
-#: imports nothing above it; the
-#: methods (losses, heads, merge, CSA's model, bank and augmentation) import no loop; the hub imports no recipe.
-LEAVES = ("ltzoo.errors", "ltzoo.files", "ltzoo.argtypes", "ltzoo.numerics")
-FLOOR_RULES = {
-    LEAVES: LEAVES,
-    ("ltzoo.data", "ltzoo.metrics"): ("ltzoo.data", "ltzoo.metrics", *LEAVES),
-    ("ltzoo.losses", "ltzoo.heads", "ltzoo.merge", "ltzoo.csa", "ltzoo.shifted_bn", "ltzoo.models", "ltzoo.adapters"):
-        ("ltzoo.data", "ltzoo.metrics", "ltzoo.losses", "ltzoo.heads", "ltzoo.merge", "ltzoo.csa", "ltzoo.shifted_bn",
-         "ltzoo.models", "ltzoo.adapters", *LEAVES),
-    ("ltzoo.hub",): tuple(n for n in MODULES if not n.startswith(("ltzoo.recipes", "ltzoo.engine", "ltzoo.cli"))),
-}
+#: The floors, bottom up, as the tree holds them: each is a folder under ltzoo/ (a package), but for the leaves, the
+#: two modules that stay at the top. A module may import its own package and the floors below its floor, never one
+#: above: data and metrics import nothing above them, methods import no loop, the hub imports no recipe.
+FLOORS = (
+    ("ltzoo.errors", "ltzoo.files", "ltzoo.config"),
+    ("ltzoo.data", "ltzoo.metrics"),
+    ("ltzoo.methods", "ltzoo.models"),
+    ("ltzoo.runfolder",),
+    ("ltzoo.training",),
+    ("ltzoo.recipes",),
+    ("ltzoo.hub",),
+    ("ltzoo.cli",),
+)
+TOP_LEVEL = {"__init__.py", "__main__.py", "errors.py", "files.py"}
 
 
 def _within(name: str, prefixes) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-@pytest.mark.parametrize("floor", list(FLOOR_RULES), ids=lambda f: "+".join(f))
-def test_layers_import_nothing_above_them(floor):
-    allowed = FLOOR_RULES[floor]
-    bad = [f"{name} imports {dep}" for name, path in MODULES.items() if _within(name, floor)
-           for dep in sorted(imports_of(name, path)) if not _within(dep, allowed)]
+def floor_of(name: str) -> int:
+    return next(i for i, floor in enumerate(FLOORS) if _within(name, floor))
+
+
+def test_the_tree_is_the_floors():
+    """Only the package face, ``__main__``, the errors and the files modules are loose; every folder is a floor."""
+    assert {p.name for p in PACKAGE.glob("*.py")} <= TOP_LEVEL
+    packages = {f"ltzoo.{p.parent.name}" for p in PACKAGE.glob("*/__init__.py")}
+    placed = {name for floor in FLOORS for name in floor}
+    assert packages <= placed, f"a package in no floor: {sorted(packages - placed)}; add it to FLOORS"
+    assert not placed - packages - {f"ltzoo.{n[:-3]}" for n in TOP_LEVEL}, sorted(placed - packages)
+
+
+def test_no_two_modules_share_a_name():
+    """One file per concept, named after it: no two modules of the package have the same file name."""
+    seen: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name not in ("__init__.py", "__main__.py"):
+            seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert not {k: v for k, v in seen.items() if len(v) > 1}
+    assert not list(PACKAGE.rglob("common.py")) and not list(PACKAGE.rglob("utils.py"))
+
+
+def test_a_floor_imports_nothing_above_it():
+    bad = [
+        f"{name} imports {dep}"
+        for name, path in MODULES.items()
+        if name not in ("ltzoo", "ltzoo.__main__")
+        for dep in sorted(imports_of(name, path))
+        if dep != "ltzoo" and floor_of(dep) > floor_of(name)
+    ]
     assert not bad, bad
+
+
+def test_the_floor_check_sees_an_upward_import():
+    assert floor_of("ltzoo.methods.heads") < floor_of("ltzoo.training.loop") < floor_of("ltzoo.recipes.btm")
+    assert floor_of("ltzoo.data.splits") == floor_of("ltzoo.metrics.longtail")
+
+
+def test_moved_modules_import_from_their_old_path_with_a_warning():
+    code = (
+        "import warnings, ltzoo\nwarnings.simplefilter('error')\ntry:\n    import ltzoo.heads\n"
+        "except DeprecationWarning"
+        " as e:\n    print(e)\nwarnings.simplefilter('ignore')\nimport ltzoo.heads, ltzoo.methods.heads\n"
+        "assert ltzoo.heads.retrain is ltzoo.methods.heads.retrain\n"
+        "from ltzoo.runs import create_model\nfrom ltzoo.runfolder.model_io import create_model as c2\n"
+        "assert create_model is c2"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ltzoo.heads moved to ltzoo.methods.heads" in proc.stdout
+    from ltzoo import MOVED
+
+    for new in MOVED.values():
+        assert _within(new, [m for m in MODULES]), new
 
 
 def test_hub_imports_no_recipe_even_by_name():

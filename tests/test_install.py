@@ -6,6 +6,7 @@ environment, then run from a directory outside the checkout, with nothing of the
 - the packaged configs are there (``ltzoo configs``);
 - ``ltzoo card`` on a zoo entry gives exactly its ``hub_cards/`` file.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,11 +38,32 @@ def venv(tmp_path_factory) -> dict:
         shutil.copy2(ROOT / name, src / name)
     shutil.copytree(ROOT / "ltzoo", src / "ltzoo", ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env.update(HF_HOME=str(root / "hf"), HF_HUB_OFFLINE="1", MPLBACKEND="Agg", ACCELERATE_USE_CPU="true",
-               PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
+    env.update(
+        HF_HOME=str(root / "hf"),
+        HF_HUB_OFFLINE="1",
+        MPLBACKEND="Agg",
+        ACCELERATE_USE_CPU="true",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_NO_INPUT="1",
+    )
     # the wheel is built by this interpreter's setuptools (a fresh venv's own may predate bdist_wheel)
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-         "-w", root / "dist", src], root, env)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            root / "dist",
+            src,
+        ],
+        root,
+        env,
+    )
     wheel = next((root / "dist").glob("ltzoo-*.whl"))
     run([sys.executable, "-m", "venv", "--system-site-packages", root / "venv"], root, env)
     bin_dir = root / "venv" / "bin"
@@ -66,8 +88,20 @@ def test_installed_package_runs_outside_the_checkout(venv):
         assert f"    {command} " in usage, usage
     assert "fmnist_lt/btm" in run([venv["bin"] / "ltzoo", "configs"], cwd, env)
 
-    launch = [py, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch = [
+        py,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     help_text = run([*launch, "-m", "ltzoo.recipes.btm", "--help"], cwd, env)
     assert help_text.startswith("usage: btm.py") and "--stage1-loss" in help_text and "--ensemble" in help_text
 
@@ -75,8 +109,23 @@ def test_installed_package_runs_outside_the_checkout(venv):
 def test_installed_card_of_a_zoo_entry_matches_hub_cards(venv):
     run_dir = shutil.copytree(ROOT / "zoo" / ENTRY, venv["root"] / ENTRY)
     cards = venv["root"] / "cards"
-    run([venv["bin"] / "ltzoo", "card", run_dir, "--name", ENTRY, "--repo-id", f"ltzoo/{ENTRY}",
-         "--output", venv["root"] / "README.md", "--cards-dir", cards], venv["cwd"], venv["env"])
+    run(
+        [
+            venv["bin"] / "ltzoo",
+            "card",
+            run_dir,
+            "--name",
+            ENTRY,
+            "--repo-id",
+            f"ltzoo/{ENTRY}",
+            "--output",
+            venv["root"] / "README.md",
+            "--cards-dir",
+            cards,
+        ],
+        venv["cwd"],
+        venv["env"],
+    )
     card = (cards / f"{ENTRY}.md").read_text()
     published = (ROOT / "hub_cards" / f"{ENTRY}.md").read_text()
     assert "accelerate launch -m ltzoo.recipes.pretrain \\\n    --dataset fmnist_lt" in card

@@ -1,4 +1,5 @@
-"""Tests of ltzoo.losses: the factory, each loss against its formula, and GML against a naive loop."""
+"""Tests of ltzoo.methods.losses: the factory, each loss against its formula, and GML against a naive loop."""
+
 from __future__ import annotations
 
 import math
@@ -7,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ltzoo.losses import (
+from ltzoo.methods.losses import (
     BalancedSoftmaxLoss,
     ClassBalancedLoss,
     CrossEntropyLoss,
@@ -27,9 +28,7 @@ COUNTS = [50, 20, 8, 3]
 NUM_CLASSES = len(COUNTS)
 
 
-def _batch(
-    n: int = 12, seed: int = 0, dtype: torch.dtype = torch.float64
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(n: int = 12, seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     logits = torch.randn(n, NUM_CLASSES, generator=gen, dtype=dtype)
     target = torch.randint(0, NUM_CLASSES, (n,), generator=gen)
@@ -173,7 +172,7 @@ def test_focal_gamma_zero_is_ce_and_formula() -> None:
     logits, target = _batch()
     torch.testing.assert_close(FocalLoss(gamma=0.0)(logits, target), F.cross_entropy(logits, target))
     pt = logits.softmax(1)[torch.arange(len(target)), target]
-    expected = (-(1 - pt) ** 2 * pt.log()).mean()
+    expected = (-((1 - pt) ** 2) * pt.log()).mean()
     torch.testing.assert_close(create_loss("focal", gamma=2.0)(logits, target), expected)
 
 
@@ -358,12 +357,17 @@ def test_bad_kwargs_and_shapes() -> None:
 # label-aware smoothing (MiSLAS)
 
 
-@pytest.mark.parametrize("form, middle", [("linear", 0.25),
-                                          ("concave", 0.1 + 0.3 / math.sqrt(2)),   # 0.3121: above the line
-                                          ("convex", 0.4 - 0.3 / math.sqrt(2))])   # 0.1879: below it
+@pytest.mark.parametrize(
+    "form, middle",
+    [
+        ("linear", 0.25),
+        ("concave", 0.1 + 0.3 / math.sqrt(2)),  # 0.3121: above the line
+        ("convex", 0.4 - 0.3 / math.sqrt(2)),
+    ],
+)  # 0.1879: below it
 def test_las_epsilons_by_hand(form: str, middle: float) -> None:
     """Counts 9, 5, 1: t = (N - 1) / 8 = 1, 1/2, 0; eps_1 = 0.4 (head), eps_K = 0.1 (tail)."""
-    from ltzoo.losses import label_aware_epsilons
+    from ltzoo.methods.losses import label_aware_epsilons
 
     eps = label_aware_epsilons(torch.tensor([9.0, 5.0, 1.0]), eps_head=0.4, eps_tail=0.1, form=form)
     torch.testing.assert_close(eps, torch.tensor([0.4, middle, 0.1], dtype=torch.float64), rtol=0, atol=1e-12)
@@ -373,7 +377,8 @@ def test_las_epsilons_by_hand(form: str, middle: float) -> None:
 
 
 def test_las_loss_by_hand() -> None:
-    """Logits (0, ln 3): p = (1/4, 3/4); class 1 (the head, eps 0.2): 0.8 * -ln(3/4) + 0.2 * (-ln(1/4) - ln(3/4)) / 2."""
+    """Logits (0, ln 3): p = (1/4, 3/4); class 1 (the head, eps 0.2):
+    0.8 * -ln(3/4) + 0.2 * (-ln(1/4) - ln(3/4)) / 2."""
     loss = create_loss("las", [1, 4], eps_head=0.2, eps_tail=0.0)
     value = loss(torch.tensor([[0.0, math.log(3.0)]], dtype=torch.float64), torch.tensor([1]))
     assert float(value) == pytest.approx(0.3975433013185919, abs=1e-12)
@@ -387,8 +392,9 @@ def test_las_with_zero_smoothing_is_ce_and_with_equal_counts_is_label_smoothing(
     las = create_loss("las", COUNTS, eps_head=0.0, eps_tail=0.0)
     torch.testing.assert_close(las(logits, target), F.cross_entropy(logits, target), rtol=0, atol=1e-12)
     uniform = create_loss("las", [7, 7, 7, 7], eps_head=0.3, eps_tail=0.0)
-    torch.testing.assert_close(uniform(logits, target), F.cross_entropy(logits, target, label_smoothing=0.3),
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        uniform(logits, target), F.cross_entropy(logits, target, label_smoothing=0.3), rtol=0, atol=1e-12
+    )
 
 
 def test_las_bad_arguments() -> None:

@@ -1,4 +1,5 @@
-"""Weight averaging (model soups) and BatchNorm re-estimation: ltzoo.merge."""
+"""Weight averaging (model soups) and BatchNorm re-estimation: ltzoo.methods.merge."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,12 +7,14 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ltzoo.merge import average_checkpoints, greedy_soup, reestimate_bn
+from ltzoo.methods.merge import average_checkpoints, greedy_soup, reestimate_bn
 
 
 def _net(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 5, 3))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 5, 3)
+    )
 
 
 def _trained_state(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -58,8 +61,12 @@ def test_average_of_two_identical_files_is_exact(tmp_path):
 
 
 def test_average_keeps_dtypes():
-    sd = {"w": torch.randn(3, dtype=torch.float16), "b": torch.randn(2, dtype=torch.bfloat16),
-          "n": torch.tensor(5), "d": torch.randn(2, dtype=torch.float64)}
+    sd = {
+        "w": torch.randn(3, dtype=torch.float16),
+        "b": torch.randn(2, dtype=torch.bfloat16),
+        "n": torch.tensor(5),
+        "d": torch.randn(2, dtype=torch.float64),
+    }
     _assert_equal(average_checkpoints([sd, dict(sd), dict(sd)]), sd)
 
 
@@ -75,7 +82,9 @@ def test_average_of_different_models_is_elementwise_mean():
     c = _trained_state(2)
     merged = average_checkpoints([a, b, c])
     torch.testing.assert_close(merged["0.weight"], (a["0.weight"] + b["0.weight"] + c["0.weight"]) / 3)
-    torch.testing.assert_close(merged["1.running_var"], (a["1.running_var"] + b["1.running_var"] + c["1.running_var"]) / 3)
+    torch.testing.assert_close(
+        merged["1.running_var"], (a["1.running_var"] + b["1.running_var"] + c["1.running_var"]) / 3
+    )
 
 
 def test_weighted_average():
@@ -87,7 +96,9 @@ def test_weighted_average():
     # weights are normalised: scaling them all changes nothing
     _assert_equal(average_checkpoints([a, b], weights=[2.0, 6.0]), merged)
     # a zero weight ignores that member (its values, not its keys)
-    _assert_equal(average_checkpoints([a, b], weights=[0.0, 1.0]), {**b, "1.num_batches_tracked": a["1.num_batches_tracked"]})
+    _assert_equal(
+        average_checkpoints([a, b], weights=[0.0, 1.0]), {**b, "1.num_batches_tracked": a["1.num_batches_tracked"]}
+    )
     # weighting identical members still returns the member
     _assert_equal(average_checkpoints([a, dict(a)], weights=[0.3, 0.7]), a)
 
@@ -136,11 +147,12 @@ def test_streaming_generator_and_file_list(tmp_path, monkeypatch):
         for i, sd in enumerate(sds):
             consumed.append(i)
             yield sd
+
     _assert_equal(average_checkpoints(gen()), expected)
     assert consumed == [0, 1, 2, 3]
 
     # a list of paths is loaded lazily: at most one member file is held at a time
-    import ltzoo.merge as merge
+    from ltzoo.methods import merge as merge
 
     live, peak, real_load = [], [0], merge.load_file
 
@@ -149,6 +161,7 @@ def test_streaming_generator_and_file_list(tmp_path, monkeypatch):
         live.append(path)
         peak[0] = max(peak[0], len(live))
         return _Released(sd, live, path)
+
     monkeypatch.setattr(merge, "load_file", tracking_load)
     _assert_equal(average_checkpoints(files), expected)
     assert len(live) <= 1 and peak[0] == 1, "more than one member file held at once"
@@ -176,6 +189,7 @@ def test_greedy_soup_keeps_a_member_only_when_the_score_does_not_fall(tmp_path):
     def evaluate(sd):
         seen.append(float(sd["w"]))
         return -abs(float(sd["w"]) - 1.0)
+
     own = [evaluate({"w": torch.tensor([v])}) for v in values]
     seen.clear()
     merged, chosen = greedy_soup(files, own, evaluate)
@@ -229,7 +243,9 @@ def test_reestimate_bn_gives_exact_statistics_over_all_batches():
     before = {k: v.clone() for k, v in net.state_dict().items()}
     # batches of different sizes and distributions: an average of per-batch statistics would be wrong
     gen = torch.Generator().manual_seed(1)
-    batches = [torch.randn(n, 3, 4, 4, generator=gen) * s + o for n, s, o in ((8, 1.0, 0.0), (5, 3.0, 2.0), (2, 0.5, -4.0))]
+    batches = [
+        torch.randn(n, 3, 4, 4, generator=gen) * s + o for n, s, o in ((8, 1.0, 0.0), (5, 3.0, 2.0), (2, 0.5, -4.0))
+    ]
     out = reestimate_bn(net, iter(batches))
     assert out is net and not net.training and not net.bn.training
     everything = torch.cat(batches)
@@ -244,7 +260,8 @@ def test_reestimate_bn_gives_exact_statistics_over_all_batches():
 
 
 def test_reestimate_bn_one_batch_matches_torch_batch_statistics():
-    """With one batch, the result is what torch's BN computes on that batch (biased var normalises, unbiased is stored)."""
+    """With one batch, the result is what torch's BN computes on that batch (biased var normalises, unbiased is
+    stored)."""
     torch.manual_seed(0)
     net = _OneBN()
     x = torch.randn(6, 3, 5, 5) * 2 + 1

@@ -1,5 +1,6 @@
 """benchmarks/method_table.py's grid runner, without training: which runs it starts, in which order, and
 how runners share a grid (the recipes themselves are replaced by a stub that writes results.json)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,6 +24,7 @@ def table(monkeypatch):
         assert parent is None or (mod.run_dir(base, seed, parent) / "results.json").is_file(), (name, "before", parent)
         started.append((name, seed))
         (mod.run_dir(base, seed, name) / "results.json").write_text("{}")
+
     monkeypatch.setattr(mod, "launch", fake_launch)
     mod.started = started
     return mod
@@ -54,8 +56,10 @@ def test_which_method_names_ties_and_leaves_out_ceilings(tmp_path, monkeypatch):
     spec.loader.exec_module(mod)
     path = tmp_path / "t.csv"
     head = "method,seeds,hm,hm_std,val_hm\n"
-    path.write_text(head + "A,3,0.90,0.01,0.5\nB,3,0.885,0.01,0.9\nC,3,0.85,0.01,0.6\nD,1,0.99,0,0.99\n"
-                    "Ceiling: x,3,0.95,0.01,0.95\nA fp32 training,3,0.91,0.01,0.9\n")
+    path.write_text(
+        head + "A,3,0.90,0.01,0.5\nB,3,0.885,0.01,0.9\nC,3,0.85,0.01,0.6\nD,1,0.99,0,0.99\n"
+        "Ceiling: x,3,0.95,0.01,0.95\nA fp32 training,3,0.91,0.01,0.9\n"
+    )
     rows = mod.candidates(path)
     assert [r["method"] for r in rows] == ["A", "B", "C"]  # all seeds; no ceiling, no fp32 check
     assert mod.cell(rows, "hm") == "tie: A 90.00 ± 1.00, B 88.50 ± 1.00"  # C's interval misses A's
@@ -70,8 +74,10 @@ def test_which_method_separates_overlapping_rows_the_seeds_tell_apart(tmp_path, 
     spec = importlib.util.spec_from_file_location("which_method", ROOT / "benchmarks" / "which_method.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    ten = [{"method": "A", "seeds": "10", "hm": "0.90", "hm_std": "0.01"},
-           {"method": "B", "seeds": "10", "hm": "0.885", "hm_std": "0.01"}]
+    ten = [
+        {"method": "A", "seeds": "10", "hm": "0.90", "hm_std": "0.01"},
+        {"method": "B", "seeds": "10", "hm": "0.885", "hm_std": "0.01"},
+    ]
     assert mod.cell(ten, "hm").startswith("A 90.00 ± 1.00 (next: B")
     three = [dict(r, seeds="3") for r in ten]
     assert mod.cell(three, "hm").startswith("tie: A")
@@ -82,7 +88,7 @@ def test_relative_accuracy_and_one_seed_hm_interval(table, tmp_path, monkeypatch
 
     import torch
 
-    from ltzoo.predictions import FORMAT, save_predictions
+    from ltzoo.runfolder.predictions import FORMAT, save_predictions
 
     refs = tmp_path / "refs"
     for seed, acc in ((0, 0.90), (1, 0.92)):
@@ -97,14 +103,24 @@ def test_relative_accuracy_and_one_seed_hm_interval(table, tmp_path, monkeypatch
     assert table.relative_accuracy(rows, "rho10", "no-such-grid", [0]) == ""  # no size-matched reference
     # a run folder with kept predictions: its test HM interval, on the first seed that has one
     y = torch.arange(3).repeat_interleave(50)
-    z = torch.nn.functional.one_hot(y, 3).float() + 0.9 * torch.randn(150, 3, generator=torch.Generator().manual_seed(0))
-    meta = {"format": FORMAT, "dataset": "d", "model": "m", "num_classes": 3, "class_names": ["a", "b", "c"],
-            "train_counts": [100, 30, 5], "shot_thresholds": [50, 10], "splits": {"test": {"fingerprint": "f"}}}
+    z = torch.nn.functional.one_hot(y, 3).float() + 0.9 * torch.randn(
+        150, 3, generator=torch.Generator().manual_seed(0)
+    )
+    meta = {
+        "format": FORMAT,
+        "dataset": "d",
+        "model": "m",
+        "num_classes": 3,
+        "class_names": ["a", "b", "c"],
+        "train_counts": [100, 30, 5],
+        "shot_thresholds": [50, 10],
+        "splits": {"test": {"fingerprint": "f"}},
+    }
     run = table.run_dir(tmp_path / "grid", 1, "ce")
     save_predictions(run / "predictions.safetensors", {"test": z}, {"test": y}, meta)
     got = table.hm_interval(tmp_path / "grid", [0, 1], "CE")
     assert got.endswith("(seed 1)") and got.startswith("[")
-    lo, hi = map(float, got[1:got.index("]")].split(", "))
+    lo, hi = map(float, got[1 : got.index("]")].split(", "))
     assert lo < hi
     assert table.hm_interval(tmp_path / "grid", [0, 1], "CE + cRT") is None  # a head of a run's table
 
@@ -119,20 +135,61 @@ def test_rows_without_runs_here_are_carried_from_the_committed_csv(table, tmp_pa
     with open(tmp_path / "method_table_rho100.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
-        w.writerow({"method": "Balanced Softmax", "seeds": "3", "acc": "0.89", "acc_std": "", "hardware": "CPU",
-                    "commits": "abc1234", "carried": "False"})
-        w.writerow({"method": "CE", "seeds": "3", "acc": "0.5", "acc_std": "0.1", "hardware": "CPU",
-                    "commits": "abc1234", "carried": "False"})
-        w.writerow({"method": "a row no longer in ROWS", "seeds": "1", "acc": "0.1", "acc_std": "0",
-                    "hardware": "", "commits": "", "carried": "False"})
+        w.writerow(
+            {
+                "method": "Balanced Softmax",
+                "seeds": "3",
+                "acc": "0.89",
+                "acc_std": "",
+                "hardware": "CPU",
+                "commits": "abc1234",
+                "carried": "False",
+            }
+        )
+        w.writerow(
+            {
+                "method": "CE",
+                "seeds": "3",
+                "acc": "0.5",
+                "acc_std": "0.1",
+                "hardware": "CPU",
+                "commits": "abc1234",
+                "carried": "False",
+            }
+        )
+        w.writerow(
+            {
+                "method": "a row no longer in ROWS",
+                "seeds": "1",
+                "acc": "0.1",
+                "acc_std": "0",
+                "hardware": "",
+                "commits": "",
+                "carried": "False",
+            }
+        )
     measured = [{"method": "CE", "seeds": 3, "acc": 0.86, "acc_std": 0.01, "hardware": "CPU", "commits": "def5678"}]
     rows = table.carried(measured, "rho100")
     assert [r["method"] for r in rows] == ["CE", "Balanced Softmax"]
     assert rows[0] == {**measured[0], "carried": False}
-    assert rows[1] == {"method": "Balanced Softmax", "seeds": 3, "acc": 0.89, "acc_std": None, "hardware": "CPU",
-                       "commits": "abc1234", "carried": True}
+    assert rows[1] == {
+        "method": "Balanced Softmax",
+        "seeds": 3,
+        "acc": 0.89,
+        "acc_std": None,
+        "hardware": "CPU",
+        "commits": "abc1234",
+        "carried": True,
+    }
     assert table.carried(measured, "rho10") == [{**measured[0], "carried": False}]  # no committed table
     # a re-run on fewer seeds than the committed row does not replace it
     partial = [{**measured[0], "seeds": 2}]
-    assert table.carried(partial, "rho100")[0] == {"method": "CE", "seeds": 3, "acc": 0.5, "acc_std": 0.1,
-                                                   "hardware": "CPU", "commits": "abc1234", "carried": True}
+    assert table.carried(partial, "rho100")[0] == {
+        "method": "CE",
+        "seeds": 3,
+        "acc": 0.5,
+        "acc_std": 0.1,
+        "hardware": "CPU",
+        "commits": "abc1234",
+        "carried": True,
+    }

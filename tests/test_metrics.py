@@ -1,4 +1,5 @@
 """Long-tail metrics (`ltzoo.metrics.longtail`) and the per-class recall plot (`ltzoo.metrics.plot`)."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,12 @@ import torch
 from scipy.stats import gmean, hmean
 
 from ltzoo.metrics import (
-    SUMMARY_KEYS, geometric_mean, harmonic_mean, longtail_metrics, per_class_recall, plot_per_class_recall,
+    SUMMARY_KEYS,
+    geometric_mean,
+    harmonic_mean,
+    longtail_metrics,
+    per_class_recall,
+    plot_per_class_recall,
 )
 from ltzoo.metrics.longtail import CLAMP_FLOOR
 
@@ -95,12 +101,15 @@ def test_absent_classes_are_excluded_and_reported():
     assert m["many"] == pytest.approx(0.75) and m["medium"] is None and m["few"] == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("many, few, groups", [
-    (100, 20, {"many": [0, 1], "medium": [2], "few": [3, 4]}),
-    (300, 60, {"many": [0], "medium": [1], "few": [2, 3, 4]}),
-    (200, 10, {"many": [0], "medium": [1, 2, 3], "few": [4]}),  # boundaries are medium
-    (1000, 1, {"many": [], "medium": [0, 1, 2, 3, 4], "few": []}),
-])
+@pytest.mark.parametrize(
+    "many, few, groups",
+    [
+        (100, 20, {"many": [0, 1], "medium": [2], "few": [3, 4]}),
+        (300, 60, {"many": [0], "medium": [1], "few": [2, 3, 4]}),
+        (200, 10, {"many": [0], "medium": [1, 2, 3], "few": [4]}),  # boundaries are medium
+        (1000, 1, {"many": [], "medium": [0, 1, 2, 3, 4], "few": []}),
+    ],
+)
 def test_many_medium_few_with_custom_thresholds(many, few, groups):
     train_counts = [500, 200, 50, 10, 5]
     support, hits = [10] * 5, [9, 7, 5, 3, 1]
@@ -121,14 +130,17 @@ def test_no_groups_without_train_counts():
     assert m["hm"] == m["gm"] == m["acc"] == 1.0
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(labels=[0, 1, 2], preds=[0, 1]), "differ in length: 3 vs 2"),
-    (dict(labels=[], preds=[]), "no samples"),
-    (dict(labels=[0, 5], preds=[0, 1], num_classes=3), r"labels must lie in \[0, 3\); got \[0, 5\]"),
-    (dict(labels=[-1, 1], preds=[0, 1]), r"labels must lie in \[0, 2\); got \[-1, 1\]"),
-    (dict(labels=[0, 3], preds=[0, 1], train_counts=[10, 5]), r"labels must lie in \[0, 2\)"),
-    (dict(labels=[0, 1], preds=[0, 1], train_counts=[10, 5, 1], num_classes=2), "train_counts has 3 classes"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(labels=[0, 1, 2], preds=[0, 1]), "differ in length: 3 vs 2"),
+        (dict(labels=[], preds=[]), "no samples"),
+        (dict(labels=[0, 5], preds=[0, 1], num_classes=3), r"labels must lie in \[0, 3\); got \[0, 5\]"),
+        (dict(labels=[-1, 1], preds=[0, 1]), r"labels must lie in \[0, 2\); got \[-1, 1\]"),
+        (dict(labels=[0, 3], preds=[0, 1], train_counts=[10, 5]), r"labels must lie in \[0, 2\)"),
+        (dict(labels=[0, 1], preds=[0, 1], train_counts=[10, 5, 1], num_classes=2), "train_counts has 3 classes"),
+    ],
+)
 def test_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         longtail_metrics(**kwargs)

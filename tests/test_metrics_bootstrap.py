@@ -1,9 +1,9 @@
 """Stratified and paired bootstrap: coverage against a known truth, fixed class counts, paired differences."""
+
 import pytest
 import torch
 
-from ltzoo.metrics.bootstrap import (paired_bootstrap, resampled_class_sums, stratified_bootstrap,
-                                     summary_from_recall)
+from ltzoo.metrics.bootstrap import paired_bootstrap, resampled_class_sums, stratified_bootstrap, summary_from_recall
 
 
 def test_interval_coverage_near_95_percent_with_known_truth():

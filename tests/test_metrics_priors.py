@@ -1,9 +1,18 @@
 """Shifted test priors: reweighting equals an explicitly resampled test set; EM recovers a known prior."""
+
 import pytest
 import torch
 
-from ltzoo.metrics.priors import (adjust_logits, check_prior, em_prior, longtail_prior, prior_sweep, prior_weights,
-                                  shifted_metrics, shifted_priors)
+from ltzoo.metrics.priors import (
+    adjust_logits,
+    check_prior,
+    em_prior,
+    longtail_prior,
+    prior_sweep,
+    prior_weights,
+    shifted_metrics,
+    shifted_priors,
+)
 from ltzoo.metrics.probability import weighted_probability_metrics
 
 
@@ -53,17 +62,23 @@ def test_em_recovers_a_known_prior():
 
 def test_shifted_priors_follow_the_training_order():
     priors = shifted_priors([10, 1000, 100])
-    assert list(priors) == [f"forward-{r}" for r in (50, 25, 10, 5, 2)] + ["uniform"] + \
-        [f"backward-{r}" for r in (2, 5, 10, 25, 50)]
+    assert list(priors) == [f"forward-{r}" for r in (50, 25, 10, 5, 2)] + ["uniform"] + [
+        f"backward-{r}" for r in (2, 5, 10, 25, 50)
+    ]
     f = priors["forward-50"]
     assert float(f[1] / f[0]) == pytest.approx(50) and int(f.argmax()) == 1
     assert int(priors["backward-50"].argmax()) == 0
     assert torch.allclose(priors["uniform"], torch.full((3,), 1 / 3, dtype=torch.double))
 
 
-@pytest.mark.parametrize("prior,match", [([0.5, 0.4], "has 2 values but the model has 3 classes"),
-                                          ([0.5, 0.4, 0.3], "sums to 1.2, not 1"),
-                                          ([1.2, -0.1, -0.1], "negative")])
+@pytest.mark.parametrize(
+    "prior,match",
+    [
+        ([0.5, 0.4], "has 2 values but the model has 3 classes"),
+        ([0.5, 0.4, 0.3], "sums to 1.2, not 1"),
+        ([1.2, -0.1, -0.1], "negative"),
+    ],
+)
 def test_bad_prior_is_one_clear_line(prior, match):
     with pytest.raises(ValueError, match=match) as err:
         check_prior(prior, 3)

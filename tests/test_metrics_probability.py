@@ -1,12 +1,19 @@
 """Probability metrics: ECE equals torchmetrics', classwise ECE, NLL, Brier and top-5 against references."""
+
 import numpy as np
 import pytest
 import torch
 from scipy.special import log_softmax, softmax
 from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
 
-from ltzoo.metrics.probability import (binned_calibration_error, expected_calibration_error, probability_metrics,
-                                       reliability_bins, top_k_accuracy, weighted_probability_metrics)
+from ltzoo.metrics.probability import (
+    binned_calibration_error,
+    expected_calibration_error,
+    probability_metrics,
+    reliability_bins,
+    top_k_accuracy,
+    weighted_probability_metrics,
+)
 
 
 def random_logits(n=2000, c=10, seed=0, scale=3.0):

@@ -1,12 +1,13 @@
-"""ltzoo.numerics: the first non-finite loss of an epoch is found without a sync per step, and ends the run
+"""ltzoo.training.numerics: the first non-finite loss of an epoch is found without a sync per step, and ends the run
 on one line that names the epoch, the step, the precision and the fix."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
 from ltzoo.errors import run_main, user_error
-from ltzoo.numerics import LossWatch, NonFiniteTraining
+from ltzoo.training.numerics import LossWatch, NonFiniteTraining
 
 NAN, INF = float("nan"), float("inf")
 
@@ -52,8 +53,9 @@ def test_is_a_one_line_user_error(capsys):
     assert user_error(NonFiniteTraining(0, 1, "bf16")) is not None
     assert run_main(main, "pretrain.py", exit=False) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("pretrain.py: error: the training loss became non-finite at "
-                                                   "epoch 3, step 1 (bf16 mixed precision); lower --lr")
+    assert err.count("\n") == 1 and err.startswith(
+        "pretrain.py: error: the training loss became non-finite at epoch 3, step 1 (bf16 mixed precision); lower --lr"
+    )
 
 
 def test_non_finite_weights_behind_a_finite_loss():
@@ -72,6 +74,9 @@ def test_names_what_trained_and_its_learning_rate_flag():
     """A BTM member's loop: the message names the member and --member-lr, not the run's --lr."""
     watch = LossWatch(epoch=0, precision="no", device="cpu", lr_flag="--member-lr", of="member 2")
     watch.add(torch.tensor(NAN))
-    with pytest.raises(NonFiniteTraining, match=r"^the training loss of member 2 became non-finite at epoch 0, "
-                                                r"step 0 \(fp32\); lower --member-lr "):
+    with pytest.raises(
+        NonFiniteTraining,
+        match=r"^the training loss of member 2 became non-finite at epoch 0, "
+        r"step 0 \(fp32\); lower --member-lr ",
+    ):
         watch.check()

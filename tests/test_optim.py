@@ -1,12 +1,13 @@
-"""The step-decay schedule and the plain-momentum optimiser of `ltzoo.recipes.optim` (LDAM-DRW's and MiSLAS's
+"""The step-decay schedule and the plain-momentum optimiser of `ltzoo.training.optim` (LDAM-DRW's and MiSLAS's
 CIFAR-LT recipes), and the pretrain flags that reach them. The cosine schedule is tested in test_recipe_args."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
 from ltzoo.recipes import pretrain
-from ltzoo.recipes.optim import create_optimizer, create_scheduler
+from ltzoo.training.optim import create_optimizer, create_scheduler
 
 
 def _rates(total: int, warmup: int, milestones=(), gamma: float = 0.1, lr: float = 0.1) -> list[float]:
@@ -42,12 +43,28 @@ def test_plain_momentum_optimizer():
 
 
 def test_pretrain_flags(capsys):
-    args = pretrain.build_parser().parse_args(["--epochs", "200", "--warmup-epochs", "5", "--lr-steps", "160", "180",
-                                               "--lr-gamma", "0.01", "--optimizer", "momentum"])
+    args = pretrain.build_parser().parse_args(
+        [
+            "--epochs",
+            "200",
+            "--warmup-epochs",
+            "5",
+            "--lr-steps",
+            "160",
+            "180",
+            "--lr-gamma",
+            "0.01",
+            "--optimizer",
+            "momentum",
+        ]
+    )
     assert args.lr_steps == [160, 180] and args.lr_gamma == 0.01 and args.optimizer == "momentum"
     assert pretrain.build_parser().parse_args([]).lr_steps is None  # cosine by default
-    for bad in (["--epochs", "10", "--lr-steps", "12"], ["--warmup-epochs", "5", "--lr-steps", "3"],
-                ["--lr-steps", "8", "6"]):
+    for bad in (
+        ["--epochs", "10", "--lr-steps", "12"],
+        ["--warmup-epochs", "5", "--lr-steps", "3"],
+        ["--lr-steps", "8", "6"],
+    ):
         with pytest.raises(SystemExit):
             pretrain.build_parser().parse_args(bad)
         assert "--lr-steps" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """ltzoo.models.pretrained: weights from a local file or timm's Hub cache, their errors, and the input that
 comes with them (BatchPreprocess resizing and channel repetition, the exported pretrained_cfg)."""
+
 from __future__ import annotations
 
 import time
@@ -44,8 +45,9 @@ def test_file_loads_like_timm_overlay(r20_file, tmp_path, suffix):
     assert net.num_classes == 4 and net.conv1.in_channels == 3
     assert pt.input_from_weights(net) and "state_dict" not in net.pretrained_cfg
     # timm's own overlay loads the same numbers
-    ref = timm.create_model("resnet20_cifar", pretrained=True, num_classes=4,
-                            pretrained_cfg_overlay=dict(file=str(path), num_classes=10))
+    ref = timm.create_model(
+        "resnet20_cifar", pretrained=True, num_classes=4, pretrained_cfg_overlay=dict(file=str(path), num_classes=10)
+    )
     _same_backbone(net, ref.state_dict())
 
 
@@ -82,11 +84,18 @@ def test_missing_and_garbage_files(tmp_path):
 
 def test_mismatch_names_first_tensor(tmp_path):
     save_file(timm.create_model("resnet32_cifar").state_dict(), str(tmp_path / "r32.safetensors"))
-    with pytest.raises(UserError, match=r"does not fit resnet20_cifar: first mismatch: layer1\.3\.\S+ is in the file, "
-                                         r"not in the model \(and \d+ more\)"):
+    with pytest.raises(
+        UserError,
+        match=r"does not fit resnet20_cifar: first mismatch: layer1\.3\.\S+ is in the file, "
+        r"not in the model \(and \d+ more\)",
+    ):
         pt.create_pretrained("resnet20_cifar", num_classes=3, pretrained_file=tmp_path / "r32.safetensors")
-    save_file(timm.create_model("vit_pico_patch4_28", embed_dim=32, in_chans=3).state_dict(), str(tmp_path / "v.safetensors"))
-    with pytest.raises(UserError, match=r"first mismatch: \S+ has shape \(.*32.*\) in the file and \(.*64.*\) in the model"):
+    save_file(
+        timm.create_model("vit_pico_patch4_28", embed_dim=32, in_chans=3).state_dict(), str(tmp_path / "v.safetensors")
+    )
+    with pytest.raises(
+        UserError, match=r"first mismatch: \S+ has shape \(.*32.*\) in the file and \(.*64.*\) in the model"
+    ):
         pt.create_pretrained("vit_pico_patch4_28", num_classes=3, pretrained_file=tmp_path / "v.safetensors")
 
 
@@ -123,14 +132,14 @@ def test_hub_offline_not_cached_is_one_fast_line(empty_cache, monkeypatch):
 
 def test_hub_unreachable_not_cached_is_fast(empty_cache, monkeypatch):
     from huggingface_hub import constants
-
     from launching import free_port
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                        constants.ENDPOINT + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", constants.ENDPOINT + "/{repo_id}/resolve/{revision}/{filename}"
+    )
     start = time.perf_counter()
     with pytest.raises(UserError, match="not in the local cache and the Hub cannot be reached"):
         pt.create_pretrained("resnet10t", num_classes=3)
@@ -164,12 +173,26 @@ def test_batch_resize_matches_pil(interpolation, pil):
 
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (4, 1, 8, 8), dtype=np.uint8)
-    prep = BatchPreprocess((0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255), crop_padding=0, size=(32, 32), channels=3,
-                           interpolation=interpolation)
+    prep = BatchPreprocess(
+        (0.0, 0.0, 0.0),
+        (1 / 255, 1 / 255, 1 / 255),
+        crop_padding=0,
+        size=(32, 32),
+        channels=3,
+        interpolation=interpolation,
+    )
     got = prep(torch.from_numpy(imgs))
     assert got.shape == (4, 3, 32, 32)
-    ref = torch.stack([torch.from_numpy(np.array(Image.fromarray(imgs[i, 0]).resize((32, 32), getattr(
-        Image.Resampling, pil)).convert("RGB"))).permute(2, 0, 1).float() for i in range(4)])
+    ref = torch.stack(
+        [
+            torch.from_numpy(
+                np.array(Image.fromarray(imgs[i, 0]).resize((32, 32), getattr(Image.Resampling, pil)).convert("RGB"))
+            )
+            .permute(2, 0, 1)
+            .float()
+            for i in range(4)
+        ]
+    )
     diff = (got - ref).abs()
     assert diff.max() <= 2.0 + 1e-4 and (diff > 1.0 + 1e-4).float().mean() < 0.01, "rounding steps from PIL, no more"
 
@@ -184,7 +207,7 @@ def test_weights_data_config_and_export(r20_file, tmp_path):
     from fixtures import make_imagefolder
 
     from ltzoo.data import load_dataset
-    from ltzoo.runs import batch_preprocess, create_model, data_config, save_model
+    from ltzoo.runfolder.model_io import batch_preprocess, create_model, data_config, save_model
 
     data = make_imagefolder(tmp_path / "d", {"train": [6, 4], "test": [2, 2]}, size=(8, 8), channels=1)
     ds = load_dataset("imagefolder", data_dir=str(data), val_per_class=0)

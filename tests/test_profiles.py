@@ -1,4 +1,5 @@
 """Long-tail profiles (`ltzoo.data.profiles`) and the containers of `ltzoo.data.splits`."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,9 +18,15 @@ def test_exp_profile_matches_the_literature():
     assert longtail_counts(6000, 10, 100, "exp") == FMNIST_LT_COUNTS
 
 
-@pytest.mark.parametrize("n_max, num_classes, rho", [
-    (500, 100, 100), (5000, 10, 10), (5000, 10, 50), (1280, 1000, 256),
-])
+@pytest.mark.parametrize(
+    "n_max, num_classes, rho",
+    [
+        (500, 100, 100),
+        (5000, 10, 10),
+        (5000, 10, 50),
+        (1280, 1000, 256),
+    ],
+)
 def test_exp_profile_shape(n_max, num_classes, rho):
     counts = longtail_counts(n_max, num_classes, rho)
     assert len(counts) == num_classes
@@ -36,22 +43,28 @@ def test_exp_profile_edge_cases():
     assert longtail_counts(100, 2, 10) == [100, 10]
 
 
-@pytest.mark.parametrize("num_classes, expected", [
-    (10, [1000] * 5 + [10] * 5),
-    (5, [1000] * 2 + [10] * 3),
-    (2, [1000, 10]),
-])
+@pytest.mark.parametrize(
+    "num_classes, expected",
+    [
+        (10, [1000] * 5 + [10] * 5),
+        (5, [1000] * 2 + [10] * 3),
+        (2, [1000, 10]),
+    ],
+)
 def test_step_profile(num_classes, expected):
     assert longtail_counts(1000, num_classes, 100, "step") == expected
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(n_max=100, num_classes=10, imbalance=0.5), "imbalance ratio must be >= 1"),
-    (dict(n_max=100, num_classes=10, imbalance=10, profile="linear"), "unknown long-tail profile 'linear'"),
-    (dict(n_max=100, num_classes=0, imbalance=10), "at least one class"),
-    (dict(n_max=0, num_classes=10, imbalance=10), "n_max=0"),
-    (dict(n_max=-5, num_classes=10, imbalance=10, profile="step"), "n_max=-5"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n_max=100, num_classes=10, imbalance=0.5), "imbalance ratio must be >= 1"),
+        (dict(n_max=100, num_classes=10, imbalance=10, profile="linear"), "unknown long-tail profile 'linear'"),
+        (dict(n_max=100, num_classes=0, imbalance=10), "at least one class"),
+        (dict(n_max=0, num_classes=10, imbalance=10), "n_max=0"),
+        (dict(n_max=-5, num_classes=10, imbalance=10, profile="step"), "n_max=-5"),
+    ],
+)
 def test_longtail_counts_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         longtail_counts(**kwargs)
@@ -136,8 +149,17 @@ def test_class_order_own_reverse_and_random():
     assert len(draws) == 5
 
 
-@pytest.mark.parametrize("order", [["dog", "ant", "cat", "bee"], [3, 0, 2, 1], ("dog", "ant", "cat", "bee"),
-                                   "dog,ant,cat,bee", " dog , ant,cat,bee", "3,0,2,1"])
+@pytest.mark.parametrize(
+    "order",
+    [
+        ["dog", "ant", "cat", "bee"],
+        [3, 0, 2, 1],
+        ("dog", "ant", "cat", "bee"),
+        "dog,ant,cat,bee",
+        " dog , ant,cat,bee",
+        "3,0,2,1",
+    ],
+)
 def test_class_order_explicit_by_name_or_index(order):
     assert resolve_class_order(order, NAMES) == ([3, 0, 2, 1], "explicit")
 
@@ -149,15 +171,25 @@ def test_class_order_names_win_over_indices():
     assert resolve_class_order([3, 2, 1, 0], names)[0] == [3, 2, 1, 0]
 
 
-@pytest.mark.parametrize("order, match", [
-    (["dog", "ant", "cat"], r"each of the 4 classes once, most images first: missing \['bee'\]"),
-    (["dog", "ant", "cat", "dog"], r"missing \['bee'\]; duplicated \['dog'\]"),
-    ([0, 1, 2, 4], r"missing \['dog'\]; out of range \[4\]"),
-    (["dog", "ant", "cat", "bea"], r"\['bea'\] are not class names \(classes: \['ant', 'bee', 'cat', 'dog'\]\)"),
-    ("sideways", r"unknown class order 'sideways'; choose 'own', 'reverse', 'random:<seed>', one of \['hard_tail'\]"),
-    ("random:x", r"'random:<seed>' needs an integer seed"),
-    ("hard_tail", r"named class order 'hard_tail' is defined for the classes .*, not for this dataset's \(ant, bee, cat, ...\)"),
-])
+@pytest.mark.parametrize(
+    "order, match",
+    [
+        (["dog", "ant", "cat"], r"each of the 4 classes once, most images first: missing \['bee'\]"),
+        (["dog", "ant", "cat", "dog"], r"missing \['bee'\]; duplicated \['dog'\]"),
+        ([0, 1, 2, 4], r"missing \['dog'\]; out of range \[4\]"),
+        (["dog", "ant", "cat", "bea"], r"\['bea'\] are not class names \(classes: \['ant', 'bee', 'cat', 'dog'\]\)"),
+        (
+            "sideways",
+            r"unknown class order 'sideways'; choose 'own', 'reverse', 'random:<seed>', one of \['hard_tail'\]",
+        ),
+        ("random:x", r"'random:<seed>' needs an integer seed"),
+        (
+            "hard_tail",
+            r"named class order 'hard_tail' is defined for the classes .*, "
+            r"not for this dataset's \(ant, bee, cat, ...\)",
+        ),
+    ],
+)
 def test_class_order_errors_name_the_problem(order, match):
     with pytest.raises(ValueError, match=match):
         resolve_class_order(order, NAMES)
@@ -209,8 +241,17 @@ def test_shot_groups_boundaries():
 def test_ltdataset_summary_and_label_check():
     train = Split("train", [0] * 5 + [1] * 3 + [2], files=["f"] * 9)
     test = Split("test", [0, 1, 2], files=["g"] * 3)
-    ds = LTDataset("toy", ["a", "b", "c"], train, None, test, (3, 8, 8), (0.5,) * 3, (0.2,) * 3,
-                   info={"shot_thresholds": {"many": 4, "few": 2}})
+    ds = LTDataset(
+        "toy",
+        ["a", "b", "c"],
+        train,
+        None,
+        test,
+        (3, 8, 8),
+        (0.5,) * 3,
+        (0.2,) * 3,
+        info={"shot_thresholds": {"many": 4, "few": 2}},
+    )
     s = ds.summary()
     assert s["class_counts"] == [5, 3, 1] and s["num_classes"] == 3 and s["val_images"] == 0
     assert s["many_medium_few"] == {"many": 1, "medium": 1, "few": 1}

@@ -1,6 +1,7 @@
 """The recipes' command lines: each offers the flags it honours, refuses at parse time the combinations it
 cannot honour (naming the flag and the fix), shares its data flags with the ``ltzoo`` CLI, and BTM hands
 its own stage 1 an explicit argument namespace."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,7 @@ import torch
 
 from ltzoo.cli import build_parser as cli_parser
 from ltzoo.recipes import btm, gml, pretrain
-from ltzoo.recipes.optim import create_optimizer, create_scheduler
+from ltzoo.training.optim import create_optimizer, create_scheduler
 
 
 def parse(recipe, *argv: str) -> argparse.Namespace:
@@ -34,15 +35,18 @@ def test_soft_target_losses_are_asked_of_the_losses():
     assert list(pretrain.soft_target_losses()) == ["ce", "bsce", "la"]  # the loss registry's answer
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--mixup", "0.2", "--loss", "focal"], ["--mixup/--cutmix", "--loss focal", "use --loss ce, bsce or la"]),
-    (["--cutmix", "1", "--loss", "ldam_drw"], ["--loss ldam_drw", "drop --mixup/--cutmix"]),
-    (["--label-smoothing", "0.1", "--loss", "bsce"], ["--label-smoothing", "use --loss ce"]),
-    (["--tau", "2", "--loss", "ce"], ["--tau", "use --loss la"]),
-    (["--drw-epoch", "3", "--loss", "ldam"], ["--drw-epoch", "use --loss ldam_drw"]),
-    (["--new-head"], ["--new-head", "give --init"]),
-    (["--init", "runs/x", "--pretrained"], ["--pretrained", "--init"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--mixup", "0.2", "--loss", "focal"], ["--mixup/--cutmix", "--loss focal", "use --loss ce, bsce or la"]),
+        (["--cutmix", "1", "--loss", "ldam_drw"], ["--loss ldam_drw", "drop --mixup/--cutmix"]),
+        (["--label-smoothing", "0.1", "--loss", "bsce"], ["--label-smoothing", "use --loss ce"]),
+        (["--tau", "2", "--loss", "ce"], ["--tau", "use --loss la"]),
+        (["--drw-epoch", "3", "--loss", "ldam"], ["--drw-epoch", "use --loss ldam_drw"]),
+        (["--new-head"], ["--new-head", "give --init"]),
+        (["--init", "runs/x", "--pretrained"], ["--pretrained", "--init"]),
+    ],
+)
 def test_pretrain_refuses_what_it_cannot_honour(argv, words, capsys):
     err = refused(pretrain, capsys, *argv)
     assert err.startswith("pretrain.py: error: ")
@@ -50,7 +54,9 @@ def test_pretrain_refuses_what_it_cannot_honour(argv, words, capsys):
 
 
 def test_label_smoothing_is_applied_once_with_mixup():
-    args = parse(pretrain, "--mixup", "0.2", "--loss", "bsce", "--label-smoothing", "0.1")  # Mixup smooths bsce's targets
+    args = parse(
+        pretrain, "--mixup", "0.2", "--loss", "bsce", "--label-smoothing", "0.1"
+    )  # Mixup smooths bsce's targets
     assert pretrain.loss_kwargs(args) == {}
     args = parse(pretrain, "--mixup", "0.2", "--label-smoothing", "0.1")
     assert pretrain.loss_kwargs(args) == {"smoothing": 0.0}  # timm's Mixup smooths; the loss does not again
@@ -64,18 +70,23 @@ def test_pretrain_accepts_what_the_config_sets_with_init(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ btm
-@pytest.mark.parametrize("argv, words", [
-    (["--classifier", "lws", "--ensemble"], ["--ensemble", "--classifier lws", "drop --ensemble"]),
-    (["--classifier", "la", "--ensemble"], ["--ensemble", "--classifier la"]),
-    (["--classifier", "taunorm", "--head-lr", "0.1"], ["--head-lr", "drop --head-lr"]),
-    (["--classifier", "none", "--head-epochs", "3"], ["--head-epochs"]),
-    (["--new-head"], ["--new-head", "give --init"]),
-    (["--init", "runs/x", "--epochs", "3", "--lr", "0.5"], ["--epochs, --lr", "drop --epochs, --lr"]),
-    (["--init", "runs/x", "--stage1-loss", "bsce"], ["--stage1-loss"]),
-    (["--init", "runs/x", "--new-head", "--train-params", "backbone", "--classifier", "none"], ["--new-head"]),
-    (["--init", "runs/x", "--new-head", "--train-params", "backbone", "--classifier", "wb"],
-     ["--new-head", "--classifier wb", "MaxNorm"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--classifier", "lws", "--ensemble"], ["--ensemble", "--classifier lws", "drop --ensemble"]),
+        (["--classifier", "la", "--ensemble"], ["--ensemble", "--classifier la"]),
+        (["--classifier", "taunorm", "--head-lr", "0.1"], ["--head-lr", "drop --head-lr"]),
+        (["--classifier", "none", "--head-epochs", "3"], ["--head-epochs"]),
+        (["--new-head"], ["--new-head", "give --init"]),
+        (["--init", "runs/x", "--epochs", "3", "--lr", "0.5"], ["--epochs, --lr", "drop --epochs, --lr"]),
+        (["--init", "runs/x", "--stage1-loss", "bsce"], ["--stage1-loss"]),
+        (["--init", "runs/x", "--new-head", "--train-params", "backbone", "--classifier", "none"], ["--new-head"]),
+        (
+            ["--init", "runs/x", "--new-head", "--train-params", "backbone", "--classifier", "wb"],
+            ["--new-head", "--classifier wb", "MaxNorm"],
+        ),
+    ],
+)
 def test_btm_refuses_what_it_cannot_honour(argv, words, capsys):
     err = refused(btm, capsys, *argv)
     assert err.startswith("btm.py: error: ")
@@ -95,27 +106,107 @@ def test_btm_accepts_stage1_settings_from_a_config_with_init(tmp_path):
 
 def test_btm_stage1_is_called_with_explicit_arguments(tmp_path):
     """Every flag BTM shares with the stage-1 recipe reaches stage 1; the others are stage 1's defaults."""
-    args = parse(btm, "--dataset", "imagefolder", "--data-dir", "d", "--imbalance", "10", "--profile", "step",
-                 "--val-per-class", "3", "--workers", "0", "--model", "resnet56_cifar", "--pretrained", "--epochs", "7",
-                 "--batch-size", "16", "--lr", "0.02", "--weight-decay", "0.001", "--optimizer", "adamw",
-                 "--warmup-epochs", "0.5", "--seed", "4", "--mixed-precision", "no", "--grad-accum", "2",
-                 "--threads", "1", "--no-resume", "--save-every", "2", "--no-progress", "--stage1-loss", "bsce",
-                 "--subsets", "3")
+    args = parse(
+        btm,
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        "d",
+        "--imbalance",
+        "10",
+        "--profile",
+        "step",
+        "--val-per-class",
+        "3",
+        "--workers",
+        "0",
+        "--model",
+        "resnet56_cifar",
+        "--pretrained",
+        "--epochs",
+        "7",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.02",
+        "--weight-decay",
+        "0.001",
+        "--optimizer",
+        "adamw",
+        "--warmup-epochs",
+        "0.5",
+        "--seed",
+        "4",
+        "--mixed-precision",
+        "no",
+        "--grad-accum",
+        "2",
+        "--threads",
+        "1",
+        "--no-resume",
+        "--save-every",
+        "2",
+        "--no-progress",
+        "--stage1-loss",
+        "bsce",
+        "--subsets",
+        "3",
+    )
     s1 = btm.stage1_args(args, tmp_path / "stage1")
     defaults = vars(parse(pretrain))
     assert set(vars(s1)) == set(defaults)  # a complete stage-1 namespace, nothing of BTM's own
-    assert (s1.loss, s1.output, s1.init, s1.new_head, s1.config) == ("bsce", str(tmp_path / "stage1"), None, False, None)
-    for key in ("dataset", "data_dir", "imbalance", "profile", "val_per_class", "workers", "model", "pretrained",
-                "epochs", "batch_size", "lr", "weight_decay", "optimizer", "warmup_epochs", "seed", "mixed_precision",
-                "grad_accum", "threads", "resume", "save_every", "no_progress"):
+    assert (s1.loss, s1.output, s1.init, s1.new_head, s1.config) == (
+        "bsce",
+        str(tmp_path / "stage1"),
+        None,
+        False,
+        None,
+    )
+    for key in (
+        "dataset",
+        "data_dir",
+        "imbalance",
+        "profile",
+        "val_per_class",
+        "workers",
+        "model",
+        "pretrained",
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "optimizer",
+        "warmup_epochs",
+        "seed",
+        "mixed_precision",
+        "grad_accum",
+        "threads",
+        "resume",
+        "save_every",
+        "no_progress",
+    ):
         assert getattr(s1, key) == getattr(args, key), key
     assert (s1.sampler, s1.mixup, s1.select) == (defaults["sampler"], defaults["mixup"], defaults["select"])
 
 
 # ------------------------------------------------------------------------------------------------ gml
-@pytest.mark.parametrize("flag", ["--epochs", "--batch-size", "--lr", "--optimizer", "--resume", "--weight-decay",
-                                  "--warmup-epochs", "--grad-accum", "--save-every", "--model", "--pretrained",
-                                  "--new-head"])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--optimizer",
+        "--resume",
+        "--weight-decay",
+        "--warmup-epochs",
+        "--grad-accum",
+        "--save-every",
+        "--model",
+        "--pretrained",
+        "--new-head",
+    ],
+)
 def test_gml_takes_no_training_flags(flag):
     assert flag not in flags(gml.build_parser())
 
@@ -129,8 +220,16 @@ def test_gml_needs_init(capsys):
 def test_data_flags_are_the_same_in_the_recipes_and_the_cli():
     sub = next(a for a in cli_parser()._actions if isinstance(a, argparse._SubParsersAction))
     data = {o for o in flags(sub.choices["data"]) if o not in ("-h", "--help", "--json", "--check-files")}
-    assert data >= {"--data-dir", "--imbalance", "--profile", "--val-per-class", "--seed", "--train-list",
-                    "--class-order", "--shot-cuts"}
+    assert data >= {
+        "--data-dir",
+        "--imbalance",
+        "--profile",
+        "--val-per-class",
+        "--seed",
+        "--train-list",
+        "--class-order",
+        "--shot-cuts",
+    }
     # `ltzoo data` describes a split list without its images (--check-files to check them); the commands
     # that read the images check them and can skip the bad ones
     assert "--check-files" in flags(sub.choices["data"]) and "--skip-bad-files" not in flags(sub.choices["data"])
@@ -141,7 +240,9 @@ def test_data_flags_are_the_same_in_the_recipes_and_the_cli():
 
 # --------------------------------------------------------------------------------- optimiser, schedule
 def test_optimizer_decays_weights_only_and_skips_frozen_parameters():
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.Linear(4, 2)
+    )
     net[3].weight.requires_grad_(False)
     opt = create_optimizer(net, "sgd", 0.1, 5e-4)
     decay = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}

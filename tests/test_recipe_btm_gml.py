@@ -15,6 +15,7 @@ End-to-end (``slow``), under ``accelerate launch`` on the CPU:
   and every test image counted once;
 - other options (greedy soup, averaged BN, frozen BN, LWS, no ensemble) in-process.
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from launching import launch_cmd, recipe_env  # noqa: E402  (tests/ is on sys.path)
 from safetensors.torch import load_file
 from torch import nn
 
@@ -31,16 +33,32 @@ import ltzoo  # noqa: F401  (registers resnet20_cifar with timm)
 from ltzoo.metrics import longtail_metrics
 from ltzoo.recipes import btm, members
 
-from launching import launch_cmd, recipe_env  # noqa: E402  (tests/ is on sys.path)
-
 ROOT = Path(__file__).resolve().parent.parent
 BTM, GML = ROOT / "recipes" / "btm.py", ROOT / "recipes" / "gml.py"
 TRAIN, VAL, TEST = [40, 15, 6], [3, 3, 3], [9, 8, 6]
 CLASSES = ["class_00", "class_01", "class_02"]
 # stage 1: adamw without warm-up learns the toy classes in 2 epochs; the members use the same optimizer
-DATA = ["--dataset", "imagefolder", "--workers", "0", "--no-progress", "--threads", "1"]  # one thread: bit-identical runs
+DATA = [
+    "--dataset",
+    "imagefolder",
+    "--workers",
+    "0",
+    "--no-progress",
+    "--threads",
+    "1",
+]  # one thread: bit-identical runs
 OPTIMIZER = ["--model", "resnet20_cifar", "--optimizer", "adamw"]  # of stage 1 and the members
-STAGE1 = [*OPTIMIZER, "--epochs", "2", "--batch-size", "8", "--lr", "0.01", "--warmup-epochs", "0"]  # only without --init
+STAGE1 = [
+    *OPTIMIZER,
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.01",
+    "--warmup-epochs",
+    "0",
+]  # only without --init
 MEMBERS = ["--subsets", "2", "--shots", "3", "--member-epochs", "2", "--member-batch-size", "4", "--head-epochs", "2"]
 LAUNCH_TIMEOUT = 240
 METRIC_KEYS = ("acc", "mean_class_acc", "hm", "gm", "min_recall")
@@ -88,12 +106,22 @@ def _tiny_dataset():
         x = torch.cat([torch.from_numpy(class_images(c, n, (8, 8), 1, rng)) for c, n in enumerate(counts)])
         y = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
         return Split(name, y, images=x.permute(0, 3, 1, 2).contiguous())
-    return LTDataset("tiny", CLASSES, split("train", TRAIN, 0), split("val", VAL, 1), split("test", TEST, 2),
-                     (1, 8, 8), (0.5,), (0.25,))
+
+    return LTDataset(
+        "tiny",
+        CLASSES,
+        split("train", TRAIN, 0),
+        split("val", VAL, 1),
+        split("test", TEST, 2),
+        (1, 8, 8),
+        (0.5,),
+        (0.25,),
+    )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def member_setup():
+    """One test's Accelerator (per test: every test starts with no accelerate state, conftest.fresh_accelerate)."""
     import timm
     from accelerate import Accelerator
 
@@ -138,14 +166,17 @@ def test_member_fine_tune(member_setup, tmp_path):
 def test_member_that_diverges_stops_the_run_unsaved(member_setup, tmp_path):
     """A member's loop (one process, no gather) is watched too: an absurd --member-lr ends on one line naming
     the member and its flag, and no member file is written."""
-    from ltzoo.numerics import NonFiniteTraining
+    from ltzoo.training.numerics import NonFiniteTraining
 
     accelerator, ds, base, prep, subsets = member_setup
     args = btm.build_parser().parse_args([*DATA, "--member-epochs", "3", "--member-lr", "1e30"])
     path = tmp_path / "m1.safetensors"
     # the precision named is the accelerator's (accelerate's per-process state: fp32 unless an earlier test chose)
-    with pytest.raises(NonFiniteTraining, match=r"^the (training loss|weights) of member 1 became non-finite .*\); "
-                                                r"lower --member-lr\b"):
+    with pytest.raises(
+        NonFiniteTraining,
+        match=r"^the (training loss|weights) of member 1 became non-finite .*\); "
+        r"lower --member-lr\b",
+    ):
         members.fine_tune_member(accelerator, base, ds, subsets[1], prep, args, 1, path)
     assert not path.exists()
 
@@ -155,7 +186,9 @@ def test_member_fine_tune_with_frozen_bn(member_setup, tmp_path):
     sd = _member(member_setup, tmp_path, 0, "--member-bn", "frozen", "--member-batch-size", "4")
     stats = [k for k in sd if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert stats and all(torch.equal(sd[k], before[k]) for k in stats), "frozen BN statistics changed"
-    assert not torch.equal(sd["bn1.weight"], before["bn1.weight"]) and not torch.equal(sd["fc.weight"], before["fc.weight"])
+    assert not torch.equal(sd["bn1.weight"], before["bn1.weight"]) and not torch.equal(
+        sd["fc.weight"], before["fc.weight"]
+    )
     head_only = _member(member_setup, tmp_path, 0, "--train-params", "classifier", "--member-bn", "frozen")
     assert all(torch.equal(head_only[k], before[k]) for k in head_only if not k.startswith("fc."))
     assert not torch.equal(head_only["fc.weight"], before["fc.weight"])
@@ -174,9 +207,17 @@ def data(tmp_path_factory) -> Path:
 
 
 def launch(recipe: Path, args: list[str], hf_home: Path, processes: int = 1) -> subprocess.CompletedProcess:
-    proc = subprocess.run(launch_cmd(recipe, args, processes), cwd=ROOT, env=recipe_env(hf_home), capture_output=True, text=True,
-                          timeout=LAUNCH_TIMEOUT)
-    assert proc.returncode == 0, f"{recipe.name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    proc = subprocess.run(
+        launch_cmd(recipe, args, processes),
+        cwd=ROOT,
+        env=recipe_env(hf_home),
+        capture_output=True,
+        text=True,
+        timeout=LAUNCH_TIMEOUT,
+    )
+    assert proc.returncode == 0, (
+        f"{recipe.name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    )
     return proc
 
 
@@ -276,8 +317,12 @@ def test_btm_end_to_end(btm_run, data):
     assert not torch.equal(members[0]["conv1.weight"], members[1]["conv1.weight"])
     for k in ("conv1.weight", "layer2.0.conv1.weight", "fc.weight", "bn1.weight"):
         torch.testing.assert_close(merged[k], (members[0][k] + members[1][k]) / 2, rtol=0, atol=1e-7)
-    torch.testing.assert_close(merged["bn1.running_mean"],
-                               (members[0]["bn1.running_mean"] + members[1]["bn1.running_mean"]) / 2, rtol=0, atol=1e-7)
+    torch.testing.assert_close(
+        merged["bn1.running_mean"],
+        (members[0]["bn1.running_mean"] + members[1]["bn1.running_mean"]) / 2,
+        rtol=0,
+        atol=1e-7,
+    )
     # the exported model is the merged one with a new classifier
     final = load_file(str(out / "model.safetensors"))
     assert all(torch.equal(final[k], merged[k]) for k in merged if not k.startswith("fc."))
@@ -312,14 +357,29 @@ def test_btm_resume_skips_saved_members(btm_run, data, hf_home):
 def test_gml_recipe(btm_run, data, hf_home, tmp_path):
     stage1 = btm_run[0] / "stage1"
     out = tmp_path / "gml"
-    proc = launch(GML, [*DATA, "--data-dir", str(data), "--init", str(stage1), "--head-epochs", "3",
-                        "--output", str(out)], hf_home)
+    proc = launch(
+        GML,
+        [*DATA, "--data-dir", str(data), "--init", str(stage1), "--head-epochs", "3", "--output", str(out)],
+        hf_home,
+    )
     assert "exported: gml+ens" in proc.stdout
     for name in ("config.json", "model.safetensors", "results.json", "run_config.yaml", "per_class_recall.png"):
         assert (out / name).is_file(), name
     res = results(out)
     assert res["recipe"] == "gml" and res["method"] == "gml+ens" and res["parents"] == [str(stage1)]
-    assert list(res["table"]) == ["original", "gml", "crt", "lws", "taunorm", "la", "wb", "las", "ncm", "ncm_l2", "gml+ens"]
+    assert list(res["table"]) == [
+        "original",
+        "gml",
+        "crt",
+        "lws",
+        "taunorm",
+        "la",
+        "wb",
+        "las",
+        "ncm",
+        "ncm_l2",
+        "gml+ens",
+    ]
     assert res["ensemble"]["chosen_on"] == "validation hm" and res["classifier"]["p"] == 1.0
     # every head says what it chose: the weight-balancing head its weight decay, on validation
     assert set(res["heads"]) == {"gml", "crt", "lws", "taunorm", "la", "wb", "las", "ncm", "ncm_l2", "gml+ens"}
@@ -334,7 +394,9 @@ def test_gml_recipe(btm_run, data, hf_home, tmp_path):
     assert res["metrics"]["test"]["num_samples"] == sum(TEST)
     # the backbone is stage 1's, only the classifier changed
     a, b = load_file(str(stage1 / "model.safetensors")), load_file(str(out / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("fc.")) and not torch.equal(a["fc.weight"], b["fc.weight"])
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("fc.")) and not torch.equal(
+        a["fc.weight"], b["fc.weight"]
+    )
     check_reproduces(out, data, res["metrics"]["test"])
 
 
@@ -346,8 +408,22 @@ def test_gml_recipe_with_shifted_bn(btm_run, data, hf_home, tmp_path):
     """--shift-bn: the exported backbone differs from stage 1's in its BN statistics only, and reproduces."""
     stage1 = btm_run[0] / "stage1"
     out = tmp_path / "gml_sbn"
-    launch(GML, [*DATA, "--data-dir", str(data), "--init", str(stage1), "--head-epochs", "2", "--shift-bn",
-                 "--output", str(out)], hf_home)
+    launch(
+        GML,
+        [
+            *DATA,
+            "--data-dir",
+            str(data),
+            "--init",
+            str(stage1),
+            "--head-epochs",
+            "2",
+            "--shift-bn",
+            "--output",
+            str(out),
+        ],
+        hf_home,
+    )
     res = results(out)
     assert res["config"]["shift_bn"] is True
     a, b = load_file(str(stage1 / "model.safetensors")), load_file(str(out / "model.safetensors"))
@@ -361,8 +437,23 @@ def test_btm_with_the_las_classifier(btm_run, data, hf_home, tmp_path):
     """btm --classifier las: MiSLAS's classifier stage on the merged model, BN shifted by default; the export
     (plain timm) reproduces the reported metrics."""
     out = tmp_path / "btm_las"
-    launch(BTM, [*DATA, "--data-dir", str(data), "--init", str(btm_run[0] / "stage1"), *OPTIMIZER, *MEMBERS,
-                 "--classifier", "las", "--output", str(out)], hf_home)
+    launch(
+        BTM,
+        [
+            *DATA,
+            "--data-dir",
+            str(data),
+            "--init",
+            str(btm_run[0] / "stage1"),
+            *OPTIMIZER,
+            *MEMBERS,
+            "--classifier",
+            "las",
+            "--output",
+            str(out),
+        ],
+        hf_home,
+    )
     res = results(out)
     assert res["method"] == "btm+las" and res["classifier"]["method"] == "las" and res["config"]["shift_bn"] is True
     check_btm_table(res, "BTM+las")
@@ -376,8 +467,12 @@ def test_btm_with_the_las_classifier(btm_run, data, hf_home, tmp_path):
 def test_btm_two_processes(btm_run, data, hf_home, tmp_path):
     one = btm_run[0]
     out = tmp_path / "btm2"
-    proc = launch(BTM, [*DATA, "--data-dir", str(data), "--init", str(one / "stage1"), *OPTIMIZER, *MEMBERS,
-                        "--output", str(out)], hf_home, processes=2)
+    proc = launch(
+        BTM,
+        [*DATA, "--data-dir", str(data), "--init", str(one / "stage1"), *OPTIMIZER, *MEMBERS, "--output", str(out)],
+        hf_home,
+        processes=2,
+    )
     # the two members trained in parallel, one on each process
     assert "member 1/2 fine-tuned on 9 images (process 0)" in output(proc)
     assert "member 2/2 fine-tuned on 9 images (process 1)" in output(proc)
@@ -398,9 +493,27 @@ def test_btm_two_processes(btm_run, data, hf_home, tmp_path):
 def test_btm_other_options_and_uneven_members(btm_run, data, hf_home, tmp_path):
     """Three members on two processes (one process trains two), greedy soup, averaged BN, frozen BN, LWS."""
     out = tmp_path / "btm3"
-    flags = [*DATA, "--data-dir", str(data), "--init", str(btm_run[0] / "stage1"), *OPTIMIZER, *MEMBERS,
-             "--subsets", "3", "--merge", "greedy", "--bn-merge", "average", "--member-bn", "frozen",
-             "--classifier", "lws", "--output", str(out)]
+    flags = [
+        *DATA,
+        "--data-dir",
+        str(data),
+        "--init",
+        str(btm_run[0] / "stage1"),
+        *OPTIMIZER,
+        *MEMBERS,
+        "--subsets",
+        "3",
+        "--merge",
+        "greedy",
+        "--bn-merge",
+        "average",
+        "--member-bn",
+        "frozen",
+        "--classifier",
+        "lws",
+        "--output",
+        str(out),
+    ]
     proc = launch(BTM, flags, hf_home, processes=2)
     assert "member 3/3 fine-tuned on 9 images (process 0)" in output(proc)
     res = results(out)
@@ -422,8 +535,21 @@ def test_btm_new_head_on_other_classes(btm_run, tmp_path, monkeypatch, hf_home, 
         if k != "PYTHONPATH":
             monkeypatch.setenv(k, v)
     data4 = _make_imagefolder(tmp_path / "data4", {"train": [20, 12, 8, 6], "val": [2] * 4, "test": [3] * 4})
-    argv = [*DATA, "--mixed-precision", "no", "--data-dir", str(data4), "--init", str(btm_run[0] / "stage1"), *OPTIMIZER, *MEMBERS,
-            "--member-epochs", "1", "--output", str(tmp_path / "btm4")]
+    argv = [
+        *DATA,
+        "--mixed-precision",
+        "no",
+        "--data-dir",
+        str(data4),
+        "--init",
+        str(btm_run[0] / "stage1"),
+        *OPTIMIZER,
+        *MEMBERS,
+        "--member-epochs",
+        "1",
+        "--output",
+        str(tmp_path / "btm4"),
+    ]
     threads = torch.get_num_threads()
     try:
         with pytest.raises(ValueError, match="--new-head"):  # 3 classes in --init, 4 here
@@ -432,7 +558,10 @@ def test_btm_new_head_on_other_classes(btm_run, tmp_path, monkeypatch, hf_home, 
     finally:
         torch.set_num_threads(threads)  # --threads 1 set it for this process
     assert res["dataset"]["num_classes"] == 4 and res["metrics"]["test"]["num_samples"] == 12
-    final, s1 = load_file(str(tmp_path / "btm4" / "model.safetensors")), load_file(str(btm_run[0] / "stage1" / "model.safetensors"))
+    final, s1 = (
+        load_file(str(tmp_path / "btm4" / "model.safetensors")),
+        load_file(str(btm_run[0] / "stage1" / "model.safetensors")),
+    )
     assert final["fc.weight"].shape == (4, 64) and s1["fc.weight"].shape == (3, 64)
 
 
@@ -448,8 +577,18 @@ def test_default_btm_adapts_its_shots_to_a_long_tailed_folder(tmp_path, hf_home)
 
     data = _make_imagefolder(tmp_path / "byo", {"train": [n + 20 for n in BYO_TRAIN], "test": [4] * 10})
     out = tmp_path / "run"
-    tiny = ["--model", "resnet20_cifar", "--epochs", "1", "--batch-size", "32", "--member-epochs", "1",
-            "--head-epochs", "2"]
+    tiny = [
+        "--model",
+        "resnet20_cifar",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--member-epochs",
+        "1",
+        "--head-epochs",
+        "2",
+    ]
     proc = launch(BTM, [*DATA, "--data-dir", str(data), *tiny, "--output", str(out)], hf_home)
     res = json.loads((out / "results.json").read_text())
     assert res["train_counts"] == BYO_TRAIN and res["dataset"]["val_images"] == 200
@@ -459,5 +598,7 @@ def test_default_btm_adapts_its_shots_to_a_long_tailed_folder(tmp_path, hf_home)
     many, few = res["dataset"]["shot_thresholds"]["many"], res["dataset"]["shot_thresholds"]["few"]
     assert res["dataset"]["shot_rule"] and all(res["dataset"]["many_medium_few"].values())  # no empty group
     card = build_card(out).text
-    assert "class-balanced subsets of 6 images per class (K: the smallest class's 6 training images, at most 50)" in card
+    assert (
+        "class-balanced subsets of 6 images per class (K: the smallest class's 6 training images, at most 50)" in card
+    )
     assert f"(training images {many} / " in card and f"; cuts: {res['dataset']['shot_rule']})" in card and few in card

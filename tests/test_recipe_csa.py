@@ -13,6 +13,7 @@ End-to-end (``slow``), under ``accelerate launch`` on the CPU:
   uninterrupted run (the bank restored: epoch 1 shifts from its first step);
 - a two-process run (gloo): every test image counted once, both processes' instance images in the bank.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -28,12 +29,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from fixtures import make_imagefolder
+from launching import launch_cmd, recipe_env
 from safetensors.torch import load_file
 
 import ltzoo  # noqa: F401  (registers resnet20_cifar with timm)
-from fixtures import make_imagefolder
-from launching import launch_cmd, recipe_env
-from ltzoo.csa import ContextBank
+from ltzoo.methods.context_shift import ContextBank
 from ltzoo.metrics import longtail_metrics
 from ltzoo.recipes import csa
 
@@ -43,9 +44,29 @@ TRAIN, VAL, TEST = [40, 15, 6], [3, 3, 3], [9, 8, 6]  # 23 test images: not a mu
 BATCH = 8
 # adamw without warm-up learns the toy classes in a few steps; threshold 0.5 lets the bank fill in epoch 0,
 # so epoch 1 (--shift-after 1) shifts every batch
-COMMON = ["--dataset", "imagefolder", "--model", "resnet20_cifar", "--batch-size", str(BATCH), "--optimizer", "adamw",
-          "--lr", "0.01", "--warmup-epochs", "0", "--workers", "0", "--no-progress", "--threads", "1",
-          "--shift-after", "1", "--threshold", "0.5"]
+COMMON = [
+    "--dataset",
+    "imagefolder",
+    "--model",
+    "resnet20_cifar",
+    "--batch-size",
+    str(BATCH),
+    "--optimizer",
+    "adamw",
+    "--lr",
+    "0.01",
+    "--warmup-epochs",
+    "0",
+    "--workers",
+    "0",
+    "--no-progress",
+    "--threads",
+    "1",
+    "--shift-after",
+    "1",
+    "--threshold",
+    "0.5",
+]
 RUN_FILES = ("config.json", "model.safetensors", "results.json", "run_config.yaml", "per_class_recall.png", "log.jsonl")
 METRIC_KEYS = ("acc", "mean_class_acc", "hm", "gm", "min_recall", "per_class_recall", "num_samples")
 LAUNCH_TIMEOUT = 240
@@ -59,8 +80,14 @@ def data(tmp_path_factory) -> Path:
 
 
 def launch(script: Path, args: list[str], hf_home: Path, processes: int = 1) -> subprocess.CompletedProcess:
-    proc = subprocess.run(launch_cmd(script, args, processes), cwd=ROOT, env=recipe_env(hf_home),
-                          capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    proc = subprocess.run(
+        launch_cmd(script, args, processes),
+        cwd=ROOT,
+        env=recipe_env(hf_home),
+        capture_output=True,
+        text=True,
+        timeout=LAUNCH_TIMEOUT,
+    )
     assert proc.returncode == 0, f"recipe failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
 
@@ -84,7 +111,11 @@ def check_run_folder(run_dir: Path, epochs: int) -> dict:
     assert log[0]["shifted_steps"] == 0 and log[0]["bank"] > 0, "no shift before --shift-after; the bank fills"
     assert all(r["shifted_steps"] == sum(TRAIN) // BATCH for r in log[1:]), "every step shifts after --shift-after"
     res = results(run_dir)
-    assert res["recipe"] == "csa" and res["method"] == "csa" and res["shifted_steps"] == sum(r["shifted_steps"] for r in log)
+    assert (
+        res["recipe"] == "csa"
+        and res["method"] == "csa"
+        and res["shifted_steps"] == sum(r["shifted_steps"] for r in log)
+    )
     assert res["metrics"]["test"]["num_samples"] == sum(TEST) and res["metrics"]["val"]["num_samples"] == sum(VAL)
     assert res["train_counts"] == TRAIN and res["selected_epoch"] in range(epochs)
     return res
@@ -128,20 +159,23 @@ def test_defaults():
     assert parse("--loss", "la", "--tau", "1.5").tau == 1.5
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--tau", "2"], ["--tau", "use --loss la"]),
-    (["--shift-after", "15"], ["--shift-after 15", "--epochs 15"]),
-    (["--epochs", "2", "--shift-after", "2"], ["--shift-after 2", "below 2"]),
-    (["--bank-size", "64"], ["--bank-size 64", "--batch-size 128"]),
-    (["--bank-size", "0"], ["--bank-size", "an integer >= 1"]),
-    (["--threshold", "1.5"], ["--threshold", "[0, 1]"]),
-    (["--shift-after", "-1"], ["--shift-after", "an integer >= 0"]),
-    (["--max-grad-norm", "0"], ["--max-grad-norm", "a number > 0"]),
-    (["--loss", "bsce"], ["--loss", "invalid choice"]),
-    (["--sampler", "balanced"], ["unrecognized arguments: --sampler"]),  # the recipe draws both itself
-    (["--new-head"], ["--new-head", "give --init"]),
-    (["--init", "runs/x", "--pretrained"], ["--pretrained", "--init"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--tau", "2"], ["--tau", "use --loss la"]),
+        (["--shift-after", "15"], ["--shift-after 15", "--epochs 15"]),
+        (["--epochs", "2", "--shift-after", "2"], ["--shift-after 2", "below 2"]),
+        (["--bank-size", "64"], ["--bank-size 64", "--batch-size 128"]),
+        (["--bank-size", "0"], ["--bank-size", "an integer >= 1"]),
+        (["--threshold", "1.5"], ["--threshold", "[0, 1]"]),
+        (["--shift-after", "-1"], ["--shift-after", "an integer >= 0"]),
+        (["--max-grad-norm", "0"], ["--max-grad-norm", "a number > 0"]),
+        (["--loss", "bsce"], ["--loss", "invalid choice"]),
+        (["--sampler", "balanced"], ["unrecognized arguments: --sampler"]),  # the recipe draws both itself
+        (["--new-head"], ["--new-head", "give --init"]),
+        (["--init", "runs/x", "--pretrained"], ["--pretrained", "--init"]),
+    ],
+)
 def test_refuses_what_it_cannot_honour(argv, words, capsys):
     with pytest.raises(SystemExit) as exc:
         parse(*argv)
@@ -153,16 +187,29 @@ def test_refuses_what_it_cannot_honour(argv, words, capsys):
 def test_packaged_configs():
     for name, dataset in (("fmnist_ctx_lt/csa", "fmnist_ctx_lt"), ("fmnist_lt/csa", "fmnist_lt")):
         args = parse("-c", name)
-        assert (args.dataset, args.imbalance, args.model, args.epochs, args.bank_size) == (dataset, 100, "resnet20_cifar", 15, 128)
+        assert (args.dataset, args.imbalance, args.model, args.epochs, args.bank_size) == (
+            dataset,
+            100,
+            "resnet20_cifar",
+            15,
+            128,
+        )
 
 
 def test_script_help_and_bad_input(hf_home):
     env = recipe_env(hf_home)
-    proc = subprocess.run([sys.executable, str(RECIPE), "--help"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(RECIPE), "--help"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0 and all(f in proc.stdout for f in ("--shift-after", "--bank-size", "--threshold"))
-    proc = subprocess.run([sys.executable, str(RECIPE), "--dataset", "no_such_dataset", "--no-progress"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(RECIPE), "--dataset", "no_such_dataset", "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "csa.py: error: unknown dataset 'no_such_dataset'" in proc.stderr
 
@@ -216,9 +263,12 @@ def test_launch_and_run_folder_contract(default_run, data):
     assert int(bank["capacity"]) == 128 and len(bank["images"]) == read_log(default_run)[-1]["bank"]
     assert bank["images"].shape[1:] == (1, 8, 8) and bank["masks"].shape[1:] == (1, 8, 8)
     # the export: the chosen epoch's backbone with its two heads folded into one (their logits averaged)
-    chosen, exported = load_file(str(default_run / "best.safetensors")), load_file(str(default_run / "model.safetensors"))
+    chosen, exported = (
+        load_file(str(default_run / "best.safetensors")),
+        load_file(str(default_run / "model.safetensors")),
+    )
     assert not any(k.startswith("head2") for k in exported)
-    assert set(exported) == {k[len("net."):] for k in chosen if k.startswith("net.")}
+    assert set(exported) == {k[len("net.") :] for k in chosen if k.startswith("net.")}
     assert all(torch.equal(exported[k], chosen[f"net.{k}"]) for k in exported if not k.startswith("fc."))
     for p in ("weight", "bias"):
         assert torch.allclose(exported[f"fc.{p}"], (chosen[f"net.fc.{p}"] + chosen[f"head2.{p}"]) / 2)
@@ -240,11 +290,41 @@ def test_card(default_run):
 
 @pytest.mark.slow
 def test_btm_and_gml_take_the_csa_run(default_run, data, hf_home, tmp_path):
-    base = ["--dataset", "imagefolder", "--data-dir", str(data), "--workers", "0", "--no-progress", "--threads", "1",
-            "--init", str(default_run)]
+    base = [
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        str(data),
+        "--workers",
+        "0",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--init",
+        str(default_run),
+    ]
     out = tmp_path / "btm"
-    launch(BTM, [*base, "--optimizer", "adamw", "--subsets", "2", "--shots", "3", "--member-epochs", "1",
-                 "--member-batch-size", "4", "--head-epochs", "2", "--output", str(out)], hf_home)
+    launch(
+        BTM,
+        [
+            *base,
+            "--optimizer",
+            "adamw",
+            "--subsets",
+            "2",
+            "--shots",
+            "3",
+            "--member-epochs",
+            "1",
+            "--member-batch-size",
+            "4",
+            "--head-epochs",
+            "2",
+            "--output",
+            str(out),
+        ],
+        hf_home,
+    )
     res = results(out)
     assert res["recipe"] == "btm" and res["parents"] == [str(default_run)] and res["model"] == "resnet20_cifar"
     assert res["metrics"]["test"]["num_samples"] == sum(TEST)
@@ -265,8 +345,14 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, hf_home):
     run_a, run_b = tmp_path / "a", tmp_path / "b"
 
     # run B: killed (SIGKILL to the launcher's process group) as soon as epoch 0's checkpoint is complete
-    proc = subprocess.Popen(launch_cmd(RECIPE, [*args, "--output", str(run_b)]), cwd=ROOT, env=recipe_env(hf_home),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        launch_cmd(RECIPE, [*args, "--output", str(run_b)]),
+        cwd=ROOT,
+        env=recipe_env(hf_home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + LAUNCH_TIMEOUT
         while not (run_b / "checkpoints" / "epoch_0" / "train_state.json").is_file():

@@ -1,5 +1,6 @@
 """Fine-tuning from pretrained weights in the recipes: --pretrained-file, --peft, the merged export reproduced by
 plain timm and `ltzoo eval`, BTM over adapter members on two processes, and the bad input of issue 21."""
+
 from __future__ import annotations
 
 import json
@@ -10,27 +11,42 @@ import numpy as np
 import pytest
 import timm
 import torch
+from fixtures import make_imagefolder
+from launching import launch_cmd, recipe_env
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import ltzoo.models  # noqa: F401
-from ltzoo import adapters
-from ltzoo.merge import average_checkpoints
-
-from fixtures import make_imagefolder
-from launching import launch_cmd, recipe_env
+from ltzoo.methods import adapters
+from ltzoo.methods.merge import average_checkpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN, VAL, TEST = [40, 15, 6], [3, 3, 3], [9, 8, 6]
-COMMON = ["--dataset", "imagefolder", "--batch-size", "8", "--optimizer", "adamw", "--lr", "0.01", "--warmup-epochs",
-          "0", "--workers", "0", "--no-progress", "--threads", "1"]
+COMMON = [
+    "--dataset",
+    "imagefolder",
+    "--batch-size",
+    "8",
+    "--optimizer",
+    "adamw",
+    "--lr",
+    "0.01",
+    "--warmup-epochs",
+    "0",
+    "--workers",
+    "0",
+    "--no-progress",
+    "--threads",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """3 classes of 8x8 grayscale images (in memory): a CIFAR ResNet's 3x32x32 weights need resizing + RGB."""
-    return make_imagefolder(tmp_path_factory.mktemp("d"), {"train": TRAIN, "val": VAL, "test": TEST}, size=(8, 8),
-                            channels=1)
+    return make_imagefolder(
+        tmp_path_factory.mktemp("d"), {"train": TRAIN, "val": VAL, "test": TEST}, size=(8, 8), channels=1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +58,14 @@ def weights(tmp_path_factory) -> Path:
 
 
 def _launch(recipe: str, args: list[str], tmp_path: Path, processes: int = 1) -> subprocess.CompletedProcess:
-    proc = subprocess.run(launch_cmd(ROOT / "recipes" / f"{recipe}.py", args, processes), cwd=ROOT,
-                          env=recipe_env(tmp_path / "hf"), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        launch_cmd(ROOT / "recipes" / f"{recipe}.py", args, processes),
+        cwd=ROOT,
+        env=recipe_env(tmp_path / "hf"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     return proc
 
@@ -52,9 +74,27 @@ def _launch(recipe: str, args: list[str], tmp_path: Path, processes: int = 1) ->
 def lora_run(data, weights, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("lora")
     out = tmp / "run"
-    proc = _launch("pretrain", [*COMMON, "--data-dir", str(data), "--model", "resnet20_cifar", "--pretrained-file",
-                                str(weights), "--peft", "lora", "--lora-rank", "4", "--epochs", "2", "--output", str(out)],
-                   tmp)
+    proc = _launch(
+        "pretrain",
+        [
+            *COMMON,
+            "--data-dir",
+            str(data),
+            "--model",
+            "resnet20_cifar",
+            "--pretrained-file",
+            str(weights),
+            "--peft",
+            "lora",
+            "--lora-rank",
+            "4",
+            "--epochs",
+            "2",
+            "--output",
+            str(out),
+        ],
+        tmp,
+    )
     assert "fine-tuning from weights file" in proc.stdout and "LoRA r=4" in proc.stdout, "stated in the first lines"
     return out
 
@@ -90,13 +130,29 @@ def test_lora_export_is_plain_timm_and_reproduces(lora_run, data, tmp_path):
     from ltzoo.metrics import longtail_metrics
 
     mine = longtail_metrics(torch.tensor(labels), torch.tensor(preds), res["train_counts"], num_classes=3)
-    assert mine["acc"] == pytest.approx(res["metrics"]["test"]["acc"], abs=1.5 / sum(TEST)), \
+    assert mine["acc"] == pytest.approx(res["metrics"]["test"]["acc"], abs=1.5 / sum(TEST)), (
         "plain timm (PIL resize) reproduces results.json, up to one image from resize rounding"
+    )
     # ltzoo eval: the same batch pipeline, the same numbers exactly
     from ltzoo.cli import main as cli
 
-    assert cli(["eval", str(lora_run), "--dataset", "imagefolder", "--data-dir", str(data), "--workers", "0",
-                "--output", str(tmp_path / "ev")]) == 0
+    assert (
+        cli(
+            [
+                "eval",
+                str(lora_run),
+                "--dataset",
+                "imagefolder",
+                "--data-dir",
+                str(data),
+                "--workers",
+                "0",
+                "--output",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
     ev = json.loads((tmp_path / "ev" / "eval.json").read_text())["metrics"]
     for k in ("acc", "hm", "gm", "min_recall"):
         assert ev[k] == pytest.approx(res["metrics"]["test"][k], abs=1e-12), k
@@ -105,10 +161,44 @@ def test_lora_export_is_plain_timm_and_reproduces(lora_run, data, tmp_path):
 @pytest.mark.slow
 def test_btm_lora_members_on_two_processes(lora_run, data, tmp_path):
     out = tmp_path / "btm"
-    _launch("btm", ["--dataset", "imagefolder", "--data-dir", str(data), "--init", str(lora_run), "--peft", "lora",
-                    "--lora-rank", "4", "--subsets", "2", "--shots", "5", "--member-epochs", "1", "--member-batch-size",
-                    "8", "--optimizer", "adamw", "--member-lr", "0.002", "--head-epochs", "2", "--workers", "0",
-                    "--no-progress", "--threads", "1", "--output", str(out)], tmp_path, processes=2)
+    _launch(
+        "btm",
+        [
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            str(data),
+            "--init",
+            str(lora_run),
+            "--peft",
+            "lora",
+            "--lora-rank",
+            "4",
+            "--subsets",
+            "2",
+            "--shots",
+            "5",
+            "--member-epochs",
+            "1",
+            "--member-batch-size",
+            "8",
+            "--optimizer",
+            "adamw",
+            "--member-lr",
+            "0.002",
+            "--head-epochs",
+            "2",
+            "--workers",
+            "0",
+            "--no-progress",
+            "--threads",
+            "1",
+            "--output",
+            str(out),
+        ],
+        tmp_path,
+        processes=2,
+    )
     members = sorted((out / "members").glob("member_*.safetensors"))
     assert len(members) == 2
     full = (out / "model.safetensors").stat().st_size
@@ -137,7 +227,9 @@ def test_pickled_file_refused(data, tmp_path, inproc):
     bad = tmp_path / "model.pth"
     torch.save({"model": torch.nn.Linear(2, 2)}, bad)
     with pytest.raises(UserError, match="weights_only") as err:
-        pretrain.main([*COMMON, "--data-dir", str(data), "--pretrained-file", str(bad), "--output", str(tmp_path / "o")])
+        pretrain.main(
+            [*COMMON, "--data-dir", str(data), "--pretrained-file", str(bad), "--output", str(tmp_path / "o")]
+        )
     assert "\n" not in str(err.value)
     _no_folder(tmp_path / "o")
 
@@ -149,8 +241,19 @@ def test_mismatching_file(data, tmp_path, inproc):
     other = tmp_path / "r32.safetensors"
     save_file(timm.create_model("resnet32_cifar").state_dict(), str(other))
     with pytest.raises(UserError, match="first mismatch: layer1.3"):
-        pretrain.main([*COMMON, "--data-dir", str(data), "--model", "resnet20_cifar", "--pretrained-file", str(other),
-                       "--output", str(tmp_path / "o")])
+        pretrain.main(
+            [
+                *COMMON,
+                "--data-dir",
+                str(data),
+                "--model",
+                "resnet20_cifar",
+                "--pretrained-file",
+                str(other),
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
     _no_folder(tmp_path / "o")
 
 
@@ -159,27 +262,55 @@ def test_targets_matching_nothing(data, weights, tmp_path, inproc):
     from ltzoo.recipes import pretrain
 
     with pytest.raises(UserError, match=r"--peft-targets qkv matches no .* conv1") as err:
-        pretrain.main([*COMMON, "--data-dir", str(data), "--model", "resnet20_cifar", "--pretrained-file", str(weights),
-                       "--peft", "lora", "--peft-targets", "qkv", "--output", str(tmp_path / "o")])
+        pretrain.main(
+            [
+                *COMMON,
+                "--data-dir",
+                str(data),
+                "--model",
+                "resnet20_cifar",
+                "--pretrained-file",
+                str(weights),
+                "--peft",
+                "lora",
+                "--peft-targets",
+                "qkv",
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
     assert "\n" not in str(err.value)
     _no_folder(tmp_path / "o")
 
 
 def test_peft_init_other_classes_needs_new_head(tmp_path, inproc):
     """--peft with --init of a model whose head does not fit: the --new-head line, before training."""
-    from ltzoo.recipes import pretrain
-    from ltzoo.runs import save_model
     from ltzoo.data import load_dataset
+    from ltzoo.recipes import pretrain
+    from ltzoo.runfolder.model_io import save_model
 
     d3 = make_imagefolder(tmp_path / "d3", {"train": [6, 4, 4], "test": [2, 2, 2]}, size=(8, 8), channels=1)
     d4 = make_imagefolder(tmp_path / "d4", {"train": [6, 4, 4, 4], "test": [2, 2, 2, 2]}, size=(8, 8), channels=1)
     ds3 = load_dataset("imagefolder", data_dir=str(d3), val_per_class=0)
-    from ltzoo.runs import create_model
+    from ltzoo.runfolder.model_io import create_model
 
     save_model(create_model(ds3, "resnet20_cifar"), tmp_path / "run3", ds3)
     with pytest.raises(ValueError, match="--new-head"):
-        pretrain.main([*COMMON, "--data-dir", str(d4), "--val-per-class", "0", "--init", str(tmp_path / "run3"),
-                       "--peft", "lora", "--output", str(tmp_path / "o")])
+        pretrain.main(
+            [
+                *COMMON,
+                "--data-dir",
+                str(d4),
+                "--val-per-class",
+                "0",
+                "--init",
+                str(tmp_path / "run3"),
+                "--peft",
+                "lora",
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
     _no_folder(tmp_path / "o")
 
 

@@ -11,6 +11,7 @@
 - ``-c config.yaml`` defaults, a clear error for ``--init`` of another class count, a fresh start (and
   ``--no-resume``) dropping an old log and checkpoints, and a file-backed image folder (timm's transforms).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,14 +25,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from fixtures import make_imagefolder  # tests/ is on sys.path (conftest.py)
+from launching import launch_cmd, recipe_env  # noqa: E402  (tests/ is on sys.path)
 
 import ltzoo  # noqa: F401  (registers resnet20_cifar with timm)
-from ltzoo.losses import list_losses
+from ltzoo.methods.losses import list_losses
 from ltzoo.metrics import longtail_metrics
-
-from fixtures import make_imagefolder  # tests/ is on sys.path (conftest.py)
-
-from launching import launch_cmd, recipe_env  # noqa: E402  (tests/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "pretrain.py"
@@ -40,10 +39,26 @@ TRAIN, VAL, TEST = [40, 15, 6], [3, 3, 3], [9, 8, 6]  # 23 test images: not a mu
 BATCH = 8  # training batch per process; evaluation batches are twice that
 # adamw without warm-up learns the toy classes in 2 epochs in fp32 and 3 in bf16 (an AMX CPU's default: 2 epochs
 # gave test accuracy 0.48 there); SGD at 0.1 with warm-up does not, in so few steps
-COMMON = ["--dataset", "imagefolder", "--model", "resnet20_cifar", "--batch-size", str(BATCH),
-          "--optimizer", "adamw", "--lr", "0.01", "--warmup-epochs", "0", "--workers", "0", "--no-progress", "--threads", "1"]
-RUN_FILES = ("config.json", "model.safetensors", "results.json", "run_config.yaml", "per_class_recall.png",
-             "log.jsonl")
+COMMON = [
+    "--dataset",
+    "imagefolder",
+    "--model",
+    "resnet20_cifar",
+    "--batch-size",
+    str(BATCH),
+    "--optimizer",
+    "adamw",
+    "--lr",
+    "0.01",
+    "--warmup-epochs",
+    "0",
+    "--workers",
+    "0",
+    "--no-progress",
+    "--threads",
+    "1",
+]
+RUN_FILES = ("config.json", "model.safetensors", "results.json", "run_config.yaml", "per_class_recall.png", "log.jsonl")
 LAUNCH_TIMEOUT = 240
 
 
@@ -62,15 +77,20 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def data4(tmp_path_factory) -> Path:
     """Another dataset with 4 classes (for --init of a model of another class count)."""
-    return _make_imagefolder(tmp_path_factory.mktemp("lt4"), {"train": [12, 8, 6, 4], "test": [2, 2, 2, 2]},
-                             seed=1)
+    return _make_imagefolder(tmp_path_factory.mktemp("lt4"), {"train": [12, 8, 6, 4], "test": [2, 2, 2, 2]}, seed=1)
 
 
 # ----------------------------------------------------------------------------------------- running
 def launch(args: list[str], hf_home: Path, processes: int = 1) -> subprocess.CompletedProcess:
     """Run the recipe under ``accelerate launch``; fail the test with its output if it fails."""
-    proc = subprocess.run(launch_cmd(RECIPE, args, processes), cwd=ROOT, env=recipe_env(hf_home), capture_output=True, text=True,
-                          timeout=LAUNCH_TIMEOUT)
+    proc = subprocess.run(
+        launch_cmd(RECIPE, args, processes),
+        cwd=ROOT,
+        env=recipe_env(hf_home),
+        capture_output=True,
+        text=True,
+        timeout=LAUNCH_TIMEOUT,
+    )
     assert proc.returncode == 0, f"recipe failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
 
@@ -109,7 +129,7 @@ def check_run_folder(run_dir: Path, epochs: int) -> dict:
     return res
 
 
-def timm_predictions(run_dir: Path, data_root: Path) -> tuple[torch.Tensor, torch.Tensor, "torch.nn.Module"]:
+def timm_predictions(run_dir: Path, data_root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.nn.Module]:
     """The run folder's model through timm only: create_model + resolve_data_config + create_transform on PIL images."""
     import timm
     from PIL import Image
@@ -177,8 +197,11 @@ def test_every_loss(loss, recipe, data, tmp_path, inproc):
 @pytest.mark.slow
 def test_config_file_end_to_end(recipe, data, tmp_path, inproc):
     cfg = tmp_path / "ce.yaml"
-    cfg.write_text(yaml.safe_dump({"dataset": "imagefolder", "data-dir": str(data), "epochs": 1, "loss": "focal",
-                                   "seed": 3, "select": "acc"}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {"dataset": "imagefolder", "data-dir": str(data), "epochs": 1, "loss": "focal", "seed": 3, "select": "acc"}
+        )
+    )
     out = tmp_path / "run"
     argv = [a for a in COMMON if a not in ("--dataset", "imagefolder")]
     res = recipe.main(["-c", str(cfg), *argv, "--loss", "ce", "--output", str(out)])
@@ -242,13 +265,25 @@ def test_diverging_run_stops_on_one_line_and_leaves_nothing(recipe, data, tmp_pa
     from ltzoo.errors import run_main
 
     out = tmp_path / "run"
-    argv = [*COMMON, "--data-dir", str(data), "--epochs", "2", "--lr", "1e30", "--mixed-precision", "no",
-            "--output", str(out)]
+    argv = [
+        *COMMON,
+        "--data-dir",
+        str(data),
+        "--epochs",
+        "2",
+        "--lr",
+        "1e30",
+        "--mixed-precision",
+        "no",
+        "--output",
+        str(out),
+    ]
     capsys.readouterr()
     assert run_main(lambda: recipe.main(argv), "pretrain.py", exit=False) == 2
     errors = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
     assert len(errors) == 1 and errors[0].startswith(
-        "pretrain.py: error: the training loss became non-finite at epoch 0, step "), errors
+        "pretrain.py: error: the training loss became non-finite at epoch 0, step "
+    ), errors
     assert errors[0].endswith("(fp32); lower --lr (or check the data and the loss's inputs for non-finite values)")
     assert not out.exists(), "the run folder it made, holding no checkpoint, is removed"
 
@@ -279,8 +314,14 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, hf_home):
     run_a, run_b = tmp_path / "a", tmp_path / "b"
 
     # run B: killed (SIGKILL to the launcher's process group) as soon as epoch 0's checkpoint is complete
-    proc = subprocess.Popen(launch_cmd(RECIPE, [*args, "--output", str(run_b)]), cwd=ROOT, env=recipe_env(hf_home),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        launch_cmd(RECIPE, [*args, "--output", str(run_b)]),
+        cwd=ROOT,
+        env=recipe_env(hf_home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + LAUNCH_TIMEOUT
         while not (run_b / "checkpoints" / "epoch_0" / "train_state.json").is_file():

@@ -27,6 +27,7 @@ values), bit for bit. A change that alters what a recipe trains fails here; one 
 The same runs check that every recipe's final evaluation keeps its predictions (``predictions.safetensors``,
 from which results.json's metrics and test intervals are recomputed) and its reliability diagram.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,7 +49,19 @@ FIXTURE = Path(__file__).resolve().parent / "data" / "recipe_reference.json"
 TRAIN, VAL, TEST = [40, 15, 6], [3, 3, 3], [9, 8, 6]
 DATA = ["--dataset", "imagefolder", "--workers", "0", "--no-progress", "--threads", "1"]
 FP32 = ["--mixed-precision", "no"]  # gml has no such flag: its heads train on fp32 features
-OPT = [*FP32, "--model", "resnet20_cifar", "--optimizer", "adamw", "--batch-size", "8", "--lr", "0.01", "--warmup-epochs", "0"]
+OPT = [
+    *FP32,
+    "--model",
+    "resnet20_cifar",
+    "--optimizer",
+    "adamw",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.01",
+    "--warmup-epochs",
+    "0",
+]
 METRICS = ("acc", "mean_class_acc", "hm", "gm", "min_recall", "per_class_recall", "num_samples")
 
 
@@ -66,9 +79,12 @@ def weights_sha256(path: Path) -> str:
 def summary(run_dir: Path) -> dict:
     """What the reference keeps of a finished run folder."""
     res = json.loads((run_dir / "results.json").read_text())
-    out = {"method": res["method"], "selected_epoch": res.get("selected_epoch"),
-           "metrics": {s: {k: m[k] for k in METRICS} for s, m in res["metrics"].items()},
-           "weights_sha256": weights_sha256(run_dir / "model.safetensors")}
+    out = {
+        "method": res["method"],
+        "selected_epoch": res.get("selected_epoch"),
+        "metrics": {s: {k: m[k] for k in METRICS} for s, m in res["metrics"].items()},
+        "weights_sha256": weights_sha256(run_dir / "model.safetensors"),
+    }
     if "table" in res:
         out["table"] = res["table"]
     return out
@@ -87,11 +103,32 @@ def run_all(data: Path, runs: Path) -> dict:
     base = [*DATA, "--data-dir", str(data)]
     argvs = {
         "pretrain": (pretrain, [*base, *OPT, "--epochs", "2", "--output", str(runs / "pretrain")]),
-        "csa": (csa, [*base, *OPT, "--epochs", "2", "--shift-after", "1", "--threshold", "0.5",
-                      "--output", str(runs / "csa")]),
+        "csa": (
+            csa,
+            [*base, *OPT, "--epochs", "2", "--shift-after", "1", "--threshold", "0.5", "--output", str(runs / "csa")],
+        ),
         "gml": (gml, [*base, "--init", str(runs / "pretrain"), "--head-epochs", "3", "--output", str(runs / "gml")]),
-        "btm": (btm, [*base, *OPT, "--epochs", "1", "--subsets", "2", "--shots", "3", "--member-epochs", "2",
-                      "--member-batch-size", "4", "--head-epochs", "2", "--output", str(runs / "btm")]),
+        "btm": (
+            btm,
+            [
+                *base,
+                *OPT,
+                "--epochs",
+                "1",
+                "--subsets",
+                "2",
+                "--shots",
+                "3",
+                "--member-epochs",
+                "2",
+                "--member-batch-size",
+                "4",
+                "--head-epochs",
+                "2",
+                "--output",
+                str(runs / "btm"),
+            ],
+        ),
     }
     out = {}
     for name, (module, argv) in argvs.items():
@@ -113,8 +150,9 @@ def reference_runs(tmp_path_factory):
                 mp.setenv(k, v)
         torch.set_num_threads(1)
         try:
-            data = make_imagefolder(tmp / "data", {"train": TRAIN, "val": VAL, "test": TEST}, size=(8, 8),
-                                    channels=1, seed=0)
+            data = make_imagefolder(
+                tmp / "data", {"train": TRAIN, "val": VAL, "test": TEST}, size=(8, 8), channels=1, seed=0
+            )
             yield run_all(data, tmp / "runs"), tmp / "runs"
         finally:
             torch.set_num_threads(threads)
@@ -140,16 +178,17 @@ def test_recipes_reproduce_the_reference(reference_runs):
         assert got[name]["metrics"] == expected[name]["metrics"], f"{where}: metrics changed"
         assert got[name].get("table") == expected[name].get("table"), f"{where}: table changed"
         # bit for bit where these kernels have a record; else a warning naming the hash to record (`--write`)
-        check_weights_hash(got[name]["weights_sha256"], {k: v[name]["weights_sha256"] for k, v in recorded.items()},
-                           where)
+        check_weights_hash(
+            got[name]["weights_sha256"], {k: v[name]["weights_sha256"] for k, v in recorded.items()}, where
+        )
 
 
 @pytest.mark.slow
 def test_every_recipe_keeps_its_predictions(reference_runs):
     """The one final evaluation keeps each recipe's logits and labels, from which results.json's metrics,
     probability metrics and test intervals are recomputed exactly, and draws the reliability diagram."""
-    from ltzoo.evaluation import BOOTSTRAP, evaluate_logits
-    from ltzoo.predictions import load_predictions
+    from ltzoo.runfolder.predictions import load_predictions
+    from ltzoo.training.evaluation import BOOTSTRAP, evaluate_logits
 
     _, runs = reference_runs
     for name in ("pretrain", "csa", "gml", "btm"):
@@ -159,8 +198,9 @@ def test_every_recipe_keeps_its_predictions(reference_runs):
         assert kept.meta["dataset"] == "imagefolder" and kept.train_counts == res["train_counts"], name
         for split, m in res["metrics"].items():
             z, y = kept.split(split)
-            again = evaluate_logits(z, y, kept.train_counts, kept.shot_thresholds, split,
-                                    bootstrap=BOOTSTRAP if split == "test" else 0)
+            again = evaluate_logits(
+                z, y, kept.train_counts, kept.shot_thresholds, split, bootstrap=BOOTSTRAP if split == "test" else 0
+            )
             for k in (*METRICS, "ece", "classwise_ece", "nll", "brier"):
                 assert again[k] == pytest.approx(m[k], abs=1e-12), (name, split, k)
         assert res["metrics"]["test"]["bootstrap"]["intervals"] == again["bootstrap"]["intervals"], name
@@ -176,8 +216,9 @@ if __name__ == "__main__":  # record the reference with the code as it is
             os.environ[k] = v
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_imagefolder(Path(tmp) / "data", {"train": TRAIN, "val": VAL, "test": TEST}, size=(8, 8),
-                                channels=1, seed=0)
+        data = make_imagefolder(
+            Path(tmp) / "data", {"train": TRAIN, "val": VAL, "test": TEST}, size=(8, 8), channels=1, seed=0
+        )
         ref = run_all(data, Path(tmp) / "runs")
     recorded = json.loads(FIXTURE.read_text()) if FIXTURE.is_file() else {}
     recorded[kernel_key()] = ref  # this machine's kernel set; the others' stay as recorded

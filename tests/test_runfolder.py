@@ -1,4 +1,5 @@
-"""`ltzoo.runfolder`: one owner per run folder (an exclusive OS-level lock), and what a run leaves behind."""
+"""`ltzoo.runfolder.folder`: one owner per run folder (an exclusive OS-level lock), and what a run leaves behind."""
+
 from __future__ import annotations
 
 import os
@@ -10,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from ltzoo.errors import UserError
-from ltzoo.runfolder import RunFolder, lock_folder, unlock_folder
+from ltzoo.runfolder.folder import RunFolder, lock_folder, unlock_folder
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from ltzoo.runfolder import lock_folder
+from ltzoo.runfolder.folder import lock_folder
 lock_folder(Path(sys.argv[1]))
 print("locked", flush=True)
 time.sleep(120)
@@ -27,8 +28,10 @@ def holder(tmp_path):
     """Another process holding the lock of ``tmp_path / 'run'`` (killed at the end: the kernel releases it)."""
     folder = tmp_path / "run"
     folder.mkdir()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
-                                                        os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout.readline().strip() == "locked"
     yield folder, proc

@@ -1,4 +1,6 @@
-"""`ltzoo.runfolder.git_commit`: the commit of the code that trained, '-dirty' only when that code changed."""
+"""`ltzoo.runfolder.provenance.git_commit`: the commit of the code that trained, '-dirty' only when that code
+changed."""
+
 from __future__ import annotations
 
 import shutil
@@ -7,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ltzoo.runfolder import git_commit
+from ltzoo.runfolder.provenance import git_commit
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 

@@ -1,4 +1,5 @@
 """Samplers, the balanced subset draw (`ltzoo.data.samplers`) and the batch pipeline (`ltzoo.data.loader`)."""
+
 from __future__ import annotations
 
 import math
@@ -202,7 +203,7 @@ def test_balanced_subsets_allow_fewer_takes_all_of_a_short_class():
     subsets = balanced_subsets(labels, 4, shots=5, num_subsets=3, seed=0, disjoint=True, allow_fewer=True)
     for i, s in enumerate(subsets):
         assert per_class_counts(labels[s], 4) == [5, 5, 5, 5]
-        for t in subsets[i + 1:]:  # classes with enough images stay disjoint
+        for t in subsets[i + 1 :]:  # classes with enough images stay disjoint
             common = set(s.tolist()) & set(t.tolist())
             assert all(int(labels[k]) == 3 for k in common)
 
@@ -241,6 +242,7 @@ def test_file_split_needs_a_transform(tmp_path):
     split = Split("train", [0, 0, 0, 1, 1], files=files)
     with pytest.raises(ValueError, match="needs a transform"):
         make_loader(split, 2)
+
     def to_tensor(img):
         return torch.tensor(list(img.getdata()), dtype=torch.float32).view(img.height, img.width, 3)
 
@@ -279,8 +281,9 @@ def _translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """x (C, H, W) shifted by (dy, dx), zero filled."""
     out = torch.zeros_like(x)
     h, w = x.shape[1:]
-    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        x[:, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+        :, max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
+    ]
     return out
 
 

@@ -1,5 +1,6 @@
-"""Shifted batch normalisation (ltzoo.shifted_bn): BN statistics re-estimated on class-balanced batches, nothing
+"""Shifted batch normalisation (ltzoo.methods.shifted_bn): BN statistics re-estimated on class-balanced batches, nothing
 else changed, and when the recipes turn it on."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,7 +11,7 @@ from torch import nn
 import ltzoo  # noqa: F401  (registers resnet20_cifar with timm)
 from ltzoo.data import LTDataset, Split
 from ltzoo.data.samplers import create_sampler
-from ltzoo.shifted_bn import shift_batchnorm, uses_shifted_bn
+from ltzoo.methods.shifted_bn import shift_batchnorm, uses_shifted_bn
 
 STATS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -20,7 +21,9 @@ def _dataset(counts: list[int], size: int) -> LTDataset:
     labels = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
     images = (labels * 255).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, size, size).contiguous()
     split = Split("train", labels, images=images)
-    return LTDataset("toy", [f"class_{c}" for c in range(len(counts))], split, None, split, (1, size, size), (0.0,), (1.0,))
+    return LTDataset(
+        "toy", [f"class_{c}" for c in range(len(counts))], split, None, split, (1, size, size), (0.0,), (1.0,)
+    )
 
 
 def test_statistics_are_those_of_class_balanced_batches():
@@ -52,8 +55,9 @@ def test_only_batchnorm_statistics_change():
     after = model.state_dict()
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert moved and all(k.endswith(STATS) for k in moved), sorted(moved)
-    assert {k.rsplit(".", 1)[0] for k in moved if k.endswith("running_mean")} == \
-        {name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}  # every BN layer
+    assert {k.rsplit(".", 1)[0] for k in moved if k.endswith("running_mean")} == {
+        name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)
+    }  # every BN layer
 
 
 def test_when_the_recipes_shift():

@@ -1,11 +1,18 @@
 """Many / medium / few-shot cut-offs chosen for the data (`ltzoo.metrics.shots`)."""
+
 from __future__ import annotations
 
 import pytest
 
 from ltzoo.data import longtail_counts, shot_groups
-from ltzoo.metrics.shots import (LITERATURE_SHOT_CUTS, check_shot_cuts, choose_shot_cuts, log_third_cuts,
-                                 nearest_125, shot_group_sizes)
+from ltzoo.metrics.shots import (
+    LITERATURE_SHOT_CUTS,
+    check_shot_cuts,
+    choose_shot_cuts,
+    log_third_cuts,
+    nearest_125,
+    shot_group_sizes,
+)
 
 
 def _sizes(counts, many, few):
@@ -17,8 +24,23 @@ def test_group_sizes_agree_with_shot_groups():
     assert shot_group_sizes(counts, 100, 20) == _sizes(counts, 100, 20) == (2, 2, 3)
 
 
-@pytest.mark.parametrize("x, expected", [(1271, 1000), (274, 200), (2738, 2000), (1, 1), (1.4, 1), (1.5, 2),
-                                         (3.2, 5), (3.1, 2), (7, 5), (7.2, 10), (40_000, 50_000), (0.7, 1)])
+@pytest.mark.parametrize(
+    "x, expected",
+    [
+        (1271, 1000),
+        (274, 200),
+        (2738, 2000),
+        (1, 1),
+        (1.4, 1),
+        (1.5, 2),
+        (3.2, 5),
+        (3.1, 2),
+        (7, 5),
+        (7.2, 10),
+        (40_000, 50_000),
+        (0.7, 1),
+    ],
+)
 def test_nearest_125(x, expected):
     assert nearest_125(x) == expected
 
@@ -32,18 +54,22 @@ def test_issue_14_folder_gets_non_empty_groups():
     assert rule == "thirds of the log-count range 60..6000 (the literature's >100 / <20 would give 8/2/0 classes)"
 
 
-@pytest.mark.parametrize("rho, cuts, sizes", [(100, (1000, 200), (4, 3, 3)), (10, (2000, 1000), (5, 2, 3)),
-                                              (50, (2000, 500), (3, 3, 4))])
+@pytest.mark.parametrize(
+    "rho, cuts, sizes", [(100, (1000, 200), (4, 3, 3)), (10, (2000, 1000), (5, 2, 3)), (50, (2000, 500), (3, 3, 4))]
+)
 def test_fashion_mnist_lt_keeps_a_sensible_split(rho, cuts, sizes):
     counts = longtail_counts(5900, 10, rho)  # fmnist_lt with its 100/class validation split
     assert choose_shot_cuts(counts)[:2] == cuts and _sizes(counts, *cuts) == sizes
 
 
-@pytest.mark.parametrize("counts, sizes", [
-    (longtail_counts(500, 100, 100), (35, 35, 30)),  # CIFAR-100-LT, the literature's own scale
-    (longtail_counts(480, 100, 100), (34, 35, 31)),  # ... with ltzoo's 20/class validation hold-out
-    (longtail_counts(1280, 1000, 256), None),        # ImageNet-LT-like
-])
+@pytest.mark.parametrize(
+    "counts, sizes",
+    [
+        (longtail_counts(500, 100, 100), (35, 35, 30)),  # CIFAR-100-LT, the literature's own scale
+        (longtail_counts(480, 100, 100), (34, 35, 31)),  # ... with ltzoo's 20/class validation hold-out
+        (longtail_counts(1280, 1000, 256), None),  # ImageNet-LT-like
+    ],
+)
 def test_literature_cuts_where_they_were_made_for(counts, sizes):
     many, few, rule = choose_shot_cuts(counts)
     assert (many, few) == LITERATURE_SHOT_CUTS and rule.startswith("literature")
@@ -82,7 +108,13 @@ def test_step_balanced_and_narrow_ranges():
 
 def test_check_shot_cuts():
     assert check_shot_cuts((1000, 200)) == (1000, 200) and check_shot_cuts([5, 5]) == (5, 5)
-    for bad, match in (((20, 100), "many >= few >= 0"), ((100, -1), "many >= few"), ((100.5, 20), "integers"),
-                       (("a", 2), "two integers"), ((1, 2, 3), "two integers"), (None, "two integers")):
+    for bad, match in (
+        ((20, 100), "many >= few >= 0"),
+        ((100, -1), "many >= few"),
+        ((100.5, 20), "integers"),
+        (("a", 2), "two integers"),
+        ((1, 2, 3), "two integers"),
+        (None, "two integers"),
+    ):
         with pytest.raises(ValueError, match=match):
             check_shot_cuts(bad)

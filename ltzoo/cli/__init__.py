@@ -12,18 +12,19 @@
     ltzoo launch [ACCELERATE FLAGS] RECIPE [RECIPE FLAGS]
 
 Every command that reports numbers takes ``--json`` (one JSON object on stdout). The commands live
-one group per module (`ltzoo.cli.data`, `ltzoo.cli.compare`, `ltzoo.cli.configs`, `ltzoo.cli.hub`, `ltzoo.cli.launch`), each
-listing its commands in ``COMMANDS``; `GROUPS` below registers them. The recipes run under
+one group per module (`ltzoo.cli.data`, `ltzoo.cli.compare`, `ltzoo.cli.configs`, `ltzoo.cli.hub`,
+`ltzoo.cli.launch`), each listing its commands in ``COMMANDS``; `GROUPS` below registers them. The recipes run under
 ``accelerate launch -m ltzoo.recipes.<name>``, or ``ltzoo launch`` (the same, with a user error in one
 line on any number of processes). Every command follows ltzoo's error contract (`ltzoo.errors`): bad
 input ends with one line, ``ltzoo COMMAND: error: <problem>; <fix>``, and exit code 2.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from ltzoo import __version__
 from ltzoo.cli import compare, configs, data, hub, launch
@@ -42,8 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     for group in GROUPS:
         for name, (func, add_args) in group.COMMANDS.items():
             summary = (func.__doc__ or "").split("\n")[0].replace("%", "%%")  # argparse %-formats a help string
-            sp = sub.add_parser(name, help=summary, description=func.__doc__,
-                                formatter_class=DefaultsHelpFormatter)
+            sp = sub.add_parser(name, help=summary, description=func.__doc__, formatter_class=DefaultsHelpFormatter)
             add_args(sp)
             sp.set_defaults(func=func)
     return p
@@ -53,9 +53,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``argv``; everything after ``launch`` is accelerate's flags and the recipe's, passed as they are."""
     parser, argv = build_parser(), list(argv)
     at = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
-    if at is not None and argv[at] == "launch" and argv[at + 1:] not in (["-h"], ["--help"]):
-        args = parser.parse_args(argv[:at + 1])
-        args.argv = argv[at + 1:]
+    if at is not None and argv[at] == "launch" and argv[at + 1 :] not in (["-h"], ["--help"]):
+        args = parser.parse_args(argv[: at + 1])
+        args.argv = argv[at + 1 :]
         return args
     return parser.parse_args(argv)
 
@@ -67,5 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     error: <problem>; <fix>``, and exit code 2; a bug keeps its traceback.
     """
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     return run_main(lambda: args.func(args), f"ltzoo {args.command}", exit=False)

@@ -1,14 +1,15 @@
 """``ltzoo configs``: the recipe configs that ship with the package (what ``-c NAME`` takes).
 
-    ltzoo configs                    # every config, its recipe and its first comment line
-    ltzoo configs fmnist_lt/btm      # print one; `> my.yaml`, edit, then `-c my.yaml`
+ltzoo configs                    # every config, its recipe and its first comment line
+ltzoo configs fmnist_lt/btm      # print one; `> my.yaml`, edit, then `-c my.yaml`
 """
+
 from __future__ import annotations
 
 import sys
 
 from ltzoo.cli.output import emit
-from ltzoo.recipes.common import config_path, config_recipe, list_configs
+from ltzoo.recipes.flags import config_path, config_recipe, list_configs
 
 
 def _add_configs(p) -> None:
@@ -33,8 +34,12 @@ def cmd_configs(args) -> int:
         return 0
     names = list_configs()
     rows = {n: {"recipe": config_recipe(n), "about": _summary(n)} for n in names}
-    emit({"configs": rows}, args.json, "\n".join(f"{n:<20} {r['recipe']:<9} {r['about']}" for n, r in rows.items())
-         + "\n\nrun one with `accelerate launch -m ltzoo.recipes.RECIPE -c NAME`; print one with `ltzoo configs NAME`")
+    emit(
+        {"configs": rows},
+        args.json,
+        "\n".join(f"{n:<20} {r['recipe']:<9} {r['about']}" for n, r in rows.items())
+        + "\n\nrun one with `accelerate launch -m ltzoo.recipes.RECIPE -c NAME`; print one with `ltzoo configs NAME`",
+    )
     return 0
 
 

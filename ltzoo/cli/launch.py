@@ -8,14 +8,15 @@ Takes accelerate launch's own flags, then the recipe and its flags. A user error
 its one line, printed once for all processes, and exit code 2, without accelerate's or torch elastic's
 traceback; a crash keeps every traceback (`ltzoo.errors.launch`).
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from ltzoo.errors import launch, UserError
+from ltzoo.errors import UserError, launch
 from ltzoo.recipes import RECIPES
 
 _USAGE = "ltzoo launch [ACCELERATE FLAGS] RECIPE [RECIPE FLAGS]"
@@ -31,12 +32,15 @@ def recipe_argv(argv: Sequence[str]) -> list[str]:
 
     argv = list(argv)
     if not argv:
-        raise UserError("no recipe to launch", f"{_USAGE}, e.g. `ltzoo launch recipes/btm.py` or "
-                                               f"`ltzoo launch -m ltzoo.recipes.btm`")
+        raise UserError(
+            "no recipe to launch",
+            f"{_USAGE}, e.g. `ltzoo launch recipes/btm.py` or `ltzoo launch -m ltzoo.recipes.btm`",
+        )
     parser = launch_command_parser()
 
     def refuse(message: str):
         raise UserError(f"accelerate launch: {message}", f"{_USAGE}; `accelerate launch --help` lists its flags")
+
     parser.error = refuse
     args = parser.parse_args(argv)
     script = args.training_script
@@ -44,11 +48,12 @@ def recipe_argv(argv: Sequence[str]) -> list[str]:
     if args.module or Path(script).exists():
         return argv
     if "/" in script or script.endswith(".py") or importlib.util.find_spec(f"ltzoo.recipes.{script}") is None:
-        raise UserError(f"no recipe file {script}", f"give a recipe file, -m MODULE, or a recipe's name "
-                                                   f"({', '.join(RECIPES)})")
+        raise UserError(
+            f"no recipe file {script}", f"give a recipe file, -m MODULE, or a recipe's name ({', '.join(RECIPES)})"
+        )
     # the recipe is the first token whose tail is the script and its arguments
-    at = next(i for i in range(len(argv)) if argv[i] == script and argv[i + 1:] == args.training_script_args)
-    return argv[:at] + ["-m", f"ltzoo.recipes.{script}"] + argv[at + 1:]
+    at = next(i for i in range(len(argv)) if argv[i] == script and argv[i + 1 :] == args.training_script_args)
+    return argv[:at] + ["-m", f"ltzoo.recipes.{script}"] + argv[at + 1 :]
 
 
 def _explicit_defaults(args) -> list[str]:
@@ -84,9 +89,13 @@ def torch_device_count() -> int:
 
 
 def _add_launch(p) -> None:
-    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="[ACCELERATE FLAGS] RECIPE [RECIPE FLAGS]",
-                   help=f"accelerate launch's flags, then the recipe: a file (recipes/btm.py), -m MODULE, or a "
-                        f"name ({', '.join(RECIPES)}), then its flags")
+    p.add_argument(
+        "argv",
+        nargs=argparse.REMAINDER,
+        metavar="[ACCELERATE FLAGS] RECIPE [RECIPE FLAGS]",
+        help=f"accelerate launch's flags, then the recipe: a file (recipes/btm.py), -m MODULE, or a "
+        f"name ({', '.join(RECIPES)}), then its flags",
+    )
 
 
 def cmd_launch(args) -> int:

@@ -1,4 +1,5 @@
 """How every ``ltzoo`` command reports: readable text, or one JSON object with ``--json``."""
+
 from __future__ import annotations
 
 import json

@@ -4,11 +4,12 @@
     add_data_args(parser)                      # --data-dir, --imbalance, --profile, --val-per-class, lists
     ds = load_dataset(args.dataset, **dataset_kwargs(args))
 """
+
 from __future__ import annotations
 
 import argparse
 
-from ltzoo.argtypes import existing_file, imbalance_ratio, nonneg_int, positive_int
+from ltzoo.config.argtypes import existing_file, imbalance_ratio, nonneg_int, positive_int
 
 SEED_HELP = "seed of the long-tail subsampling and the validation draw"
 
@@ -23,50 +24,106 @@ def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
             (commands that describe a split list without needing its images, like ``ltzoo data``).
     """
     parser.add_argument("--data-dir", default=None, help="where the dataset's files are")
-    parser.add_argument("--imbalance", type=imbalance_ratio, default=None,
-                        help="imbalance ratio rho (largest / smallest class); unset: 100 for fmnist_lt and cifar*_lt, "
-                             "the data as it is for the others")
-    parser.add_argument("--profile", default=None, choices=("exp", "step"),
-                        help="long-tail profile of a dataset made long-tailed (--imbalance, or fmnist_lt and "
-                             "cifar*_lt by default); unset: exp there, none for data used as it is")
-    parser.add_argument("--n-max", type=positive_int, default=None,
-                        help="training images kept in the largest class (subsampled datasets); unset: as many as the "
-                             "validation draw leaves (5900 for fmnist_lt). With --imbalance 1: a class-balanced subset "
-                             "of n-max per class (the size-matched balanced reference of relative accuracy)")
-    parser.add_argument("--val-per-class", type=nonneg_int, default=None,
-                        help="balanced validation images per class to draw when the dataset has no val split; unset: "
-                             "100 for fmnist_lt and cifar10_lt, 20 for the others, 0 (none) for the list datasets")
-    parser.add_argument("--split-protocol", default="ltzoo", choices=("ltzoo", "cao2019"),
-                        help="how a profile picks the images: ltzoo (a seeded draw after holding out a balanced "
-                             "validation split) or cao2019 (Cao et al.'s CIFAR-LT, the literature's images whatever "
-                             "--seed; validation from the images it leaves out, none for the head class; docs/cifar-lt.md)")
-    parser.add_argument("--class-order", default=None,
-                        help="which class keeps the most images under the profile: own (the dataset's order), reverse, "
-                             "random:<seed>, hard_tail (Fashion-MNIST's classes, worst-recalled get the fewest; "
-                             "benchmarks/results/hard_tail_order.md), or every class by name or index, comma-separated, "
-                             "most images first")
-    parser.add_argument("--shot-cuts", type=nonneg_int, nargs=2, metavar=("MANY", "FEW"), default=None,
-                        help="many-shot: more than MANY training images, few-shot: fewer than FEW; unset: the "
-                             "literature's 100 / 20 where they fit the counts, else thirds of the log-count range")
+    parser.add_argument(
+        "--imbalance",
+        type=imbalance_ratio,
+        default=None,
+        help="imbalance ratio rho (largest / smallest class); unset: 100 for fmnist_lt and cifar*_lt, "
+        "the data as it is for the others",
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        choices=("exp", "step"),
+        help="long-tail profile of a dataset made long-tailed (--imbalance, or fmnist_lt and "
+        "cifar*_lt by default); unset: exp there, none for data used as it is",
+    )
+    parser.add_argument(
+        "--n-max",
+        type=positive_int,
+        default=None,
+        help="training images kept in the largest class (subsampled datasets); unset: as many as the "
+        "validation draw leaves (5900 for fmnist_lt). With --imbalance 1: a class-balanced subset "
+        "of n-max per class (the size-matched balanced reference of relative accuracy)",
+    )
+    parser.add_argument(
+        "--val-per-class",
+        type=nonneg_int,
+        default=None,
+        help="balanced validation images per class to draw when the dataset has no val split; unset: "
+        "100 for fmnist_lt and cifar10_lt, 20 for the others, 0 (none) for the list datasets",
+    )
+    parser.add_argument(
+        "--split-protocol",
+        default=None,
+        choices=("ltzoo", "cao2019"),
+        help="how a profile picks the images: ltzoo (a seeded draw after holding out a balanced "
+        "validation split) or cao2019 (Cao et al.'s CIFAR-LT, the literature's images whatever "
+        "--seed; validation from the images it leaves out, none for the head class; docs/cifar-lt.md); "
+        "unset: cao2019 for cifar10_lt and cifar100_lt, ltzoo for the others",
+    )
+    parser.add_argument(
+        "--class-order",
+        default=None,
+        help="which class keeps the most images under the profile: own (the dataset's order), reverse, "
+        "random:<seed>, hard_tail (Fashion-MNIST's classes, worst-recalled get the fewest; "
+        "benchmarks/results/hard_tail_order.md), or every class by name or index, comma-separated, "
+        "most images first",
+    )
+    parser.add_argument(
+        "--shot-cuts",
+        type=nonneg_int,
+        nargs=2,
+        metavar=("MANY", "FEW"),
+        default=None,
+        help="many-shot: more than MANY training images, few-shot: fewer than FEW; unset: the "
+        "literature's 100 / 20 where they fit the counts, else thirds of the log-count range",
+    )
     if check_files:
-        parser.add_argument("--skip-bad-files", action="store_true",
-                            help="drop image files that are missing or do not decode (the run reports how many) "
-                                 "instead of stopping before training")
+        parser.add_argument(
+            "--skip-bad-files",
+            action="store_true",
+            help="drop image files that are missing or do not decode (the run reports how many) "
+            "instead of stopping before training",
+        )
     else:
-        parser.add_argument("--check-files", action="store_true",
-                            help="also check that every image file exists and decodes")
+        parser.add_argument(
+            "--check-files", action="store_true", help="also check that every image file exists and decodes"
+        )
     if seed:
         parser.add_argument("--seed", type=nonneg_int, default=0, help=SEED_HELP)
-    parser.add_argument("--train-list", type=existing_file, default=None, help="`path label` list of the training images (list datasets)")
-    parser.add_argument("--val-list", type=existing_file, default=None, help="`path label` list of the validation images (list datasets)")
-    parser.add_argument("--test-list", type=existing_file, default=None, help="`path label` list of the test images (list datasets)")
+    parser.add_argument(
+        "--train-list",
+        type=existing_file,
+        default=None,
+        help="`path label` list of the training images (list datasets)",
+    )
+    parser.add_argument(
+        "--val-list",
+        type=existing_file,
+        default=None,
+        help="`path label` list of the validation images (list datasets)",
+    )
+    parser.add_argument(
+        "--test-list", type=existing_file, default=None, help="`path label` list of the test images (list datasets)"
+    )
 
 
 def dataset_kwargs(args: argparse.Namespace) -> dict:
     """The `load_dataset` keyword arguments of the data flags (and ``--seed``)."""
-    return dict(data_dir=args.data_dir, imbalance=args.imbalance, profile=args.profile or "exp", seed=args.seed,
-                val_per_class=args.val_per_class, n_max=getattr(args, "n_max", None), train_list=args.train_list,
-                val_list=args.val_list,
-                test_list=args.test_list, class_order=args.class_order, shot_cuts=args.shot_cuts,
-                check_files=getattr(args, "check_files", True), skip_bad=getattr(args, "skip_bad_files", False),
-                split_protocol=getattr(args, "split_protocol", "ltzoo"))
+    return dict(
+        data_dir=args.data_dir,
+        imbalance=args.imbalance,
+        profile=args.profile or "exp",
+        seed=args.seed,
+        val_per_class=args.val_per_class,
+        n_max=getattr(args, "n_max", None),
+        train_list=args.train_list,
+        val_list=args.val_list,
+        test_list=args.test_list,
+        class_order=args.class_order,
+        shot_cuts=args.shot_cuts,
+        check_files=getattr(args, "check_files", True),
+        skip_bad=getattr(args, "skip_bad_files", False),
+        split_protocol=getattr(args, "split_protocol", None),
+    )

@@ -9,12 +9,13 @@
 
 In-memory splits (Fashion-MNIST, CIFAR) and Hugging Face splits need only the class check.
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 import torch
 
@@ -43,8 +44,9 @@ def _image_problem(path: str) -> str | None:
     return None
 
 
-def find_bad_files(files: Sequence[str], workers: int | None = None, progress: bool | None = None,
-                   desc: str = "checking images") -> list[tuple[int, str, str]]:
+def find_bad_files(
+    files: Sequence[str], workers: int | None = None, progress: bool | None = None, desc: str = "checking images"
+) -> list[tuple[int, str, str]]:
     """``(position, path, problem)`` of every file in ``files`` that is missing or does not decode.
 
     Args:
@@ -56,13 +58,26 @@ def find_bad_files(files: Sequence[str], workers: int | None = None, progress: b
     workers = workers or min(32, 4 * (os.cpu_count() or 1))
     show = len(files) >= PROGRESS_MIN if progress is None else progress
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        problems = list(tqdm(pool.map(_image_problem, files, chunksize=64), total=len(files), desc=desc,
-                             unit="img", disable=not show, leave=False))
+        problems = list(
+            tqdm(
+                pool.map(_image_problem, files, chunksize=64),
+                total=len(files),
+                desc=desc,
+                unit="img",
+                disable=not show,
+                leave=False,
+            )
+        )
     return [(i, files[i], p) for i, p in enumerate(problems) if p is not None]
 
 
-def check_files(split: Split | None, dataset: str = "", skip_bad: bool = False, workers: int | None = None,
-                progress: bool | None = None) -> tuple[Split | None, int]:
+def check_files(
+    split: Split | None,
+    dataset: str = "",
+    skip_bad: bool = False,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> tuple[Split | None, int]:
     """Check the files of a file-backed split; returns the split (without bad files if ``skip_bad``) and
     the number of files skipped.
 
@@ -89,8 +104,9 @@ def check_files(split: Split | None, dataset: str = "", skip_bad: bool = False, 
     return split.subset(torch.nonzero(keep).flatten()), len(bad)
 
 
-def check_classes(dataset: str, class_names: Sequence[str], train: Split, val: Split | None = None,
-                  test: Split | None = None) -> None:
+def check_classes(
+    dataset: str, class_names: Sequence[str], train: Split, val: Split | None = None, test: Split | None = None
+) -> None:
     """Raise `UserError` if a class has no training images or is missing from a non-empty val/test split."""
     num_classes = len(class_names)
     for split in (train, val, test):
@@ -101,12 +117,16 @@ def check_classes(dataset: str, class_names: Sequence[str], train: Split, val: S
         if not empty:
             continue
         names = ", ".join(repr(class_names[c]) for c in empty[:SHOW]) + (
-            f" and {len(empty) - SHOW} more" if len(empty) > SHOW else "")
+            f" and {len(empty) - SHOW} more" if len(empty) > SHOW else ""
+        )
         src = f" ({split.source})" if split.source else ""
         if split is train:
-            raise UserError(f"{dataset}: {len(empty)} of {num_classes} classes have no training images{src}: {names}",
-                            "add images of those classes, or remove them (an empty class folder, a label no "
-                            "line uses)")
-        raise UserError(f"{dataset}: the {split.name} split{src} has no images of {len(empty)} of {num_classes} "
-                        f"classes: {names}", f"add {split.name} images of those classes (their recall, and with "
-                        "it HM, GM and min recall, is undefined without them)")
+            raise UserError(
+                f"{dataset}: {len(empty)} of {num_classes} classes have no training images{src}: {names}",
+                "add images of those classes, or remove them (an empty class folder, a label no line uses)",
+            )
+        raise UserError(
+            f"{dataset}: the {split.name} split{src} has no images of {len(empty)} of {num_classes} classes: {names}",
+            f"add {split.name} images of those classes (their recall, and with "
+            "it HM, GM and min recall, is undefined without them)",
+        )

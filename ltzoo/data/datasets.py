@@ -25,32 +25,38 @@ literature's >100 / <20 where they fit, thirds of the log-count range otherwise)
 gives them.
 
 ``split_protocol='cao2019'`` builds a subsampled dataset as Cao et al. (LDAM-DRW, 2019) built CIFAR-10/100-LT,
-the same counts and the same images (`ltzoo.data.cao2019`): 12,406 training images for CIFAR-10-LT and
+the same counts and the same images (`ltzoo.data.cifar_lt`): 12,406 training images for CIFAR-10-LT and
 10,847 for CIFAR-100-LT at rho=100, whatever the seed; its validation split comes from the images that
 construction leaves out, and the head class, which keeps all its images, has none there.
 
 - ``fmnist_source5`` and ``fmnist_target5_lt``: Fashion-MNIST's first five classes, balanced and whole, and
   its last five made long-tailed (rho 100), the source and target tasks of benchmarks/transfer.py.
 - ``fmnist_ctx_lt``: ``fmnist_lt`` in RGB with an irrelevant background context, fixed per class in the
-  tail half of the training set (see `ltzoo.data.context`).
+  tail half of the training set (see `ltzoo.data.fmnist_ctx_lt`).
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from ltzoo.data import check as data_check
 from ltzoo.data import formats
-from ltzoo.data.cao2019 import REFERENCE_SEED, cao2019_counts, cao2019_select, validation_from_leftovers
-from ltzoo.data.context import add_context
-from ltzoo.data.profiles import (class_indices, counts_in_class_order, longtail_counts, resolve_class_order,
-                                  subsample_longtail)
+from ltzoo.data.cifar_lt import REFERENCE_SEED, cao2019_counts, cao2019_select, validation_from_leftovers
+from ltzoo.data.fmnist_ctx_lt import add_context
+from ltzoo.data.profiles import (
+    class_indices,
+    counts_in_class_order,
+    longtail_counts,
+    resolve_class_order,
+    subsample_longtail,
+)
 from ltzoo.data.splits import LTDataset, Split, check_split_labels
 from ltzoo.metrics.shots import check_shot_cuts, choose_shot_cuts
 
@@ -75,6 +81,15 @@ class DatasetSpec:
     display_name: str = ""  # how cards name it
     hub_id: str | None = None  # the Hub dataset its images come from (cards link it), if there is one
     finish: Callable | None = None  # (train, val, test, num_classes, info) -> (train, val, test), after long-tailing
+    #: how a profile picks the images by default: the literature's construction for a dataset that bears its name
+    split_protocol: str = "ltzoo"
+
+
+def default_split_protocol(name: str) -> str:
+    """How ``name`` picks its long-tailed images unless told: 'cao2019' for the CIFAR-LT datasets (the images the
+    literature trains on), 'ltzoo' for every other dataset."""
+    spec = DATASETS.get(name)
+    return spec.split_protocol if spec is not None else "ltzoo"
 
 
 def _resolve_fmnist_dir(data_dir: str | None) -> Path:
@@ -102,9 +117,11 @@ def _read_fmnist(data_dir, **_):
 def _read_fmnist_classes(classes: Sequence[int]):
     """A reader of the Fashion-MNIST classes ``classes`` only, relabelled 0..len-1 in that order (the transfer
     benchmark's source and target tasks, benchmarks/transfer.py)."""
+
     def read(data_dir, **_):
         train, test, names = formats.read_fmnist(_resolve_fmnist_dir(data_dir))
         return _keep_classes(train, classes), _keep_classes(test, classes), None, [names[c] for c in classes]
+
     return read
 
 
@@ -121,6 +138,7 @@ def _read_cifar(fine: bool):
     def read(data_dir, **_):
         train, test, names = formats.read_cifar(_require_dir(data_dir, "cifar100_lt" if fine else "cifar10_lt"), fine)
         return train, test, None, names
+
     return read
 
 
@@ -157,32 +175,71 @@ def _read_lists(data_dir, train_list=None, val_list=None, test_list=None, spec: 
 def _read_folder(data_dir, check: Callable[[Split], Split] = lambda split: split, **_):
     train, test, val, classes = formats.read_image_folder(_require_dir(data_dir, "imagefolder"))
     train, test, val = check(train), check(test), check(val)  # before decoding, which stops at a bad file
-    return formats.decode_to_tensor(train), formats.decode_to_tensor(test), \
-        None if val is None else formats.decode_to_tensor(val), classes
+    return (
+        formats.decode_to_tensor(train),
+        formats.decode_to_tensor(test),
+        None if val is None else formats.decode_to_tensor(val),
+        classes,
+    )
 
 
 DATASETS: dict[str, DatasetSpec] = {
     # 10-class sets: 100 validation images per class
-    "fmnist_lt": DatasetSpec(_read_fmnist, 100.0, val_per_class=100,
-                             display_name="Fashion-MNIST-LT", hub_id="zalando-datasets/fashion_mnist"),
-    "fmnist_ctx_lt": DatasetSpec(_read_fmnist, 100.0, val_per_class=100, finish=add_context,
-                                 display_name="Fashion-MNIST-LT with irrelevant contexts"),
+    "fmnist_lt": DatasetSpec(
+        _read_fmnist, 100.0, val_per_class=100, display_name="Fashion-MNIST-LT", hub_id="zalando-datasets/fashion_mnist"
+    ),
+    "fmnist_ctx_lt": DatasetSpec(
+        _read_fmnist,
+        100.0,
+        val_per_class=100,
+        finish=add_context,
+        display_name="Fashion-MNIST-LT with irrelevant contexts",
+    ),
     # the transfer benchmark (benchmarks/transfer.py): Fashion-MNIST's classes 0-4 (T-shirt/top, Trouser, Pullover,
     # Dress, Coat) balanced, all their training images, as the source task; classes 5-9 (Sandal, Shirt, Sneaker,
     # Bag, Ankle boot) long-tailed as the target
-    "fmnist_source5": DatasetSpec(_read_fmnist_classes((0, 1, 2, 3, 4)), None, val_per_class=0,
-                                  display_name="Fashion-MNIST classes 0-4"),
-    "fmnist_target5_lt": DatasetSpec(_read_fmnist_classes((5, 6, 7, 8, 9)), 100.0, val_per_class=100,
-                                     display_name="Fashion-MNIST-LT classes 5-9"),
-    "cifar10_lt": DatasetSpec(_read_cifar(False), 100.0, val_per_class=100,
-                              display_name="CIFAR-10-LT", hub_id="uoft-cs/cifar10"),
-    "cifar100_lt": DatasetSpec(_read_cifar(True), 100.0, display_name="CIFAR-100-LT", hub_id="uoft-cs/cifar100"),
-    "imagenet_lt": DatasetSpec(_read_lists, None, ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt"),
-                               (3, 224, 224), val_per_class=0, display_name="ImageNet-LT", hub_id="ILSVRC/imagenet-1k"),
-    "places_lt": DatasetSpec(_read_lists, None, ("Places_LT_train.txt", "Places_LT_val.txt", "Places_LT_test.txt"),
-                             (3, 224, 224), val_per_class=0, display_name="Places-LT"),
-    "inat2018": DatasetSpec(_read_lists, None, ("iNaturalist18_train.txt", None, "iNaturalist18_val.txt"),
-                            (3, 224, 224), val_per_class=0, display_name="iNaturalist 2018"),
+    "fmnist_source5": DatasetSpec(
+        _read_fmnist_classes((0, 1, 2, 3, 4)), None, val_per_class=0, display_name="Fashion-MNIST classes 0-4"
+    ),
+    "fmnist_target5_lt": DatasetSpec(
+        _read_fmnist_classes((5, 6, 7, 8, 9)), 100.0, val_per_class=100, display_name="Fashion-MNIST-LT classes 5-9"
+    ),
+    "cifar10_lt": DatasetSpec(
+        _read_cifar(False),
+        100.0,
+        val_per_class=100,
+        display_name="CIFAR-10-LT",
+        hub_id="uoft-cs/cifar10",
+        split_protocol="cao2019",
+    ),
+    "cifar100_lt": DatasetSpec(
+        _read_cifar(True), 100.0, display_name="CIFAR-100-LT", hub_id="uoft-cs/cifar100", split_protocol="cao2019"
+    ),
+    "imagenet_lt": DatasetSpec(
+        _read_lists,
+        None,
+        ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt"),
+        (3, 224, 224),
+        val_per_class=0,
+        display_name="ImageNet-LT",
+        hub_id="ILSVRC/imagenet-1k",
+    ),
+    "places_lt": DatasetSpec(
+        _read_lists,
+        None,
+        ("Places_LT_train.txt", "Places_LT_val.txt", "Places_LT_test.txt"),
+        (3, 224, 224),
+        val_per_class=0,
+        display_name="Places-LT",
+    ),
+    "inat2018": DatasetSpec(
+        _read_lists,
+        None,
+        ("iNaturalist18_train.txt", None, "iNaturalist18_val.txt"),
+        (3, 224, 224),
+        val_per_class=0,
+        display_name="iNaturalist 2018",
+    ),
     "imagefolder": DatasetSpec(_read_folder, None, display_name="image folder"),
 }
 
@@ -208,7 +265,7 @@ def load_dataset(
     shot_cuts: Sequence[int] | None = None,
     check_files: bool = True,
     skip_bad: bool = False,
-    split_protocol: str = "ltzoo",
+    split_protocol: str | None = None,
 ) -> LTDataset:
     """Load a long-tailed dataset by name.
 
@@ -238,11 +295,13 @@ def load_dataset(
             (in ``summary()``, hence in results.json) says how many per split.
         split_protocol: for a dataset made long-tailed by a profile: 'ltzoo' (a seeded draw that holds a
             balanced validation split out first) or 'cao2019' (Cao et al.'s CIFAR-LT construction, the
-            literature's images, validation from the leftovers; `ltzoo.data.cao2019`).
+            literature's images, validation from the leftovers; `ltzoo.data.cifar_lt`). None: the dataset's
+            own (`default_split_protocol`: 'cao2019' for cifar10_lt and cifar100_lt, 'ltzoo' for the others).
 
     Returns:
         An `LTDataset` whose splits say where they came from (``split.source``).
     """
+    split_protocol = split_protocol or default_split_protocol(name)
     if split_protocol not in SPLIT_PROTOCOLS:
         raise ValueError(f"unknown split protocol {split_protocol!r}; choose one of {', '.join(SPLIT_PROTOCOLS)}")
     skipped: dict[str, int] = {}
@@ -260,8 +319,8 @@ def load_dataset(
     elif name in DATASETS:
         spec = DATASETS[name]
         train, test, val, classes = spec.reader(
-            data_dir, train_list=train_list, val_list=val_list, test_list=test_list, spec=spec, name=name,
-            check=check)
+            data_dir, train_list=train_list, val_list=val_list, test_list=test_list, spec=spec, name=name, check=check
+        )
     else:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(list_datasets())}")
     if test is None and require_test:
@@ -280,17 +339,23 @@ def load_dataset(
     data_check.check_classes(name, classes, train, val, test)
     info = {"profile": None, "imbalance": None, "seed": seed, "class_order": None, "class_order_classes": None}
     if imbalance is not None and split_protocol == "cao2019":
-        train, val, info = _make_cao2019(name, train, val, classes, imbalance, profile, val_per_class, n_max,
-                                         class_order)
+        train, val, info = _make_cao2019(
+            name, train, val, classes, imbalance, profile, val_per_class, n_max, class_order
+        )
     elif split_protocol == "cao2019":
-        raise ValueError(f"{name}: --split-protocol cao2019 subsamples a balanced training set, and {name} is used "
-                         "as it is; pass --imbalance, or drop --split-protocol")
+        raise ValueError(
+            f"{name}: --split-protocol cao2019 subsamples a balanced training set, and {name} is used "
+            "as it is; pass --imbalance, or drop --split-protocol"
+        )
     elif imbalance is not None:
-        train, val, info = _make_longtail(train, val, classes, imbalance, profile, seed, val_per_class, n_max,
-                                          class_order)
+        train, val, info = _make_longtail(
+            train, val, classes, imbalance, profile, seed, val_per_class, n_max, class_order
+        )
     elif class_order not in (None, "own"):
-        raise ValueError(f"{name}: a class order applies to data made long-tailed by a profile, and {name} is used "
-                         "as it is; pass --imbalance to subsample it, or drop --class-order")
+        raise ValueError(
+            f"{name}: a class order applies to data made long-tailed by a profile, and {name} is used "
+            "as it is; pass --imbalance to subsample it, or drop --class-order"
+        )
     elif val is None and val_per_class > 0:
         train, val = _hold_out_val(train, num_classes, val_per_class, seed)
     if val_rule is not None:
@@ -304,8 +369,14 @@ def load_dataset(
         info["skipped_files"] = {k: v for k, v in skipped.items() if v}
     ds = LTDataset(name, classes, train, val, test, _input_size(train, spec), *_mean_std(train), info=info)
     ds.check_labels()
-    _logger.info("loaded %s: %d train / %d val / %d test images, %d classes", name, len(train),
-                 0 if val is None else len(val), len(test), num_classes)
+    _logger.info(
+        "loaded %s: %d train / %d val / %d test images, %d classes",
+        name,
+        len(train),
+        0 if val is None else len(val),
+        len(test),
+        num_classes,
+    )
     return ds
 
 
@@ -327,52 +398,87 @@ def _make_longtail(train, val, classes, imbalance, profile, seed, val_per_class,
         source += f", class order {order_name}"
     val_idx = None
     if need_val:  # from what the own order leaves out: the same validation images for every class order
-        val_idx = _draw_val(train, subsample_longtail(train.labels, own_counts, seed)[1], num_classes,
-                            val_per_class, seed, n_max)
-        val = train.subset(val_idx, name="val", source=f"balanced, {val_per_class}/class, drawn from the training "
-                                                       "images the long-tail profile left out")
+        val_idx = _draw_val(
+            train, subsample_longtail(train.labels, own_counts, seed)[1], num_classes, val_per_class, seed, n_max
+        )
+        val = train.subset(
+            val_idx,
+            name="val",
+            source=f"balanced, {val_per_class}/class, drawn from the training images the long-tail profile left out",
+        )
     kept, _ = subsample_longtail(train.labels, counts_in_class_order(own_counts, ranked), seed, exclude=val_idx)
-    info = {"profile": profile, "imbalance": imbalance, "n_max": n_max, "seed": seed, "split_protocol": "ltzoo",
-            "train_source": source, "class_order": order_name, "class_order_classes": [classes[c] for c in ranked]}
+    info = {
+        "profile": profile,
+        "imbalance": imbalance,
+        "n_max": n_max,
+        "seed": seed,
+        "split_protocol": "ltzoo",
+        "train_source": source,
+        "class_order": order_name,
+        "class_order_classes": [classes[c] for c in ranked],
+    }
     return train.subset(kept, source=source), val, info
 
 
 def _make_cao2019(name, train, val, classes, imbalance, profile, val_per_class, n_max, class_order):
-    """Cao et al.'s construction (`ltzoo.data.cao2019`): its counts, its images, in its order."""
+    """Cao et al.'s construction (`ltzoo.data.cifar_lt`): its counts, its images, in its order."""
     num_classes = len(classes)
     full = train.counts(num_classes)
     if class_order not in (None, "own"):
-        raise ValueError(f"{name}: --split-protocol cao2019 is the reference's construction, in the dataset's own "
-                         "class order; drop --class-order, or use --split-protocol ltzoo")
+        raise ValueError(
+            f"{name}: --split-protocol cao2019 is the reference's construction, in the dataset's own "
+            "class order; drop --class-order, or use --split-protocol ltzoo"
+        )
     if len(set(full)) != 1:
-        raise ValueError(f"{name}: --split-protocol cao2019 subsamples a balanced training set, and this one has "
-                         f"{min(full)} to {max(full)} images per class; use --split-protocol ltzoo")
+        raise ValueError(
+            f"{name}: --split-protocol cao2019 subsamples a balanced training set, and this one has "
+            f"{min(full)} to {max(full)} images per class; use --split-protocol ltzoo"
+        )
     if n_max is not None and n_max != full[0]:
-        raise ValueError(f"{name}: cao2019 keeps all {full[0]} images of the largest class, as the reference does; "
-                         "drop n_max, or use --split-protocol ltzoo")
+        raise ValueError(
+            f"{name}: cao2019 keeps all {full[0]} images of the largest class, as the reference does; "
+            "drop n_max, or use --split-protocol ltzoo"
+        )
     counts = cao2019_counts(full[0], num_classes, imbalance, profile)
     kept = torch.from_numpy(np.concatenate(cao2019_select(train.labels.numpy(), counts, REFERENCE_SEED)))
-    source = (f"cao2019: Cao et al.'s CIFAR-LT construction, {profile} profile, rho={imbalance:g}, "
-              f"n_max={full[0]}, NumPy seed {REFERENCE_SEED} (the reference's rand_number, whatever --seed)")
-    info = {"profile": profile, "imbalance": imbalance, "n_max": full[0], "seed": REFERENCE_SEED,
-            "split_protocol": "cao2019", "train_source": source, "class_order": "own",
-            "class_order_classes": list(classes)}
+    source = (
+        f"cao2019: Cao et al.'s CIFAR-LT construction, {profile} profile, rho={imbalance:g}, "
+        f"n_max={full[0]}, NumPy seed {REFERENCE_SEED} (the reference's rand_number, whatever --seed)"
+    )
+    info = {
+        "profile": profile,
+        "imbalance": imbalance,
+        "n_max": full[0],
+        "seed": REFERENCE_SEED,
+        "split_protocol": "cao2019",
+        "train_source": source,
+        "class_order": "own",
+        "class_order_classes": list(classes),
+    }
     if val is None and val_per_class > 0:
         val_idx, absent, k = validation_from_leftovers(train.labels, kept, num_classes, val_per_class, REFERENCE_SEED)
         info.update(val_per_class=k, val_absent_classes=absent)
         if k == 0:
-            _logger.warning("%s: cao2019 keeps every training image at rho=%g, so there is no validation split",
-                            name, imbalance)
+            _logger.warning(
+                "%s: cao2019 keeps every training image at rho=%g, so there is no validation split", name, imbalance
+            )
         else:
-            val = train.subset(val_idx, name="val", source=(
-                f"{k}/class from the training images cao2019 left out, over the {num_classes - len(absent)} classes "
-                f"with any left; none of classes {absent[:10]}{' ...' if len(absent) > 10 else ''}, which keep all "
-                "their images"))
+            val = train.subset(
+                val_idx,
+                name="val",
+                source=(
+                    f"{k}/class from the training images cao2019 left out, "
+                    f"over the {num_classes - len(absent)} classes "
+                    f"with any left; none of classes {absent[:10]}{' ...' if len(absent) > 10 else ''}, which keep all "
+                    "their images"
+                ),
+            )
     return train.subset(kept, source=source), val, info
 
 
-def _draw_val(train: Split, left: torch.Tensor, num_classes: int, per_class: int, seed: int,
-              n_max: int) -> torch.Tensor:
+def _draw_val(
+    train: Split, left: torch.Tensor, num_classes: int, per_class: int, seed: int, n_max: int
+) -> torch.Tensor:
     """``per_class`` seeded images of each class among ``left`` (indices into ``train``)."""
     by_class = _shuffled_by_class(train.labels[left], num_classes, seed)
     short = [c for c, i in enumerate(by_class) if len(i) < per_class]
@@ -410,11 +516,14 @@ def default_val_per_class(train_counts: list[int], usual: int) -> tuple[int, str
     if smallest > usual:
         return usual, f"{usual}/class (the default; the smallest class has {smallest} training images)"
     per = smallest // VAL_SHARE_OF_SMALLEST
-    return per, (f"{per}/class: a quarter of the smallest class's {smallest} training images, so that every class "
-                 f"keeps at least three quarters to train on (the usual {usual}/class does not fit; --val-per-class "
-                 f"sets it)" if per else
-                 f"none: the smallest class has {smallest} training images, too few to hold any out (the last "
-                 f"epoch is kept; --val-per-class or a val split gives one)")
+    return per, (
+        f"{per}/class: a quarter of the smallest class's {smallest} training images, so that every class "
+        f"keeps at least three quarters to train on (the usual {usual}/class does not fit; --val-per-class "
+        f"sets it)"
+        if per
+        else f"none: the smallest class has {smallest} training images, too few to hold any out (the last "
+        f"epoch is kept; --val-per-class or a val split gives one)"
+    )
 
 
 def val_resolution(val_counts: list[int]) -> str:
@@ -422,8 +531,10 @@ def val_resolution(val_counts: list[int]) -> str:
     fewest = min(val_counts) if val_counts else 0
     if fewest == 0:
         return "a class has no validation image: its recall, and HM/GM, are undefined or 0 on validation"
-    return (f"{fewest} validation images in the smallest class: its recall moves in steps of {1 / fewest:.0%}, "
-            f"so epochs are told apart only by differences that coarse")
+    return (
+        f"{fewest} validation images in the smallest class: its recall moves in steps of {1 / fewest:.0%}, "
+        f"so epochs are told apart only by differences that coarse"
+    )
 
 
 def _hold_out_val(train: Split, num_classes: int, per_class: int, seed: int) -> tuple[Split, Split]:
@@ -432,7 +543,8 @@ def _hold_out_val(train: Split, num_classes: int, per_class: int, seed: int) -> 
     if short:
         raise ValueError(
             f"{len(short)} classes have {per_class} or fewer training images, too few to hold out a balanced "
-            f"validation split of {per_class}/class (e.g. class {short[0]}); pass a val split or a smaller --val-per-class"
+            f"validation split of {per_class}/class (e.g. class {short[0]}); "
+            "pass a val split or a smaller --val-per-class"
         )
     val_idx = torch.cat([i[:per_class] for i in by_class])
     keep = torch.ones(len(train), dtype=torch.bool)

@@ -4,6 +4,7 @@ Each reader returns `Split`s with raw uint8 images in memory or file paths, and 
 of them unpickles arbitrary objects: CIFAR's python batches go through a restricted unpickler that
 admits only the builtin containers and numpy arrays they hold.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -11,8 +12,8 @@ import logging
 import pickle
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -23,7 +24,16 @@ _logger = logging.getLogger(__name__)
 
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 FMNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -44,7 +54,7 @@ def read_idx(path: Path) -> np.ndarray:
     ndim = data[3]
     if len(data) < 4 + 4 * ndim:
         raise ValueError(f"{path} is truncated: its header is cut short; re-download it")
-    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
         what = "truncated" if body.size < int(np.prod(shape)) else "corrupt (longer than its header says)"
@@ -54,8 +64,14 @@ def read_idx(path: Path) -> np.ndarray:
 
 def _find(root: Path, stems: Sequence[str]) -> Path | None:
     for stem in stems:
-        for cand in (root / stem, root / f"{stem}.gz", root / "raw" / stem, root / "raw" / f"{stem}.gz",
-                     root / "FashionMNIST" / "raw" / stem, root / "FashionMNIST" / "raw" / f"{stem}.gz"):
+        for cand in (
+            root / stem,
+            root / f"{stem}.gz",
+            root / "raw" / stem,
+            root / "raw" / f"{stem}.gz",
+            root / "FashionMNIST" / "raw" / stem,
+            root / "FashionMNIST" / "raw" / f"{stem}.gz",
+        ):
             if cand.is_file():
                 return cand
     return None
@@ -64,8 +80,12 @@ def _find(root: Path, stems: Sequence[str]) -> Path | None:
 def read_fmnist(root: Path) -> tuple[Split, Split, list[str]]:
     """Fashion-MNIST from its IDX files (Debian's layout or torchvision's FashionMNIST/raw/)."""
     files = {}
-    for key, stem in (("train_x", "train-images-idx3-ubyte"), ("train_y", "train-labels-idx1-ubyte"),
-                      ("test_x", "t10k-images-idx3-ubyte"), ("test_y", "t10k-labels-idx1-ubyte")):
+    for key, stem in (
+        ("train_x", "train-images-idx3-ubyte"),
+        ("train_y", "train-labels-idx1-ubyte"),
+        ("test_x", "t10k-images-idx3-ubyte"),
+        ("test_y", "t10k-labels-idx1-ubyte"),
+    ):
         files[key] = _find(root, [stem])
         if files[key] is None:
             raise FileNotFoundError(f"Fashion-MNIST file {stem}[.gz] not found under {root}")
@@ -75,8 +95,12 @@ def read_fmnist(root: Path) -> tuple[Split, Split, list[str]]:
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise ValueError(f"Fashion-MNIST {split} files under {root} disagree: images {x.shape}, labels {y.shape}")
     train = Split("train", torch.from_numpy(y_tr.astype(np.int64)), images=torch.from_numpy(x_tr.copy())[:, None])
-    test = Split("test", torch.from_numpy(y_te.astype(np.int64)), images=torch.from_numpy(x_te.copy())[:, None],
-                 source="official test set")
+    test = Split(
+        "test",
+        torch.from_numpy(y_te.astype(np.int64)),
+        images=torch.from_numpy(x_te.copy())[:, None],
+        source="official test set",
+    )
     return train, test, list(FMNIST_CLASSES)
 
 
@@ -85,9 +109,14 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickler that admits only numpy arrays and builtin containers (CIFAR's python batches)."""
 
     _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"), ("builtins", "bytes"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+        ("builtins", "bytes"),
     }
 
     def find_class(self, module: str, name: str):
@@ -126,8 +155,10 @@ def _cifar_python(root: Path, fine: bool) -> tuple[Split, Split, list[str]] | No
         return Split(split, torch.from_numpy(np.concatenate(ys)), images=torch.from_numpy(np.concatenate(xs)))
 
     meta = _load_cifar_pickle(base / ("meta" if fine else "batches.meta"))
-    names = [n.decode() if isinstance(n, bytes) else str(n)  # bytes when the file was written by Python 3
-             for n in meta["fine_label_names" if fine else "label_names"]]
+    names = [
+        n.decode() if isinstance(n, bytes) else str(n)  # bytes when the file was written by Python 3
+        for n in meta["fine_label_names" if fine else "label_names"]
+    ]
     return load(train_files, "train"), load([test_file], "test"), names
 
 
@@ -144,8 +175,11 @@ def _cifar_binary(root: Path, fine: bool) -> tuple[Split, Split, list[str]] | No
         if raw.size % (nlab + 3072):
             raise ValueError(f"{base}: file size is not a multiple of a CIFAR record; the files are corrupt")
         rec = raw.reshape(-1, nlab + 3072)
-        return Split(split, torch.from_numpy(rec[:, nlab - 1].astype(np.int64)),
-                     images=torch.from_numpy(rec[:, nlab:].reshape(-1, 3, 32, 32).copy()))
+        return Split(
+            split,
+            torch.from_numpy(rec[:, nlab - 1].astype(np.int64)),
+            images=torch.from_numpy(rec[:, nlab:].reshape(-1, 3, 32, 32).copy()),
+        )
 
     meta = base / ("fine_label_names.txt" if fine else "batches.meta.txt")
     names = [s for s in meta.read_text().split("\n") if s.strip()] if meta.is_file() else None
@@ -241,4 +275,3 @@ def decode_to_tensor(split: Split, max_bytes: int = 1 << 30) -> Split:
     if not arrays:
         return split
     return Split(split.name, split.labels, images=torch.from_numpy(np.stack(arrays)), source=split.source)
-

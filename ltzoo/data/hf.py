@@ -1,4 +1,5 @@
 """Hugging Face `datasets` image datasets as ltzoo splits (``hf:<hub name or local path>``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,9 +25,7 @@ def _columns(ds) -> tuple[str, str]:
     image = next((k for k, f in ds.features.items() if isinstance(f, datasets.Image)), None)
     label = next((k for k in ("label", "labels", "fine_label") if k in ds.features), None)
     if image is None or label is None:
-        raise ValueError(
-            f"a hf: dataset needs an Image column and a 'label' column; found columns {list(ds.features)}"
-        )
+        raise ValueError(f"a hf: dataset needs an Image column and a 'label' column; found columns {list(ds.features)}")
     return image, label
 
 
@@ -42,8 +41,9 @@ def read_hf(name: str, **_) -> tuple[Split, Split | None, Split | None, list[str
         raise ValueError(f"hf:{name} has splits {list(dd)}; a 'train' split is needed")
     image_key, label_key = _columns(dd["train"])
     feature = dd["train"].features[label_key]
-    names = list(feature.names) if hasattr(feature, "names") else \
-        [str(c) for c in range(max(dd["train"][label_key]) + 1)]
+    names = (
+        list(feature.names) if hasattr(feature, "names") else [str(c) for c in range(max(dd["train"][label_key]) + 1)]
+    )
     val_name = next((v for v in _VAL_NAMES if v in dd), None)
     return (
         _split(dd["train"], "train", image_key, label_key),

@@ -6,12 +6,14 @@ them into normalised float batches on the device, with random-crop and flip augm
 the batch tensor. Large datasets are decoded with PIL and timm's transforms in loader workers;
 their batches arrive as normalised floats and `BatchPreprocess` leaves their values alone. Either way
 `BatchPreprocess` hands the model its batches in the model's memory format (channels_last or not,
-`ltzoo.accel.resolve_channels_last`).
+`ltzoo.training.accelerator.resolve_channels_last`).
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +66,9 @@ class DecodedImageDataset(Dataset):
             with Image.open(path) as img:
                 return img.convert("RGB")
         except (OSError, UnidentifiedImageError) as exc:
-            raise RuntimeError(f"cannot read image {path} ({exc}); remove it from the split list or replace the file") from exc
+            raise RuntimeError(
+                f"cannot read image {path} ({exc}); remove it from the split list or replace the file"
+            ) from exc
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.transform(self._image(i)), int(self.split.labels[i])
@@ -89,13 +93,24 @@ def make_loader(
         drop_last: drop a last incomplete batch (training).
     """
     if split.in_memory:
-        return DataLoader(TensorImageDataset(split.images, split.labels), batch_size=batch_size, sampler=sampler,
-                          collate_fn=_batch_as_is, drop_last=drop_last)
+        return DataLoader(
+            TensorImageDataset(split.images, split.labels),
+            batch_size=batch_size,
+            sampler=sampler,
+            collate_fn=_batch_as_is,
+            drop_last=drop_last,
+        )
     if transform is None:
         raise ValueError(f"split {split.name!r} is read from files and needs a transform")
-    return DataLoader(DecodedImageDataset(split, transform), batch_size=batch_size, sampler=sampler,
-                      num_workers=num_workers, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=num_workers > 0)
+    return DataLoader(
+        DecodedImageDataset(split, transform),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+    )
 
 
 class BatchPreprocess(nn.Module):
@@ -109,7 +124,7 @@ class BatchPreprocess(nn.Module):
             (translation by up to this many pixels); 0 disables it.
         flip: random horizontal flips.
         channels_last: return 4-d batches in channels_last memory format (for a model converted with
-            `ltzoo.accel.to_channels_last`); the values are the same either way.
+            `ltzoo.training.accelerator.to_channels_last`); the values are the same either way.
         size: ``(height, width)`` the uint8 batches are resized to after augmentation (a pretrained
             model's input size); None keeps their size.
         channels: the model's input channels: a one-channel uint8 batch is repeated to them (grayscale
@@ -119,9 +134,17 @@ class BatchPreprocess(nn.Module):
             within 2 grey levels, on a few pixels: tests/test_pretrained.py).
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], crop_padding: int = 4, flip: bool = True,
-                 channels_last: bool = False, size: tuple[int, int] | None = None, channels: int | None = None,
-                 interpolation: str = "bilinear"):
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        crop_padding: int = 4,
+        flip: bool = True,
+        channels_last: bool = False,
+        size: tuple[int, int] | None = None,
+        channels: int | None = None,
+        interpolation: str = "bilinear",
+    ):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)

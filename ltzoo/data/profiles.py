@@ -14,9 +14,10 @@ Which class gets which count is the class order (`resolve_class_order`): by defa
 `NAMED_CLASS_ORDERS`, or an explicit list. The order only moves counts between classes; labels and
 class names stay the dataset's own.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -30,8 +31,9 @@ NAMED_CLASS_ORDERS: dict[str, tuple[tuple[str, ...], ...]] = {
     # hard_tail_order.md): classes by a balanced ResNet-20's recall on fmnist_lt's validation splits
     # (seeds 0-2; 97.6% for Trouser down to 55.7% for Shirt), best first, so the classes a balanced
     # model recalls worst get the fewest images.
-    "hard_tail": (("Trouser", "Bag", "Ankle boot", "Sandal", "Sneaker", "Dress", "T-shirt/top", "Coat",
-                   "Pullover", "Shirt"),),
+    "hard_tail": (
+        ("Trouser", "Bag", "Ankle boot", "Sandal", "Sneaker", "Dress", "T-shirt/top", "Coat", "Pullover", "Shirt"),
+    ),
 }
 
 
@@ -109,7 +111,7 @@ def subsample_longtail(
                 f"but the profile asks for {counts[c]}; lower the largest-class count or use a smaller imbalance ratio"
             )
         kept.append(perm[: counts[c]])
-        left.append(perm[counts[c]:])
+        left.append(perm[counts[c] :])
     return torch.sort(torch.cat(kept)).values, torch.sort(torch.cat(left)).values
 
 
@@ -135,7 +137,7 @@ def resolve_class_order(order: str | Sequence[str | int] | None, class_names: Se
         if order == "reverse":
             return list(range(n))[::-1], "reverse"
         if order.startswith("random:"):
-            seed = order[len("random:"):]
+            seed = order[len("random:") :]
             if not seed.lstrip("-").isdigit():
                 raise ValueError(f"class order {order!r}: 'random:<seed>' needs an integer seed, e.g. random:0")
             return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).tolist(), order
@@ -144,8 +146,10 @@ def resolve_class_order(order: str | Sequence[str | int] | None, class_names: Se
                 if sorted(names) == sorted(class_names):
                     return [list(class_names).index(c) for c in names], order
             known = " / ".join(", ".join(names[:3]) + ", ..." for names in NAMED_CLASS_ORDERS[order])
-            raise ValueError(f"the named class order {order!r} is defined for the classes {known}, not for this "
-                             f"dataset's ({', '.join(class_names[:3])}, ...); give an explicit order instead")
+            raise ValueError(
+                f"the named class order {order!r} is defined for the classes {known}, not for this "
+                f"dataset's ({', '.join(class_names[:3])}, ...); give an explicit order instead"
+            )
         raise ValueError(
             f"unknown class order {order!r}; choose 'own', 'reverse', 'random:<seed>', one of "
             f"{sorted(NAMED_CLASS_ORDERS)} or a comma-separated list of all {n} classes, most images first"
@@ -162,16 +166,22 @@ def _explicit_order(entries: list, class_names: Sequence[str]) -> list[int]:
         ranked = [int(e) for e in entries]
     else:
         unknown = [e for e in entries if not (isinstance(e, str) and e in names)]
-        raise ValueError(f"class order: {unknown[:5]} are not class names (classes: {names[:20]}"
-                         f"{' ...' if len(names) > 20 else ''}); give names or indices 0..{len(names) - 1}")
+        raise ValueError(
+            f"class order: {unknown[:5]} are not class names (classes: {names[:20]}"
+            f"{' ...' if len(names) > 20 else ''}); give names or indices 0..{len(names) - 1}"
+        )
     missing = [names[c] for c in range(len(names)) if c not in ranked]
     dup = sorted({names[c] if 0 <= c < len(names) else c for c in ranked if ranked.count(c) > 1}, key=str)
     outside = [c for c in ranked if not 0 <= c < len(names)]
     if missing or dup or outside:
-        problems = [f"{what} {items}" for what, items in
-                    (("missing", missing), ("duplicated", dup), ("out of range", outside)) if items]
-        raise ValueError(f"class order must list each of the {len(names)} classes once, most images first: "
-                         f"{'; '.join(problems)}")
+        problems = [
+            f"{what} {items}"
+            for what, items in (("missing", missing), ("duplicated", dup), ("out of range", outside))
+            if items
+        ]
+        raise ValueError(
+            f"class order must list each of the {len(names)} classes once, most images first: {'; '.join(problems)}"
+        )
     return ranked
 
 

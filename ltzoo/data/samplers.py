@@ -10,9 +10,10 @@ Every sampler takes an explicit seed and draws through torch's own samplers (`Ra
 `WeightedRandomSampler`) with a `torch.Generator` seeded by (seed, epoch), so all processes of a
 distributed run produce the same order and accelerate shards it between them.
 """
+
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import RandomSampler, Sampler, WeightedRandomSampler
@@ -92,8 +93,9 @@ class ClassAwareSampler(_EpochSampler):
         return (self.class_probs() / self.counts.clamp(min=1))[self.labels]
 
     def epoch_sampler(self) -> WeightedRandomSampler:
-        return WeightedRandomSampler(self.image_weights(), self.num_samples, replacement=True,
-                                     generator=self._generator())
+        return WeightedRandomSampler(
+            self.image_weights(), self.num_samples, replacement=True, generator=self._generator()
+        )
 
 
 class ProgressiveSampler(ClassAwareSampler):
@@ -166,7 +168,7 @@ def balanced_subsets(
     for idx in by_class:
         if disjoint and len(idx) >= need:
             perm = idx[torch.randperm(len(idx), generator=gen)]
-            chunks = [perm[m * shots:(m + 1) * shots] for m in range(num_subsets)]
+            chunks = [perm[m * shots : (m + 1) * shots] for m in range(num_subsets)]
         else:  # independent draws (or a short class re-used across disjoint subsets)
             chunks = [idx[torch.randperm(len(idx), generator=gen)][:shots] for _ in range(num_subsets)]
         for m, chunk in enumerate(chunks):

@@ -6,10 +6,12 @@ A split holds its images in one of three ways:
 - ``files``: image file paths, decoded with PIL and timm's transforms (ImageNet-LT, Places-LT, ...);
 - ``hf``: a Hugging Face `datasets.Dataset` with an image column.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -40,7 +42,7 @@ class Split:
         """True when the images are a uint8 tensor in memory (the fast path)."""
         return self.images is not None
 
-    def subset(self, index: torch.Tensor, name: str | None = None, source: str | None = None) -> "Split":
+    def subset(self, index: torch.Tensor, name: str | None = None, source: str | None = None) -> Split:
         """The split restricted to ``index`` (a tensor of positions)."""
         index = torch.as_tensor(index, dtype=torch.long)
         pos = index.tolist()

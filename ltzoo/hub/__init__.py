@@ -7,6 +7,7 @@
 A pushed model loads with ``timm.create_model('hf-hub:ORG/NAME', pretrained=True)`` (after
 ``import ltzoo`` when its architecture is one of ltzoo's).
 """
+
 from ltzoo.hub.card import build_card, write_card
 from ltzoo.hub.push import HubError, push_run
 from ltzoo.hub.zoo import catalogue

@@ -16,7 +16,7 @@ Every number comes from the run folder's ``results.json`` (and the parameter cou
 
 This module gathers values; the template holds the prose and lays out every table. Display names and
 citations are not kept here: datasets, losses and classifier methods name themselves in their registries
-(`ltzoo.data.datasets.DATASETS`, `ltzoo.losses.loss_spec`, `ltzoo.heads.HEAD_METHODS`), whose ``cite``
+(`ltzoo.data.datasets.DATASETS`, `ltzoo.methods.losses.loss_spec`, `ltzoo.methods.heads.HEAD_METHODS`), whose ``cite``
 keys are entries of ``ltzoo/references.bib``.
 
 Parents (the ``--init`` of each stage, recorded in ``results.json`` as ``parents``) are shown by hub id.
@@ -25,23 +25,27 @@ the reference itself when it is a hub id; for a local run folder, the ``hub_id``
 (``PARENT/README.md``, written by ``ltzoo card PARENT --repo-id ORG/NAME``) or of its ``results.json``.
 A local parent without one is shown as a local run by its folder name, and gets no ``base_model``.
 """
+
 from __future__ import annotations
 
 import functools
 import json
 import logging
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ltzoo.runfolder.layout import CARD, MODEL_CONFIG, PER_CLASS_PLOT, RELIABILITY, RESULTS, WEIGHTS
 
 _logger = logging.getLogger(__name__)
 
 TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PLOT = "per_class_recall.png"
+PLOT = PER_CLASS_PLOT
 HUB_URL = "https://huggingface.co"
 
 #: results.json metric key -> (model-index metric type, readable name, table header).
@@ -81,8 +85,13 @@ def pct(value: float | None) -> float | None:
 def index_metrics(m: dict) -> dict[str, float]:
     """Every model-index metric of one split's metrics: type -> value (percentages with 2 decimals, NLL with 4)."""
     out = {mtype: pct(m.get(key)) for key, (mtype, _, _) in METRICS.items() if m.get(key) is not None}
-    out.update({mtype: pct(m[key]) if as_pct else round(float(m[key]), 4)
-                for key, (mtype, _, as_pct) in PROBABILITY_METRICS.items() if m.get(key) is not None})
+    out.update(
+        {
+            mtype: pct(m[key]) if as_pct else round(float(m[key]), 4)
+            for key, (mtype, _, as_pct) in PROBABILITY_METRICS.items()
+            if m.get(key) is not None
+        }
+    )
     return out
 
 
@@ -94,10 +103,16 @@ def interval_lines(m: dict) -> list[str]:
     intervals = boot.get("intervals") or {}
     if not intervals:
         return []
-    cells = [f"{METRICS[k][2]} {interval_text(m.get(k), intervals[k])}" for k in METRICS if k in intervals
-             and m.get(k) is not None]
-    return [f"{100 * boot.get('level', 0.95):g}% intervals on the test split ({boot['method']}, {boot['resamples']} "
-            f"resamples, seed {boot['seed']}): " + "; ".join(cells) + ".", *[f"Note: {n}." for n in boot.get("notes", [])]]
+    cells = [
+        f"{METRICS[k][2]} {interval_text(m.get(k), intervals[k])}"
+        for k in METRICS
+        if k in intervals and m.get(k) is not None
+    ]
+    return [
+        f"{100 * boot.get('level', 0.95):g}% intervals on the test split ({boot['method']}, {boot['resamples']} "
+        f"resamples, seed {boot['seed']}): " + "; ".join(cells) + ".",
+        *[f"Note: {n}." for n in boot.get("notes", [])],
+    ]
 
 
 def _read_json(path: Path) -> dict | None:
@@ -109,7 +124,7 @@ def _read_json(path: Path) -> dict | None:
 
 def _repo_id(ref: str) -> str | None:
     """``ORG/NAME`` of a hub id given with or without ``hf-hub:`` (None when it is not of that form)."""
-    ref = ref[len("hf-hub:"):] if ref.startswith("hf-hub:") else ref
+    ref = ref[len("hf-hub:") :] if ref.startswith("hf-hub:") else ref
     parts = ref.split("/")
     return ref if len(parts) == 2 and all(p.strip() == p and p and " " not in p for p in parts) else None
 
@@ -141,7 +156,7 @@ def card_hub_id(path: Path) -> str | None:
 
 def _local_parent(ref: str, run_dir: Path) -> Path | None:
     """The folder a local ``--init`` reference points to (tried as given, then beside / inside the run)."""
-    ref = ref[len("local-dir:"):] if ref.startswith("local-dir:") else ref
+    ref = ref[len("local-dir:") :] if ref.startswith("local-dir:") else ref
     path = Path(ref).expanduser()
     for cand in (path, run_dir / path.name, run_dir.parent / path.name):
         if cand.is_dir():
@@ -155,11 +170,11 @@ def _parent_info(ref: str, run_dir: Path, override: str | None, depth: int = 0) 
     if override and hub_id is None:
         raise ValueError(f"--parent-id {override!r} is not a hub id (ORG/NAME)")
     folder = None if _hub_ref(ref) else _local_parent(ref, run_dir)
-    results = _read_json(folder / "results.json") if folder is not None else None
+    results = _read_json(folder / RESULTS) if folder is not None else None
     if hub_id is None:
         hub_id = _hub_ref(ref)
     if hub_id is None and folder is not None:
-        hub_id = card_hub_id(folder / "README.md") or (results or {}).get("hub_id")
+        hub_id = card_hub_id(folder / CARD) or (results or {}).get("hub_id")
     if folder is None and hub_id is None:
         name = Path(ref).name
     else:
@@ -167,8 +182,15 @@ def _parent_info(ref: str, run_dir: Path, override: str | None, depth: int = 0) 
     upstream = []
     if results and depth < 10:
         upstream = [_parent_info(p, folder, None, depth + 1) for p in results.get("parents") or []]
-    return {"ref": ref, "hub_id": hub_id, "name": name, "local": hub_id is None, "method": (results or {}).get("method"),
-            "recipe": (results or {}).get("recipe"), "parents": upstream}
+    return {
+        "ref": ref,
+        "hub_id": hub_id,
+        "name": name,
+        "local": hub_id is None,
+        "method": (results or {}).get("method"),
+        "recipe": (results or {}).get("recipe"),
+        "parents": upstream,
+    }
 
 
 def _chain(parents: list[dict]) -> list[dict]:
@@ -229,8 +251,9 @@ _NOT_FLAGS = ("config", "output", "recipe", "git_commit", "help", "flags")
 _ALWAYS = ("dataset", "model", "loss", "epochs", "seed")  # shown even at their defaults, for the reader
 
 
-def render_command(config: dict, recipe: str, num_processes: int = 1, init: str | None = None,
-                   omit_init: bool = False) -> str:
+def render_command(
+    config: dict, recipe: str, num_processes: int = 1, init: str | None = None, omit_init: bool = False
+) -> str:
     """``accelerate launch -m ltzoo.recipes.<recipe>`` with the flags whose values differ from the recipe's defaults.
 
     The run's config says what its flags are (``flags``: each destination's option, kind and default, as
@@ -287,9 +310,20 @@ def config_yaml(config: dict, recipe: str, init: str | None = None, omit_init: b
 
 def _eval_command(model_ref: str, config: dict, split: str = "test") -> str:
     """``ltzoo eval`` with the data flags of the run (those that differ from ``ltzoo eval``'s defaults)."""
+    from ltzoo.data.datasets import default_split_protocol
+
     parts = ["ltzoo", "eval", model_ref, "--dataset", str(config.get("dataset", "DATASET"))]
-    defaults = {"data_dir": None, "imbalance": None, "profile": "exp", "val_per_class": None, "seed": 0,
-                "split_protocol": "ltzoo", "train_list": None, "val_list": None, "test_list": None}
+    defaults = {
+        "data_dir": None,
+        "imbalance": None,
+        "profile": "exp",
+        "val_per_class": None,
+        "seed": 0,
+        "split_protocol": default_split_protocol(str(config.get("dataset", ""))),
+        "train_list": None,
+        "val_list": None,
+        "test_list": None,
+    }
     for key, default in defaults.items():
         value = config.get(key, default)
         if value is not None and value != default:
@@ -311,7 +345,7 @@ def _dataset_names(name: str) -> tuple[str, str | None]:
 
 def _loss_info(name: str | None) -> tuple[str | None, tuple[str, ...]]:
     """(display name, cite keys) of a loss from ltzoo's loss registry; an unknown name is shown as is."""
-    from ltzoo.losses import loss_spec
+    from ltzoo.methods.losses import loss_spec
 
     try:
         spec = loss_spec(name)
@@ -321,25 +355,25 @@ def _loss_info(name: str | None) -> tuple[str | None, tuple[str, ...]]:
 
 
 def _head_info(name: str | None) -> tuple[str | None, tuple[str, ...]]:
-    """(display name, cite keys) of a classifier method from ltzoo.heads' registry."""
-    from ltzoo.heads import HEAD_METHODS
+    """(display name, cite keys) of a classifier method from ltzoo.methods.heads' registry."""
+    from ltzoo.methods.heads import HEAD_METHODS
 
     method = HEAD_METHODS.get(name)
     return (method.display_name, method.cite) if method is not None else (name, ())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bibtex(path: Path = BIB_PATH) -> dict[str, str]:
     """The entries of a BibTeX file, by key, each as its text from ``@`` to the closing brace."""
     text, entries, start = path.read_text(encoding="utf-8"), {}, 0
     while (at := text.find("@", start)) >= 0:
-        depth, end = 0, text.index("{", at)
-        for end in range(end, len(text)):
+        depth, brace = 0, text.index("{", at)
+        for end in range(brace, len(text)):
             depth += {"{": 1, "}": -1}.get(text[end], 0)
             if depth == 0:
                 break
-        entry = text[at:end + 1]
-        entries[entry[entry.index("{") + 1:entry.index(",")].strip()] = entry
+        entry = text[at : end + 1]
+        entries[entry[entry.index("{") + 1 : entry.index(",")].strip()] = entry
         start = end + 1
     return entries
 
@@ -347,11 +381,13 @@ def bibtex(path: Path = BIB_PATH) -> dict[str, str]:
 def _cite_keys(results: dict, config: dict, arch: str, pretrained_cfg: dict) -> list[str]:
     """The papers a card cites: the recipe's, its classifier's or loss's, the backbone's, timm."""
     recipe, method = results.get("recipe"), str(results.get("method", ""))
-    keys: list[str] = list(RECIPE_CITES.get(recipe, ())) + (list(RECIPE_CITES["btm"]) if method.startswith("btm") else [])
+    keys: list[str] = list(RECIPE_CITES.get(recipe, ())) + (
+        list(RECIPE_CITES["btm"]) if method.startswith("btm") else []
+    )
     if recipe == "btm":
         keys += _head_info(_classifier(results, config))[1]
     if recipe == "gml":  # its comparison table has every other classifier method too
-        from ltzoo.heads import METHODS
+        from ltzoo.methods.heads import METHODS
 
         keys += [k for h in (METHODS if config.get("baselines", True) else ("gml",)) for k in _head_info(h)[1]]
     if recipe in ("pretrain", "csa") and config.get("loss"):
@@ -365,7 +401,7 @@ def _cite_keys(results: dict, config: dict, arch: str, pretrained_cfg: dict) -> 
 def _arxiv(entry: str) -> str | None:
     """The arXiv id a BibTeX entry's note gives (``arXiv:NNNN.NNNNN``), if any."""
     at = entry.find("arXiv:")
-    return entry[at + 6:].split("}")[0].strip() if at >= 0 else None
+    return entry[at + 6 :].split("}")[0].strip() if at >= 0 else None
 
 
 def _classifier(results: dict, config: dict) -> str | None:
@@ -386,7 +422,7 @@ def _per_class(results: dict) -> dict | None:
 
 def run_config(run_dir: Path, results: dict) -> dict:
     """The run's resolved configuration: its own ``run_config.yaml``, else the ``config`` of results.json."""
-    from ltzoo.runs import RUN_CONFIG
+    from ltzoo.runfolder.model_io import RUN_CONFIG
 
     path = run_dir / RUN_CONFIG
     if path.is_file():
@@ -408,36 +444,57 @@ def _group_names(metrics: dict) -> dict[str, str]:
     many, few = th.get("many"), th.get("few")
     if many is None or few is None:
         return {}
-    return {"many": f"Many-shot accuracy (classes with more than {many} training images)",
-            "medium": f"Medium-shot accuracy (classes with {few} to {many} training images)",
-            "few": f"Few-shot accuracy (classes with fewer than {few} training images)"}
+    return {
+        "many": f"Many-shot accuracy (classes with more than {many} training images)",
+        "medium": f"Medium-shot accuracy (classes with {few} to {many} training images)",
+        "few": f"Few-shot accuracy (classes with fewer than {few} training images)",
+    }
 
 
-def eval_results(results: dict, dataset_type: str, dataset_name: str, dataset_args: dict | None = None) -> list[EvalResult]:
+def eval_results(
+    results: dict, dataset_type: str, dataset_name: str, dataset_args: dict | None = None
+) -> list[EvalResult]:
     """The model-index entries: every metric of `METRICS` on the test split, then on the validation split."""
     out = []
     for split, split_name in SPLITS.items():
         m = (results.get("metrics") or {}).get(split)
         if not m:
             continue
-        names = {**{k: n for k, (_, n, _) in METRICS.items()}, **{k: n for k, (_, n, _) in PROBABILITY_METRICS.items()},
-                 **_group_names(m)}
+        names = {
+            **{k: n for k, (_, n, _) in METRICS.items()},
+            **{k: n for k, (_, n, _) in PROBABILITY_METRICS.items()},
+            **_group_names(m),
+        }
         types = {**{k: t for k, (t, _, _) in METRICS.items()}, **{k: t for k, (t, _, _) in PROBABILITY_METRICS.items()}}
         values = index_metrics(m)
         for key, mtype in types.items():
             value, mname = values.get(mtype), names[key]
             if value is None:
                 continue
-            out.append(EvalResult(
-                task_type="image-classification", task_name="Image Classification", dataset_type=dataset_type,
-                dataset_name=dataset_name, dataset_split=split_name, dataset_args=dataset_args or None,
-                metric_type=mtype, metric_name=mname, metric_value=value))
+            out.append(
+                EvalResult(
+                    task_type="image-classification",
+                    task_name="Image Classification",
+                    dataset_type=dataset_type,
+                    dataset_name=dataset_name,
+                    dataset_split=split_name,
+                    dataset_args=dataset_args or None,
+                    metric_type=mtype,
+                    metric_name=mname,
+                    metric_value=value,
+                )
+            )
     return out
 
 
 # ------------------------------------------------------------------------------------------ the card
-def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None = None,
-               parent_ids: Sequence[str | None] | None = None, template_path: str | Path | None = None) -> ModelCard:
+def build_card(
+    run_dir: str | Path,
+    repo_id: str | None = None,
+    name: str | None = None,
+    parent_ids: Sequence[str | None] | None = None,
+    template_path: str | Path | None = None,
+) -> ModelCard:
     """The model card of a run folder (reads it only).
 
     Args:
@@ -449,16 +506,16 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
         template_path: a Jinja template (default: the package's ``templates/model_card.md``).
     """
     run_dir = Path(run_dir)
-    results_path = run_dir / "results.json"
+    results_path = run_dir / RESULTS
     if not results_path.is_file():
         raise FileNotFoundError(f"{results_path} not found: {run_dir} is not a finished ltzoo run folder")
     from ltzoo.files import read_json
-    from ltzoo.runs import check_weights
+    from ltzoo.runfolder.model_io import check_weights
 
     check_weights(run_dir)  # a card describes weights: missing or corrupt ones are refused, naming the file
 
     results = read_json(results_path)
-    model_cfg = read_json(run_dir / "config.json")
+    model_cfg = read_json(run_dir / MODEL_CONFIG)
     if repo_id is not None and _repo_id(repo_id) != repo_id:
         raise ValueError(f"repo id {repo_id!r} is not of the form ORG/NAME")
     name = name or (repo_id.split("/")[-1] if repo_id else run_dir.resolve().name)
@@ -482,32 +539,63 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
     overrides += [None] * (len(refs) - len(overrides))
     parents = [_parent_info(r, run_dir, o) for r, o in zip(refs, overrides)]
     output = config.get("output")
-    own_stage1 = (recipe == "btm" and bool(refs) and output is not None and config.get("init") is not None
-                  and Path(config["init"]) == Path(output) / "stage1")
+    own_stage1 = (
+        recipe == "btm"
+        and bool(refs)
+        and output is not None
+        and config.get("init") is not None
+        and Path(config["init"]) == Path(output) / "stage1"
+    )
     for p in parents:
         p["own_stage1"] = own_stage1 and p["ref"] == config.get("init")
     chain = _chain(parents)
     hub_parents = [p["hub_id"] for p in parents if p["hub_id"]]
     weights = pretrained_source(arch, pretrained_cfg, config)
     if weights and not chain:  # started from timm's pretrained weights
-        chain = [{"ref": weights, "hub_id": weights, "name": weights, "local": False, "method": None,
-                  "recipe": None, "parents": [], "own_stage1": False, "timm_weights": True}]
+        chain = [
+            {
+                "ref": weights,
+                "hub_id": weights,
+                "name": weights,
+                "local": False,
+                "method": None,
+                "recipe": None,
+                "parents": [],
+                "own_stage1": False,
+                "timm_weights": True,
+            }
+        ]
         hub_parents = [weights]
     init_id = parents[0]["hub_id"] if parents and config.get("init") == refs[0] else None
 
     # metadata
     tags = ["image-classification", "timm", "ltzoo", "long-tailed", f"recipe:{recipe}", f"method:{method}", ds_key]
     ltzoo_meta = {
-        "name": name, "hub_id": repo_id, "recipe": recipe, "method": method, "backbone": arch,
-        "dataset": ds_key, "imbalance_ratio": rho, "num_classes": model_cfg.get("num_classes"),
-        "parents": [p["hub_id"] or f"local:{p['name']}" for p in parents], "seed": config.get("seed"),
-        "git_commit": config.get("git_commit"), "requires_ltzoo": ltzoo_arch,
+        "name": name,
+        "hub_id": repo_id,
+        "recipe": recipe,
+        "method": method,
+        "backbone": arch,
+        "dataset": ds_key,
+        "imbalance_ratio": rho,
+        "num_classes": model_cfg.get("num_classes"),
+        "parents": [p["hub_id"] or f"local:{p['name']}" for p in parents],
+        "seed": config.get("seed"),
+        "git_commit": config.get("git_commit"),
+        "requires_ltzoo": ltzoo_arch,
     }
-    ds_args = {k: v for k, v in (("imbalance_ratio", rho), ("profile", ds.get("profile")),
-                                 ("seed", ds.get("seed"))) if v is not None}
+    ds_args = {
+        k: v
+        for k, v in (("imbalance_ratio", rho), ("profile", ds.get("profile")), ("seed", ds.get("seed")))
+        if v is not None
+    }
     card_data = ModelCardData(
-        library_name="timm", license="apache-2.0", pipeline_tag="image-classification", tags=tags,
-        datasets=[ds_hub] if ds_hub else None, base_model=hub_parents[0] if hub_parents else None,
+        library_name="timm",
+        license="apache-2.0",
+        pipeline_tag="image-classification",
+        tags=tags,
+        datasets=[ds_hub] if ds_hub else None,
+        base_model=hub_parents[0] if hub_parents else None,
         model_name=name,
         eval_results=eval_results(results, ds_hub or ds_key, f"{ds_pretty} ({ds_key})", ds_args) or None,
         ltzoo=ltzoo_meta,
@@ -516,43 +604,78 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
         card_data.base_model_relation = "finetune"
 
     # body: the template lays out the prose and tables from these values
-    n_params = count_parameters(run_dir / "model.safetensors")
+    n_params = count_parameters(run_dir / WEIGHTS)
     model_ref = f"hf-hub:{repo_id}" if repo_id else f"local-dir:{run_dir.resolve()}"
     in_chans = (pretrained_cfg.get("input_size") or [3])[0]
     metrics = results.get("metrics") or {}
     classifier = _classifier(results, config)
     loss = config.get("loss") or method.split("+")[0]
     ctx: dict[str, Any] = {
-        "model_name": name, "repo_id": repo_id, "model_ref": model_ref, "arch": arch, "ltzoo_arch": ltzoo_arch,
-        "dataset_key": ds_key, "dataset_label": ds_label, "dataset_hub": ds_hub, "dataset": ds,
-        "recipe": recipe, "launch": recipe_launch(recipe), "method": method, "run_config": config,
-        "loss_display": _loss_info(loss)[0], "sampler": config.get("sampler", "instance"),
-        "members": results.get("members", config.get("subsets")), "classifier": classifier,
-        "shots": results.get("shots", config.get("shots")), "shots_rule": results.get("shots_rule"),
+        "model_name": name,
+        "repo_id": repo_id,
+        "model_ref": model_ref,
+        "arch": arch,
+        "ltzoo_arch": ltzoo_arch,
+        "dataset_key": ds_key,
+        "dataset_label": ds_label,
+        "dataset_hub": ds_hub,
+        "dataset": ds,
+        "recipe": recipe,
+        "launch": recipe_launch(recipe),
+        "method": method,
+        "run_config": config,
+        "loss_display": _loss_info(loss)[0],
+        "sampler": config.get("sampler", "instance"),
+        "members": results.get("members", config.get("subsets")),
+        "classifier": classifier,
+        "shots": results.get("shots", config.get("shots")),
+        "shots_rule": results.get("shots_rule"),
         "classifier_display": _head_info(classifier)[0],
         "classifier_ensembled": "ensemble" in (results.get("classifier") or {}),
-        "num_classes": model_cfg.get("num_classes"), "params": f"{n_params / 1e6:.2f}M" if n_params else None,
+        "num_classes": model_cfg.get("num_classes"),
+        "params": f"{n_params / 1e6:.2f}M" if n_params else None,
         "input_size": "x".join(map(str, pretrained_cfg.get("input_size", []))) or None,
-        "image_mode": "L" if in_chans == 1 else "RGB", "mean": pretrained_cfg.get("mean"), "std": pretrained_cfg.get("std"),
-        "pretrained_cfg": pretrained_cfg, "parents": parents, "chain": chain,
-        "selection": results.get("selection"), "selected_epoch": results.get("selected_epoch"),
+        "image_mode": "L" if in_chans == 1 else "RGB",
+        "mean": pretrained_cfg.get("mean"),
+        "std": pretrained_cfg.get("std"),
+        "pretrained_cfg": pretrained_cfg,
+        "parents": parents,
+        "chain": chain,
+        "selection": results.get("selection"),
+        "selected_epoch": results.get("selected_epoch"),
         "metric_columns": [{"key": k, "header": h} for k, (_, _, h) in METRICS.items()],
-        "splits": [("val", "validation"), ("test", "test")], "metrics": metrics, "test": metrics.get("test") or {},
+        "splits": [("val", "validation"), ("test", "test")],
+        "metrics": metrics,
+        "test": metrics.get("test") or {},
         "test_intervals": interval_lines(metrics.get("test") or {}),
-        "stages": results.get("table") or {}, "per_class": _per_class(results),
-        "has_plot": (run_dir / PLOT).is_file(), "plot": PLOT, "has_reliability": (run_dir / "reliability.png").is_file(),
-        "val_source": ds.get("val_source"), "train_source": ds.get("train_source"),
-        "val_rule": ds.get("val_rule"), "val_resolution": ds.get("val_resolution"),
-        "git_commit": config.get("git_commit"), "seed": config.get("seed"),
-        "command": render_command(config, recipe, results.get("num_processes", 1) or 1, init=init_id,
-                                  omit_init=own_stage1) if config else None,
+        "stages": results.get("table") or {},
+        "per_class": _per_class(results),
+        "has_plot": (run_dir / PLOT).is_file(),
+        "plot": PLOT,
+        "has_reliability": (run_dir / RELIABILITY).is_file(),
+        "val_source": ds.get("val_source"),
+        "train_source": ds.get("train_source"),
+        "val_rule": ds.get("val_rule"),
+        "val_resolution": ds.get("val_resolution"),
+        "git_commit": config.get("git_commit"),
+        "seed": config.get("seed"),
+        "command": render_command(
+            config, recipe, results.get("num_processes", 1) or 1, init=init_id, omit_init=own_stage1
+        )
+        if config
+        else None,
         "config_yaml": config_yaml(config, recipe, init=init_id, omit_init=own_stage1) if config else None,
         "eval_command": _eval_command(model_ref, config) if config else None,
-        "hardware": results.get("hardware"), "num_processes": results.get("num_processes"),
-        "wall_seconds": results.get("wall_seconds"), "train_seconds": results.get("train_seconds"),
-        "seconds": results.get("seconds"), "peak_memory_mb": results.get("peak_memory_mb"),
-        "citations": [bibtex()[k] for k in _cite_keys(results, config, arch, pretrained_cfg)], "hub_url": HUB_URL,
-        "backbone_paper": pretrained_cfg.get("paper_name"), "backbone_paper_ids": pretrained_cfg.get("paper_ids"),
+        "hardware": results.get("hardware"),
+        "num_processes": results.get("num_processes"),
+        "wall_seconds": results.get("wall_seconds"),
+        "train_seconds": results.get("train_seconds"),
+        "seconds": results.get("seconds"),
+        "peak_memory_mb": results.get("peak_memory_mb"),
+        "citations": [bibtex()[k] for k in _cite_keys(results, config, arch, pretrained_cfg)],
+        "hub_url": HUB_URL,
+        "backbone_paper": pretrained_cfg.get("paper_name"),
+        "backbone_paper_ids": pretrained_cfg.get("paper_ids"),
     }
     return ModelCard.from_template(card_data, template_path=str(template_path or TEMPLATE_PATH), **ctx)
 
@@ -560,7 +683,7 @@ def build_card(run_dir: str | Path, repo_id: str | None = None, name: str | None
 def write_card(run_dir: str | Path, out_path: str | Path | None = None, **kwargs) -> Path:
     """Build the card of ``run_dir`` (see `build_card`) and save it (default: ``RUN_DIR/README.md``)."""
     card = build_card(run_dir, **kwargs)
-    out = Path(out_path) if out_path is not None else Path(run_dir) / "README.md"
+    out = Path(out_path) if out_path is not None else Path(run_dir) / CARD
     from ltzoo.files import atomic_path
 
     with atomic_path(out) as tmp:

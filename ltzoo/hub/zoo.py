@@ -5,6 +5,7 @@ parsed with huggingface_hub's `ModelCard.load`: the ``ltzoo`` metadata block giv
 backbone, dataset and hub id; the ``model-index`` gives the test-split numbers. ``README.md`` and
 sub-folders (``templates/``) are not cards.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,17 @@ from huggingface_hub import ModelCard
 from ltzoo.hub.card import METRICS, default_cards_dir
 
 #: Catalogue columns: (key, header).
-COLUMNS = (("name", "name"), ("method", "method"), ("backbone", "backbone"), ("dataset", "dataset"),
-           ("acc", "acc"), ("hm", "HM"), ("gm", "GM"), ("min_recall", "min recall"), ("hub_id", "hub id"))
+COLUMNS = (
+    ("name", "name"),
+    ("method", "method"),
+    ("backbone", "backbone"),
+    ("dataset", "dataset"),
+    ("acc", "acc"),
+    ("hm", "HM"),
+    ("gm", "GM"),
+    ("min_recall", "min recall"),
+    ("hub_id", "hub id"),
+)
 _TYPE_TO_KEY = {mtype: key for key, (mtype, _, _) in METRICS.items()}
 
 
@@ -27,9 +37,13 @@ def card_entry(path: str | Path) -> dict:
     block = meta.get("ltzoo") if isinstance(meta.get("ltzoo"), dict) else {}
     entry = {
         "name": block.get("name") or getattr(card.data, "model_name", None) or path.stem,
-        "method": block.get("method"), "backbone": block.get("backbone"), "dataset": block.get("dataset"),
-        "imbalance_ratio": block.get("imbalance_ratio"), "hub_id": block.get("hub_id"),
-        "parents": block.get("parents") or [], "card": str(path),
+        "method": block.get("method"),
+        "backbone": block.get("backbone"),
+        "dataset": block.get("dataset"),
+        "imbalance_ratio": block.get("imbalance_ratio"),
+        "hub_id": block.get("hub_id"),
+        "parents": block.get("parents") or [],
+        "card": str(path),
     }
     test: dict = {}
     val: dict = {}
@@ -54,6 +68,7 @@ def catalogue(cards_dir: str | Path | None = None) -> list[dict]:
 
 def catalogue_table(entries: list[dict]) -> str:
     """The catalogue as a Markdown table (metrics: test-split percentages)."""
+
     def cell(v) -> str:
         if v is None:
             return "-"

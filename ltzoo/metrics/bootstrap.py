@@ -16,10 +16,11 @@ difference). Two identical models give a difference of 0 in every resample and p
 Everything is vectorised: a chunk of resamples is one tensor of image indices, (resamples, images), drawn
 within each class's block of a label-sorted copy; per-class sums come from one ``index_add_``.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -35,14 +36,17 @@ def check_classes_present(labels: torch.Tensor, num_classes: int, what: str = "t
     support = torch.bincount(torch.as_tensor(labels, dtype=torch.long).flatten(), minlength=num_classes)
     empty = torch.nonzero(support == 0).flatten().tolist()
     if empty:
-        raise ValueError(f"{what} has no image of {len(empty)} class{'es' if len(empty) > 1 else ''} "
-                         f"(e.g. class {empty[0]}), so their recall, HM, GM and min recall are undefined; evaluate on "
-                         "a split with every class (or fewer classes)")
+        raise ValueError(
+            f"{what} has no image of {len(empty)} class{'es' if len(empty) > 1 else ''} "
+            f"(e.g. class {empty[0]}), so their recall, HM, GM and min recall are undefined; evaluate on "
+            "a split with every class (or fewer classes)"
+        )
     return support
 
 
-def resampled_class_sums(labels: torch.Tensor, values: torch.Tensor, num_classes: int, resamples: int = RESAMPLES,
-                         seed: int = 0) -> torch.Tensor:
+def resampled_class_sums(
+    labels: torch.Tensor, values: torch.Tensor, num_classes: int, resamples: int = RESAMPLES, seed: int = 0
+) -> torch.Tensor:
     """Per-class sums of per-image ``values`` over stratified resamples of the images.
 
     Args:
@@ -71,12 +75,13 @@ def resampled_class_sums(labels: torch.Tensor, values: torch.Tensor, num_classes
         picked = sorted_values[draw]  # (b, images, columns)
         sums = torch.zeros(b, num_classes, values.shape[1], dtype=torch.double)
         sums.index_add_(1, sorted_labels, picked.double())
-        out[lo:lo + b] = sums.transpose(1, 2)
+        out[lo : lo + b] = sums.transpose(1, 2)
     return out
 
 
-def summary_from_recall(recall: torch.Tensor, support: torch.Tensor, groups: dict[str, torch.Tensor] | None = None
-                        ) -> dict[str, torch.Tensor]:
+def summary_from_recall(
+    recall: torch.Tensor, support: torch.Tensor, groups: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """The long-tail metrics of many recall vectors at once: (..., classes) -> each metric (...,).
 
     Exact as in `ltzoo.metrics.longtail`: a class with zero recall gives HM = GM = 0.
@@ -114,9 +119,13 @@ def resolution(support: torch.Tensor, groups: dict[str, torch.Tensor]) -> dict[s
     accuracy, mean class accuracy, min recall and the groups; for HM and GM the mean class accuracy's step,
     which they move by to first order."""
     n = support.double()
-    out = {"acc": 1.0 / float(n.sum()), "mean_class_acc": float((1.0 / n).min()) / len(n),
-           "min_recall": float((1.0 / n).max()), "hm": float((1.0 / n).min()) / len(n),
-           "gm": float((1.0 / n).min()) / len(n)}
+    out = {
+        "acc": 1.0 / float(n.sum()),
+        "mean_class_acc": float((1.0 / n).min()) / len(n),
+        "min_recall": float((1.0 / n).max()),
+        "hm": float((1.0 / n).min()) / len(n),
+        "gm": float((1.0 / n).min()) / len(n),
+    }
     for name, mask in groups.items():
         if bool(mask.any()):
             out[name] = float((1.0 / n[mask]).min()) / int(mask.sum())
@@ -129,19 +138,31 @@ def resolution_notes(support: torch.Tensor, intervals: dict[str, list[float]]) -
     smallest = int(support.min())
     step = 100.0 / smallest
     if step >= 1.0:
-        notes.append(f"min recall moves in steps of {step:.2f} points (the smallest class has {smallest} test images): "
-                     "differences under a step are not resolved, and a class's recall is known to within its interval "
-                     "only")
+        notes.append(
+            f"min recall moves in steps of {step:.2f} points (the smallest class has {smallest} test images): "
+            "differences under a step are not resolved, and a class's recall is known to within its interval "
+            "only"
+        )
     flat = [k for k, (lo, hi) in intervals.items() if hi - lo == 0]
     if flat:
-        notes.append(f"{', '.join(flat)}: every resample gives the same value (e.g. a class with all its images right, "
-                     "or one with none): the interval has zero width and says nothing about the uncertainty there")
+        notes.append(
+            f"{', '.join(flat)}: every resample gives the same value (e.g. a class with all its images right, "
+            "or one with none): the interval has zero width and says nothing about the uncertainty there"
+        )
     return notes
 
 
-def stratified_bootstrap(labels: torch.Tensor, preds: torch.Tensor, num_classes: int,
-                         train_counts: Sequence[int] | None = None, many: int = 100, few: int = 20,
-                         resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> dict:
+def stratified_bootstrap(
+    labels: torch.Tensor,
+    preds: torch.Tensor,
+    num_classes: int,
+    train_counts: Sequence[int] | None = None,
+    many: int = 100,
+    few: int = 20,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> dict:
     """Percentile intervals of accuracy, HM, GM, min recall and many/medium/few by a stratified bootstrap.
 
     Returns:
@@ -155,14 +176,29 @@ def stratified_bootstrap(labels: torch.Tensor, preds: torch.Tensor, num_classes:
     groups = shot_groups(train_counts, many, few)
     samples = summary_from_recall(hits / support, support, groups)
     intervals = {k: list(_percentiles(v, level)) for k, v in samples.items()}
-    return {"method": "stratified percentile bootstrap (images resampled within each class)", "resamples": resamples,
-            "seed": seed, "level": level, "intervals": intervals, "resolution": resolution(support, groups),
-            "notes": resolution_notes(support, intervals)}
+    return {
+        "method": "stratified percentile bootstrap (images resampled within each class)",
+        "resamples": resamples,
+        "seed": seed,
+        "level": level,
+        "intervals": intervals,
+        "resolution": resolution(support, groups),
+        "notes": resolution_notes(support, intervals),
+    }
 
 
-def paired_bootstrap(labels: torch.Tensor, values_a: dict[str, torch.Tensor], values_b: dict[str, torch.Tensor],
-                     num_classes: int, train_counts: Sequence[int] | None = None, many: int = 100, few: int = 20,
-                     resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> dict:
+def paired_bootstrap(
+    labels: torch.Tensor,
+    values_a: dict[str, torch.Tensor],
+    values_b: dict[str, torch.Tensor],
+    num_classes: int,
+    train_counts: Sequence[int] | None = None,
+    many: int = 100,
+    few: int = 20,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> dict:
     """Differences B - A of the long-tail metrics (and per-image means) with a paired stratified bootstrap.
 
     Args:
@@ -179,8 +215,9 @@ def paired_bootstrap(labels: torch.Tensor, values_a: dict[str, torch.Tensor], va
     cols = torch.stack([torch.as_tensor(v[k]).double().flatten() for k in names for v in (values_a, values_b)], 1)
     sums = resampled_class_sums(labels, cols, num_classes, resamples, seed)  # (B, 2 * len(names), C)
     groups = shot_groups(train_counts, many, few)
-    observed = torch.stack([torch.zeros(num_classes, dtype=torch.double).index_add_(0, labels, cols[:, j])
-                            for j in range(cols.shape[1])])  # (2 * len(names), C)
+    observed = torch.stack(
+        [torch.zeros(num_classes, dtype=torch.double).index_add_(0, labels, cols[:, j]) for j in range(cols.shape[1])]
+    )  # (2 * len(names), C)
     out: dict = {}
     for which, source in (("observed", observed[None]), ("resampled", sums)):
         a = summary_from_recall(source[:, 0] / support, support, groups)
@@ -195,12 +232,21 @@ def paired_bootstrap(labels: torch.Tensor, values_a: dict[str, torch.Tensor], va
         d_hat = float(obs_b[key][0] - obs_a[key][0])
         d = res_b[key] - res_a[key]
         extreme = int(((d - d_hat).abs() >= abs(d_hat) - 1e-12).sum())
-        result[key] = {"a": float(obs_a[key][0]), "b": float(obs_b[key][0]), "difference": d_hat,
-                       "interval": list(_percentiles(d, level)), "p_value": (1 + extreme) / (1 + resamples)}
-    result["bootstrap"] = {"method": "paired stratified percentile bootstrap (the same images for both models)",
-                           "resamples": resamples, "seed": seed, "level": level,
-                           "p_value": "share of resampled differences, shifted to a mean of zero, at least as far "
-                                      "from zero as the observed one ((1 + count) / (1 + resamples))"}
+        result[key] = {
+            "a": float(obs_a[key][0]),
+            "b": float(obs_b[key][0]),
+            "difference": d_hat,
+            "interval": list(_percentiles(d, level)),
+            "p_value": (1 + extreme) / (1 + resamples),
+        }
+    result["bootstrap"] = {
+        "method": "paired stratified percentile bootstrap (the same images for both models)",
+        "resamples": resamples,
+        "seed": seed,
+        "level": level,
+        "p_value": "share of resampled differences, shifted to a mean of zero, at least as far "
+        "from zero as the observed one ((1 + count) / (1 + resamples))",
+    }
     return result
 
 

@@ -5,10 +5,11 @@ the harmonic mean (HM) and the lowest recall as the measures that leave no class
 are exact: one class with zero recall gives HM = GM = 0. Papers often clamp zero recalls before the
 means; that variant is reported beside them as ``hm_clamped`` / ``gm_clamped`` (floor 1e-3).
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -97,7 +98,9 @@ def longtail_metrics(
     return out
 
 
-def _shot_accuracy(recall: torch.Tensor, present: torch.Tensor, train_counts: Sequence[int], many: int, few: int) -> dict:
+def _shot_accuracy(
+    recall: torch.Tensor, present: torch.Tensor, train_counts: Sequence[int], many: int, few: int
+) -> dict:
     counts = torch.as_tensor(list(train_counts), dtype=torch.long)
     if len(counts) != len(recall):
         raise ValueError(f"train_counts has {len(counts)} classes but the evaluation has {len(recall)}")
@@ -108,3 +111,9 @@ def _shot_accuracy(recall: torch.Tensor, present: torch.Tensor, train_counts: Se
         out[name] = float(recall[sel].mean()) if bool(sel.any()) else None
         out["group_sizes"][name] = int(mask.sum())
     return out
+
+
+def selection_score(metrics: dict, key: str = "hm") -> tuple:
+    """The one model-selection key on the validation split, for epochs, heads, ratios and every other choice:
+    the chosen metric, ties broken by mean class accuracy, then accuracy (``max`` keeps the first of exact ties)."""
+    return (metrics[key], metrics["mean_class_acc"], metrics["acc"])

@@ -1,9 +1,10 @@
 """Plots of per-class recall: bars sorted by training count with HM / GM / min marked, and its distribution."""
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 _logger = logging.getLogger(__name__)
 
@@ -81,11 +82,22 @@ def plot_reliability(bins: Mapping, path: str | Path, title: str = "", ece: floa
     total = max(1, sum(count))
     fig, (ax, axc) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     filled = [i for i, n in enumerate(count) if n]
-    ax.bar([centers[i] for i in filled], [bins["accuracy"][i] for i in filled], width=width * 0.95,
-           color="#4c72b0", label="accuracy" + (f" (ECE {100 * ece:.2f}%)" if ece is not None else ""))
-    ax.bar([centers[i] for i in filled], [bins["confidence"][i] - bins["accuracy"][i] for i in filled],
-           bottom=[bins["accuracy"][i] for i in filled], width=width * 0.95, color="#c44e52", alpha=0.35,
-           label="gap to confidence")
+    ax.bar(
+        [centers[i] for i in filled],
+        [bins["accuracy"][i] for i in filled],
+        width=width * 0.95,
+        color="#4c72b0",
+        label="accuracy" + (f" (ECE {100 * ece:.2f}%)" if ece is not None else ""),
+    )
+    ax.bar(
+        [centers[i] for i in filled],
+        [bins["confidence"][i] - bins["accuracy"][i] for i in filled],
+        bottom=[bins["accuracy"][i] for i in filled],
+        width=width * 0.95,
+        color="#c44e52",
+        alpha=0.35,
+        label="gap to confidence",
+    )
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
@@ -103,8 +115,11 @@ def plot_prior_sweep(rows: Sequence[Mapping], path: str | Path, title: str = "")
     plt = _pyplot()
     names = [r["prior"] for r in rows]
     fig, ax = plt.subplots(figsize=(9, 4))
-    for kind, label, style in (("plain", "as predicted", "o-"), ("given", "logit adjustment, true prior", "s--"),
-                               ("em", "logit adjustment, EM-estimated prior", "^:")):
+    for kind, label, style in (
+        ("plain", "as predicted", "o-"),
+        ("given", "logit adjustment, true prior", "s--"),
+        ("em", "logit adjustment, EM-estimated prior", "^:"),
+    ):
         ax.plot(range(len(rows)), [100 * r[kind]["acc"] for r in rows], style, label=label)
     ax.set_xticks(range(len(rows)), names, rotation=45, fontsize=8)
     ax.set_ylabel("accuracy under the test prior (%)")

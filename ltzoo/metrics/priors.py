@@ -19,9 +19,10 @@ trained with a balancing loss) to a test prior by adding log(pi_test / pi_source
 from the unlabelled test logits by EM (`em_prior`; Saerens, Latinne & Decaestecker, "Adjusting the Outputs
 of a Classifier to New a Priori Probabilities: A Simple Procedure", Neural Computation 2002).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -39,13 +40,16 @@ def check_prior(prior: Sequence[float] | torch.Tensor, num_classes: int, what: s
     """``prior`` as a float64 tensor; a ValueError (one line: problem; fix) if it is not a distribution."""
     p = torch.as_tensor(prior, dtype=torch.double).flatten()
     if p.numel() != num_classes:
-        raise ValueError(f"{what} has {p.numel()} values but the model has {num_classes} classes; give one share per "
-                         "class, in the class order of the dataset")
+        raise ValueError(
+            f"{what} has {p.numel()} values but the model has {num_classes} classes; give one share per "
+            "class, in the class order of the dataset"
+        )
     if bool((p < 0).any()) or not bool(torch.isfinite(p).all()):
         raise ValueError(f"{what} has a negative or non-finite value; give shares >= 0 that sum to 1")
     if abs(float(p.sum()) - 1.0) > PRIOR_TOLERANCE:
-        raise ValueError(f"{what} sums to {float(p.sum()):.6g}, not 1; give shares that sum to 1 "
-                         "(divide each by their sum)")
+        raise ValueError(
+            f"{what} sums to {float(p.sum()):.6g}, not 1; give shares that sum to 1 (divide each by their sum)"
+        )
     return p / p.sum()
 
 
@@ -61,8 +65,9 @@ def longtail_prior(train_counts: Sequence[int], ratio: float, backward: bool = F
     return p / p.sum()
 
 
-def shifted_priors(train_counts: Sequence[int], ratios: Sequence[float] = TEST_AGNOSTIC_RATIOS
-                         ) -> dict[str, torch.Tensor]:
+def shifted_priors(
+    train_counts: Sequence[int], ratios: Sequence[float] = TEST_AGNOSTIC_RATIOS
+) -> dict[str, torch.Tensor]:
     """SADE's protocol: ``forward-50`` ... ``forward-2``, ``uniform``, ``backward-2`` ... ``backward-50``."""
     priors = {f"forward-{r:g}": longtail_prior(train_counts, r) for r in ratios}
     priors["uniform"] = longtail_prior(train_counts, 1.0)
@@ -85,13 +90,19 @@ def shifted_metrics(logits: torch.Tensor, labels: torch.Tensor, prior: torch.Ten
 def adjust_logits(logits: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Logits moved from prior ``source`` to prior ``target``: + log(target / source) (Bayes' rule)."""
     tiny = 1e-12
-    shift = torch.log(torch.as_tensor(target, dtype=torch.double).clamp(min=tiny)) - \
-        torch.log(torch.as_tensor(source, dtype=torch.double).clamp(min=tiny))
+    shift = torch.log(torch.as_tensor(target, dtype=torch.double).clamp(min=tiny)) - torch.log(
+        torch.as_tensor(source, dtype=torch.double).clamp(min=tiny)
+    )
     return (logits.double() + shift).to(logits.dtype)
 
 
-def em_prior(logits: torch.Tensor, source: torch.Tensor, weights: torch.Tensor | None = None, iterations: int = 1000,
-             tol: float = 1e-10) -> tuple[torch.Tensor, int]:
+def em_prior(
+    logits: torch.Tensor,
+    source: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    iterations: int = 1000,
+    tol: float = 1e-10,
+) -> tuple[torch.Tensor, int]:
     """Saerens et al.'s EM estimate of the test prior from unlabelled logits.
 
     Alternates: posteriors moved to the current prior (E), the prior set to their (weighted) mean (M),
@@ -106,7 +117,7 @@ def em_prior(logits: torch.Tensor, source: torch.Tensor, weights: torch.Tensor |
     w = torch.full((n,), 1.0 / n, dtype=torch.double) if weights is None else torch.as_tensor(weights).double()
     w = w / w.sum()
     prior = source.clone()
-    for it in range(1, iterations + 1):
+    for it in range(1, iterations + 1):  # noqa: B007  (``it`` is returned after the loop)
         q = p * (prior / source.clamp(min=1e-12))
         q = q / q.sum(-1, keepdim=True)
         new = (w[:, None] * q).sum(0)
@@ -125,8 +136,13 @@ def _recall_summary(logits: torch.Tensor, labels: torch.Tensor, num_classes: int
     return {"hm": hm, "min_recall": float(recall.min())}
 
 
-def prior_sweep(logits: torch.Tensor, labels: torch.Tensor, train_counts: Sequence[int], source: torch.Tensor,
-                priors: dict[str, torch.Tensor] | None = None) -> list[dict]:
+def prior_sweep(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    train_counts: Sequence[int],
+    source: torch.Tensor,
+    priors: dict[str, torch.Tensor] | None = None,
+) -> list[dict]:
     """The metrics under each test prior: as the model predicts, corrected with the true prior, and corrected
     with the prior EM estimates from the (reweighted) unlabelled test logits.
 
@@ -148,10 +164,17 @@ def prior_sweep(logits: torch.Tensor, labels: torch.Tensor, train_counts: Sequen
     for name, prior in (priors or shifted_priors(train_counts)).items():
         weights = prior_weights(labels, prior)
         estimate, _ = em_prior(logits, source, weights)
-        row = {"prior": name, "shares": prior.tolist(), "em_prior": estimate.tolist(),
-               "em_error": float(0.5 * (estimate - prior).abs().sum())}
-        for kind, z in (("plain", logits), ("given", adjust_logits(logits, source, prior)),
-                        ("em", adjust_logits(logits, source, estimate))):
+        row = {
+            "prior": name,
+            "shares": prior.tolist(),
+            "em_prior": estimate.tolist(),
+            "em_error": float(0.5 * (estimate - prior).abs().sum()),
+        }
+        for kind, z in (
+            ("plain", logits),
+            ("given", adjust_logits(logits, source, prior)),
+            ("em", adjust_logits(logits, source, estimate)),
+        ):
             row[kind] = {**weighted_probability_metrics(z, labels, weights), **_recall_summary(z, labels, c)}
         rows.append(row)
     return rows
@@ -159,11 +182,16 @@ def prior_sweep(logits: torch.Tensor, labels: torch.Tensor, train_counts: Sequen
 
 def sweep_table(rows: list[dict]) -> str:
     """The sweep as Markdown: accuracy and NLL as predicted, corrected by the true prior, and by EM's estimate."""
-    lines = ["| test prior | acc % | NLL | ECE % | acc %, true-prior LA | acc %, EM-prior LA | EM prior error (TV) | "
-             "HM %, as predicted | HM %, EM-prior LA |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| test prior | acc % | NLL | ECE % | acc %, true-prior LA | acc %, EM-prior LA | EM prior error (TV) | "
+        "HM %, as predicted | HM %, EM-prior LA |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         p, g, e = r["plain"], r["given"], r["em"]
-        lines.append(f"| {r['prior']} | {100 * p['acc']:.2f} | {p['nll']:.4f} | {100 * p['ece']:.2f} | "
-                     f"{100 * g['acc']:.2f} | {100 * e['acc']:.2f} | {r['em_error']:.4f} | {100 * p['hm']:.2f} | "
-                     f"{100 * e['hm']:.2f} |")
+        lines.append(
+            f"| {r['prior']} | {100 * p['acc']:.2f} | {p['nll']:.4f} | {100 * p['ece']:.2f} | "
+            f"{100 * g['acc']:.2f} | {100 * e['acc']:.2f} | {r['em_error']:.4f} | {100 * p['hm']:.2f} | "
+            f"{100 * e['hm']:.2f} |"
+        )
     return "\n".join(lines)

@@ -15,6 +15,7 @@ whose images are counted with those weights, which is how `ltzoo.metrics.priors`
 prior other than the balanced one. Unweighted, the weighted code gives torchmetrics' numbers exactly
 (tests/test_metrics_probability.py).
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,15 +28,18 @@ def _check(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, to
     logits = torch.as_tensor(logits).float()
     labels = torch.as_tensor(labels, dtype=torch.long).flatten()
     if logits.ndim != 2 or logits.shape[0] != labels.numel():
-        raise ValueError(f"logits must be (images, classes) with one row per label; got {tuple(logits.shape)} "
-                         f"for {labels.numel()} labels")
+        raise ValueError(
+            f"logits must be (images, classes) with one row per label; got {tuple(logits.shape)} "
+            f"for {labels.numel()} labels"
+        )
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
         raise ValueError(f"labels must lie in [0, {logits.shape[1]}) for {logits.shape[1]} classes of logits")
     return logits, labels
 
 
-def binned_calibration_error(confidence: torch.Tensor, hit: torch.Tensor, weights: torch.Tensor | None = None,
-                             n_bins: int = ECE_BINS) -> float:
+def binned_calibration_error(
+    confidence: torch.Tensor, hit: torch.Tensor, weights: torch.Tensor | None = None, n_bins: int = ECE_BINS
+) -> float:
     """Sum over equal-width bins of |mean hit - mean confidence| times the bin's share of the weight.
 
     The bins are torchmetrics': ``bucketize(right=True)`` over ``linspace(0, 1, n_bins + 1)``, so a
@@ -72,8 +76,13 @@ def top_k_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int = TOP_K) -
     return float(metric(logits, labels))
 
 
-def weighted_probability_metrics(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
-                                 n_bins: int = ECE_BINS, k: int = TOP_K) -> dict:
+def weighted_probability_metrics(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    n_bins: int = ECE_BINS,
+    k: int = TOP_K,
+) -> dict:
     """Accuracy, ECE, classwise ECE, NLL, Brier and top-k of images counted with ``weights`` (None: equally).
 
     Returns:
@@ -107,8 +116,14 @@ def probability_metrics(logits: torch.Tensor, labels: torch.Tensor, n_bins: int 
         ``ece``, ``classwise_ece``, ``nll``, ``brier``, ``top5`` (fractions; NLL in nats) and ``ece_bins``.
     """
     own = weighted_probability_metrics(logits, labels, n_bins=n_bins)
-    return {"ece": expected_calibration_error(logits, labels, n_bins), "classwise_ece": own["classwise_ece"],
-            "nll": own["nll"], "brier": own["brier"], "top5": top_k_accuracy(logits, labels), "ece_bins": n_bins}
+    return {
+        "ece": expected_calibration_error(logits, labels, n_bins),
+        "classwise_ece": own["classwise_ece"],
+        "nll": own["nll"],
+        "brier": own["brier"],
+        "top5": top_k_accuracy(logits, labels),
+        "ece_bins": n_bins,
+    }
 
 
 def reliability_bins(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = ECE_BINS) -> dict:
@@ -121,5 +136,9 @@ def reliability_bins(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = E
     count = torch.bincount(index, minlength=n_bins).double()
     mean_conf = torch.zeros(n_bins, dtype=torch.double).index_add_(0, index, conf.double()) / count.clamp(min=1)
     acc = torch.zeros(n_bins, dtype=torch.double).index_add_(0, index, hit) / count.clamp(min=1)
-    return {"edges": edges.tolist(), "count": count.long().tolist(), "confidence": mean_conf.tolist(),
-            "accuracy": acc.tolist()}
+    return {
+        "edges": edges.tolist(),
+        "count": count.long().tolist(),
+        "confidence": mean_conf.tolist(),
+        "accuracy": acc.tolist(),
+    }

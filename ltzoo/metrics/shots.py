@@ -19,10 +19,11 @@ The rule (`choose_shot_cuts`), on the training counts:
    (3 / 3 / 4) and 2000 / 1000 at rho = 10 (5 / 2 / 3). A step profile honestly gets no medium
    classes, and a balanced set only medium ones.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 LITERATURE_SHOT_CUTS = (100, 20)
 MIN_GROUP_SHARE = 0.1  # the literature's cuts stand while each group holds at least this share of the classes
@@ -38,7 +39,7 @@ def shot_group_sizes(train_counts: Sequence[int], many: int, few: int) -> tuple[
 def nearest_125(x: float) -> int:
     """The number of the 1-2-5 series (1, 2, 5, 10, 20, ...) nearest to ``x`` in log scale."""
     k = math.floor(math.log10(x))
-    candidates = [m * 10 ** e for e in (k - 1, k, k + 1) for m in (1, 2, 5) if m * 10 ** e >= 1]
+    candidates = [m * 10**e for e in (k - 1, k, k + 1) for m in (1, 2, 5) if m * 10**e >= 1]
     return int(min(candidates, key=lambda c: (abs(math.log(c / x)), c)))
 
 
@@ -50,8 +51,9 @@ def log_third_cuts(train_counts: Sequence[int]) -> tuple[int, int]:
     hi, lo = max(present), min(present)
     many, few = hi ** (2 / 3) * lo ** (1 / 3), hi ** (1 / 3) * lo ** (2 / 3)
     exact, nice = (round(many), round(few)), (nearest_125(many), nearest_125(few))
-    filled = [a > 0 or b == 0 for a, b in zip(shot_group_sizes(train_counts, *nice),
-                                                shot_group_sizes(train_counts, *exact))]
+    filled = [
+        a > 0 or b == 0 for a, b in zip(shot_group_sizes(train_counts, *nice), shot_group_sizes(train_counts, *exact))
+    ]
     return nice if nice[0] > nice[1] and all(filled) else exact
 
 
@@ -69,8 +71,14 @@ def choose_shot_cuts(train_counts: Sequence[int]) -> tuple[int, int, str]:
         return lit_many, lit_few, f"literature (>{lit_many} / {lit_few}-{lit_many} / <{lit_few})"
     many, few = log_third_cuts(counts)
     why = "/".join(map(str, sizes))
-    return many, few, (f"thirds of the log-count range {min(n for n in counts if n > 0)}..{max(counts)} "
-                       f"(the literature's >{lit_many} / <{lit_few} would give {why} classes)")
+    return (
+        many,
+        few,
+        (
+            f"thirds of the log-count range {min(n for n in counts if n > 0)}..{max(counts)} "
+            f"(the literature's >{lit_many} / <{lit_few} would give {why} classes)"
+        ),
+    )
 
 
 def check_shot_cuts(cuts: Sequence[int]) -> tuple[int, int]:
@@ -80,6 +88,8 @@ def check_shot_cuts(cuts: Sequence[int]) -> tuple[int, int]:
     except (TypeError, ValueError):
         raise ValueError(f"shot cuts must be two integers (many, few), e.g. (100, 20); got {cuts!r}") from None
     if not many >= few >= 0 or [many, few] != list(cuts):
-        raise ValueError(f"shot cuts (many={cuts[0]}, few={cuts[1]}) must be integers with many >= few >= 0: "
-                         "many-shot is > many training images, few-shot < few")
+        raise ValueError(
+            f"shot cuts (many={cuts[0]}, few={cuts[1]}) must be integers with many >= few >= 0: "
+            "many-shot is > many training images, few-shot < few"
+        )
     return many, few

@@ -1,7 +1,9 @@
 """The long-tail metrics as text: the Markdown summary table every recipe and ``ltzoo eval`` print."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ltzoo.metrics.longtail import SUMMARY_KEYS
 
@@ -35,8 +37,10 @@ def interval_table(metrics: dict) -> str:
     boot = metrics.get("bootstrap") or {}
     intervals = boot.get("intervals", {})
     level = f"{100 * boot.get('level', 0.95):g}%"
-    lines = [f"| metric | value | {level} interval |" if boot else "| metric | value |",
-             "|---|---|---|" if boot else "|---|---|"]
+    lines = [
+        f"| metric | value | {level} interval |" if boot else "| metric | value |",
+        "|---|---|---|" if boot else "|---|---|",
+    ]
     for k in SUMMARY_KEYS:
         if metrics.get(k) is None:
             continue

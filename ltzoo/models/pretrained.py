@@ -22,6 +22,7 @@ images as those weights expect: the input size, mean, std and interpolation of i
 recipe's evaluation, and a later stage (``--init``) is fed the same way. In-process, such a model's
 pretrained_cfg is marked by ``INPUT_KEY`` (not exported: timm's PretrainedCfg takes no unknown key).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,8 @@ import logging
 import os
 import pickle
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import timm
 import torch
@@ -50,8 +51,7 @@ HUB_TIMEOUT_S = 5.0
 HUB_WEIGHT_FILES = ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin")
 
 
-def create_pretrained(name: str, num_classes: int, pretrained_file: str | Path | None = None,
-                      **kwargs) -> nn.Module:
+def create_pretrained(name: str, num_classes: int, pretrained_file: str | Path | None = None, **kwargs) -> nn.Module:
     """A timm model ``name`` with pretrained weights: timm's Hub weights or ``pretrained_file``.
 
     The model keeps the channels of its weights (3 for the Hub's image models) whatever channels the
@@ -77,8 +77,10 @@ def _known(name: str) -> bool:
 def _check_name(name: str) -> None:
     if not _known(name):
         close = timm.list_models(f"*{name.split('.')[0].split('_')[0]}*")[:5]
-        raise UserError(f"unknown timm model {name!r}" + (f" (close: {', '.join(close)})" if close else ""),
-                        "pass a name from timm.list_models()")
+        raise UserError(
+            f"unknown timm model {name!r}" + (f" (close: {', '.join(close)})" if close else ""),
+            "pass a name from timm.list_models()",
+        )
 
 
 # ------------------------------------------------------------------------------------------- a file
@@ -97,24 +99,32 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         sd = load_state_dict(str(path), use_ema=False, weights_only=True)  # timm's reader: safetensors or torch.load
     except (pickle.UnpicklingError, RuntimeError) as exc:
         if not isinstance(exc, pickle.UnpicklingError) and "weights_only" not in str(exc):
-            raise UserError(f"--pretrained-file {path} is not a readable torch state dict "
-                            f"({type(exc).__name__}: {one_line(exc)[:160]})",
-                            "pass a .safetensors file or a .pth/.bin state dict") from exc
-        raise UserError(f"--pretrained-file {path} is a pickle that torch.load(weights_only=True) refuses "
-                        f"({one_line(exc).split('. ')[0][:160]}): it holds more than tensors, and ltzoo never "
-                        "unpickles arbitrary objects",
-                        "re-save it as a plain state dict (torch.save(model.state_dict(), ...)) or as safetensors, "
-                        "from code you trust") from exc
+            raise UserError(
+                f"--pretrained-file {path} is not a readable torch state dict "
+                f"({type(exc).__name__}: {one_line(exc)[:160]})",
+                "pass a .safetensors file or a .pth/.bin state dict",
+            ) from exc
+        raise UserError(
+            f"--pretrained-file {path} is a pickle that torch.load(weights_only=True) refuses "
+            f"({one_line(exc).split('. ')[0][:160]}): it holds more than tensors, and ltzoo never "
+            "unpickles arbitrary objects",
+            "re-save it as a plain state dict (torch.save(model.state_dict(), ...)) or as safetensors, "
+            "from code you trust",
+        ) from exc
     except Exception as exc:
         err = user_error(exc)
         if err is not None:
             raise UserError(f"--pretrained-file {path}: {err}") from exc
-        raise UserError(f"--pretrained-file {path} is neither a safetensors file nor a torch state dict "
-                        f"({type(exc).__name__}: {one_line(exc)[:160]})",
-                        "pass a .safetensors file or a .pth/.bin state dict") from exc
+        raise UserError(
+            f"--pretrained-file {path} is neither a safetensors file nor a torch state dict "
+            f"({type(exc).__name__}: {one_line(exc)[:160]})",
+            "pass a .safetensors file or a .pth/.bin state dict",
+        ) from exc
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise UserError(f"--pretrained-file {path} holds no state dict of tensors",
-                        "save the model's state_dict(), not the model or a training state")
+        raise UserError(
+            f"--pretrained-file {path} holds no state dict of tensors",
+            "save the model's state_dict(), not the model or a training state",
+        )
     return sd
 
 
@@ -134,15 +144,22 @@ def _from_file(name: str, num_classes: int, path: Path, **kwargs) -> nn.Module:
         sd.update({k: v for k, v in fresh.items() if any(k.startswith(h + ".") for h in heads)})
     # timm's load_pretrained, fed the state dict ltzoo read (strict; custom_load off: the file is a state dict,
     # not a checkpoint in the model's own format such as big_vision's .npz)
-    overlay = dict(state_dict=sd, file=str(path), custom_load=False, num_classes=num_classes,
-                   input_size=(in_chans, *(cfg.input_size[1:] if cfg is not None else (224, 224))))
+    overlay = dict(
+        state_dict=sd,
+        file=str(path),
+        custom_load=False,
+        num_classes=num_classes,
+        input_size=(in_chans, *(cfg.input_size[1:] if cfg is not None else (224, 224))),
+    )
     try:
-        net = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=num_classes,
-                                in_chans=in_chans, **kwargs)
+        net = timm.create_model(
+            name, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=num_classes, in_chans=in_chans, **kwargs
+        )
     except RuntimeError as exc:
-        raise UserError(f"--pretrained-file {path} does not fit {name}: {first_mismatch(str(exc))}",
-                        f"pass weights saved from {name} (same architecture and sizes), or the --model they are "
-                        "for") from exc
+        raise UserError(
+            f"--pretrained-file {path} does not fit {name}: {first_mismatch(str(exc))}",
+            f"pass weights saved from {name} (same architecture and sizes), or the --model they are for",
+        ) from exc
     net.pretrained_cfg = {k: v for k, v in net.pretrained_cfg.items() if k != "state_dict"}  # not into config.json
     return net
 
@@ -159,9 +176,11 @@ def _file_channels(name: str, sd: dict) -> int:
     return 3
 
 
-_TORCH_ERROR = re.compile(r"(Missing key\(s\)|Unexpected key\(s\)) in state_dict: \"([^\"]+)\"|"
-                          r"size mismatch for ([^:]+): copying a param with shape (torch\.Size\(\[[^\]]*\]\)) from "
-                          r"checkpoint, the shape in current model is (torch\.Size\(\[[^\]]*\]\))")
+_TORCH_ERROR = re.compile(
+    r"(Missing key\(s\)|Unexpected key\(s\)) in state_dict: \"([^\"]+)\"|"
+    r"size mismatch for ([^:]+): copying a param with shape (torch\.Size\(\[[^\]]*\]\)) from "
+    r"checkpoint, the shape in current model is (torch\.Size\(\[[^\]]*\]\))"
+)
 
 
 def first_mismatch(message: str) -> str:
@@ -176,8 +195,10 @@ def first_mismatch(message: str) -> str:
         where = "missing from the file" if m.group(1).startswith("Missing") else "in the file, not in the model"
         return f"first mismatch: {m.group(2)} is {where}{tail}"
     shape = lambda s: tuple(int(x) for x in re.findall(r"\d+", s))  # noqa: E731
-    return (f"first mismatch: {m.group(3)} has shape {shape(m.group(4))} in the file and "
-            f"{shape(m.group(5))} in the model{tail}")
+    return (
+        f"first mismatch: {m.group(3)} has shape {shape(m.group(4))} in the file and "
+        f"{shape(m.group(5))} in the model{tail}"
+    )
 
 
 # -------------------------------------------------------------------------------------- the Hub cache
@@ -227,20 +248,25 @@ def _from_hub(name: str, num_classes: int, **kwargs) -> nn.Module:
     cfg = timm.models.get_pretrained_cfg(name) or timm.models.get_pretrained_cfg(name.split(".")[0])
     hub_id = getattr(cfg, "hf_hub_id", None)
     if not hub_id:
-        raise UserError(f"timm has no pretrained weights for {name}",
-                        "drop --pretrained, pick a model with weights (timm.list_models(pretrained=True)), or pass "
-                        "--pretrained-file")
+        raise UserError(
+            f"timm has no pretrained weights for {name}",
+            "drop --pretrained, pick a model with weights (timm.list_models(pretrained=True)), or pass "
+            "--pretrained-file",
+        )
     offline = hub_weights_cached(hub_id)
     if not offline:
         why = _hub_reachable(hub_id)
         if why is not None:
-            raise UserError(f"the pretrained weights of {name} ({hub_id}) are not in the local cache and {why}",
-                            "download them once online (python -c \"import timm; timm.create_model("
-                            f"'{name}', pretrained=True)\"), or pass a local file with --pretrained-file")
+            raise UserError(
+                f"the pretrained weights of {name} ({hub_id}) are not in the local cache and {why}",
+                'download them once online (python -c "import timm; timm.create_model('
+                f"'{name}', pretrained=True)\"), or pass a local file with --pretrained-file",
+            )
     try:
         with hub_offline() if offline else contextlib.nullcontext():
-            return timm.create_model(name, pretrained=True, num_classes=num_classes,
-                                     in_chans=int(cfg.input_size[0]), **kwargs)
+            return timm.create_model(
+                name, pretrained=True, num_classes=num_classes, in_chans=int(cfg.input_size[0]), **kwargs
+            )
     except Exception as exc:
         err = user_error(exc, hub_id=f"{hub_id} (pretrained weights of {name})")
         if err is None:
@@ -273,7 +299,12 @@ def weights_data_config(model: nn.Module, in_memory: bool) -> dict:
     model (resize, centre crop). Mean, std and interpolation are the weights'.
     """
     cfg = timm.data.resolve_data_config({}, model=model)
-    out = {"input_size": tuple(cfg["input_size"]), "mean": tuple(cfg["mean"]), "std": tuple(cfg["std"]),
-           "interpolation": cfg.get("interpolation", "bicubic"), "crop_mode": "center",
-           "crop_pct": 1.0 if in_memory else cfg.get("crop_pct", 0.875)}
+    out = {
+        "input_size": tuple(cfg["input_size"]),
+        "mean": tuple(cfg["mean"]),
+        "std": tuple(cfg["std"]),
+        "interpolation": cfg.get("interpolation", "bicubic"),
+        "crop_mode": "center",
+        "crop_pct": 1.0 if in_memory else cfg.get("crop_pct", 0.875),
+    }
     return out

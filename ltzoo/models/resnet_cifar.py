@@ -26,7 +26,8 @@ input (rounded up) and ``num_features`` is 64.
 Importing this module registers ``resnet20_cifar``, ``resnet32_cifar`` and ``resnet56_cifar`` in
 timm's model registry (pretrained tag ``untrained``: no weights are distributed).
 """
-from typing import Any, Dict, List, Optional, Tuple, Type, Union
+
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -38,21 +39,21 @@ from timm.models._manipulate import checkpoint_seq
 from timm.models._registry import generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, downsample_conv
 
-__all__ = ['ResNetCifar']  # model_registry will add each entrypoint fn to this
+__all__ = ["ResNetCifar"]  # model_registry will add each entrypoint fn to this
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 def _make_stage(
-        in_chs: int,
-        out_chs: int,
-        depth: int,
-        stride: int,
-        act_layer: Type[nn.Module] = nn.ReLU,
-        norm_layer: Type[nn.Module] = nn.BatchNorm2d,
-        device: Optional[torch.device] = None,
-        dtype: Optional[torch.dtype] = None,
+    in_chs: int,
+    out_chs: int,
+    depth: int,
+    stride: int,
+    act_layer: type[nn.Module] = nn.ReLU,
+    norm_layer: type[nn.Module] = nn.BatchNorm2d,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
 ) -> nn.Sequential:
     """Build one stage of ``depth`` timm ``BasicBlock``s, the first one strided.
 
@@ -72,17 +73,24 @@ def _make_stage(
     Returns:
         The stage.
     """
-    dd = {'device': device, 'dtype': dtype}
+    dd = {"device": device, "dtype": dtype}
     blocks = []
     for i in range(depth):
         block_in, block_stride = (in_chs, stride) if i == 0 else (out_chs, 1)
         downsample = None
         if block_stride != 1 or block_in != out_chs:
             downsample = downsample_conv(block_in, out_chs, 1, stride=block_stride, norm_layer=norm_layer, **dd)
-        blocks.append(BasicBlock(
-            block_in, out_chs, stride=block_stride, downsample=downsample,
-            act_layer=act_layer, norm_layer=norm_layer, **dd,
-        ))
+        blocks.append(
+            BasicBlock(
+                block_in,
+                out_chs,
+                stride=block_stride,
+                downsample=downsample,
+                act_layer=act_layer,
+                norm_layer=norm_layer,
+                **dd,
+            )
+        )
     return nn.Sequential(*blocks)
 
 
@@ -94,19 +102,19 @@ class ResNetCifar(nn.Module):
     """
 
     def __init__(
-            self,
-            layers: Tuple[int, ...] = (5, 5, 5),
-            channels: Tuple[int, ...] = (16, 32, 64),
-            num_classes: int = 10,
-            in_chans: int = 3,
-            global_pool: str = 'avg',
-            stem_width: int = 16,
-            act_layer: Type[nn.Module] = nn.ReLU,
-            norm_layer: Type[nn.Module] = nn.BatchNorm2d,
-            drop_rate: float = 0.,
-            zero_init_last: bool = False,
-            device: Optional[torch.device] = None,
-            dtype: Optional[torch.dtype] = None,
+        self,
+        layers: tuple[int, ...] = (5, 5, 5),
+        channels: tuple[int, ...] = (16, 32, 64),
+        num_classes: int = 10,
+        in_chans: int = 3,
+        global_pool: str = "avg",
+        stem_width: int = 16,
+        act_layer: type[nn.Module] = nn.ReLU,
+        norm_layer: type[nn.Module] = nn.BatchNorm2d,
+        drop_rate: float = 0.0,
+        zero_init_last: bool = False,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ):
         """
         Args:
@@ -124,8 +132,8 @@ class ResNetCifar(nn.Module):
             dtype: Parameter dtype.
         """
         super().__init__()
-        assert len(layers) == len(channels), 'one depth per stage width'
-        dd = {'device': device, 'dtype': dtype}
+        assert len(layers) == len(channels), "one depth per stage width"
+        dd = {"device": device, "dtype": dtype}
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.drop_rate = drop_rate
@@ -134,17 +142,17 @@ class ResNetCifar(nn.Module):
         self.conv1 = nn.Conv2d(in_chans, stem_width, 3, stride=1, padding=1, bias=False, **dd)
         self.bn1 = norm_layer(stem_width, **dd)
         self.act1 = act_layer(inplace=True)
-        self.feature_info = [dict(num_chs=stem_width, reduction=1, module='act1')]
+        self.feature_info = [dict(num_chs=stem_width, reduction=1, module="act1")]
 
         prev_chs, reduction = stem_width, 1
         for i, (depth, chs) in enumerate(zip(layers, channels)):
             stride = 1 if i == 0 else 2
             reduction *= stride
             stage = _make_stage(prev_chs, chs, depth, stride, act_layer=act_layer, norm_layer=norm_layer, **dd)
-            self.add_module(f'layer{i + 1}', stage)
-            self.feature_info.append(dict(num_chs=chs, reduction=reduction, module=f'layer{i + 1}'))
+            self.add_module(f"layer{i + 1}", stage)
+            self.feature_info.append(dict(num_chs=chs, reduction=reduction, module=f"layer{i + 1}"))
             prev_chs = chs
-        self.stage_names = tuple(f'layer{i + 1}' for i in range(len(layers)))
+        self.stage_names = tuple(f"layer{i + 1}" for i in range(len(layers)))
 
         self.num_features = prev_chs
         self.global_pool, self.fc = self._create_head(num_classes, global_pool, **dd)
@@ -153,12 +161,12 @@ class ResNetCifar(nn.Module):
         self.init_weights(zero_init_last=zero_init_last)
 
     def _create_head(
-            self,
-            num_classes: int,
-            global_pool: str,
-            device: Optional[torch.device] = None,
-            dtype: Optional[torch.dtype] = None,
-    ) -> Tuple[SelectAdaptivePool2d, nn.Module]:
+        self,
+        num_classes: int,
+        global_pool: str,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> tuple[SelectAdaptivePool2d, nn.Module]:
         """Create the global pool and the linear classifier (identity if ``num_classes`` is 0)."""
         return create_classifier(self.num_features, num_classes, pool_type=global_pool, device=device, dtype=dtype)
 
@@ -171,7 +179,7 @@ class ResNetCifar(nn.Module):
         """
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode='fan_in', nonlinearity='relu')
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
@@ -179,11 +187,11 @@ class ResNetCifar(nn.Module):
                 nn.init.zeros_(m.bias)
         if zero_init_last:
             for m in self.modules():
-                if hasattr(m, 'zero_init_last'):
+                if hasattr(m, "zero_init_last"):
                     m.zero_init_last()
 
     @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> Dict[str, str]:
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
         """Create regex patterns for parameter grouping (layer-wise LR decay etc.).
 
         Args:
@@ -192,7 +200,7 @@ class ResNetCifar(nn.Module):
         Returns:
             Dictionary mapping group names to regex patterns.
         """
-        return dict(stem=r'^conv1|bn1', blocks=r'^layer(\d+)' if coarse else r'^layer(\d+)\.(\d+)')
+        return dict(stem=r"^conv1|bn1", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -204,7 +212,7 @@ class ResNetCifar(nn.Module):
         self.grad_checkpointing = enable
 
     @torch.jit.ignore
-    def get_classifier(self, name_only: bool = False) -> Union[str, nn.Module]:
+    def get_classifier(self, name_only: bool = False) -> str | nn.Module:
         """Get the classifier module.
 
         Args:
@@ -213,9 +221,9 @@ class ResNetCifar(nn.Module):
         Returns:
             Classifier module or name.
         """
-        return 'fc' if name_only else self.fc
+        return "fc" if name_only else self.fc
 
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the classifier head.
 
         Args:
@@ -232,14 +240,14 @@ class ResNetCifar(nn.Module):
         self.fc.train(self.training)
 
     def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: Optional[Union[int, List[int]]] = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = 'NCHW',
-            intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """Forward features that returns intermediates (index 0 is the stem, 1..3 the stages).
 
         Args:
@@ -253,7 +261,7 @@ class ResNetCifar(nn.Module):
         Returns:
             Intermediate features, or a tuple of (final features, intermediate features).
         """
-        assert output_fmt in ('NCHW',), 'Output shape must be NCHW.'
+        assert output_fmt in ("NCHW",), "Output shape must be NCHW."
         intermediates = []
         take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
 
@@ -271,11 +279,11 @@ class ResNetCifar(nn.Module):
         return x, intermediates
 
     def prune_intermediate_layers(
-            self,
-            indices: Union[int, List[int]] = 1,
-            prune_norm: bool = False,
-            prune_head: bool = True,
-    ) -> List[int]:
+        self,
+        indices: int | list[int] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
         """Prune the stages (and head) not required for the given intermediates.
 
         Args:
@@ -290,10 +298,10 @@ class ResNetCifar(nn.Module):
         for name in self.stage_names[max_index:]:
             setattr(self, name, nn.Sequential())
         if max_index < len(self.stage_names):
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]['num_chs']
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
             prune_head = True
         if prune_head:
-            self.reset_classifier(0, '')
+            self.reset_classifier(0, "")
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -347,43 +355,51 @@ def _create_resnet_cifar(variant: str, pretrained: bool = False, **kwargs: Any) 
     )
 
 
-def _cfg(url: str = '', **kwargs: Any) -> Dict[str, Any]:
+def _cfg(url: str = "", **kwargs: Any) -> dict[str, Any]:
     """Default pretrained cfg: CIFAR-10 preprocessing at 32x32."""
     return {
-        'url': url,
-        'num_classes': 10, 'input_size': (3, 32, 32), 'pool_size': (8, 8),
-        'crop_pct': 1.0, 'interpolation': 'bilinear',
-        'mean': CIFAR10_MEAN, 'std': CIFAR10_STD,
-        'first_conv': 'conv1', 'classifier': 'fc',
-        'license': 'apache-2.0',
-        'paper_ids': 'arXiv:1512.03385', 'paper_name': 'Deep Residual Learning for Image Recognition',
+        "url": url,
+        "num_classes": 10,
+        "input_size": (3, 32, 32),
+        "pool_size": (8, 8),
+        "crop_pct": 1.0,
+        "interpolation": "bilinear",
+        "mean": CIFAR10_MEAN,
+        "std": CIFAR10_STD,
+        "first_conv": "conv1",
+        "classifier": "fc",
+        "license": "apache-2.0",
+        "paper_ids": "arXiv:1512.03385",
+        "paper_name": "Deep Residual Learning for Image Recognition",
         **kwargs,
     }
 
 
-default_cfgs = generate_default_cfgs({
-    'resnet20_cifar.untrained': _cfg(),
-    'resnet32_cifar.untrained': _cfg(),
-    'resnet56_cifar.untrained': _cfg(),
-})
+default_cfgs = generate_default_cfgs(
+    {
+        "resnet20_cifar.untrained": _cfg(),
+        "resnet32_cifar.untrained": _cfg(),
+        "resnet56_cifar.untrained": _cfg(),
+    }
+)
 
 
 @register_model
 def resnet20_cifar(pretrained: bool = False, **kwargs: Any) -> ResNetCifar:
     """ResNet-20 for CIFAR (3 blocks per stage, ~0.27M params)."""
     model_args = dict(layers=(3, 3, 3))
-    return _create_resnet_cifar('resnet20_cifar', pretrained, **dict(model_args, **kwargs))
+    return _create_resnet_cifar("resnet20_cifar", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def resnet32_cifar(pretrained: bool = False, **kwargs: Any) -> ResNetCifar:
     """ResNet-32 for CIFAR (5 blocks per stage, ~0.47M params), the LDAM long-tail backbone."""
     model_args = dict(layers=(5, 5, 5))
-    return _create_resnet_cifar('resnet32_cifar', pretrained, **dict(model_args, **kwargs))
+    return _create_resnet_cifar("resnet32_cifar", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def resnet56_cifar(pretrained: bool = False, **kwargs: Any) -> ResNetCifar:
     """ResNet-56 for CIFAR (9 blocks per stage, ~0.86M params)."""
     model_args = dict(layers=(9, 9, 9))
-    return _create_resnet_cifar('resnet56_cifar', pretrained, **dict(model_args, **kwargs))
+    return _create_resnet_cifar("resnet56_cifar", pretrained, **dict(model_args, **kwargs))

@@ -1,4 +1,4 @@
-"""The recipes, each a module holding one recipe class (named steps over a run context: `ltzoo.recipes.base`)
+"""The recipes, each a module holding one recipe class (named steps over a run context: `ltzoo.recipes.recipe`)
 and its ``build_parser()`` and ``main(argv=None)``:
 
 - `ltzoo.recipes.pretrain`: stage 1, any timm backbone with the long-tail losses and samplers;
@@ -9,10 +9,10 @@ and its ``build_parser()`` and ``main(argv=None)``:
 Run one with ``accelerate launch -m ltzoo.recipes.<name> [-c CONFIG] [flags]`` (or, from a checkout,
 ``accelerate launch recipes/<name>.py``). The configs under ``configs/<dataset>/<name>.yaml`` ship with
 the package; ``-c fmnist_lt/ce`` names one, ``ltzoo configs`` lists them. The shared parts: the command
-line and configs (`ltzoo.recipes.common`), the run context (`ltzoo.recipes.context`: the Accelerator, the
-data, the final evaluation), the recipe classes' steps (`ltzoo.recipes.base`), the optimiser and schedule
-(`ltzoo.recipes.optim`) and BTM's member fine-tuning (`ltzoo.recipes.members`); the run folder is
-`ltzoo.runfolder`'s. docs/architecture.md describes the layout.
+line and configs (`ltzoo.recipes.flags`), the run context (`ltzoo.recipes.run_context`: the Accelerator, the
+data, the final evaluation), the recipe classes' steps (`ltzoo.recipes.recipe`), the optimiser and schedule
+(`ltzoo.training.optim`) and BTM's member fine-tuning (`ltzoo.recipes.members`); the run folder is
+`ltzoo.runfolder.folder`'s. docs/architecture.md describes the layout.
 """
 
 RECIPES = ("pretrain", "btm", "gml", "csa")

@@ -19,6 +19,7 @@
    with the merged head (--no-ensemble: not).
 Every choice is made on the balanced validation split; each reported model is tested once.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,34 +30,63 @@ from pathlib import Path
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
-from ltzoo import adapters
-from ltzoo.accel import apply_channels_last, describe
-from ltzoo.argtypes import positive_float, positive_int
+from ltzoo.config.argtypes import positive_float, positive_int
 from ltzoo.data import balanced_subsets
-from ltzoo.engine import metrics_from_logits, predict
-from ltzoo.errors import run_main, UserError
+from ltzoo.errors import UserError, run_main
 from ltzoo.files import write_json
-from ltzoo.heads import Features, Head, HEAD_METHODS, METHODS, ensemble, retrain
-from ltzoo.losses import list_losses
-from ltzoo.merge import average_checkpoints, greedy_soup
+from ltzoo.methods import adapters
+from ltzoo.methods.heads import HEAD_METHODS, METHODS, Features, Head, ensemble, retrain
+from ltzoo.methods.losses import list_losses
+from ltzoo.methods.merge import average_checkpoints, greedy_soup
+from ltzoo.methods.shifted_bn import shift_batchnorm, uses_shifted_bn
 from ltzoo.metrics import brief, summary_table
-from ltzoo.recipes.base import Recipe
-from ltzoo.recipes.common import (add_data_group, add_finetune_flags, add_head_args, add_model_args, add_optimizer_args,
-                                  add_output_args, add_schedule_args, add_system_args, check_start, default_output,
-                                  needs_init, recipe_parser, RecipeParser)
-from ltzoo.recipes.members import fine_tune_member, member_settings, member_train_seconds, reestimate_on_subsets, \
-    state_digest, trained_member
+from ltzoo.recipes.flags import (
+    RecipeParser,
+    add_data_group,
+    add_finetune_flags,
+    add_head_args,
+    add_model_args,
+    add_optimizer_args,
+    add_output_args,
+    add_schedule_args,
+    add_system_args,
+    check_start,
+    default_output,
+    needs_init,
+    recipe_parser,
+)
+from ltzoo.recipes.members import (
+    fine_tune_member,
+    member_settings,
+    member_train_seconds,
+    reestimate_on_subsets,
+    state_digest,
+    trained_member,
+)
 from ltzoo.recipes.pretrain import Pretrain
-from ltzoo.runfolder import remove_stale_temporaries
-from ltzoo.runs import create_model, image_transform, save_model
-from ltzoo.shifted_bn import shift_batchnorm, uses_shifted_bn
+from ltzoo.recipes.recipe import Recipe
+from ltzoo.runfolder.folder import remove_stale_temporaries
+from ltzoo.runfolder.layout import RESULTS
+from ltzoo.runfolder.model_io import create_model, image_transform, save_model
+from ltzoo.training.accelerator import apply_channels_last, describe
+from ltzoo.training.evaluation import metrics_from_logits, predict
 
 logger = get_logger(__name__)
 
 #: The flags of the stage 1 BTM trains itself when no --init is given (--model aside: it also names the run).
 #: --compile: BTM's own stage 1 only (members are too short to earn a compile back).
-STAGE1_FLAGS = ("pretrained", "pretrained_file", "epochs", "batch_size", "lr", "warmup_epochs", "grad_accum",
-                "save_every", "stage1_loss", "compile")
+STAGE1_FLAGS = (
+    "pretrained",
+    "pretrained_file",
+    "epochs",
+    "batch_size",
+    "lr",
+    "warmup_epochs",
+    "grad_accum",
+    "save_every",
+    "stage1_loss",
+    "compile",
+)
 #: The classifiers whose retrained head is ensembled with the merged one (the others adjust the merged head itself).
 ENSEMBLED = tuple(name for name, m in HEAD_METHODS.items() if m.ensembled)
 #: The classifiers that train (and so take --head-epochs and --head-lr); the others adjust the head post hoc.
@@ -67,8 +97,9 @@ EVAL_BATCH = 512
 MAX_DEFAULT_SHOTS = 50
 
 
-def choose_shots(train_counts: list[int], subsets: int = 1, disjoint: bool = False,
-                 cap: int = MAX_DEFAULT_SHOTS) -> tuple[int, str]:
+def choose_shots(
+    train_counts: list[int], subsets: int = 1, disjoint: bool = False, cap: int = MAX_DEFAULT_SHOTS
+) -> tuple[int, str]:
     """K for an unset --shots, and the rule that chose it: the smallest class's training count (divided
     among the subsets with --disjoint), capped at ``cap``.
 
@@ -78,8 +109,11 @@ def choose_shots(train_counts: list[int], subsets: int = 1, disjoint: bool = Fal
     smallest = min(train_counts)
     share = smallest // subsets if disjoint else smallest
     if share < 1:
-        raise UserError(f"--disjoint splits each class among --subsets {subsets}, and the smallest class has "
-                        f"{smallest} training images", "lower --subsets or drop --disjoint")
+        raise UserError(
+            f"--disjoint splits each class among --subsets {subsets}, and the smallest class has "
+            f"{smallest} training images",
+            "lower --subsets or drop --disjoint",
+        )
     per = f" // {subsets} disjoint subsets" if disjoint else ""
     return min(share, cap), f"the smallest class's {smallest} training images{per}, at most {cap}"
 
@@ -91,23 +125,28 @@ def check_shots(train_counts: list[int], class_names: list[str], shots: int, sub
     if not short:
         return
     listed = ", ".join(f"{class_names[c]!r} ({n})" for c, n in short[:5]) + (
-        f" and {len(short) - 5} more" if len(short) > 5 else "")
+        f" and {len(short) - 5} more" if len(short) > 5 else ""
+    )
     draw = f"{subsets} disjoint subsets of {shots}" if disjoint else f"{shots}"
     fewest = min(train_counts) // (subsets if disjoint else 1)
     verb = "has" if len(short) == 1 else "have"
-    raise UserError(f"--shots {shots} draws {draw} training images per class, and {len(short)} of "
-                    f"{len(train_counts)} classes {verb} fewer: {listed}",
-                    f"lower --shots (at most {fewest}){', drop --disjoint' if disjoint else ''}, leave it unset "
-                    f"(the smallest class's count, capped at {MAX_DEFAULT_SHOTS}), or let those classes give all they have "
-                    "(--allow-fewer)")
+    raise UserError(
+        f"--shots {shots} draws {draw} training images per class, and {len(short)} of "
+        f"{len(train_counts)} classes {verb} fewer: {listed}",
+        f"lower --shots (at most {fewest}){', drop --disjoint' if disjoint else ''}, leave it unset "
+        f"(the smallest class's count, capped at {MAX_DEFAULT_SHOTS}), or let those classes give all they have "
+        "(--allow-fewer)",
+    )
 
 
 def _check_stage1(args, given) -> str | None:
     ignored = [f for f in STAGE1_FLAGS if f in given]
     if args.init and ignored:
         flags = ", ".join("--" + f.replace("_", "-") for f in ignored)
-        return (f"{flags}: settings of the stage 1 btm trains when there is no --init; --init {args.init} is the "
-                f"stage 1 here: drop {flags}")
+        return (
+            f"{flags}: settings of the stage 1 btm trains when there is no --init; --init {args.init} is the "
+            f"stage 1 here: drop {flags}"
+        )
     return None
 
 
@@ -116,8 +155,11 @@ def build_parser() -> RecipeParser:
     p = recipe_parser(__doc__, __file__)
     add_data_group(p)
     g = p.add_argument_group("start")
-    add_model_args(g, "the stage-1 model: a run folder or hub id (unset: BTM trains its own stage 1, from --model, "
-                      "or timm's pretrained weights of it with --pretrained)")
+    add_model_args(
+        g,
+        "the stage-1 model: a run folder or hub id (unset: BTM trains its own stage 1, from --model, "
+        "or timm's pretrained weights of it with --pretrained)",
+    )
     add_optimizer_args(g)  # of stage 1 and the members
     add_system_args(g)
     g = p.add_argument_group("stage 1 (trained only without --init)")
@@ -125,37 +167,72 @@ def build_parser() -> RecipeParser:
     add_schedule_args(g)
     p.set_defaults(model="resnet20_cifar", epochs=15)
     g = p.add_argument_group("run folder")
-    add_output_args(g, resume="continue: stage 1 from its last checkpoint, and skip the members already "
-                              "fine-tuned with the same settings", checkpoints=True)
+    add_output_args(
+        g,
+        resume="continue: stage 1 from its last checkpoint, and skip the members already "
+        "fine-tuned with the same settings",
+        checkpoints=True,
+    )
     g = p.add_argument_group("BTM")
     g.add_argument("--subsets", type=positive_int, default=4, help="M, balanced subsets (= merged members)")
-    g.add_argument("--shots", type=positive_int, default=None,
-                   help=f"K, images per class in each subset; unset: the smallest class's training images "
-                        f"(with --disjoint, divided by --subsets), capped at {MAX_DEFAULT_SHOTS}")
+    g.add_argument(
+        "--shots",
+        type=positive_int,
+        default=None,
+        help=f"K, images per class in each subset; unset: the smallest class's training images "
+        f"(with --disjoint, divided by --subsets), capped at {MAX_DEFAULT_SHOTS}",
+    )
     g.add_argument("--disjoint", action="store_true", help="subsets share no image")
     g.add_argument("--allow-fewer", action="store_true", help="a class with fewer than K images gives all it has")
     g.add_argument("--member-epochs", type=positive_int, default=10, help="fine-tuning epochs over each subset")
     g.add_argument("--member-lr", type=positive_float, default=0.01, help="peak learning rate of member fine-tuning")
-    g.add_argument("--member-batch-size", type=positive_int, default=64,
-                   help="images per step of member fine-tuning (a subset smaller than that is one batch)")
-    g.add_argument("--train-params", default="all", choices=("all", "backbone", "classifier"),
-                   help="what the members fine-tune: the whole network, all but the classifier, or the classifier")
-    g.add_argument("--member-bn", default="train", choices=("train", "frozen"),
-                   help="train: BN statistics follow the balanced subset; frozen: keep stage 1's (needs a lower "
-                        "--member-lr: at 0.01 it diverged on Fashion-MNIST-LT, benchmarks/results/btm_sweep.md)")
-    g.add_argument("--merge", default="uniform", choices=("uniform", "greedy"),
-                   help="uniform: average every member; greedy: a greedy soup, members added while validation "
-                        "HM does not drop")
-    g.add_argument("--bn-merge", default="average", choices=("average", "reestimate"),
-                   help="BN statistics of the merged model: averaged (the paper's; higher validation HM in "
-                        "benchmarks/results/btm_sweep.md), or re-estimated on the subsets' images")
+    g.add_argument(
+        "--member-batch-size",
+        type=positive_int,
+        default=64,
+        help="images per step of member fine-tuning (a subset smaller than that is one batch)",
+    )
+    g.add_argument(
+        "--train-params",
+        default="all",
+        choices=("all", "backbone", "classifier"),
+        help="what the members fine-tune: the whole network, all but the classifier, or the classifier",
+    )
+    g.add_argument(
+        "--member-bn",
+        default="train",
+        choices=("train", "frozen"),
+        help="train: BN statistics follow the balanced subset; frozen: keep stage 1's (needs a lower "
+        "--member-lr: at 0.01 it diverged on Fashion-MNIST-LT, benchmarks/results/btm_sweep.md)",
+    )
+    g.add_argument(
+        "--merge",
+        default="uniform",
+        choices=("uniform", "greedy"),
+        help="uniform: average every member; greedy: a greedy soup, members added while validation HM does not drop",
+    )
+    g.add_argument(
+        "--bn-merge",
+        default="average",
+        choices=("average", "reestimate"),
+        help="BN statistics of the merged model: averaged (the paper's; higher validation HM in "
+        "benchmarks/results/btm_sweep.md), or re-estimated on the subsets' images",
+    )
     add_finetune_flags(p, "fine-tuning: the members' (and stage 1's, when btm trains it)")
     g = p.add_argument_group("classifier")
-    g.add_argument("--classifier", default="gml", choices=("none",) + METHODS,
-                   help="retrain or adjust the merged model's classifier on cached features")
-    g.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=None,
-                   help="ensemble the retrained head with the merged one (temperatures chosen on validation); "
-                        f"unset: on for --classifier {' and '.join(ENSEMBLED)}, which alone it applies to")
+    g.add_argument(
+        "--classifier",
+        default="gml",
+        choices=("none",) + METHODS,
+        help="retrain or adjust the merged model's classifier on cached features",
+    )
+    g.add_argument(
+        "--ensemble",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ensemble the retrained head with the merged one (temperatures chosen on validation); "
+        f"unset: on for --classifier {' and '.join(ENSEMBLED)}, which alone it applies to",
+    )
     add_head_args(g, f"--classifier {', '.join(TRAINED_HEADS)}")
     p.add_check(needs_init("--new-head"))
     p.add_check(_check_stage1)
@@ -166,18 +243,27 @@ def build_parser() -> RecipeParser:
 
 def _check_head(args, given) -> str | None:
     if args.ensemble and args.classifier not in ENSEMBLED:
-        return (f"--ensemble combines a retrained head (--classifier {' or '.join(ENSEMBLED)}) with the merged one; "
-                f"--classifier {args.classifier} adjusts the merged head itself: drop --ensemble, or use --classifier gml")
+        return (
+            f"--ensemble combines a retrained head (--classifier {' or '.join(ENSEMBLED)}) with the merged one; "
+            f"--classifier {args.classifier} adjusts the merged head itself: drop --ensemble, or use --classifier gml"
+        )
     trained = [f for f in ("head_lr", "head_epochs") if f in given or (f == "head_lr" and args.head_lr is not None)]
     if trained and args.classifier not in TRAINED_HEADS:
         flag = "--" + trained[0].replace("_", "-")
-        return (f"{flag} sets the training of --classifier {', '.join(TRAINED_HEADS)}; --classifier {args.classifier} "
-                f"trains nothing: drop {flag}")
+        return (
+            f"{flag} sets the training of --classifier {', '.join(TRAINED_HEADS)}; --classifier {args.classifier} "
+            f"trains nothing: drop {flag}"
+        )
     if args.new_head and args.train_params == "backbone" and args.classifier in ("none", "wb"):
-        why = ("would export an untrained classifier" if args.classifier == "none" else
-               "leaves the classifier untrained, and wb's MaxNorm radius comes from the trained classifier's norms")
-        return (f"--new-head with --train-params backbone and --classifier {args.classifier} {why}: "
-                "train it (--train-params all or classifier) or retrain it (--classifier gml)")
+        why = (
+            "would export an untrained classifier"
+            if args.classifier == "none"
+            else "leaves the classifier untrained, and wb's MaxNorm radius comes from the trained classifier's norms"
+        )
+        return (
+            f"--new-head with --train-params backbone and --classifier {args.classifier} {why}: "
+            "train it (--train-params all or classifier) or retrain it (--classifier gml)"
+        )
     return None
 
 
@@ -213,12 +299,21 @@ class BTM(Recipe):
             self.shots_rule = "given (--shots)"
             if not args.allow_fewer:
                 check_shots(ds.train_counts, ds.class_names, args.shots, args.subsets, args.disjoint)
-        self.subsets = balanced_subsets(ds.train.labels, ds.num_classes, args.shots, args.subsets, seed=args.seed,
-                                        disjoint=args.disjoint, allow_fewer=args.allow_fewer)
+        self.subsets = balanced_subsets(
+            ds.train.labels,
+            ds.num_classes,
+            args.shots,
+            args.subsets,
+            seed=args.seed,
+            disjoint=args.disjoint,
+            allow_fewer=args.allow_fewer,
+        )
         many, few = ds.shot_thresholds
-        logger.info(f"BTM: {args.subsets} subsets of K = {args.shots} images per class ({self.shots_rule}); many-shot "
-                    f"classes have more than {many} training images, few-shot fewer than {few} "
-                    f"({ds.info.get('shot_rule')})")
+        logger.info(
+            f"BTM: {args.subsets} subsets of K = {args.shots} images per class ({self.shots_rule}); many-shot "
+            f"classes have more than {many} training images, few-shot fewer than {few} "
+            f"({ds.info.get('shot_rule')})"
+        )
         self.stage1 = None
         if own_stage1:  # BTM's folder is locked before its stage 1 writes into it
             out = self.open_folder(default_output("btm", args)).path
@@ -273,8 +368,11 @@ class BTM(Recipe):
                 logger.info(f"member {m + 1}/{args.subsets}: already trained, skipped", main_process_only=False)
                 continue
             fine_tune_member(acc, self.base, self.ds, self.subsets[m], self.prep, args, m, self.members[m], settings)
-            logger.info(f"member {m + 1}/{args.subsets} fine-tuned on {len(self.subsets[m])} images "
-                        f"(process {acc.process_index})", main_process_only=False)
+            logger.info(
+                f"member {m + 1}/{args.subsets} fine-tuned on {len(self.subsets[m])} images "
+                f"(process {acc.process_index})",
+                main_process_only=False,
+            )
         acc.wait_for_everyone()
         self.t_members = time.perf_counter() - t0
         self.member_seconds = [member_train_seconds(p) for p in self.members]  # also those a resumed run skipped
@@ -288,17 +386,20 @@ class BTM(Recipe):
         def val_hm(sd) -> float:
             net.load_state_dict(sd)
             return self.evaluate_split("val")["hm"] if "val" in self.loaders else 0.0
-        # --peft members hold their adapter alone: each is merged into the stage-1 model first (ltzoo.adapters)
-        with adapters.merged_members(self.base, adapters.spec_from_args(args), self.members,
-                                     self.folder.path / "members") as full:
+
+        # --peft members hold their adapter alone: each is merged into the stage-1 model first (ltzoo.methods.adapters)
+        with adapters.merged_members(
+            self.base, adapters.spec_from_args(args), self.members, self.folder.path / "members"
+        ) as full:
             if args.merge == "greedy" and "val" in self.loaders:
                 merged, self.chosen = greedy_soup(full, [val_hm(average_checkpoints([p])) for p in full], val_hm)
             else:
                 merged, self.chosen = average_checkpoints(full), list(range(args.subsets))
         net.load_state_dict(merged)
         if args.bn_merge == "reestimate":
-            reestimate_on_subsets(net, self.ds, self.subsets, self.prep, image_transform(self.ds, self.base), args.seed,
-                                  args.workers)
+            reestimate_on_subsets(
+                net, self.ds, self.subsets, self.prep, image_transform(self.ds, self.base), args.seed, args.workers
+            )
         self.t_merge = time.perf_counter() - t0
         t0 = time.perf_counter()  # the merged model's row of the table: reporting, like stage 1's validation passes
         self.table["BTM"] = {s: self.evaluate_split(s) for s in ("val", "test") if s in self.loaders}
@@ -306,67 +407,122 @@ class BTM(Recipe):
         merged_dir = self.folder.path / "merged"
         if self.accelerator.is_main_process:
             save_model(net, merged_dir, self.ds)
-            write_json(merged_dir / "results.json", {"recipe": "btm", "method": "btm", "metrics": self.table["BTM"],
-                                                     "train_counts": self.ds.train_counts, "parents": [args.init]})
+            write_json(
+                merged_dir / RESULTS,
+                {
+                    "recipe": "btm",
+                    "method": "btm",
+                    "metrics": self.table["BTM"],
+                    "train_counts": self.ds.train_counts,
+                    "parents": [args.init],
+                },
+            )
 
     def retrain_classifier(self) -> None:
-        """The merged model's classifier retrained or adjusted on cached features (`ltzoo.heads`)."""
+        """The merged model's classifier retrained or adjusted on cached features (`ltzoo.methods.heads`)."""
         args = self.args
         t0 = time.perf_counter()
         if args.shift_bn:  # BN statistics of class-balanced batches, for the classifier stage and the export
-            shift_batchnorm(self.net, self.ds, args.seed, self.channels_last, args.workers,
-                            transform=image_transform(self.ds, self.base, train=True))
+            shift_batchnorm(
+                self.net,
+                self.ds,
+                args.seed,
+                self.channels_last,
+                args.workers,
+                transform=image_transform(self.ds, self.base, train=True),
+            )
         self.head_info = {}
         if args.classifier != "none":
             # features at the run's precision (bf16 where it trains in bf16: the heads' numbers barely move,
             # benchmarks/results/btm_ratio.md as of commit d278b26, bf16 against fp32 features on an AMX CPU);
             # the exported model is evaluated in fp32 all the same
-            feats = {s: Features(*predict(self.accelerator, self.model, self.loaders[s], self.prep, features=True,
-                                          progress=False, run_precision=True))
-                     for s in ("train", "val") if s in self.loaders}
+            feats = {
+                s: Features(
+                    *predict(
+                        self.accelerator,
+                        self.model,
+                        self.loaders[s],
+                        self.prep,
+                        features=True,
+                        progress=False,
+                        run_precision=True,
+                    )
+                )
+                for s in ("train", "val")
+                if s in self.loaders
+            }
             orig = Head.from_module(self.net.get_classifier())
-            new, self.head_info = retrain(args.classifier, orig, feats["train"], feats.get("val"), self.ds.train_counts,
-                                          epochs=args.head_epochs, lr=args.head_lr, seed=args.seed)
+            new, self.head_info = retrain(
+                args.classifier,
+                orig,
+                feats["train"],
+                feats.get("val"),
+                self.ds.train_counts,
+                epochs=args.head_epochs,
+                lr=args.head_lr,
+                seed=args.seed,
+            )
             if args.ensemble:
                 new, self.head_info["ensemble"] = ensemble(orig, new, feats.get("val"), self.ds.train_counts)
             new.write_to(self.net.get_classifier())
         self.t_head = time.perf_counter() - t0
 
     def evaluate(self) -> dict:
-        return self.ctx.final_evaluation(self.model, {"val": self.loaders.get("val"), "test": self.loaders["test"]},
-                                         self.prep, self.ds, self.folder)
+        return self.ctx.final_evaluation(
+            self.model, {"val": self.loaders.get("val"), "test": self.loaders["test"]}, self.prep, self.ds, self.folder
+        )
 
     def finish(self, metrics: dict) -> dict:
         args = self.args
-        name = "BTM" + (f"+{args.classifier}{'+ens' if 'ensemble' in self.head_info else ''}"
-                        if args.classifier != "none" else "")
+        name = "BTM" + (
+            f"+{args.classifier}{'+ens' if 'ensemble' in self.head_info else ''}" if args.classifier != "none" else ""
+        )
         # the members, the merge and the classifier, less the merged model's evaluation for the table
         # (`evaluation`), as stage 1's train_seconds leaves out its validation passes (greedy merging's and the
         # heads' own passes over the validation split stay in)
         btm_seconds = self.t_members + self.t_merge + self.t_head
         one_device = sum(self.member_seconds) + self.t_merge + self.t_head  # every member's recorded training
         self.table[name] = metrics
-        results = self.results({
-            "recipe": "btm", "method": name.lower(), "model": self.net.pretrained_cfg.get("architecture", args.model),
-            "parents": [args.init], "members": len(self.members), "merged_members": self.chosen,
-            "shots": args.shots, "shots_rule": self.shots_rule, "classifier": self.head_info,
-            "selection": "all choices on the validation split", "config": self.config,
-            "speed": describe(self.ctx.precision, self.channels_last, False),
-            # recorded training times (stage 1's and each member's, kept in their files): a re-run that trains
-            # nothing again reports the same; *_wall and members are this run's own clock
-            "seconds": {"stage1": self.stage1_seconds, "stage1_wall": self.t_stage1,
-                        "members": self.t_members, "merge": self.t_merge, "classifier": self.t_head,
-                        "evaluation": self.t_report,
-                        "btm_total": btm_seconds, "member_train_seconds": self.member_seconds,
-                        "btm_total_one_device": one_device},
-            "wall_seconds": time.perf_counter() - self.start,
-            "table": {k: {s: brief(v) for s, v in d.items()} for k, d in self.table.items()},
-        }, metrics, self.ds)
+        results = self.results(
+            {
+                "recipe": "btm",
+                "method": name.lower(),
+                "model": self.net.pretrained_cfg.get("architecture", args.model),
+                "parents": [args.init],
+                "members": len(self.members),
+                "merged_members": self.chosen,
+                "shots": args.shots,
+                "shots_rule": self.shots_rule,
+                "classifier": self.head_info,
+                "selection": "all choices on the validation split",
+                "config": self.config,
+                "speed": describe(self.ctx.precision, self.channels_last, False),
+                # recorded training times (stage 1's and each member's, kept in their files): a re-run that trains
+                # nothing again reports the same; *_wall and members are this run's own clock
+                "seconds": {
+                    "stage1": self.stage1_seconds,
+                    "stage1_wall": self.t_stage1,
+                    "members": self.t_members,
+                    "merge": self.t_merge,
+                    "classifier": self.t_head,
+                    "evaluation": self.t_report,
+                    "btm_total": btm_seconds,
+                    "member_train_seconds": self.member_seconds,
+                    "btm_total_one_device": one_device,
+                },
+                "wall_seconds": time.perf_counter() - self.start,
+                "table": {k: {s: brief(v) for s, v in d.items()} for k, d in self.table.items()},
+            },
+            metrics,
+            self.ds,
+        )
         self.folder.export(self.model, self.ds, results, title=name)
         self.accelerator.print(summary_table(self.table))
         if self.stage1_seconds:  # recorded times on both sides: a re-run that trains nothing keeps the ratio
-            self.accelerator.print(f"BTM stage: {one_device:.0f} s of training on one device "
-                                   f"({one_device / self.stage1_seconds:.0%} of stage 1's {self.stage1_seconds:.0f} s)")
+            self.accelerator.print(
+                f"BTM stage: {one_device:.0f} s of training on one device "
+                f"({one_device / self.stage1_seconds:.0%} of stage 1's {self.stage1_seconds:.0f} s)"
+            )
         self.accelerator.print(f"run folder: {self.folder.path}")
         return results
 

@@ -4,24 +4,25 @@
     accelerate launch -m ltzoo.recipes.csa --dataset fmnist_lt --model resnet20_cifar --loss la --epochs 15
     (from a checkout, `accelerate launch recipes/csa.py ...` is the same recipe)
 
-One shared backbone, two linear heads (`ltzoo.csa.CSAModel`). Branch 1 trains on instance-sampled
+One shared backbone, two linear heads (`ltzoo.methods.context_shift.CSAModel`). Branch 1 trains on instance-sampled
 batches with CE or logit-adjusted CE (--loss); branch 2 with CE on class-balanced batches whose
 backgrounds are context-shifted with (image, Grad-CAM mask) pairs of well-classified instance images
 (--threshold), kept in a FIFO bank (--bank-size), from epoch --shift-after on. Both loaders draw the
 whole training set per epoch with drop_last, so they yield the same number of batches.
 
-Writes the run folder of every recipe (ltzoo.runs): the exported model is plain timm, its classifier
+Writes the run folder of every recipe (ltzoo.runfolder.model_io): the exported model is plain timm, its classifier
 the two heads folded into one (their logits averaged, as CSA evaluates), so `ltzoo.recipes.btm --init`
 and `ltzoo.recipes.gml --init` take it. The best epoch is chosen on the balanced validation split (by
 HM); the test split is evaluated once, on the exported model. Restarted with the same --output, a run
 continues from its last checkpoint, the context bank included (``bank.safetensors`` in the checkpoint).
 """
+
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -30,16 +31,16 @@ from accelerate.logging import get_logger
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ltzoo.argtypes import nonneg_int, positive_float, positive_int, unit_interval
-from ltzoo.csa import ContextBank, CSAModel, gradcam_masks, shift_batch
+from ltzoo.config.argtypes import nonneg_int, positive_float, positive_int, unit_interval
 from ltzoo.data import create_sampler
 from ltzoo.data.loader import make_loader
-from ltzoo.engine import augmentation_generator, EpochMeans, progress_bar, train_step, watched_epoch
 from ltzoo.errors import run_main
-from ltzoo.losses import create_loss
-from ltzoo.numerics import LossWatch
-from ltzoo.recipes.base import TrainingRecipe
-from ltzoo.recipes.common import add_tau, add_training_flags, recipe_parser, RecipeParser
+from ltzoo.methods.context_shift import ContextBank, CSAModel, gradcam_masks, shift_batch
+from ltzoo.methods.losses import create_loss
+from ltzoo.recipes.flags import RecipeParser, add_tau, add_training_flags, recipe_parser
+from ltzoo.recipes.recipe import TrainingRecipe
+from ltzoo.training.loop import EpochMeans, augmentation_generator, progress_bar, train_step, watched_epoch
+from ltzoo.training.numerics import LossWatch
 
 logger = get_logger(__name__)
 
@@ -50,14 +51,20 @@ def _check_csa(args, given) -> str | None:
     if args.tau != 1.0 and args.loss != "la":
         return f"--tau is the strength of --loss la, not of --loss {args.loss}: drop --tau, or use --loss la"
     if args.shift_after >= args.epochs:
-        return (f"--shift-after {args.shift_after} leaves no epoch of context shift in --epochs {args.epochs}: "
-                f"give --shift-after below {args.epochs}, or more --epochs")
+        return (
+            f"--shift-after {args.shift_after} leaves no epoch of context shift in --epochs {args.epochs}: "
+            f"give --shift-after below {args.epochs}, or more --epochs"
+        )
     if args.compile:
-        return ("--compile is not supported by csa (Grad-CAM reads the backbone's feature maps of the plain "
-                "model): drop --compile")
+        return (
+            "--compile is not supported by csa (Grad-CAM reads the backbone's feature maps of the plain "
+            "model): drop --compile"
+        )
     if args.bank_size < args.batch_size:
-        return (f"--bank-size {args.bank_size} is smaller than --batch-size {args.batch_size}: the bank must hold "
-                "a batch's worth of contexts before any batch is shifted; give --bank-size >= --batch-size")
+        return (
+            f"--bank-size {args.bank_size} is smaller than --batch-size {args.batch_size}: the bank must hold "
+            "a batch's worth of contexts before any batch is shifted; give --bank-size >= --batch-size"
+        )
     return None
 
 
@@ -66,19 +73,43 @@ def build_parser() -> RecipeParser:
     p = recipe_parser(__doc__, __file__)
     add_training_flags(p)
     g = p.add_argument_group("CSA")
-    g.add_argument("--loss", default="ce", choices=("ce", "la"),
-                   help="branch 1's loss on instance-sampled batches (branch 2's is CE): ce, or la (logit-adjusted)")
+    g.add_argument(
+        "--loss",
+        default="ce",
+        choices=("ce", "la"),
+        help="branch 1's loss on instance-sampled batches (branch 2's is CE): ce, or la (logit-adjusted)",
+    )
     add_tau(g)
-    g.add_argument("--shift-after", "--warmup-epochs-csa", dest="shift_after", type=nonneg_int, default=3,
-                   help="epochs of branch 1 alone before context shift starts (and with it branch 2, unless "
-                        "--branch2-before-shift); the paper's CIFAR runs wait 10 of 200")
-    g.add_argument("--bank-size", type=positive_int, default=128,
-                   help="(image, background mask) pairs in the FIFO context bank (>= --batch-size)")
-    g.add_argument("--threshold", type=unit_interval, default=0.8,
-                   help="true-class probability under branch 1 an instance image needs to enter the bank")
-    g.add_argument("--branch2-before-shift", action=argparse.BooleanOptionalAction, default=False,
-                   help="train branch 2 on unshifted balanced batches until shifting starts (the authors do not)")
-    g.add_argument("--max-grad-norm", type=positive_float, default=None, help="clip gradients to this norm; unset: no clip")
+    g.add_argument(
+        "--shift-after",
+        "--warmup-epochs-csa",
+        dest="shift_after",
+        type=nonneg_int,
+        default=3,
+        help="epochs of branch 1 alone before context shift starts (and with it branch 2, unless "
+        "--branch2-before-shift); the paper's CIFAR runs wait 10 of 200",
+    )
+    g.add_argument(
+        "--bank-size",
+        type=positive_int,
+        default=128,
+        help="(image, background mask) pairs in the FIFO context bank (>= --batch-size)",
+    )
+    g.add_argument(
+        "--threshold",
+        type=unit_interval,
+        default=0.8,
+        help="true-class probability under branch 1 an instance image needs to enter the bank",
+    )
+    g.add_argument(
+        "--branch2-before-shift",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="train branch 2 on unshifted balanced batches until shifting starts (the authors do not)",
+    )
+    g.add_argument(
+        "--max-grad-norm", type=positive_float, default=None, help="clip gradients to this norm; unset: no clip"
+    )
     p.set_defaults(dataset="fmnist_ctx_lt", model="resnet20_cifar", epochs=15)
     p.add_check(_check_csa)
     return p
@@ -90,6 +121,7 @@ def checkpoint_bank(accelerator: Accelerator, bank: ContextBank) -> None:
     (``register_for_checkpointing`` would pickle it.) Every process holds the same bank, so the main
     process writes it and every process reads it back, onto its device.
     """
+
     def save(models, weights, output_dir):
         if accelerator.is_main_process:
             save_file(bank.state_dict(), str(Path(output_dir) / BANK_FILE))
@@ -104,8 +136,9 @@ def checkpoint_bank(accelerator: Accelerator, bank: ContextBank) -> None:
 
 
 # ------------------------------------------------------------------------------------------ the loop
-def _gather_admitted(accelerator: Accelerator, x: torch.Tensor, masks: torch.Tensor, probs: torch.Tensor,
-                     threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _gather_admitted(
+    accelerator: Accelerator, x: torch.Tensor, masks: torch.Tensor, probs: torch.Tensor, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every process's images above the threshold, in process order (one process: just its own)."""
     keep = probs >= threshold
     x, masks, probs = x[keep], masks[keep], probs[keep]
@@ -138,7 +171,7 @@ def csa_step(
     Grad-CAM of branch 1 admits the well-classified instance images to ``bank``; when ``shift`` is on
     and the bank holds a batch's worth, the balanced batch is context-shifted; then
     loss = ``loss_fn``(branch 1 on batch 1) + CE(branch 2 on batch 2), and one optimiser step under
-    `ltzoo.engine.train_step` (accumulation, autocast, scaling, clipping).
+    `ltzoo.training.loop.train_step` (accumulation, autocast, scaling, clipping).
 
     Args:
         model: a `CSAModel`, as `accelerator.prepare` returned it.
@@ -147,7 +180,7 @@ def csa_step(
         shift: whether the warm-up is over.
         threshold: true-class probability an instance image needs to enter the bank.
         branch2_before_shift: train branch 2 on unshifted batches while shifting is off (the authors don't).
-        watch: the epoch's loss watch (`ltzoo.engine.watched_epoch`), handed the summed loss.
+        watch: the epoch's loss watch (`ltzoo.training.loop.watched_epoch`), handed the summed loss.
 
     Returns:
         Detached ``loss``, ``loss1``, ``loss2`` (0-d tensors), ``admitted`` (images this process's
@@ -169,10 +202,15 @@ def csa_step(
         z1, z2 = model(x1, x2)
         loss1, loss2 = loss_fn(z1.float(), y1), F.cross_entropy(z2.float(), y2)
         return loss1 + weight2 * loss2, loss1, loss2
-    loss, loss1, loss2 = train_step(accelerator, model, optimizer, compute_loss, scheduler, max_grad_norm,
-                                    watch=watch)
-    return {"loss": loss.detach(), "loss1": loss1.detach(), "loss2": loss2.detach(),
-            "admitted": admitted, "shifted": shifted}
+
+    loss, loss1, loss2 = train_step(accelerator, model, optimizer, compute_loss, scheduler, max_grad_norm, watch=watch)
+    return {
+        "loss": loss.detach(),
+        "loss1": loss1.detach(),
+        "loss2": loss2.detach(),
+        "admitted": admitted,
+        "shifted": shifted,
+    }
 
 
 def train_csa_epoch(
@@ -197,7 +235,7 @@ def train_csa_epoch(
 
     Augmentation (``prep``), bank draws and lam come from a generator seeded by (seed, epoch, process),
     so with the bank's state restored a resumed run repeats an interrupted one exactly. A loss or weights
-    that turn non-finite end it on `ltzoo.numerics.NonFiniteTraining` (`ltzoo.engine.watched_epoch`).
+    that turn non-finite end it on `ltzoo.training.numerics.NonFiniteTraining` (`ltzoo.training.loop.watched_epoch`).
 
     Args:
         prep: a `ltzoo.data.loader.BatchPreprocess` (uint8 batches to augmented, normalised floats).
@@ -221,17 +259,36 @@ def train_csa_epoch(
             dev = accelerator.device
             x1, y1 = prep(x1.to(dev, non_blocking=True), train=True, generator=gen), y1.to(dev, non_blocking=True)
             x2, y2 = prep(x2.to(dev, non_blocking=True), train=True, generator=gen), y2.to(dev, non_blocking=True)
-            out = csa_step(accelerator, model, (x1, y1), (x2, y2), loss_fn, optimizer, bank, gen,
-                           shift=epoch >= warmup_epochs, threshold=threshold, branch2_before_shift=branch2_before_shift,
-                           scheduler=scheduler, max_grad_norm=max_grad_norm, watch=watch)
+            out = csa_step(
+                accelerator,
+                model,
+                (x1, y1),
+                (x2, y2),
+                loss_fn,
+                optimizer,
+                bank,
+                gen,
+                shift=epoch >= warmup_epochs,
+                threshold=threshold,
+                branch2_before_shift=branch2_before_shift,
+                scheduler=scheduler,
+                max_grad_norm=max_grad_norm,
+                watch=watch,
+            )
             means.add(len(y1), out["loss"], out["loss1"], out["loss2"])
             admitted, shifted = admitted + out["admitted"], shifted + int(out["shifted"])
             if not bar.disable and step % 10 == 0:
                 bar.set_postfix(loss=f"{means.running('loss'):.4f}", bank=len(bank), refresh=False)
     losses, seen, (admitted, shifted) = means.result(admitted, shifted)
-    return {**losses, "images": seen, "seconds": time.perf_counter() - start, "admitted": int(admitted),
-            # every process shifts on the same steps: the sum over processes counts each step num_processes times
-            "shifted_steps": int(shifted) // accelerator.num_processes, "bank": len(bank)}
+    return {
+        **losses,
+        "images": seen,
+        "seconds": time.perf_counter() - start,
+        "admitted": int(admitted),
+        # every process shifts on the same steps: the sum over processes counts each step num_processes times
+        "shifted_steps": int(shifted) // accelerator.num_processes,
+        "bank": len(bank),
+    }
 
 
 # ---------------------------------------------------------------------------------------- the recipe
@@ -250,10 +307,17 @@ class CSA(TrainingRecipe):
     def train_loaders(self, ds, transform) -> list:
         # both draw len(train) images an epoch (drop_last): as many instance batches as balanced ones
         args = self.args
-        return [make_loader(ds.train, self.batch_size, create_sampler(name, ds.train.labels, ds.num_classes,
-                                                                      seed=args.seed + i),
-                            transform, args.workers, drop_last=True)
-                for i, name in enumerate(("instance", "balanced"))]
+        return [
+            make_loader(
+                ds.train,
+                self.batch_size,
+                create_sampler(name, ds.train.labels, ds.num_classes, seed=args.seed + i),
+                transform,
+                args.workers,
+                drop_last=True,
+            )
+            for i, name in enumerate(("instance", "balanced"))
+        ]
 
     def build_loss(self, ds) -> None:
         args = self.args
@@ -267,27 +331,47 @@ class CSA(TrainingRecipe):
     def train_epoch(self, epoch: int) -> dict:
         args = self.args
         self.state.setdefault("shifted_steps", 0)
-        stats = train_csa_epoch(self.accelerator, self.model, *self.train_dls, self.loss_fn, self.optimizer, self.prep,
-                                self.bank, self.scheduler, epoch=epoch, seed=args.seed, warmup_epochs=args.shift_after,
-                                threshold=args.threshold, branch2_before_shift=args.branch2_before_shift,
-                                max_grad_norm=args.max_grad_norm, progress=not args.no_progress)
+        stats = train_csa_epoch(
+            self.accelerator,
+            self.model,
+            *self.train_dls,
+            self.loss_fn,
+            self.optimizer,
+            self.prep,
+            self.bank,
+            self.scheduler,
+            epoch=epoch,
+            seed=args.seed,
+            warmup_epochs=args.shift_after,
+            threshold=args.threshold,
+            branch2_before_shift=args.branch2_before_shift,
+            max_grad_norm=args.max_grad_norm,
+            progress=not args.no_progress,
+        )
         self.state["shifted_steps"] += stats["shifted_steps"]
         return stats
 
     def epoch_line(self, stats: dict) -> str:
-        return (f"loss {stats['loss']:.4f} (branch 1 {stats['loss1']:.4f}, branch 2 {stats['loss2']:.4f}), "
-                f"bank {stats['bank']}, shifted steps {stats['shifted_steps']}")
+        return (
+            f"loss {stats['loss']:.4f} (branch 1 {stats['loss1']:.4f}, branch 2 {stats['loss2']:.4f}), "
+            f"bank {stats['bank']}, shifted steps {stats['shifted_steps']}"
+        )
 
     def exported_model(self):
         if self.state.get("shifted_steps", 0) == 0:
-            logger.warning(f"no batch was context-shifted: the bank never held {self.batch_size} images branch 1 "
-                           f"gives p >= {self.args.threshold}; lower --threshold or --shift-after, or train longer",
-                           main_process_only=True)
+            logger.warning(
+                f"no batch was context-shifted: the bank never held {self.batch_size} images branch 1 "
+                f"gives p >= {self.args.threshold}; lower --threshold or --shift-after, or train longer",
+                main_process_only=True,
+            )
         return self.accelerator.unwrap_model(self.model).export().eval()  # plain timm, the two heads folded into one
 
     def result_fields(self) -> dict:
-        return {"recipe": "csa", "method": "csa" if self.args.loss == "ce" else f"csa+{self.args.loss}",
-                "shifted_steps": self.state.get("shifted_steps", 0)}
+        return {
+            "recipe": "csa",
+            "method": "csa" if self.args.loss == "ce" else f"csa+{self.args.loss}",
+            "shifted_steps": self.state.get("shifted_steps", 0),
+        }
 
     def title(self) -> str:
         return f"{self.arch} CSA"

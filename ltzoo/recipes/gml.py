@@ -11,21 +11,30 @@ adjustment and weight balancing's classifier stage (class-balanced loss, weight 
 exported model is the GML head (ensembled unless --no-ensemble), folded into the
 model's plain linear classifier. It takes seconds, so it always starts afresh (no --resume).
 """
+
 from __future__ import annotations
 
 import argparse
 import time
 
-from ltzoo.accel import apply_channels_last
-from ltzoo.engine import metrics_from_logits, predict
 from ltzoo.errors import run_main
-from ltzoo.heads import Features, Head, METHODS, ensemble, retrain
+from ltzoo.methods.heads import METHODS, Features, Head, ensemble, retrain
+from ltzoo.methods.shifted_bn import shift_batchnorm
 from ltzoo.metrics import brief, summary_table
-from ltzoo.recipes.base import Recipe
-from ltzoo.recipes.common import (add_data_group, add_head_args, add_init_args, add_output_args, add_system_args,
-                                  default_output, recipe_parser, RecipeParser)
-from ltzoo.runs import create_model, image_transform
-from ltzoo.shifted_bn import shift_batchnorm
+from ltzoo.recipes.flags import (
+    RecipeParser,
+    add_data_group,
+    add_head_args,
+    add_init_args,
+    add_output_args,
+    add_system_args,
+    default_output,
+    recipe_parser,
+)
+from ltzoo.recipes.recipe import Recipe
+from ltzoo.runfolder.model_io import create_model, image_transform
+from ltzoo.training.accelerator import apply_channels_last
+from ltzoo.training.evaluation import metrics_from_logits, predict
 
 #: evaluation and feature batches (images; the backbone only runs forward)
 EVAL_BATCH = 512
@@ -36,19 +45,29 @@ def build_parser() -> RecipeParser:
     p = recipe_parser(__doc__, __file__)
     add_data_group(p)
     g = p.add_argument_group("model")
-    add_init_args(g, "the trained model whose classifier is retrained: a run folder or hub id (required)",
-                  new_head=False)
+    add_init_args(
+        g, "the trained model whose classifier is retrained: a run folder or hub id (required)", new_head=False
+    )
     add_system_args(g, speed=False)  # the heads train on features extracted in fp32: no precision to choose
     g = p.add_argument_group("run folder")
     add_output_args(g)
     g = p.add_argument_group("GML")
-    g.add_argument("--p", type=float, default=1.0, help="power of the per-class power mean in the loss (1: the paper's)")
+    g.add_argument(
+        "--p", type=float, default=1.0, help="power of the per-class power mean in the loss (1: the paper's)"
+    )
     add_head_args(g, "every head")
-    g.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=True,
-                   help="export GML ensembled with the original head (temperatures chosen on validation)")
-    g.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
-                   help=f"also report every other head ({', '.join(m for m in METHODS if m != 'gml')}) on the same "
-                        "features")
+    g.add_argument(
+        "--ensemble",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="export GML ensembled with the original head (temperatures chosen on validation)",
+    )
+    g.add_argument(
+        "--baselines",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"also report every other head ({', '.join(m for m in METHODS if m != 'gml')}) on the same features",
+    )
     p.set_defaults(shift_bn=False)  # the exported head (gml) is not MiSLAS's: BN shifted only when asked
     p.add_check(_check_init)
     return p
@@ -84,20 +103,45 @@ class GML(Recipe):
         net = self.accelerator.unwrap_model(self.model)
         t0 = time.perf_counter()
         if args.shift_bn:  # the backbone every head (and the export) sees
-            shift_batchnorm(net, ds, args.seed, self.prep.channels_last, args.workers,
-                            transform=image_transform(ds, net, train=True))
-        self.feats = feats = {k: Features(*predict(self.accelerator, self.model, dl, self.prep, features=True,
-                                                   progress=not args.no_progress, desc=f"features {k}"))
-                              for k, dl in self.loaders.items()}
+            shift_batchnorm(
+                net,
+                ds,
+                args.seed,
+                self.prep.channels_last,
+                args.workers,
+                transform=image_transform(ds, net, train=True),
+            )
+        self.feats = feats = {
+            k: Features(
+                *predict(
+                    self.accelerator,
+                    self.model,
+                    dl,
+                    self.prep,
+                    features=True,
+                    progress=not args.no_progress,
+                    desc=f"features {k}",
+                )
+            )
+            for k, dl in self.loaders.items()
+        }
         self.t_features = time.perf_counter() - t0
         orig = Head.from_module(net.get_classifier())
         counts, val = ds.train_counts, feats.get("val")
         self.heads, self.infos = {"original": orig}, {}
         t0 = time.perf_counter()
-        for method in (METHODS if args.baselines else ("gml",)):
-            self.heads[method], self.infos[method] = retrain(method, orig, feats["train"], val, counts,
-                                                             epochs=args.head_epochs, lr=args.head_lr, seed=args.seed,
-                                                             p=args.p)
+        for method in METHODS if args.baselines else ("gml",):
+            self.heads[method], self.infos[method] = retrain(
+                method,
+                orig,
+                feats["train"],
+                val,
+                counts,
+                epochs=args.head_epochs,
+                lr=args.head_lr,
+                seed=args.seed,
+                p=args.p,
+            )
         self.heads["gml+ens"], self.infos["gml+ens"] = ensemble(orig, self.heads["gml"], val, counts)
         self.t_heads = time.perf_counter() - t0
         self.chosen = "gml+ens" if args.ensemble else "gml"
@@ -105,26 +149,44 @@ class GML(Recipe):
 
     def evaluate(self) -> dict:
         ds, feats = self.ds, self.feats
-        self.table = {name: {s: metrics_from_logits(head(feats[s].x), feats[s].y, ds.train_counts, ds.shot_thresholds, s)
-                             for s in ("val", "test") if s in feats} for name, head in self.heads.items()}
-        return self.ctx.final_evaluation(self.model, {"val": self.loaders.get("val"), "test": self.loaders["test"]},
-                                         self.prep, ds, self.folder)
+        self.table = {
+            name: {
+                s: metrics_from_logits(head(feats[s].x), feats[s].y, ds.train_counts, ds.shot_thresholds, s)
+                for s in ("val", "test")
+                if s in feats
+            }
+            for name, head in self.heads.items()
+        }
+        return self.ctx.final_evaluation(
+            self.model, {"val": self.loaders.get("val"), "test": self.loaders["test"]}, self.prep, ds, self.folder
+        )
 
     def finish(self, metrics: dict) -> dict:
         args, chosen = self.args, self.chosen
-        results = self.results({
-            "recipe": "gml", "method": chosen, "model": self.arch, "parents": [args.init],
-            "classifier": self.infos.get("gml"), "ensemble": self.infos["gml+ens"] if args.ensemble else None,
-            "heads": self.infos,  # what every head chose (its tau, weight decay, ...) and on which split
-            "selection": "temperatures, taus and wb's weight decay on the validation split", "config": self.config,
-            "seconds": {"features": self.t_features, "heads": self.t_heads},
-            "wall_seconds": time.perf_counter() - self.start,
-            "table": {k: {s: brief(v) for s, v in d.items()} for k, d in self.table.items()},
-        }, metrics, self.ds)
+        results = self.results(
+            {
+                "recipe": "gml",
+                "method": chosen,
+                "model": self.arch,
+                "parents": [args.init],
+                "classifier": self.infos.get("gml"),
+                "ensemble": self.infos["gml+ens"] if args.ensemble else None,
+                "heads": self.infos,  # what every head chose (its tau, weight decay, ...) and on which split
+                "selection": "temperatures, taus and wb's weight decay on the validation split",
+                "config": self.config,
+                "seconds": {"features": self.t_features, "heads": self.t_heads},
+                "wall_seconds": time.perf_counter() - self.start,
+                "table": {k: {s: brief(v) for s, v in d.items()} for k, d in self.table.items()},
+            },
+            metrics,
+            self.ds,
+        )
         self.folder.export(self.model, self.ds, results, title=f"{self.arch} {chosen}")
         self.accelerator.print(summary_table(self.table))
-        self.accelerator.print(f"exported: {chosen}; features {self.t_features:.1f} s, all heads {self.t_heads:.1f} s; "
-                               f"run folder: {self.folder.path}")
+        self.accelerator.print(
+            f"exported: {chosen}; features {self.t_features:.1f} s, all heads {self.t_heads:.1f} s; "
+            f"run folder: {self.folder.path}"
+        )
         return results
 
 

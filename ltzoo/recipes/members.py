@@ -4,14 +4,15 @@ records (so a resumed run skips only the members made the same way), and BN re-e
 Each member trains on its own process with no collective operation; its training depends on
 (seed, member index) only, so N processes produce the files one process would.
 """
+
 from __future__ import annotations
 
 import contextlib
 import copy
 import hashlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from accelerate.optimizer import AcceleratedOptimizer
@@ -19,15 +20,15 @@ from accelerate.utils import set_seed
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ltzoo import adapters
 from ltzoo.data import create_sampler
 from ltzoo.data.loader import make_loader
-from ltzoo.engine import augmentation_generator, train_step, watched_epoch
-from ltzoo.losses import create_loss
-from ltzoo.merge import reestimate_bn
-from ltzoo.recipes.optim import create_optimizer, create_scheduler
 from ltzoo.files import atomic_path
-from ltzoo.runs import image_transform
+from ltzoo.methods import adapters
+from ltzoo.methods.losses import create_loss
+from ltzoo.methods.merge import reestimate_bn
+from ltzoo.runfolder.model_io import image_transform
+from ltzoo.training.loop import augmentation_generator, train_step, watched_epoch
+from ltzoo.training.optim import create_optimizer, create_scheduler
 
 
 def trainable(model, which: str) -> None:
@@ -37,14 +38,15 @@ def trainable(model, which: str) -> None:
         p.requires_grad = which == "all" or ((id(p) in head) == (which == "classifier"))
 
 
-def fine_tune_member(accelerator, base, ds, subset, prep, args, m: int, path: Path,
-                     settings: dict[str, str] | None = None) -> None:
+def fine_tune_member(
+    accelerator, base, ds, subset, prep, args, m: int, path: Path, settings: dict[str, str] | None = None
+) -> None:
     """Fine-tune a copy of the stage-1 model on one balanced subset; save it atomically.
 
     The member trains on this process alone, with no collective operation (processes train different
     numbers of members, and a resumed run skips some): its training depends on (seed, m) only, not on
     which process, or how many, run it. ``settings`` (see `member_settings`) are stored in the file. A loss or
-    weights that turn non-finite stop the run on `ltzoo.numerics.NonFiniteTraining` (checked on this process
+    weights that turn non-finite stop the run on `ltzoo.training.numerics.NonFiniteTraining` (checked on this process
     alone) before the member is saved.
     """
     start = time.perf_counter()
@@ -56,10 +58,17 @@ def fine_tune_member(accelerator, base, ds, subset, prep, args, m: int, path: Pa
     model = adapters.wrap(model, spec)  # --peft: an adapter (and the classifier) train, the rest is frozen
     split = ds.train.subset(subset)
     batch_size = min(args.member_batch_size, len(split))  # a subset smaller than a batch still trains
-    loader = make_loader(split, batch_size, create_sampler("instance", split.labels, ds.num_classes, seed=seed),
-                         image_transform(ds, model, train=True), args.workers, drop_last=True)
-    optimizer = member_optimizer(accelerator, create_optimizer(model, args.optimizer, args.member_lr,
-                                                               args.weight_decay, args.layer_decay))
+    loader = make_loader(
+        split,
+        batch_size,
+        create_sampler("instance", split.labels, ds.num_classes, seed=seed),
+        image_transform(ds, model, train=True),
+        args.workers,
+        drop_last=True,
+    )
+    optimizer = member_optimizer(
+        accelerator, create_optimizer(model, args.optimizer, args.member_lr, args.weight_decay, args.layer_decay)
+    )
     scheduler = create_scheduler(optimizer.optimizer, args.member_epochs * len(loader), len(loader))
     loss_fn = create_loss("ce").to(accelerator.device)
     net = _Frozen(model, args.member_bn)
@@ -68,12 +77,15 @@ def fine_tune_member(accelerator, base, ds, subset, prep, args, m: int, path: Pa
             loader.sampler.set_epoch(epoch)
             gen = augmentation_generator(seed, epoch)
             net.train()
-            with watched_epoch(accelerator, model, epoch, collective=False, lr_flag="--member-lr",
-                               of=f"member {m}") as watch:
+            with watched_epoch(
+                accelerator, model, epoch, collective=False, lr_flag="--member-lr", of=f"member {m}"
+            ) as watch:
                 for x, y in loader:
                     x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
                     x = prep(x, train=True, generator=gen)
-                    train_step(accelerator, net, optimizer, lambda: loss_fn(net(x).float(), y), scheduler, watch=watch)
+                    train_step(
+                        accelerator, net, optimizer, lambda x=x, y=y: loss_fn(net(x).float(), y), scheduler, watch=watch
+                    )
     meta = {**(settings or {}), "train_seconds": f"{time.perf_counter() - start:.3f}"}
     with atomic_path(path) as tmp:
         state = adapters.trainable_state(model, spec) if spec.enabled else model.state_dict()  # --peft: kilobytes
@@ -91,7 +103,7 @@ def member_optimizer(accelerator, optimizer: torch.optim.Optimizer) -> Accelerat
 
 @contextlib.contextmanager
 def one_step_per_batch(accelerator) -> Iterator[None]:
-    """Every `ltzoo.engine.train_step` inside steps the optimiser: a member trains alone on its process,
+    """Every `ltzoo.training.loop.train_step` inside steps the optimiser: a member trains alone on its process,
     on its own (unprepared) loader, and ``--grad-accum`` is stage 1's."""
     steps, accelerator.gradient_accumulation_steps = accelerator.gradient_accumulation_steps, 1
     try:
@@ -102,10 +114,26 @@ def one_step_per_batch(accelerator) -> Iterator[None]:
 
 def member_settings(args, subset: torch.Tensor, init_digest: str) -> dict[str, str]:
     """What a member depends on, stored in its file: a resumed run re-trains a member made otherwise."""
-    keys = ("seed", "member_epochs", "member_lr", "member_batch_size", "train_params", "member_bn", "optimizer",
-            "weight_decay", "peft", "lora_rank", "lora_alpha", "peft_targets", "layer_decay")
-    return {"init_sha1": init_digest, "subset_sha1": hashlib.sha1(subset.cpu().numpy().tobytes()).hexdigest(),
-            **{k: str(getattr(args, k)) for k in keys}}
+    keys = (
+        "seed",
+        "member_epochs",
+        "member_lr",
+        "member_batch_size",
+        "train_params",
+        "member_bn",
+        "optimizer",
+        "weight_decay",
+        "peft",
+        "lora_rank",
+        "lora_alpha",
+        "peft_targets",
+        "layer_decay",
+    )
+    return {
+        "init_sha1": init_digest,
+        "subset_sha1": hashlib.sha1(subset.cpu().numpy().tobytes()).hexdigest(),
+        **{k: str(getattr(args, k)) for k in keys},
+    }
 
 
 def state_digest(model: torch.nn.Module) -> str:
@@ -161,5 +189,6 @@ def reestimate_on_subsets(net, ds, subsets, prep, transform, seed: int, workers:
     # shuffled (seeded): the training-mode batches must not be one class each, as a class-sorted split gives
     order = torch.utils.data.RandomSampler(range(len(union)), generator=torch.Generator().manual_seed(seed))
     device = next(net.parameters()).device
-    reestimate_bn(net, (prep(x.to(device)) for x, _ in make_loader(union, 256, order, transform=transform,
-                                                                   num_workers=workers)))
+    reestimate_bn(
+        net, (prep(x.to(device)) for x, _ in make_loader(union, 256, order, transform=transform, num_workers=workers))
+    )

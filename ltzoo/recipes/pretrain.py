@@ -4,35 +4,40 @@
     accelerate launch -m ltzoo.recipes.pretrain --dataset fmnist_lt --model resnet32_cifar --loss bsce --epochs 30
     (from a checkout, `accelerate launch recipes/pretrain.py ...` is the same recipe)
 
-Writes a run folder (see ltzoo.runs): timm's config.json + model.safetensors, results.json, the
+Writes a run folder (see ltzoo.runfolder.model_io): timm's config.json + model.safetensors, results.json, the
 per-class recall plot, log.jsonl and run_config.yaml. The best epoch is chosen on the balanced
 validation split (by HM); the test split is evaluated once, on the chosen model. Restarted with the
 same --output, a run continues from its last complete checkpoint.
 """
+
 from __future__ import annotations
 
 import argparse
 
+from ltzoo.config.argtypes import nonneg_float, nonneg_int, unit_interval
 from ltzoo.data import create_sampler
 from ltzoo.data.loader import make_loader
-from ltzoo.engine import train_one_epoch
 from ltzoo.errors import run_main
-from ltzoo.losses import create_loss, list_losses
-from ltzoo.losses.factory import soft_target_losses
-from ltzoo.recipes.base import TrainingRecipe
-from ltzoo.argtypes import nonneg_float, nonneg_int, unit_interval
-from ltzoo.recipes.common import add_finetune_flags, add_tau, add_training_flags, recipe_parser, RecipeParser
+from ltzoo.methods.losses import create_loss, list_losses
+from ltzoo.methods.losses.factory import soft_target_losses
+from ltzoo.recipes.flags import RecipeParser, add_finetune_flags, add_tau, add_training_flags, recipe_parser
+from ltzoo.recipes.recipe import TrainingRecipe
+from ltzoo.training.loop import train_one_epoch
 
 
 def _check_losses(args, given) -> str | None:
     mixing = bool(args.mixup or args.cutmix)
     if mixing and args.loss not in soft_target_losses():
         *others, last = soft_target_losses()
-        return (f"--mixup/--cutmix make soft targets, which --loss {args.loss} cannot take: use --loss "
-                f"{', '.join(others)} or {last}, or drop --mixup/--cutmix")
+        return (
+            f"--mixup/--cutmix make soft targets, which --loss {args.loss} cannot take: use --loss "
+            f"{', '.join(others)} or {last}, or drop --mixup/--cutmix"
+        )
     if args.label_smoothing and args.loss != "ce" and not mixing:
-        return (f"--label-smoothing smooths the targets of --loss ce (or, with --mixup/--cutmix, the mixed targets), "
-                f"not those of --loss {args.loss}: drop --label-smoothing, or use --loss ce")
+        return (
+            f"--label-smoothing smooths the targets of --loss ce (or, with --mixup/--cutmix, the mixed targets), "
+            f"not those of --loss {args.loss}: drop --label-smoothing, or use --loss ce"
+        )
     if args.tau != 1.0 and args.loss != "la":
         return f"--tau is the strength of --loss la, not of --loss {args.loss}: drop --tau, or use --loss la"
     if args.drw_epoch is not None and args.loss != "ldam_drw":
@@ -46,16 +51,32 @@ def build_parser() -> RecipeParser:
     add_training_flags(p)
     add_finetune_flags(p)
     g = p.add_argument_group("stage 1")
-    g.add_argument("--loss", default="ce", choices=list_losses(), help="the training loss (ltzoo.losses)")
-    g.add_argument("--sampler", default="instance", choices=("instance", "balanced", "sqrt", "progressive"),
-                   help="how training images are drawn (ltzoo.data.samplers)")
-    g.add_argument("--label-smoothing", type=unit_interval, default=0.0,
-                   help="for --loss ce; with --mixup/--cutmix, applied once, by timm's Mixup, to any loss")
+    g.add_argument("--loss", default="ce", choices=list_losses(), help="the training loss (ltzoo.methods.losses)")
+    g.add_argument(
+        "--sampler",
+        default="instance",
+        choices=("instance", "balanced", "sqrt", "progressive"),
+        help="how training images are drawn (ltzoo.data.samplers)",
+    )
+    g.add_argument(
+        "--label-smoothing",
+        type=unit_interval,
+        default=0.0,
+        help="for --loss ce; with --mixup/--cutmix, applied once, by timm's Mixup, to any loss",
+    )
     add_tau(g)
-    g.add_argument("--drw-epoch", type=nonneg_int, default=None,
-                   help="LDAM-DRW re-weighting start epoch (--loss ldam_drw); unset: 80%% of --epochs")
-    g.add_argument("--mixup", type=nonneg_float, default=0.0, help="timm mixup alpha (0: off; losses that take soft targets)")
-    g.add_argument("--cutmix", type=nonneg_float, default=0.0, help="timm cutmix alpha (0: off; losses that take soft targets)")
+    g.add_argument(
+        "--drw-epoch",
+        type=nonneg_int,
+        default=None,
+        help="LDAM-DRW re-weighting start epoch (--loss ldam_drw); unset: 80%% of --epochs",
+    )
+    g.add_argument(
+        "--mixup", type=nonneg_float, default=0.0, help="timm mixup alpha (0: off; losses that take soft targets)"
+    )
+    g.add_argument(
+        "--cutmix", type=nonneg_float, default=0.0, help="timm cutmix alpha (0: off; losses that take soft targets)"
+    )
     p.add_check(_check_losses)
     return p
 
@@ -63,12 +84,14 @@ def build_parser() -> RecipeParser:
 def loss_kwargs(args: argparse.Namespace) -> dict:
     """The loss's hyper-parameters from the flags (label smoothing: the loss's only without mixup)."""
     smoothing = 0.0 if (args.mixup or args.cutmix) else args.label_smoothing  # timm's Mixup smooths instead
-    return {"ce": {"smoothing": smoothing}, "la": {"tau": args.tau},
-            # s = 30 is the paper's scale for a cosine classifier; timm's heads are plain linear layers,
-            # whose logits already carry their scale: s = 1 keeps training stable
-            "ldam": {"s": 1.0},
-            "ldam_drw": {"s": 1.0, "drw_epoch": args.drw_epoch if args.drw_epoch is not None else int(0.8 * args.epochs)},
-            }.get(args.loss, {})
+    return {
+        "ce": {"smoothing": smoothing},
+        "la": {"tau": args.tau},
+        # s = 30 is the paper's scale for a cosine classifier; timm's heads are plain linear layers,
+        # whose logits already carry their scale: s = 1 keeps training stable
+        "ldam": {"s": 1.0},
+        "ldam_drw": {"s": 1.0, "drw_epoch": args.drw_epoch if args.drw_epoch is not None else int(0.8 * args.epochs)},
+    }.get(args.loss, {})
 
 
 class Pretrain(TrainingRecipe):
@@ -82,7 +105,9 @@ class Pretrain(TrainingRecipe):
 
     def train_loaders(self, ds, transform) -> list:
         args = self.args
-        sampler = create_sampler(args.sampler, ds.train.labels, ds.num_classes, seed=args.seed, total_epochs=args.epochs)
+        sampler = create_sampler(
+            args.sampler, ds.train.labels, ds.num_classes, seed=args.seed, total_epochs=args.epochs
+        )
         return [make_loader(ds.train, self.batch_size, sampler, transform, args.workers, drop_last=True)]
 
     def build_loss(self, ds) -> None:
@@ -91,18 +116,36 @@ class Pretrain(TrainingRecipe):
         self.mixup = None
         if args.mixup or args.cutmix:
             from timm.data import Mixup
-            self.mixup = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, label_smoothing=args.label_smoothing,
-                               num_classes=ds.num_classes)
+
+            self.mixup = Mixup(
+                mixup_alpha=args.mixup,
+                cutmix_alpha=args.cutmix,
+                label_smoothing=args.label_smoothing,
+                num_classes=ds.num_classes,
+            )
 
     def train_epoch(self, epoch: int) -> dict:
         args = self.args
-        return train_one_epoch(self.accelerator, self.model, self.train_dls[0], self.loss_fn, self.optimizer, self.prep,
-                               self.scheduler, epoch=epoch, seed=args.seed, mixup=self.mixup,
-                               progress=not args.no_progress)
+        return train_one_epoch(
+            self.accelerator,
+            self.model,
+            self.train_dls[0],
+            self.loss_fn,
+            self.optimizer,
+            self.prep,
+            self.scheduler,
+            epoch=epoch,
+            seed=args.seed,
+            mixup=self.mixup,
+            progress=not args.no_progress,
+        )
 
     def result_fields(self) -> dict:
         args = self.args
-        return {"recipe": "pretrain", "method": args.loss if args.sampler == "instance" else f"{args.loss}+{args.sampler}"}
+        return {
+            "recipe": "pretrain",
+            "method": args.loss if args.sampler == "instance" else f"{args.loss}+{args.sampler}",
+        }
 
     def title(self) -> str:
         return f"{self.arch} {self.args.loss}"

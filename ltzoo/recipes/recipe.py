@@ -1,0 +1,304 @@
+"""What a recipe is: one class with named steps over a run context.
+
+    class Pretrain(TrainingRecipe):          # ltzoo/recipes/pretrain.py
+        name = "pretrain"
+        ...
+    main = Pretrain.main                     # `accelerate launch -m ltzoo.recipes.pretrain` runs it
+
+`Recipe.run` is ``setup`` (the run context, the data, the model, the run folder), ``train``, ``evaluate``
+(the chosen model, once, on each split: `RunContext.final_evaluation`, which also keeps its predictions in the
+run folder) and ``finish`` (results.json, the export, the closing table). A recipe that needs another
+composes it in-process and hands it its context (BTM's stage 1: ``Pretrain(stage1_args, ctx).run()``).
+
+`TrainingRecipe` is the epoch loop stage 1 and CSA share: the model, its loaders, the optimiser and the
+schedule prepared once, resume from the run folder's last checkpoint, an epoch of training (the recipe's
+`TrainingRecipe.train_epoch`), validation, the epoch chosen on it, checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from accelerate.logging import get_logger
+from accelerate.utils import set_seed
+
+from ltzoo.methods import adapters
+from ltzoo.metrics import brief, summary_table
+from ltzoo.recipes.flags import RecipeParser, default_output
+from ltzoo.recipes.run_context import RunContext
+from ltzoo.runfolder.folder import BestEpoch, RunFolder, discard_unfinished_folders
+from ltzoo.runfolder.model_io import create_model, image_transform
+from ltzoo.runfolder.provenance import hardware, peak_memory_mb
+from ltzoo.training.accelerator import apply_channels_last, compile_model, describe
+from ltzoo.training.evaluation import evaluate
+from ltzoo.training.optim import create_optimizer, create_scheduler
+
+logger = get_logger(__name__)
+
+
+class Recipe:
+    """A recipe's steps over one run context; ``args`` is its config, the single source of truth."""
+
+    #: the recipe's name (``ltzoo.recipes.<name>``, run_config.yaml's ``recipe``)
+    name: str = ""
+
+    def __init__(self, args: argparse.Namespace, ctx: RunContext | None = None):
+        self.args = argparse.Namespace(**vars(args))  # the run fills in choices (BTM's --shots): the caller's stay
+        self.ctx, self.own_context = ctx, ctx is None
+        self.folder: RunFolder | None = None
+        self.start = time.perf_counter()
+
+    @classmethod
+    def build_parser(cls) -> RecipeParser:
+        """The recipe's flags (each declared once) and the combinations it refuses."""
+        raise NotImplementedError
+
+    @classmethod
+    def main(cls, argv=None) -> dict:
+        """Parse ``argv`` (default: the command line) and run the recipe; returns results.json's content."""
+        args = cls.build_parser().parse_args(argv)
+        with discard_unfinished_folders():  # bad input found after the run folder was made: no half-made folder
+            return cls(args).run()
+
+    def run(self) -> dict:
+        """setup, train, evaluate, finish; returns results.json's content."""
+        try:
+            self.setup()
+            self.train()
+            metrics = self.evaluate()
+            results = self.finish(metrics)
+        finally:
+            if self.folder is not None:
+                self.folder.close()
+        if self.own_context:
+            self.ctx.end()
+        return results
+
+    # the steps
+    def setup(self) -> None:
+        raise NotImplementedError
+
+    def train(self) -> None:
+        raise NotImplementedError
+
+    def evaluate(self) -> dict:
+        raise NotImplementedError
+
+    def finish(self, metrics: dict) -> dict:
+        raise NotImplementedError
+
+    # what the steps share
+    def open_context(self, project_dir: Path | None = None) -> RunContext:
+        """The run context: the caller's, or one built now (once per process)."""
+        if self.ctx is None:
+            self.ctx = RunContext.create(self.args, project_dir)
+        return self.ctx
+
+    @property
+    def accelerator(self):
+        return self.ctx.accelerator
+
+    def open_folder(self, path: Path, lock: bool = True) -> RunFolder:
+        """Make and lock the run folder (`ltzoo.runfolder.folder.RunFolder`)."""
+        self.folder = RunFolder(path, self.accelerator, lock=lock)
+        return self.folder
+
+    def write_config(self) -> dict:
+        """run_config.yaml: the resolved flags, the recipe, the folder, the git commit, and the recipe's flags
+        (option, kind, default: a card renders the reproduce command from the run's config alone)."""
+        return self.folder.write_config(
+            {
+                **vars(self.args),
+                "recipe": self.name,
+                "output": str(self.folder.path),
+                "flags": self.build_parser().flag_table(),
+            }
+        )
+
+    def results(self, fields: dict, metrics: dict, ds) -> dict:
+        """results.json's content: the recipe's ``fields``, the data, the metrics by split, the machine."""
+        return {
+            **fields,
+            "dataset": ds.summary(),
+            "train_counts": ds.train_counts,
+            "class_names": ds.class_names,
+            "metrics": metrics,
+            "hardware": hardware(),
+            "peak_memory_mb": peak_memory_mb(),
+            "num_processes": self.accelerator.num_processes,
+        }
+
+
+class TrainingRecipe(Recipe):
+    """The epoch loop of a recipe that trains a model from a timm architecture or ``--init`` (stage 1, CSA)."""
+
+    def run_name(self) -> str:
+        """The default run folder's prefix (``pretrain-ce`` gives runs/pretrain-ce-<dataset>-<model>-s<seed>)."""
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        args = self.args
+        out = default_output(self.run_name(), args)
+        ctx = self.open_context(out)
+        self.open_folder(out)
+        self.ds = ds = ctx.dataset(args)
+        set_seed(args.seed)  # the initialisation draws the same whoever made the context
+        net = create_model(
+            ds,
+            args.model,
+            init=args.init,
+            new_head=args.new_head,
+            pretrained=args.pretrained,
+            pretrained_file=args.pretrained_file,
+        )
+        self.arch = net.pretrained_cfg.get("architecture") or args.model  # --init's, whatever --model says
+        self.spec = adapters.spec_from_args(args)  # --peft: the adapter and the classifier train, the rest is frozen
+        net = adapters.wrap(net, self.spec)
+        self.accelerator.print(adapters.describe(args, net))
+        self.channels_last = apply_channels_last(net, args.channels_last)
+        self.net, self.model = net, self.training_model(net)
+        self.batch_size = ctx.train_batch_size(args.batch_size, ds)
+        train_loaders = self.train_loaders(ds, image_transform(ds, net, train=True))
+        loaders = ctx.eval_loaders(ds, net, args.batch_size * 2, args.workers)
+        self.prep = ctx.batch_preprocess(ds, net, self.channels_last, args.crop_padding)
+        self.build_loss(ds)
+        optimizer = create_optimizer(
+            self.model, args.optimizer, args.lr, args.weight_decay, getattr(args, "layer_decay", None)
+        )
+        # optimiser steps per epoch as the prepared scheduler counts them: each process gets len // num_processes
+        # batches (drop_last), and accelerate steps the scheduler num_processes times per optimiser step
+        per_process = len(train_loaders[0]) // self.accelerator.num_processes
+        steps_per_epoch = -(-per_process // args.grad_accum) * self.accelerator.num_processes
+        scheduler = create_scheduler(
+            optimizer,
+            args.epochs * steps_per_epoch,
+            int(args.warmup_epochs * steps_per_epoch),
+            [e * steps_per_epoch for e in args.lr_steps or []],
+            args.lr_gamma,
+        )
+        model = compile_model(self.model) if getattr(args, "compile", False) else self.model
+        self.model, self.optimizer, *prepared, self.val_dl, self.test_dl, self.scheduler = ctx.prepare(
+            model, optimizer, *train_loaders, loaders["val"], loaders["test"], scheduler
+        )
+        self.train_dls = prepared
+        self.after_prepare()
+        if not args.resume:
+            self.folder.reset()
+        state = self.folder.resume() or {}  # before anything is written: a run folder it refuses stays as it was
+        self.config = self.write_config()
+        self.accelerator.init_trackers(
+            self.name, config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        )
+        self.first_epoch = state["epoch"] + 1 if state else 0
+        self.best = BestEpoch(self.folder.path, self.accelerator, args.select, state.get("best"))
+        self.state = {k: v for k, v in state.items() if k not in ("epoch", "best")}
+        self.state.setdefault("train_seconds", 0.0)
+
+    # the recipe's parts
+    def training_model(self, net):
+        """The module trained (stage 1: the timm model; CSA: its two-branch wrapper)."""
+        return net
+
+    def train_loaders(self, ds, transform) -> list:
+        """The training loaders (unprepared; the first sets the epoch's length)."""
+        raise NotImplementedError
+
+    def build_loss(self, ds) -> None:
+        raise NotImplementedError
+
+    def after_prepare(self) -> None:
+        """What the recipe registers with the prepared accelerator (CSA: its bank's checkpointing)."""
+
+    def train_epoch(self, epoch: int) -> dict:
+        """One epoch; returns its statistics (``loss``, ``seconds``...)."""
+        raise NotImplementedError
+
+    def epoch_line(self, stats: dict) -> str:
+        return f"loss {stats['loss']:.4f}"
+
+    def exported_model(self):
+        """The model to evaluate and export, the chosen epoch's weights loaded. With --peft, the adapter is
+        saved alone (``adapter/``) and the export is the plain timm model it makes (`ltzoo.methods.adapters.merged`)."""
+        if not self.spec.enabled:
+            return self.model
+        net = self.accelerator.unwrap_model(self.model)
+        if self.accelerator.is_main_process:
+            adapters.save_adapter(net, self.spec, self.folder.path / "adapter")
+        return adapters.merged(net)
+
+    def result_fields(self) -> dict:
+        """What the recipe adds to results.json."""
+        raise NotImplementedError
+
+    # the steps
+    def train(self) -> None:
+        args, acc = self.args, self.accelerator
+        for epoch in range(self.first_epoch, args.epochs):
+            set_seed(args.seed + epoch)
+            for dl in self.train_dls:
+                dl.set_epoch(epoch)
+            stats = self.train_epoch(epoch)
+            self.state["train_seconds"] += stats["seconds"]
+            record = {"epoch": epoch, "lr": self.scheduler.get_last_lr()[0], **stats}
+            if self.val_dl is not None:
+                val = evaluate(
+                    acc,
+                    self.model,
+                    self.val_dl,
+                    self.prep,
+                    self.ds.train_counts,
+                    self.ds.shot_thresholds,
+                    "val",
+                    progress=not args.no_progress,
+                )
+                record["val"] = brief(val)
+                self.best.update(epoch, val, self.model)
+            self.folder.log(record)
+            acc.log(
+                {
+                    **{f"train/{k}": v for k, v in stats.items() if k.startswith("loss")},
+                    **{f"val/{k}": v for k, v in record.get("val", {}).items() if v is not None},
+                },
+                step=epoch,
+            )
+            logger.info(
+                f"epoch {epoch}: {self.epoch_line(stats)}"
+                + (f", val acc {record['val']['acc']:.4f} hm {record['val']['hm']:.4f}" if "val" in record else ""),
+                main_process_only=True,
+            )
+            if (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs:
+                self.folder.save(epoch, {"best": self.best.best, **self.state})
+
+    def evaluate(self) -> dict:
+        self.best.restore(self.model)  # the epoch chosen on the validation split
+        self.exported = self.exported_model()
+        return self.ctx.final_evaluation(
+            self.exported, {"val": self.val_dl, "test": self.test_dl}, self.prep, self.ds, self.folder
+        )
+
+    def finish(self, metrics: dict) -> dict:
+        args = self.args
+        results = self.results(
+            {
+                **self.result_fields(),
+                "model": self.arch,
+                "parents": [args.init] if args.init else [],
+                **self.best.fields(args.epochs),
+                "train_seconds": self.state["train_seconds"],
+                "wall_seconds": time.perf_counter() - self.start,
+                "config": self.config,
+                "speed": describe(self.ctx.precision, self.channels_last, getattr(args, "compile", False)),
+            },
+            metrics,
+            self.ds,
+        )
+        self.folder.export(self.exported, self.ds, results, title=self.title())
+        if self.own_context:  # composed (BTM's stage 1), the caller's table has its row
+            self.accelerator.print(summary_table({f"{self.arch} {results['method']}": results["metrics"]}))
+        self.accelerator.print(f"run folder: {self.folder.path}")
+        return results
+
+    def title(self) -> str:
+        return f"{self.arch} {self.name}"

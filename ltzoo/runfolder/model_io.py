@@ -1,0 +1,365 @@
+"""Models as the run folder holds them: create a recipe's model, load one from a run folder, hub id or
+timm name, save one in timm's Hub format; the evaluation preprocessing they record. (The run folder's
+life, from its lock to the export, is `ltzoo.runfolder.folder`'s; atomic file writes are `ltzoo.files`'.)
+
+The run folder, the contract between stages.
+
+A run folder holds ``config.json`` + ``model.safetensors`` in timm's Hub format (written by timm's
+``save_for_hf``, with ``label_names`` and a ``pretrained_cfg`` that describes exactly the evaluation
+preprocessing), ``results.json`` (metrics on validation and test, training class counts, wall time,
+peak memory, the resolved config), ``run_config.yaml`` (the resolved config, seed and git commit),
+the per-class recall plot and the log. It loads with
+``timm.create_model('local-dir:RUN_DIR', pretrained=True)``, and later stages take it, or a hub id,
+as ``--init``.
+
+Every file is written atomically (a temporary file in the same folder, then ``os.replace``): a
+crash leaves the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import timm
+import torch
+from torch import nn
+
+from ltzoo.data.splits import LTDataset
+from ltzoo.errors import UserError, user_error
+from ltzoo.models.pretrained import (
+    INPUT_KEY,
+    create_pretrained,
+    input_from_weights,
+    mark_input_from_weights,
+    weights_data_config,
+)
+from ltzoo.runfolder.layout import MODEL_CONFIG, RESULTS, RUN_CONFIG, WEIGHTS  # noqa: F401  (RESULTS, RUN_CONFIG: re-exported)
+
+_logger = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------ models
+def data_config(ds: LTDataset, model: nn.Module | None = None) -> dict:
+    """The evaluation preprocessing of a dataset, in timm's data-config terms.
+
+    A model made from pretrained weights (`ltzoo.models.pretrained`) takes the input of its weights:
+    their size, mean, std and interpolation (`weights_data_config`). Otherwise, in-memory datasets are
+    evaluated at their native size with no resize or crop (crop_pct 1.0): timm's
+    ``resolve_data_config`` + ``create_transform`` on a PIL image then reproduce ltzoo's own
+    preprocessing exactly. File-backed datasets use the model's default input size and crop.
+    """
+    if model is not None and input_from_weights(model):  # pretrained weights: their input, images resized to it
+        return weights_data_config(model, in_memory=ds.train.in_memory)
+    if ds.train.in_memory:
+        return {
+            "input_size": tuple(ds.input_size),
+            "mean": tuple(ds.mean),
+            "std": tuple(ds.std),
+            "crop_pct": 1.0,
+            "interpolation": "bilinear",
+            "crop_mode": "center",
+        }
+    cfg = timm.data.resolve_data_config({}, model=model) if model is not None else {}
+    return {
+        "input_size": cfg.get("input_size", ds.input_size),
+        "mean": tuple(ds.mean),
+        "std": tuple(ds.std),
+        "crop_pct": cfg.get("crop_pct", 0.875),
+        "interpolation": cfg.get("interpolation", "bicubic"),
+        "crop_mode": "center",
+    }
+
+
+def batch_preprocess(ds: LTDataset, model: nn.Module, crop_padding: int = 0, channels_last: bool = False):
+    """`BatchPreprocess` feeding ``model`` its evaluation input (`data_config`): the dataset's normalisation
+    at its native size, or, for a model made from pretrained weights, the weights' size (in-memory uint8
+    batches resized, grayscale repeated to the model's channels), mean and std. ``crop_padding`` (random
+    translation, training only) is in native pixels, applied before the resize."""
+    from ltzoo.data.loader import BatchPreprocess
+
+    cfg = data_config(ds, model)
+    if not input_from_weights(model):
+        return BatchPreprocess(cfg["mean"], cfg["std"], crop_padding=crop_padding, channels_last=channels_last)
+    return BatchPreprocess(
+        cfg["mean"],
+        cfg["std"],
+        crop_padding=crop_padding,
+        channels_last=channels_last,
+        size=tuple(cfg["input_size"][1:]),
+        channels=cfg["input_size"][0],
+        interpolation=cfg["interpolation"],
+    )
+
+
+def image_transform(ds: LTDataset, model: nn.Module, train: bool = False):
+    """timm's transform for a file-backed dataset (None for in-memory ones, which `BatchPreprocess` handles)."""
+    if ds.train.in_memory and (ds.test.in_memory or len(ds.test) == 0):
+        return None
+    return timm.data.create_transform(**data_config(ds, model), is_training=train)
+
+
+def resolve_model_ref(ref: str) -> str:
+    """A timm model reference for ``--init``/``ltzoo eval``: a run folder, a hub id or a timm name."""
+    if ref.startswith(("hf-hub:", "local-dir:", "timm/")):
+        return ref
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not (path / MODEL_CONFIG).is_file():
+            raise UserError(
+                f"{path} has no config.json: not a finished ltzoo run folder or timm export",
+                "pass the folder of a finished run (one holding config.json and model.safetensors)",
+            )
+        return f"local-dir:{path.resolve()}"
+    if path.exists():
+        raise UserError(
+            f"{ref} is a file, not a run folder",
+            "pass the folder of a finished run, a hub id (ORG/NAME) or a timm model name",
+        )
+    if _HUB_ID.fullmatch(ref):
+        return f"hf-hub:{ref}"
+    if "/" in ref or ref.startswith((".", "~")):
+        raise UserError(f"run folder {ref} does not exist", "check the path (or pass a hub id, ORG/NAME)")
+    return ref
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def check_weights(path: str | Path) -> Path:
+    """Check that a safetensors weights file (or a run folder's model.safetensors) is complete and readable.
+
+    Opens the file with safetensors (its header and that the tensors cover the file exactly; no tensor
+    is read). Returns the file's path; raises `UserError` naming the file and the fix.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        if not (path / WEIGHTS).is_file():
+            raise UserError(
+                f"{path} has no {WEIGHTS}: the run did not finish, or its weights were removed",
+                "finish the run (run its recipe again with the same --output: it resumes) or pass another run folder",
+            )
+        path = path / WEIGHTS
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist", "check the path, or re-export the run")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except SafetensorError as exc:
+        raise UserError(
+            f"{path} is not a readable safetensors file ({exc}): it is truncated or corrupt",
+            "re-export it (run the recipe again into a fresh --output) or re-download it",
+        ) from exc
+    except OSError as exc:
+        err = user_error(exc)
+        if err is None:
+            raise
+        raise err from exc
+    return path
+
+
+def load_model(ref: str, pretrained: bool = True, **kwargs) -> nn.Module:
+    """Create a model from a run folder, hub id or timm name (``pretrained`` loads its weights).
+
+    Bad references, missing or corrupt weights, and hub ids that cannot be fetched (offline, not in the
+    cache, not on the Hub) raise `UserError` naming the reference and the fix.
+    """
+    name = resolve_model_ref(ref)
+    if pretrained and name.startswith("local-dir:"):
+        check_weights(name[len("local-dir:") :])
+    try:
+        with _offline_when_unreachable(name):
+            return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"the config.json of {ref} is not valid JSON ({exc}): it is corrupt", "re-export or re-download it"
+        ) from exc
+    except Exception as exc:
+        err = user_error(exc, hub_id=name[len("hf-hub:") :] if name.startswith("hf-hub:") else None)
+        if err is not None:
+            raise (err if ref in str(err) else UserError(f"{ref}: {err}")) from exc
+        if isinstance(exc, RuntimeError):  # a state dict that does not fit the architecture of its config
+            raise UserError(
+                f"could not load the weights of {ref} ({str(exc).splitlines()[0]}): the checkpoint "
+                "does not match its config or is corrupt",
+                "re-export or re-download it",
+            ) from exc
+        raise
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick look for the Hub (name resolution and a TCP connection to its endpoint)."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _offline_when_unreachable(name: str) -> Iterator[None]:
+    """A hub model with the Hub out of reach: huggingface_hub in offline mode for the block, so the cache
+    answers at once (or its not-cached error comes at once) instead of after 30-50 s of retries."""
+    from huggingface_hub import constants
+
+    if not name.startswith("hf-hub:") or constants.HF_HUB_OFFLINE or hub_reachable():
+        yield
+        return
+    _logger.warning(
+        "the Hugging Face Hub (%s) cannot be reached: %s from the local cache only",
+        constants.ENDPOINT,
+        name[len("hf-hub:") :],
+    )
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = False
+
+
+def label_names(model: nn.Module) -> list[str] | None:
+    """The class names a timm model was saved with, if any."""
+    names = getattr(model, "pretrained_cfg", {}).get("label_names")
+    if isinstance(names, dict):
+        return [names[k] for k in sorted(names, key=int)]
+    return list(names) if names else None
+
+
+def check_classes(model: nn.Module, ds: LTDataset, ref: str) -> None:
+    """Raise a clear error if a loaded model's classifier does not match the dataset's classes."""
+    if model.num_classes != ds.num_classes:
+        raise ValueError(
+            f"{ref} has {model.num_classes} classes but {ds.name} has {ds.num_classes}; use a model trained on "
+            "this dataset, or fine-tune it with --init ... --new-head (a new classifier; ltzoo.recipes.pretrain or btm)"
+        )
+    names = label_names(model)
+    if names and list(names) != list(ds.class_names):
+        diff = next(i for i, (a, b) in enumerate(zip(names, ds.class_names)) if a != b)
+        raise ValueError(
+            f"{ref} was trained on other classes than {ds.name}: class {diff} is {names[diff]!r} there and "
+            f"{ds.class_names[diff]!r} here; use a model trained on this dataset, or train one from it with "
+            "--init ... --new-head (a new classifier; ltzoo.recipes.pretrain or btm)"
+        )
+
+
+def create_model(
+    ds: LTDataset,
+    model: str,
+    init: str | None = None,
+    new_head: bool = False,
+    pretrained: bool = False,
+    pretrained_file: str | None = None,
+    **kwargs,
+) -> nn.Module:
+    """The model a recipe trains: ``init`` (run folder / hub id) if given, else a timm ``model``, fresh or
+    with pretrained weights (``pretrained``: timm's Hub weights; ``pretrained_file``: a local file; see
+    `ltzoo.models.pretrained`).
+
+    Classes follow the dataset; so do the input channels of a fresh model (a pretrained one keeps its
+    weights'). An ``init`` model, too, keeps the input it was trained with (its pretrained_cfg: an ltzoo run
+    records exactly that). The pretrained_cfg is set to the evaluation preprocessing (see `data_config`).
+    """
+    if init:
+        net = load_model(init)
+        mark_input_from_weights(net)  # fed as it was trained (an ltzoo run's pretrained_cfg records exactly that)
+        if new_head:
+            net.reset_classifier(ds.num_classes)
+        else:
+            check_classes(net, ds, init)
+        if getattr(net, "pretrained_cfg", {}).get("input_size", (ds.in_chans,))[0] not in (
+            ds.in_chans,
+            3 if input_from_weights(net) and ds.in_chans == 1 else ds.in_chans,
+        ):
+            raise ValueError(
+                f"{init} takes {net.pretrained_cfg['input_size'][0]}-channel images but {ds.name} has "
+                f"{ds.in_chans}; pick a model made for this dataset"
+            )
+    elif pretrained or pretrained_file:
+        net = create_pretrained(model, ds.num_classes, pretrained_file=pretrained_file, **kwargs)
+    else:
+        try:
+            net = timm.create_model(
+                model, pretrained=pretrained, num_classes=ds.num_classes, in_chans=ds.in_chans, **kwargs
+            )
+        except (RuntimeError, OSError) as exc:  # an unknown --model; its pretrained weights not fetchable
+            err = user_error(exc, hub_id=f"{model} (pretrained weights)")
+            if err is None:
+                raise
+            raise err from exc
+    net.pretrained_cfg = {**net.pretrained_cfg, **data_config(ds, net), "label_names": list(ds.class_names)}
+    return net
+
+
+def save_model(model: nn.Module, run_dir: str | Path, ds: LTDataset) -> None:
+    """Write ``config.json`` + ``model.safetensors`` with timm's ``save_for_hf``, atomically."""
+    from timm.models._hub import save_for_hf
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = data_config(ds, model)
+    with (
+        tempfile.TemporaryDirectory(dir=run_dir, prefix=".export-") as tmp,
+        contiguous_weights(model),
+        _unmarked(model),
+    ):
+        save_for_hf(
+            model, tmp, model_config={"label_names": list(ds.class_names)}, data_config=cfg, safe_serialization=True
+        )
+        umask = os.umask(0)
+        os.umask(umask)
+        for name in (MODEL_CONFIG, WEIGHTS):
+            os.chmod(Path(tmp) / name, 0o666 & ~umask)  # safetensors writes 0600; the folder's other files are 0644
+            os.replace(Path(tmp) / name, run_dir / name)
+
+
+@contextlib.contextmanager
+def _unmarked(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` without ltzoo's in-process input marker (`INPUT_KEY`) in its pretrained_cfg inside the block:
+    timm's PretrainedCfg takes no unknown key, and the exported cfg already says what the input is."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    if not isinstance(cfg, dict) or INPUT_KEY not in cfg:
+        yield model
+        return
+    model.pretrained_cfg = {k: v for k, v in cfg.items() if k != INPUT_KEY}
+    try:
+        yield model
+    finally:
+        model.pretrained_cfg = cfg
+
+
+@contextlib.contextmanager
+def contiguous_weights(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` with contiguous weights inside the block (safetensors stores no channels_last tensor), as it
+    was after it."""
+    channels_last = any(
+        p.ndim == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+        for p in model.parameters()
+    )
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)
+    try:
+        yield model
+    finally:
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+
+
+def save_weights(model: nn.Module, path: str | Path) -> None:
+    """The model's weights as a safetensors file (whatever their memory format)."""
+    from safetensors.torch import save_model as _save
+
+    with contiguous_weights(model):
+        _save(model, str(path))
