@@ -292,7 +292,7 @@ import sys
 import torch
 from accelerate import Accelerator
 sys.path.insert(0, {tests!r})
-import test_csa as t
+import test_context_shift as t
 
 acc = Accelerator()
 setup = t._setup()

@@ -271,12 +271,8 @@ def test_max_norm_projects_after_every_step(lt, monkeypatch):
         orig,
         train,
         loss,
-        COUNTS,
-        epochs=2,
-        lr=5.0,
-        batch_size=64,
+        heads_mod.HeadFit(COUNTS, epochs=2, lr=5.0, batch_size=64, seed=0),
         sampler="instance",
-        seed=0,
         weight_decay=0.0,
         max_norm=radius,
     )

@@ -89,12 +89,14 @@ _AVX2_HEAD = {
 PINNED = {
     "x86_64 amx torch 2.14.1": _AMX,
     "x86_64 avx2 torch 2.14.1": {**_AMX, "BTM+gml+ens": _AVX2_HEAD, "final": _AVX2_HEAD},
+    "x86_64 avx512 torch 2.14.1": _AMX,  # the same metrics as AMX's (measured on an AVX512-BF16 EPYC)
 }
-# the exported weights' SHA-1 by the CPU kernels that made them (tests/cpu_kernels.py); e258d19's value,
-# 78a99d67f112950f9c8833e1fbb17ce9b79435fd, came from a machine whose kernels were not recorded
+# the exported weights' SHA-1 by the CPU kernels that made them (tests/cpu_kernels.py); the AVX-512 value (an AMD
+# EPYC with AVX512-BF16 and no AMX) equals e258d19's, which came from a machine whose kernels were not recorded
 WEIGHTS_SHA1 = {
     "x86_64 amx torch 2.14.1": "81a587efbb019f783c1fc459b14d3d0dc9ea4311",
     "x86_64 avx2 torch 2.14.1": "60090e90bfc3c1e201ea3a70de8ad37d3d7e5b4f",
+    "x86_64 avx512 torch 2.14.1": "78a99d67f112950f9c8833e1fbb17ce9b79435fd",
 }
 
 

@@ -122,16 +122,27 @@ def project_max_norm(weight: torch.Tensor, radius: float) -> None:
         weight.mul_((radius / weight.norm(dim=1, keepdim=True).clamp(min=1e-12)).clamp(max=1.0))
 
 
+@dataclass(frozen=True)
+class HeadFit:
+    """What every head method is fitted with: the training counts, the schedule of a trained head, the GML
+    exponent ``p`` and the validation metric choices are made on (``select``)."""
+
+    train_counts: Sequence[int]
+    epochs: int = 30
+    lr: float = 0.1
+    batch_size: int = 512
+    seed: int = 0
+    p: float = 1.0
+    select: str = "hm"
+
+
 def _train_head(
     head: Head,
     train: Features,
     loss_fn: nn.Module,
-    train_counts: Sequence[int],
-    epochs: int,
-    lr: float,
-    batch_size: int,
+    fit: HeadFit,
+    *,
     sampler: str,
-    seed: int,
     weight_decay: float = 5e-4,
     scales_only: bool = False,
     max_norm: float | None = None,
@@ -141,6 +152,7 @@ def _train_head(
     class's weight vector into the ball of this radius after every step (projected gradient descent).
     ``head_lr_factor``: train the head at ``lr`` times it and, jointly, the per-class scales at ``lr`` (MiSLAS's
     classifier stage), both with ``weight_decay``."""
+    train_counts, epochs, lr, batch_size, seed = fit.train_counts, fit.epochs, fit.lr, fit.batch_size, fit.seed
     joint = head_lr_factor is not None
     w = head.weight.clone().requires_grad_(not scales_only)
     b = head.bias.clone().requires_grad_(not scales_only)
@@ -173,47 +185,32 @@ def _train_head(
         return Head((w * s[:, None]).detach(), (b * s).detach())
 
 
-def _gml(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
-    new = _train_head(
-        head, train, create_loss("gml", train_counts, p=p), train_counts, epochs, lr, batch_size, "instance", seed
-    )
-    return new, {"method": "gml", "epochs": epochs, "lr": lr, "p": p, "sampler": "instance"}
+def _gml(head: Head, train: Features, val: Features | None, fit: HeadFit) -> tuple[Head, dict]:
+    new = _train_head(head, train, create_loss("gml", fit.train_counts, p=fit.p), fit, sampler="instance")
+    return new, {"method": "gml", "epochs": fit.epochs, "lr": fit.lr, "p": fit.p, "sampler": "instance"}
 
 
-def _crt(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
-    new = _train_head(
-        head, train, create_loss("ce", train_counts), train_counts, epochs, lr, batch_size, "balanced", seed
-    )
-    return new, {"method": "crt", "epochs": epochs, "lr": lr, "sampler": "balanced"}
+def _crt(head: Head, train: Features, val: Features | None, fit: HeadFit) -> tuple[Head, dict]:
+    new = _train_head(head, train, create_loss("ce", fit.train_counts), fit, sampler="balanced")
+    return new, {"method": "crt", "epochs": fit.epochs, "lr": fit.lr, "sampler": "balanced"}
 
 
-def _lws(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
-    new = _train_head(
-        head,
-        train,
-        create_loss("ce", train_counts),
-        train_counts,
-        epochs,
-        lr,
-        batch_size,
-        "balanced",
-        seed,
-        scales_only=True,
-    )
-    return new, {"method": "lws", "epochs": epochs, "lr": lr, "sampler": "balanced"}
+def _lws(head: Head, train: Features, val: Features | None, fit: HeadFit) -> tuple[Head, dict]:
+    new = _train_head(head, train, create_loss("ce", fit.train_counts), fit, sampler="balanced", scales_only=True)
+    return new, {"method": "lws", "epochs": fit.epochs, "lr": fit.lr, "sampler": "balanced"}
 
 
-def _wb(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
-    return _weight_balanced(head, train, val, train_counts, epochs, lr, batch_size, seed, select)
+def _wb(head: Head, train: Features, val: Features | None, fit: HeadFit) -> tuple[Head, dict]:
+    return _weight_balanced(head, train, val, fit)
 
 
-def _taunorm(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
-    return _choose_tau(lambda t: tau_norm(head, t), val, train_counts, select, "taunorm")
+def _taunorm(head: Head, train: Features, val: Features | None, fit: HeadFit) -> tuple[Head, dict]:
+    return _choose_tau(lambda t: tau_norm(head, t), val, fit.train_counts, fit.select, "taunorm")
 
 
-def _la(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
-    counts = torch.as_tensor(list(train_counts), dtype=torch.float64)
-    return _choose_tau(lambda t: logit_adjusted(head, counts, t), val, train_counts, select, "la")
+def _la(head: Head, train: Features, val: Features | None, fit: HeadFit) -> tuple[Head, dict]:
+    counts = torch.as_tensor(list(fit.train_counts), dtype=torch.float64)
+    return _choose_tau(lambda t: logit_adjusted(head, counts, t), val, fit.train_counts, fit.select, "la")
 
 
 #: MiSLAS's classifier stage, its values for CIFAR-10-LT at rho = 100 (Fashion-MNIST-LT also has 10 classes;
@@ -224,20 +221,20 @@ LAS = {"eps_head": 0.3, "eps_tail": 0.0, "form": "concave", "lr": 0.1, "head_lr_
 LAS_GRID = {"form": LAS_FORMS, "eps_head": (0.1, 0.2, 0.3, 0.4)}
 
 
-def _las(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
-    return _label_aware(head, train, val, train_counts, epochs, lr, batch_size, seed, select)
+def _las(head: Head, train: Features, val: Features | None, fit: HeadFit) -> tuple[Head, dict]:
+    return _label_aware(head, train, val, fit)
 
 
-def _ncm(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
-    return ncm_head(train, len(train_counts), "cosine"), {
+def _ncm(head: Head, train: Features, val: Features | None, fit: HeadFit) -> tuple[Head, dict]:
+    return ncm_head(train, len(fit.train_counts), "cosine"), {
         "method": "ncm",
         "features": "L2-normalised",
         "fold": NCM_FOLD["ncm"],
     }
 
 
-def _ncm_l2(head, train, val, train_counts, epochs, lr, batch_size, seed, p, select):
-    return ncm_head(train, len(train_counts), "euclidean"), {
+def _ncm_l2(head: Head, train: Features, val: Features | None, fit: HeadFit) -> tuple[Head, dict]:
+    return ncm_head(train, len(fit.train_counts), "euclidean"), {
         "method": "ncm_l2",
         "features": "raw",
         "fold": NCM_FOLD["ncm_l2"],
@@ -254,7 +251,7 @@ class HeadMethod:
 
     display_name: str
     cite: tuple[str, ...] = ()
-    fit: Callable[..., tuple[Head, dict]] | None = None
+    fit: Callable[[Head, Features, Features | None, HeadFit], tuple[Head, dict]] | None = None
     lr: float | None = None
     ensembled: bool = False
     shift_bn: bool = False
@@ -313,7 +310,8 @@ def retrain(
     if method not in HEAD_METHODS:
         raise ValueError(f"unknown classifier method {method!r}; choose one of {METHODS}")
     spec = HEAD_METHODS[method]
-    return spec.fit(head, train, val, train_counts, epochs, lr or spec.lr, batch_size, seed, p, select)
+    fit = HeadFit(train_counts, epochs=epochs, lr=lr or spec.lr, batch_size=batch_size, seed=seed, p=p, select=select)
+    return spec.fit(head, train, val, fit)
 
 
 TAUS = tuple(round(0.1 * i, 1) for i in range(0, 21))
@@ -324,25 +322,14 @@ WB_WEIGHT_DECAYS = (1e-1, 1e-2, 1e-3, 1e-4, 0.0)
 WB_THRESH = 0.1
 
 
-def _weight_balanced(
-    head: Head,
-    train: Features,
-    val: Features | None,
-    train_counts,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    seed: int,
-    select: str,
-) -> tuple[Head, dict]:
+def _weight_balanced(head: Head, train: Features, val: Features | None, fit: HeadFit) -> tuple[Head, dict]:
     """Weight balancing's stage 2: the class-balanced loss with weight decay and MaxNorm, from the given head."""
+    train_counts, epochs, lr, select = fit.train_counts, fit.epochs, fit.lr, fit.select
     loss = create_loss("cb", train_counts, beta=0.9999)
     radius = max_norm_radius(head.weight, WB_THRESH)
 
     def make(wd: float) -> Head:
-        return _train_head(
-            head, train, loss, train_counts, epochs, lr, batch_size, "instance", seed, weight_decay=wd, max_norm=radius
-        )
+        return _train_head(head, train, loss, fit, sampler="instance", weight_decay=wd, max_norm=radius)
 
     info = {
         "method": "wb",
@@ -365,19 +352,10 @@ def _weight_balanced(
     }
 
 
-def _label_aware(
-    head: Head,
-    train: Features,
-    val: Features | None,
-    train_counts,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    seed: int,
-    select: str,
-) -> tuple[Head, dict]:
+def _label_aware(head: Head, train: Features, val: Features | None, fit: HeadFit) -> tuple[Head, dict]:
     """MiSLAS's classifier stage on cached features: the head (at ``LAS['head_lr_factor']`` x ``lr``) and one
     scale per class (at ``lr``) trained jointly on class-balanced batches with label-aware smoothing."""
+    train_counts, epochs, lr, select = fit.train_counts, fit.epochs, fit.lr, fit.select
 
     def make(form: str, eps_head: float) -> Head:
         loss = create_loss("las", train_counts, eps_head=eps_head, eps_tail=LAS["eps_tail"], form=form)
@@ -385,12 +363,8 @@ def _label_aware(
             head,
             train,
             loss,
-            train_counts,
-            epochs,
-            lr,
-            batch_size,
-            "balanced",
-            seed,
+            fit,
+            sampler="balanced",
             weight_decay=LAS["weight_decay"],
             head_lr_factor=LAS["head_lr_factor"],
         )

@@ -285,16 +285,22 @@ class BTM(Recipe):
     build_parser = staticmethod(build_parser)
 
     def setup(self) -> None:
+        flags = self.flags
+        if flags.ensemble is None:
+            ensembled = HEAD_METHODS[flags.classifier].ensembled if flags.classifier != "none" else False
+            self.decide("ensemble", ensembled, f"the {flags.classifier} head's default (HEAD_METHODS)")
+        if flags.shift_bn is None:
+            shifted = uses_shifted_bn(flags.shift_bn, flags.classifier)
+            self.decide("shift_bn", shifted, f"whether the {flags.classifier} head's paper shifts BN first")
+        own_stage1 = flags.init is None
+        ctx = self.open_context(default_output("btm", self.args) if own_stage1 else None)
+        self.ds = ds = self.load_dataset(ctx)
         args = self.args
-        if args.ensemble is None:
-            args.ensemble = HEAD_METHODS[args.classifier].ensembled if args.classifier != "none" else False
-        args.shift_bn = uses_shifted_bn(args.shift_bn, args.classifier)
-        own_stage1 = args.init is None
-        ctx = self.open_context(default_output("btm", args) if own_stage1 else None)
-        self.ds = ds = ctx.dataset(args)
         # the subsets first: a class with too few images for the shots stops the run before any work
         if args.shots is None:
-            args.shots, self.shots_rule = choose_shots(ds.train_counts, args.subsets, args.disjoint)
+            shots, self.shots_rule = choose_shots(ds.train_counts, args.subsets, args.disjoint)
+            self.decide("shots", shots, self.shots_rule)
+            args = self.args
         else:
             self.shots_rule = "given (--shots)"
             if not args.allow_fewer:
@@ -318,7 +324,7 @@ class BTM(Recipe):
         if own_stage1:  # BTM's folder is locked before its stage 1 writes into it
             out = self.open_folder(default_output("btm", args)).path
             self.stage1 = Pretrain(stage1_args(args, out / "stage1"), ctx)
-            args.init = str(out / "stage1")
+            self.decide("init", str(out / "stage1"), "BTM's own stage 1, trained first in this run's folder")
 
     def train(self) -> None:
         self.train_stage1()
@@ -339,7 +345,9 @@ class BTM(Recipe):
         args, ds, ctx = self.args, self.ds, self.ctx
         set_seed(args.seed)
         self.base = base = create_model(ds, args.model, init=args.init, new_head=args.new_head)
-        args.model = base.pretrained_cfg.get("architecture") or args.model  # --init's architecture names the run
+        arch = base.pretrained_cfg.get("architecture") or args.model
+        self.decide("model", arch, "the architecture of --init's weights")  # it names the run
+        args = self.args
         self.channels_last = apply_channels_last(base, args.channels_last)  # the members are copies of it
         if self.folder is None:
             self.open_folder(default_output("btm", args))
@@ -434,8 +442,7 @@ class BTM(Recipe):
         self.head_info = {}
         if args.classifier != "none":
             # features at the run's precision (bf16 where it trains in bf16: the heads' numbers barely move,
-            # benchmarks/results/btm_ratio.md as of commit d278b26, bf16 against fp32 features on an AMX CPU);
-            # the exported model is evaluated in fp32 all the same
+            # benchmarks/results/btm_ratio.md); the exported model is evaluated in fp32 all the same
             feats = {
                 s: Features(
                     *predict(

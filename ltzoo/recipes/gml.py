@@ -88,7 +88,7 @@ class GML(Recipe):
     def setup(self) -> None:
         args = self.args
         ctx = self.open_context()
-        self.ds = ds = ctx.dataset(args)
+        self.ds = ds = self.load_dataset(ctx)
         model = create_model(ds, None, init=args.init)
         self.arch = model.pretrained_cfg.get("architecture") or type(model).__name__  # names the run
         self.open_folder(default_output("gml", args, model=self.arch))

@@ -24,6 +24,7 @@ from pathlib import Path
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
+from ltzoo.config.resolution import Resolution, RunConfig
 from ltzoo.methods import adapters
 from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes.flags import RecipeParser, default_output
@@ -39,13 +40,20 @@ logger = get_logger(__name__)
 
 
 class Recipe:
-    """A recipe's steps over one run context; ``args`` is its config, the single source of truth."""
+    """A recipe's steps over one run context.
+
+    ``flags`` is the parsed command line, never changed; ``args`` is the run's config: those flags with what the run
+    decided from its data and starting point laid over them (`decide`, recorded with its rule in ``resolution``
+    and in run_config.yaml), the single source of truth.
+    """
 
     #: the recipe's name (``ltzoo.recipes.<name>``, run_config.yaml's ``recipe``)
     name: str = ""
 
     def __init__(self, args: argparse.Namespace, ctx: RunContext | None = None):
-        self.args = argparse.Namespace(**vars(args))  # the run fills in choices (BTM's --shots): the caller's stay
+        self.flags = RunConfig.of(args)  # as parsed: read-only, and the caller's own namespace stays untouched
+        self.resolution = Resolution()
+        self.args = self.flags
         self.ctx, self.own_context = ctx, ctx is None
         self.folder: RunFolder | None = None
         self.start = time.perf_counter()
@@ -90,6 +98,20 @@ class Recipe:
         raise NotImplementedError
 
     # what the steps share
+    def decide(self, name: str, value, rule: str):
+        """Record the run's choice of ``value`` for flag ``name`` and the ``rule`` that chose it; ``self.args`` then
+        reads it (a new read-only config: the parsed flags are never changed). Returns ``value``."""
+        self.resolution.decide(name, value, rule)
+        self.args = self.resolution.apply(self.flags)
+        return value
+
+    def load_dataset(self, ctx: RunContext):
+        """The dataset of the data flags (loaded once per context); the profile it applied is the run's (none for
+        data used as is)."""
+        ds = ctx.dataset(self.args)
+        self.decide("profile", ds.info.get("profile"), "the profile the data applied (none: data used as it is)")
+        return ds
+
     def open_context(self, project_dir: Path | None = None) -> RunContext:
         """The run context: the caller's, or one built now (once per process)."""
         if self.ctx is None:
@@ -111,6 +133,7 @@ class Recipe:
         return self.folder.write_config(
             {
                 **vars(self.args),
+                "resolved": self.resolution.rules(),
                 "recipe": self.name,
                 "output": str(self.folder.path),
                 "flags": self.build_parser().flag_table(),
@@ -143,7 +166,7 @@ class TrainingRecipe(Recipe):
         out = default_output(self.run_name(), args)
         ctx = self.open_context(out)
         self.open_folder(out)
-        self.ds = ds = ctx.dataset(args)
+        self.ds = ds = self.load_dataset(ctx)
         set_seed(args.seed)  # the initialisation draws the same whoever made the context
         net = create_model(
             ds,
@@ -154,6 +177,9 @@ class TrainingRecipe(Recipe):
             pretrained_file=args.pretrained_file,
         )
         self.arch = net.pretrained_cfg.get("architecture") or args.model  # --init's, whatever --model says
+        if self.arch != args.model:  # the config names the model the run trains
+            self.decide("model", self.arch, "the architecture of the starting weights (--init), not --model")
+            args = self.args
         self.spec = adapters.spec_from_args(args)  # --peft: the adapter and the classifier train, the rest is frozen
         net = adapters.wrap(net, self.spec)
         self.accelerator.print(adapters.describe(args, net))

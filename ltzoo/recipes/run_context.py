@@ -115,9 +115,7 @@ class RunContext:
                 if ds.info.get(note):
                     self.accelerator.print(f"validation: {ds.info[note]}")
             self._datasets[key] = ds
-        ds = self._datasets[key]
-        args.profile = ds.info.get("profile")  # the config records what was applied: none for data used as is
-        return ds
+        return self._datasets[key]
 
     def train_batch_size(self, batch_size: int, ds) -> int:
         """``batch_size``, lowered (with a warning) when the training set has fewer images per process:

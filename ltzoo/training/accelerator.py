@@ -5,10 +5,9 @@
   AVX512-BF16 units; fp32 elsewhere (bf16 emulated on other CPUs is slower than fp32).
 - channels_last: ``"auto"`` puts convolutional models (and their input batches) in NHWC, the layout
   oneDNN and cuDNN convolve fastest.
-- `torch.compile`: on request only. Measured on the 2-core CPU (resnet20_cifar, batch 128, bf16,
-  channels_last; benchmarks/results/speed.md): 2 to 3 minutes to compile forward and backward with
-  empty caches, for a step at most ~1.05-1.2x faster. A BTM run's 15-epoch stage 1 (220k images,
-  about 5 minutes on 2 idle cores) would save seconds, and each BTM member is a new module to compile.
+- `torch.compile`: on request only. On a small CPU the compile time outweighs the few percent a step
+  gains over a short run, and each BTM member is a new module to compile (the measurements:
+  benchmarks/results/speed.md, docs/benchmarks/speed.md).
 
 `make_accelerator` is the one place in ltzoo that constructs an `accelerate.Accelerator` (a recipe's run
 context, `ltzoo.recipes.run_context`, builds it once per process; ``ltzoo eval`` its own). Evaluation never

@@ -10,8 +10,8 @@ Given the model at the end of the epoch, it also checks the weights: a NaN gradi
 step leaves NaN weights behind a finite loss.
 
 Two causes seen in practice: a learning rate too high for the model, and reduced-precision kernels. One
-of the latter, measured with torch 2.14.1 (oneDNN 3.12) on a Xeon with AMX-BF16 (and with oneDNN held to
-AVX512-BF16): on the CPU, the bf16 weight gradient of a strided convolution whose input is smaller than its
+of the latter (seen with oneDNN's AMX-BF16 and AVX512-BF16 kernels; docs/errors.md): on the CPU, the bf16 weight
+gradient of a strided convolution whose input is smaller than its
 stride (a 3x3, stride-2 conv on a 1x1 map, as timm's test_resnet makes of 8x8 images) leaves the kernel
 taps that see only padding unwritten: they hold whatever the memory held, in about half the calls
 something non-zero, sometimes NaN. fp32 computes them (as zeros) correctly.
