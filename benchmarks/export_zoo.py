@@ -25,6 +25,7 @@ FILES = (
     "run_config.yaml",
     "predictions.safetensors",
     "reliability.png",
+    "classifier_uncalibrated.safetensors",
 )
 # zoo name -> (its run under runs/, with {grid} and {seed} filled in; hub id of the model it starts from)
 ENTRIES = {

@@ -412,8 +412,10 @@ def test_init_from_corrupt_weights_is_refused_before_training(capsys, run_dir, f
 @pytest.mark.parametrize(
     "ref, parts",
     [
-        ("runs/does/not/exist", ["run folder runs/does/not/exist does not exist", "check the path"]),
-        ("./nothere", ["run folder ./nothere does not exist"]),
+        ("runs/does/not/exist", ["no run folder or weights file at runs/does/not/exist", "pass a run folder"]),
+        ("./nothere", ["no run folder or weights file at ./nothere", "or a hub id org/name"]),
+        ("/no/such/run", ["no run folder or weights file at /no/such/run"]),
+        ("~/no-such-run-here", ["no run folder or weights file at ~/no-such-run-here"]),
         ("resnet_nonexistent", ["unknown model 'resnet_nonexistent'", "timm.list_models"]),
     ],
 )
@@ -421,6 +423,69 @@ def test_bad_model_references(capsys, ref, parts):
     from ltzoo.runfolder.model_io import load_model
 
     expect_user_error(capsys, lambda: load_model(ref), *parts)
+
+
+@pytest.mark.parametrize("ref", ["runs/does-not-exist", "runs/x.y"])
+def test_missing_run_folder_under_an_existing_folder_is_not_asked_of_the_hub(capsys, tmp_path, monkeypatch, ref):
+    """``runs/x`` has the form of a hub id (org/name): where ``runs/`` is a folder of runs here, it is a missing run
+    folder, refused at once, with no Hub request (the Hub here is a closed port; offline, it would say "not in the
+    cache"). A folder without runs (like a checkout's ``ltzoo/`` package) leaves ``org/name`` a hub id."""
+    from ltzoo.runfolder.model_io import load_model, resolve_model_ref
+
+    patch_huggingface_hub(monkeypatch, "http://127.0.0.1:9", tmp_path / "hf_home", None)
+    set_hf_offline(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "done").mkdir(parents=True)
+    (tmp_path / "runs" / "done" / "run_config.yaml").write_text("seed: 0\n")
+    line = expect_user_error(
+        capsys,
+        lambda: load_model(ref),
+        f"no run folder or weights file at {ref}; ",
+        "pass a run folder (it holds config.json and model.safetensors) or a hub id org/name",
+    )
+    assert "hub" not in line.split(";")[0].lower()
+    (tmp_path / "runs" / "done" / "run_config.yaml").unlink()  # runs/ without a run: runs/x is a hub id by its form
+    assert resolve_model_ref(ref) == f"hf-hub:{ref}"
+    (tmp_path / "ltzoo" / "cli").mkdir(parents=True)  # a checkout's package folder: ltzoo/NAME is the zoo's hub id
+    (tmp_path / "ltzoo" / "__init__.py").write_text("")
+    assert resolve_model_ref("ltzoo/resnet20-ce-fmnistlt") == "hf-hub:ltzoo/resnet20-ce-fmnistlt"
+
+
+def test_missing_org_name_says_there_is_no_run_folder_either(capsys, tmp_path, monkeypatch):
+    """An ``org/name`` whose ``org`` is no folder here goes to the Hub; when the Hub cannot give it, the line says
+    too that there is no run folder of that name (the user may have meant one), with the Hub's reason and fix."""
+    from ltzoo.runfolder.model_io import load_model
+
+    patch_huggingface_hub(monkeypatch, "http://127.0.0.1:9", tmp_path / "hf_home", None)
+    set_hf_offline(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    expect_user_error(
+        capsys,
+        lambda: load_model("runs/does-not-exist"),
+        "no run folder or weights file at runs/does-not-exist, and hub model runs/does-not-exist is not in the "
+        "local cache",
+        "download it once online",
+    )
+
+
+def test_eval_and_init_of_a_missing_run_folder_name_it(tmp_path):
+    """The newcomer's commands: ``ltzoo eval runs/does-not-exist`` and a recipe's ``--init runs/does-not-exist``
+    (with a run in ``runs/``) end on the one line naming the missing run folder, not the Hub."""
+    (tmp_path / "runs" / "earlier").mkdir(parents=True)
+    (tmp_path / "runs" / "earlier" / "config.json").write_text("{}")
+    env = {**recipe_env(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    for cmd, prog in (
+        (["-m", "ltzoo", "eval", "runs/does-not-exist", "--dataset", "fmnist_lt"], "ltzoo eval"),
+        (["-m", "ltzoo.recipes.gml", "--dataset", "fmnist_lt", "--init", "runs/does-not-exist"], "gml.py"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, *cmd], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 2, proc.stderr
+        last = proc.stderr.splitlines()[-1] + "\n"  # the recipe logs the data it loaded first
+        assert_one_line(last, prog, "no run folder or weights file at runs/does-not-exist; pass a run folder")
+        assert "Traceback" not in proc.stderr
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["earlier"], "no run folder is left"
 
 
 def test_model_ref_that_is_a_file_or_a_folder_without_config(capsys, run_dir):
@@ -543,19 +608,24 @@ def test_stale_temporaries_are_removed_and_nothing_else(tmp_path, caplog):
 @pytest.mark.parametrize(
     "func, value, ok, wanted",
     [
-        (argtypes.positive_int, "0", None, "an integer >= 1, got '0'"),
+        (argtypes.positive_int, "0", None, "an integer >= 1, got '0'; pass a whole number of 1 or more, e.g. 1"),
         (argtypes.positive_int, "2.5", None, "an integer >= 1, got '2.5'"),
         (argtypes.positive_int, 3.0, 3, None),
         (argtypes.positive_int, True, None, "an integer >= 1, got True"),
-        (argtypes.nonneg_int, "-1", None, "an integer >= 0, got '-1'"),
+        (argtypes.nonneg_int, "-1", None, "an integer >= 0, got '-1'; pass a whole number of 0 or more"),
         (argtypes.nonneg_int, "0", 0, None),
-        (argtypes.unit_interval, "1.5", None, "a ratio in [0, 1], got '1.5'"),
+        (argtypes.unit_interval, "1.5", None, "a ratio in [0, 1], got '1.5'; pass a number from 0 to 1"),
         (argtypes.unit_interval, "0", 0.0, None),
         (argtypes.positive_fraction, "0", None, "a ratio in (0, 1], got '0'"),
-        (argtypes.positive_fraction, "nan", None, "a ratio in (0, 1], got 'nan'"),
-        (argtypes.positive_float, "-0.1", None, "a number > 0, got '-0.1'"),
-        (argtypes.nonneg_float, "inf", None, "a number >= 0, got 'inf'"),
-        (argtypes.imbalance_ratio, "0.5", None, "an imbalance ratio >= 1"),
+        (argtypes.positive_fraction, "nan", None, "a ratio in (0, 1], got 'nan'; pass a number above 0 and at most 1"),
+        (argtypes.positive_float, "-0.1", None, "a number > 0, got '-0.1'; pass a number above 0"),
+        (argtypes.nonneg_float, "inf", None, "a number >= 0, got 'inf'; pass a number of 0 or more"),
+        (
+            argtypes.imbalance_ratio,
+            "0.5",
+            None,
+            "an imbalance ratio >= 1 (largest class / smallest class), got '0.5'; pass",
+        ),
         (argtypes.imbalance_ratio, "100", 100.0, None),
     ],
 )
@@ -573,10 +643,12 @@ def test_path_types(tmp_path):
     f.write_text("x")
     assert argtypes.existing_file(str(f)) == str(f) and argtypes.existing_dir(str(tmp_path)) == str(tmp_path)
     for func, value, msg in (
-        (argtypes.existing_file, tmp_path / "b.txt", "does not exist"),
-        (argtypes.existing_file, tmp_path, "is a folder, expected a file"),
-        (argtypes.existing_dir, tmp_path / "nope", "folder .* does not exist"),
-        (argtypes.existing_dir, f, "is a file, expected a folder"),
+        (argtypes.existing_file, tmp_path / "b.txt", "does not exist; check the path"),
+        (argtypes.existing_file, tmp_path, "is a folder, expected a file; pass the file inside it"),
+        (argtypes.existing_dir, tmp_path / "nope", "folder .* does not exist; check the path"),
+        (argtypes.existing_dir, f, "is a file, expected a folder; pass the folder that holds it"),
+        (argtypes.file_of("pass the list"), tmp_path / "b.txt", "file .*b.txt does not exist; pass the list$"),
+        (argtypes.folder_of("pass the root"), f, "is a file, expected a folder; pass the root$"),
     ):
         with pytest.raises(argparse.ArgumentTypeError, match=msg):
             func(str(value))
@@ -594,13 +666,19 @@ def test_flag_values_checked_when_parsed(capsys, tmp_path):
         _parser().parse_args(["--subsets", "0"])
     err = capsys.readouterr().err
     assert info.value.code == 2
-    assert err.splitlines()[-1] == "recipe.py: error: argument --subsets: expected an integer >= 1, got '0'"
+    assert err.splitlines()[-1] == (
+        "recipe.py: error: argument --subsets: expected an integer >= 1, got '0'; pass a whole number of 1 or more, "
+        "e.g. 1"
+    )
     with pytest.raises(SystemExit):
         _parser().parse_args(["--val-list", str(tmp_path / "v.txt")])
     assert (
         capsys.readouterr()
         .err.splitlines()[-1]
-        .endswith(f"argument --val-list: file {tmp_path / 'v.txt'} does not exist")
+        .endswith(
+            f"argument --val-list: file {tmp_path / 'v.txt'} does not exist; check the path (a relative one "
+            "starts from the current folder)"
+        )
     )
 
 
@@ -612,7 +690,8 @@ def test_config_values_checked_like_flags(capsys):
     assert info.value.code == 2
     assert (
         capsys.readouterr().err.splitlines()[-1]
-        == "recipe.py: error: cfg.yaml: subsets: expected an integer >= 1, got 0"
+        == "recipe.py: error: cfg.yaml: subsets: expected an integer >= 1, got 0; pass a whole number of 1 or more, "
+        "e.g. 1"
     )
 
 
@@ -722,14 +801,18 @@ def _recipe(name: str):
 @pytest.mark.parametrize(
     "recipe, argv, parts",
     [
-        ("btm", ["--subsets", "0"], ["argument --subsets: expected an integer >= 1, got '0'"]),  # issue 12's case
+        (  # issue 12's case, with the fix
+            "btm",
+            ["--subsets", "0"],
+            ["argument --subsets: expected an integer >= 1, got '0'; pass a whole number of 1 or more, e.g. 1"],
+        ),
         ("btm", ["--shots", "-3"], ["argument --shots: expected an integer >= 1"]),
         ("btm", ["--member-epochs", "0"], ["argument --member-epochs: expected an integer >= 1"]),
         ("btm", ["--member-lr", "0"], ["argument --member-lr: expected a number > 0"]),
         ("btm", ["--head-epochs", "1.5"], ["argument --head-epochs: expected an integer >= 1, got '1.5'"]),
         ("pretrain", ["--epochs", "0"], ["argument --epochs: expected an integer >= 1"]),
         ("pretrain", ["--batch-size", "zero"], ["argument --batch-size: expected an integer >= 1, got 'zero'"]),
-        ("pretrain", ["--lr", "-0.1"], ["argument --lr: expected a number > 0"]),
+        ("pretrain", ["--lr", "-0.1"], ["argument --lr: expected a number > 0, got '-0.1'; pass a number above 0"]),
         ("pretrain", ["--grad-accum", "0"], ["argument --grad-accum"]),
         ("pretrain", ["--save-every", "0"], ["argument --save-every"]),
         ("pretrain", ["--warmup-epochs", "-1"], ["argument --warmup-epochs: expected a number >= 0"]),
@@ -742,7 +825,10 @@ def _recipe(name: str):
         (
             "pretrain",
             ["--train-list", "/nonexistent/train.txt"],
-            ["argument --train-list: file /nonexistent/train.txt does not exist"],
+            [
+                "argument --train-list: file /nonexistent/train.txt does not exist; pass the `path label` list of the "
+                "training images, a text file (the published lists: docs/data.md)"
+            ],
         ),
         ("pretrain", ["-c", "fmnist_lt/nope"], ["argument -c/--config: no config file fmnist_lt/nope", "packaged: "]),
         ("pretrain", ["--bogus-flag", "1"], ["unrecognized arguments: --bogus-flag", "pretrain.py --help"]),
@@ -1185,9 +1271,17 @@ def _pretrain(folder: Path, out: Path, epochs: int, *extra) -> dict:
     )
 
 
+def _interrupted(folder, out: Path, epochs: int) -> None:
+    """A run of ``epochs`` epochs stopped after its first: one epoch trained and checkpointed, run_config.yaml
+    recording the ``epochs`` it was started with (the same flags resume; other flags would be another run)."""
+    _pretrain(folder, out, 1)
+    config = out / "run_config.yaml"
+    config.write_text(config.read_text().replace("\nepochs: 1\n", f"\nepochs: {epochs}\n"))
+
+
 def test_resume_survives_a_torn_log_line_and_stale_temporaries(folder, tmp_path, caplog):
     out = tmp_path / "run"
-    _pretrain(folder, out, 1)
+    _interrupted(folder, out, 2)
     log = out / "log.jsonl"
     first = log.read_text()
     log.write_text(first + '{"epoch": 1, "loss": 0.')  # a crash while appending epoch 1's record
@@ -1207,7 +1301,7 @@ def test_resume_refuses_a_log_corrupt_before_its_last_line(capsys, folder, tmp_p
     from ltzoo.recipes import pretrain
 
     out = tmp_path / "run"
-    _pretrain(folder, out, 1)
+    _interrupted(folder, out, 2)
     log = out / "log.jsonl"
     log.write_text('{"epoch": 0, "lo\n' + log.read_text())
     expect_refused(
@@ -1222,6 +1316,8 @@ def test_resume_refuses_a_log_corrupt_before_its_last_line(capsys, folder, tmp_p
             "resnet20_cifar",
             "--epochs",
             "2",
+            "--batch-size",
+            "8",
             "--output",
             out,
             *TINY,

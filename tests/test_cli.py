@@ -115,7 +115,17 @@ def test_data_imagefolder_and_lists(tmp_path, capsys, monkeypatch):
     "setup, argv, match",
     [
         (None, ["data", "mnist_lt"], "unknown dataset 'mnist_lt'"),
-        (None, ["data", "cifar10_lt", "--data-dir", "{tmp}/nowhere"], "data dir .*nowhere does not exist"),
+        (
+            None,
+            ["data", "cifar10_lt", "--data-dir", "{tmp}/nowhere"],
+            r"data dir .*nowhere does not exist .*; pass --data-dir the folder that holds cifar-10-batches-py/",
+        ),
+        (
+            None,
+            ["data", "imagefolder", "--data-dir", "{tmp}/nowhere"],
+            r"data dir .*nowhere does not exist \(dataset 'imagefolder'\); pass --data-dir the folder that holds "
+            r"train/ and test/ \(one subfolder per class; docs/data.md\)",
+        ),
         (None, ["data", "cifar10_lt"], "needs --data-dir"),
         ("fmnist_truncated", ["data", "fmnist_lt", "--data-dir", "{tmp}"], "t10k-labels-idx1-ubyte.gz is truncated"),
         ("evil_cifar", ["data", "cifar10_lt", "--data-dir", "{tmp}"], r"refusing to unpickle (posix|nt)\.system"),
@@ -191,12 +201,49 @@ def test_python_m_ltzoo_lists_every_command():
     from ltzoo.cli import GROUPS
 
     commands = [name for group in GROUPS for name in group.COMMANDS]
-    assert commands == ["data", "eval", "compare", "configs", "card", "push", "zoo", "launch"]
+    assert commands == ["data", "eval", "compare", "calibrate", "configs", "card", "push", "zoo", "launch"]
     for module in ("ltzoo", "ltzoo.cli"):
         proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         listed = proc.stdout.split("COMMAND")[-1]
         assert all(f"    {c} " in listed for c in commands), proc.stdout
+
+
+def test_readme_lists_the_commands_of_ltzoo_help():
+    """README's "`ltzoo --help` lists the commands (...)" names exactly the CLI's commands, in its order."""
+    import re
+
+    from ltzoo.cli import build_parser
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    found = re.search(r"`ltzoo --help` lists the commands \(([^)]*)\)", readme)
+    assert found, "README.md no longer says which commands `ltzoo --help` lists"
+    listed = re.findall(r"`([^`]+)`", found.group(1))
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert listed == list(sub.choices), f"README.md lists {listed}, `ltzoo --help` {list(sub.choices)}"
+
+
+def test_data_skip_bad_files_and_the_validation_rule(tmp_path, capsys):
+    """`ltzoo data` takes the --skip-bad-files its bad-file error names (as `ltzoo eval` and the recipes do) and
+    prints the validation rule line the recipes print: on a small folder, fewer than 20 images per class."""
+    from ltzoo.data.datasets import default_val_per_class
+
+    make_imagefolder(tmp_path, {"train": [9, 6, 5], "test": [2, 2, 2]}, channels=1)
+    (tmp_path / "train" / "class_00" / "bad.png").write_bytes(b"not a png")
+    rc, out, err = _run(capsys, "data", "imagefolder", "--data-dir", str(tmp_path))
+    assert rc == 2 and "bad.png" in err and "--skip-bad-files" in err, err
+    rc, out, err = _run(capsys, "data", "imagefolder", "--data-dir", str(tmp_path), "--skip-bad-files")
+    assert rc == 0, err
+    assert "class counts: [8, 5, 4]" in out and "skipped bad files: train 1" in out
+    per, rule = default_val_per_class([9, 6, 5], 20)
+    assert per == 1 and f"validation: {rule}\n" in out  # the line a recipe prints (ltzoo.recipes.run_context)
+    assert "validation split: balanced, 1/class, held out of the training set" in out
+    s = _run_json(capsys, "data", "imagefolder", "--data-dir", str(tmp_path), "--skip-bad-files")
+    assert s["skipped_files"] == {"train": 1} and s["val_rule"] == rule and s["val_images"] == 3
+    for command in ("data", "eval", "compare"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0 and "--skip-bad-files" in capsys.readouterr().out, command
 
 
 def test_configs_lists_and_prints_the_packaged_configs(capsys):

@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +195,8 @@ def test_cifar_lt(tmp_path, fine, fmt):
     CIFAR_WRITERS[fmt](tmp_path, fine, n_train, n_test)
     name = "cifar100_lt" if fine else "cifar10_lt"
     rho, vpc = (5, 1) if fine else (10, 5)
-    ds = load_dataset(name, data_dir=str(tmp_path), imbalance=rho, val_per_class=vpc)
+    # ltzoo's own draw, by name (the CIFAR-LT datasets default to Cao et al.'s: tests/test_cifar_lt.py)
+    ds = load_dataset(name, data_dir=str(tmp_path), imbalance=rho, val_per_class=vpc, split_protocol="ltzoo")
     assert ds.num_classes == num_classes and ds.class_names == cifar_class_names(fine)
     assert ds.train_counts == longtail_counts(n_train - vpc, num_classes, rho)
     _check_val(ds, vpc)
@@ -281,12 +283,26 @@ def test_cifar_missing_and_truncated_files(tmp_path):
         load_dataset("cifar10_lt", data_dir=str(tmp_path), imbalance=1, val_per_class=0)
 
 
-@pytest.mark.parametrize("name", ["cifar10_lt", "cifar100_lt", "imagefolder"])
-def test_missing_data_dir(tmp_path, name):
-    with pytest.raises(FileNotFoundError, match=f"data dir .*nowhere does not exist .*{name}"):
+@pytest.mark.parametrize(
+    "name, holds",
+    [
+        ("cifar10_lt", "cifar-10-batches-py/"),
+        ("cifar100_lt", "cifar-100-python/"),
+        ("imagefolder", "train/ and test/"),
+        ("places_lt", "the root folder the paths of the split lists start from"),
+    ],
+)
+def test_missing_data_dir(tmp_path, name, holds):
+    """A --data-dir that is not there: the problem and the fix, what the folder must hold for this dataset."""
+    fix = f"; pass --data-dir the folder that holds {holds}" if "/" in holds else f"; pass --data-dir {holds}"
+    with pytest.raises(FileNotFoundError, match=f"data dir .*nowhere does not exist .*{name}.*{re.escape(fix)}"):
         load_dataset(name, data_dir=str(tmp_path / "nowhere"))
-    with pytest.raises(ValueError, match="needs --data-dir"):
-        load_dataset(name)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileNotFoundError, match=f"data dir .*file is a file, not a folder .*{re.escape(fix)}"):
+        load_dataset(name, data_dir=str(tmp_path / "file"))
+    if name != "places_lt":  # a list dataset's lists may hold paths from the current folder: no --data-dir
+        with pytest.raises(ValueError, match=f"needs --data-dir pointing at its files{re.escape(fix)}"):
+            load_dataset(name)
 
 
 # ------------------------------------------------------------------------------------- split lists
@@ -360,7 +376,7 @@ def test_malformed_split_list(tmp_path, lines, match):
 def test_list_dataset_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="no training list; pass --train-list or put ImageNet_LT_train.txt"):
         load_dataset("imagenet_lt", data_dir=str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="the train list .*nope.txt does not exist"):
+    with pytest.raises(FileNotFoundError, match="the train list .*nope.txt does not exist; pass --train-list the"):
         load_dataset("imagenet_lt", data_dir=str(tmp_path), train_list=str(tmp_path / "nope.txt"))
     with pytest.raises(FileNotFoundError, match="data dir .*missing does not exist"):
         load_dataset("places_lt", data_dir=str(tmp_path / "missing"))

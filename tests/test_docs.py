@@ -180,3 +180,45 @@ def test_readme_links_into_the_docs_exist():
     links = re.findall(r"\]\(((?:docs|hub_cards)/[^)#]+)", (ROOT / "README.md").read_text())
     assert links and all((ROOT / link).is_file() for link in links), links
     assert "<!-- which-method -->" in (ROOT / "README.md").read_text()  # benchmarks/which_method.py writes there
+
+
+def _python_block(page: str, needle: str) -> str:
+    """The ```python block of docs/``page`` that holds ``needle``."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / page).read_text(), flags=re.S)
+    found = [b for b in blocks if needle in b]
+    assert len(found) == 1, f"docs/{page} has {len(found)} python blocks with {needle!r}"
+    return found[0]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_fine_tune_loading_snippet_runs_as_written(tmp_path, channels):
+    """docs/fine-tune.md's plain-timm loading snippet, run as written in a fresh interpreter (its own `import ltzoo`
+    registers the architecture) beside a tiny runs/my-run and img.png: a grayscale (1-channel) model, as the
+    default pipeline trains, and an RGB one. Its logits are those ltzoo's batch pipeline gives the same image."""
+    import torch
+    from fixtures import make_imagefolder
+
+    from ltzoo.data import load_dataset
+    from ltzoo.runfolder.model_io import batch_preprocess, create_model, save_model
+
+    code = _python_block("fine-tune.md", "local-dir:runs/my-run")
+    data = make_imagefolder(tmp_path / "data", {"train": [6, 4], "test": [2, 2]}, size=(8, 8), channels=channels)
+    ds = load_dataset("imagefolder", data_dir=str(data), val_per_class=0)
+    torch.manual_seed(0)
+    net = create_model(ds, "resnet20_cifar").eval()
+    save_model(net, tmp_path / "runs" / "my-run", ds)
+    (tmp_path / "img.png").write_bytes((data / "test" / "class_00" / "00000.png").read_bytes())
+    proc = subprocess.run(
+        [sys.executable, "-c", code + "\nimport json\nprint(json.dumps(logits.tolist()))"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = torch.tensor(__import__("json").loads(proc.stdout.strip().splitlines()[-1]))
+    assert got.shape == (1, 2)
+    with torch.no_grad():
+        want = net(batch_preprocess(ds, net)(ds.test.images[:1]))  # test/class_00/00000.png, first in its split
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

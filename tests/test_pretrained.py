@@ -220,3 +220,32 @@ def test_weights_data_config_and_export(r20_file, tmp_path):
     again = timm.create_model(f"local-dir:{tmp_path / 'run'}", pretrained=True)
     assert pt.INPUT_KEY not in again.pretrained_cfg and tuple(again.pretrained_cfg["input_size"]) == (3, 32, 32)
     assert pt.INPUT_KEY in net.pretrained_cfg, "the in-process marker survives the export"
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_grayscale_weights_file(tmp_path, channels):
+    """A 1-channel weights file (a model trained on grayscale data): on RGB images the model takes 3 channels, its
+    first convolution adapted as timm adapts pretrained weights; on grayscale images it stays 1-channel. Either way
+    it is fed the data's normalisation (the architecture's RGB mean/std describe other weights) and trains."""
+    from fixtures import make_imagefolder
+
+    from ltzoo.data import load_dataset
+    from ltzoo.runfolder.model_io import batch_preprocess, create_model, save_model
+
+    torch.manual_seed(0)
+    sd = timm.create_model("resnet20_cifar", in_chans=1, num_classes=5).state_dict()
+    save_file(sd, str(tmp_path / "gray.safetensors"))
+    data = make_imagefolder(tmp_path / "d", {"train": [6, 4], "test": [2, 2]}, size=(8, 8), channels=channels)
+    ds = load_dataset("imagefolder", data_dir=str(data), val_per_class=0)
+    net = create_model(ds, "resnet20_cifar", pretrained_file=str(tmp_path / "gray.safetensors"))
+    assert net.conv1.in_channels == channels and net.pretrained_cfg["input_size"] == (channels, 32, 32)
+    expected = sd["conv1.weight"].repeat(1, channels, 1, 1) / channels  # timm's adapt_input_conv from 1 channel
+    torch.testing.assert_close(net.conv1.weight.detach(), expected)
+    _same_backbone(net, sd, skip=("fc.", "conv1."))
+    assert net.pretrained_cfg["mean"] == tuple(ds.mean) and len(net.pretrained_cfg["std"]) == channels
+    x = batch_preprocess(ds, net)(ds.train.images, train=True)
+    assert x.shape == (10, channels, 32, 32)
+    net(x).sum().backward()  # the training step's forward and backward
+    save_model(net, tmp_path / "run", ds)
+    again = timm.create_model(f"local-dir:{tmp_path / 'run'}", pretrained=True)
+    assert again.conv1.in_channels == channels and tuple(again.pretrained_cfg["input_size"]) == (channels, 32, 32)

@@ -314,6 +314,43 @@ def test_peft_init_other_classes_needs_new_head(tmp_path, inproc):
     _no_folder(tmp_path / "o")
 
 
+def test_grayscale_weights_file_on_rgb_images(tmp_path, inproc):
+    """A 1-channel weights file (a grayscale model's, like the zoo's resnet20-fmnistsource5) on RGB images with
+    --peft lora: the first convolution is adapted to 3 channels and the run trains and exports (it used to stop
+    in its first step on a conv-weight/input channel mismatch, leaving a run folder with run_config.yaml only)."""
+    from ltzoo.recipes import pretrain
+
+    rgb = make_imagefolder(tmp_path / "rgb", {"train": [8, 6, 6], "test": [2, 2, 2]}, size=(8, 8), channels=3)
+    torch.manual_seed(0)
+    save_file(
+        timm.create_model("resnet20_cifar", in_chans=1, num_classes=5).state_dict(), str(tmp_path / "g.safetensors")
+    )
+    out = tmp_path / "o"
+    pretrain.main(
+        [
+            *COMMON,
+            "--data-dir",
+            str(rgb),
+            "--val-per-class",
+            "1",
+            "--model",
+            "resnet20_cifar",
+            "--pretrained-file",
+            str(tmp_path / "g.safetensors"),
+            "--peft",
+            "lora",
+            "--epochs",
+            "1",
+            "--output",
+            str(out),
+        ]
+    )
+    config = json.loads((out / "config.json").read_text())
+    assert config["pretrained_cfg"]["input_size"] == [3, 32, 32] and len(config["pretrained_cfg"]["mean"]) == 3
+    assert json.loads((out / "results.json").read_text())["metrics"]["test"]["acc"] >= 0
+    assert timm.create_model(f"local-dir:{out}", pretrained=True).conv1.in_channels == 3
+
+
 def test_flag_combinations_refused(capsys):
     from ltzoo.recipes import btm, pretrain
 

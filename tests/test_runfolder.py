@@ -85,3 +85,69 @@ def test_run_folder_locks_until_closed(tmp_path, fresh_accelerate):
         lock_folder(folder.path)
     folder.close()
     unlock_folder(lock_folder(folder.path))
+
+
+# ------------------------------------------------------------------------------------ one run per folder
+def test_config_differences_name_the_flags_that_make_another_run():
+    from ltzoo.runfolder.folder import config_differences
+
+    recorded = {"epochs": 15, "loss": "ce", "shots": 20, "workers": 4, "resolved": {"shots": "a rule"}, "lr": 0.1}
+    assert config_differences(recorded, {"epochs": 15, "loss": "ce", "shots": None, "workers": 0, "lr": 0.1}) == []
+    assert config_differences(recorded, {"epochs": 30, "loss": "bsce", "shots": None, "lr": 0.1}) == [
+        "--epochs 15 (recorded) vs 30 (this run)",
+        "--loss ce (recorded) vs bsce (this run)",
+    ]
+    # a flag the recorded run set and this one leaves unset, when the recorded run did not decide it itself
+    assert config_differences({"shots": 10, "resolved": {}}, {"shots": None}) == [
+        "--shots 10 (recorded) vs None (this run)"
+    ]
+    assert config_differences({"epochs": 15}, {"epochs": 15, "calibration": "temperature"}) == []  # an older ltzoo
+
+
+def test_default_folders_name_what_the_run_starts_from():
+    import argparse
+
+    from ltzoo.recipes.flags import default_output
+
+    ns = argparse.Namespace(output=None, dataset="fmnist_lt", model="resnet32_cifar", seed=0, init=None)
+    assert default_output("btm", ns) == Path("runs/btm-fmnist_lt-resnet32_cifar-s0")
+    started = argparse.Namespace(**{**vars(ns), "init": "runs/pretrain-ce-fmnist_lt-resnet20_cifar-s0/"})
+    assert default_output("btm", started) == Path("runs/btm-fmnist_lt-s0-on-pretrain-ce-fmnist_lt-resnet20_cifar-s0")
+    hub = argparse.Namespace(**{**vars(ns), "init": "hf-hub:ltzoo/resnet20-ce-fmnistlt", "dataset": "hf:org/x"})
+    assert default_output("gml", hub) == Path("runs/gml-hf-org-x-s0-on-resnet20-ce-fmnistlt")
+
+
+@pytest.mark.slow
+def test_a_folder_holds_one_run(tmp_path, capsys):
+    """Another run's flags in a folder that holds a run: refused in one line naming them, nothing touched; with
+    --replace, the old run is moved aside whole; the same flags resume."""
+    from accelerate.state import AcceleratorState, GradientState
+    from fixtures import make_imagefolder
+
+    from ltzoo.errors import run_main
+    from ltzoo.recipes import pretrain
+
+    data = make_imagefolder(tmp_path / "data", {"train": [20, 10, 6], "test": [3, 3, 3]}, size=(8, 8), channels=1)
+    out = tmp_path / "run"
+    base = ["--dataset", "imagefolder", "--data-dir", str(data), "--model", "resnet20_cifar", "--workers", "0"]
+    base += ["--no-progress", "--batch-size", "8", "--output", str(out)]
+
+    def run(*extra):
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        return run_main(pretrain.main, "pretrain.py", [*base, *extra], exit=False)
+
+    assert run("--epochs", "1") == 0
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert run("--epochs", "2") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds another run (--epochs 1 (recorded) vs 2 (this run))" in err[0]
+    assert "--replace" in err[0] and "--output DIR" in err[0]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before  # nothing touched
+    assert run("--epochs", "1", "--workers", "0") == 0  # the same run: resumes (nothing left to train)
+    assert run("--epochs", "2", "--replace") == 0
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
+    assert len(aside) == 1 and (aside[0] / "model.safetensors").is_file()
+    assert "epochs: 1" in (aside[0] / "run_config.yaml").read_text()
+    assert "epochs: 2" in (out / "run_config.yaml").read_text()

@@ -5,6 +5,7 @@
     ltzoo eval RUN_DIR_OR_HUB_ID --dataset fmnist_lt --split test [--save-predictions] [--shifted-priors]
     ltzoo eval --predictions FILE
     ltzoo compare A B --dataset fmnist_lt
+    ltzoo calibrate RUN_DIR_OR_HUB_ID --dataset fmnist_lt [--output DIR | --in-place]
     ltzoo configs [NAME]
     ltzoo card RUN_DIR
     ltzoo push RUN_DIR ORG/NAME [--private] [--revision R] [--dry-run]
@@ -12,8 +13,9 @@
     ltzoo launch [ACCELERATE FLAGS] RECIPE [RECIPE FLAGS]
 
 Every command that reports numbers takes ``--json`` (one JSON object on stdout). The commands live
-one group per module (`ltzoo.cli.data`, `ltzoo.cli.compare`, `ltzoo.cli.configs`, `ltzoo.cli.hub`,
-`ltzoo.cli.launch`), each listing its commands in ``COMMANDS``; `GROUPS` below registers them. The recipes run under
+one group per module (`ltzoo.cli.data`, `ltzoo.cli.compare`, `ltzoo.cli.calibrate`, `ltzoo.cli.configs`,
+`ltzoo.cli.hub`, `ltzoo.cli.launch`), each listing its commands in ``COMMANDS``; `GROUPS` below registers them. The
+recipes run under
 ``accelerate launch -m ltzoo.recipes.<name>``, or ``ltzoo launch`` (the same, with a user error in one
 line on any number of processes). Every command follows ltzoo's error contract (`ltzoo.errors`): bad
 input ends with one line, ``ltzoo COMMAND: error: <problem>; <fix>``, and exit code 2.
@@ -27,11 +29,11 @@ import sys
 from collections.abc import Sequence
 
 from ltzoo import __version__
-from ltzoo.cli import compare, configs, data, hub, launch
+from ltzoo.cli import calibrate, compare, configs, data, hub, launch
 from ltzoo.errors import ArgumentParser, DefaultsHelpFormatter, run_main
 
 #: The command groups, in the order ``ltzoo --help`` lists them.
-GROUPS = (data, compare, configs, hub, launch)
+GROUPS = (data, compare, calibrate, configs, hub, launch)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ltzoo.cli.output import emit
-from ltzoo.config.argtypes import existing_file, nonneg_int, positive_int
+from ltzoo.config.argtypes import file_of, nonneg_int, positive_int
 from ltzoo.data import load_dataset
 from ltzoo.data.args import add_data_args, dataset_kwargs
+from ltzoo.data.datasets import validation_lines
 from ltzoo.errors import UserError
 from ltzoo.runfolder.layout import PER_CLASS_PLOT, PREDICTIONS, RELIABILITY
 
@@ -46,6 +47,12 @@ def cmd_data(args) -> int:
             + " / ".join(str(v) for v in s["many_medium_few"].values())
             + f"  ({', '.join(f'{k} {v}' for k, v in s['shot_thresholds'].items())})",
             f"validation split: {s['val_source'] or 'none'}",
+            *validation_lines(s),  # the rule that sized it, as the recipes print it
+            *(
+                [f"skipped bad files: {', '.join(f'{k} {v}' for k, v in s['skipped_files'].items())}"]
+                if s.get("skipped_files")
+                else []
+            ),
             *([f"shot cuts: {s['shot_rule']}"] if s.get("shot_rule") else []),
             *(
                 [f"class order: {s['class_order']} ({', '.join(s['class_order_classes'])})"]
@@ -89,7 +96,9 @@ def _add_eval(p):
     )
     p.add_argument(
         "--predictions",
-        type=existing_file,
+        type=file_of(
+            "pass a predictions file (a run folder's predictions.safetensors, or one --save-predictions wrote)"
+        ),
         default=None,
         metavar="FILE",
         help="recompute every metric from a predictions file instead of running a model",
@@ -138,8 +147,8 @@ def add_evaluation_args(p) -> None:
         "--model-prior",
         choices=("train", "uniform"),
         default="train",
-        help="the prior the model's probabilities carry: the training frequencies (plain CE) or uniform "
-        "(a balanced loss or a post-hoc-adjusted head)",
+        help="the prior the model's probabilities carry: the training frequencies (plain CE; to the power 1/T for a "
+        "run ltzoo calibrated with temperature T) or uniform (a balanced loss or a post-hoc-adjusted head)",
     )
 
 
@@ -177,7 +186,7 @@ def cmd_eval(args) -> int:
 
     check_eval_args(args)
     ref, ds_name, split_source, logits, labels, counts, cuts, names, meta = eval_inputs(args)
-    source_prior = model_prior(args.model_prior, counts)
+    source_prior = model_prior(args.model_prior, counts, recorded_temperature(args))
     prior = check_prior(args.test_prior, len(counts)) if args.test_prior is not None else None  # before any write
     if not PartialState().is_main_process:  # every process predicted its share; the main one reports
         return 0
@@ -228,11 +237,29 @@ def check_eval_args(args) -> None:
         )
 
 
-def model_prior(kind: str, counts) -> torch.Tensor:
+def model_prior(kind: str, counts, temperature: float = 1.0) -> torch.Tensor:
+    """The prior a model's probabilities carry: uniform, or the training frequencies; a model calibrated with
+    temperature T carries them to the power 1/T (its logits, log-prior included, are divided by T)."""
     import torch
 
     c = torch.as_tensor(list(counts), dtype=torch.double)
-    return c / c.sum() if kind == "train" else torch.full_like(c, 1.0 / len(c))
+    if kind != "train":
+        return torch.full_like(c, 1.0 / len(c))
+    tempered = (c / c.sum()) ** (1.0 / temperature)
+    return tempered / tempered.sum()
+
+
+def recorded_temperature(args) -> float:
+    """The temperature ltzoo folded into the evaluated model (its run folder's results.json; for --predictions, the
+    run folder the file lies in), 1.0 for any other model."""
+    import json
+
+    folder = Path(args.predictions).parent if args.predictions else Path(str(args.model or "")).expanduser()
+    try:
+        cal = json.loads((folder / "results.json").read_text()).get("calibration") or {}
+    except (OSError, ValueError):
+        return 1.0
+    return float(cal["temperature"]) if cal.get("fitted") else 1.0
 
 
 def check_prior(shares, num_classes: int):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ltzoo.config.argtypes import existing_file, imbalance_ratio, nonneg_int, positive_int
+from ltzoo.config.argtypes import file_of, imbalance_ratio, nonneg_int, positive_int
 
 SEED_HELP = "seed of the long-tail subsampling and the validation draw"
 
@@ -21,7 +21,8 @@ def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
         parser: an ``ArgumentParser`` or argument group.
         seed: also add ``--seed`` (commands whose only seed is the data's; the recipes declare their own).
         check_files: the image files are checked (exist, decode) by default; False: only on ``--check-files``
-            (commands that describe a split list without needing its images, like ``ltzoo data``).
+            or ``--skip-bad-files`` (commands that describe a split list without needing its images, like
+            ``ltzoo data``). ``--skip-bad-files`` is there either way: the fix every bad-file error names.
     """
     parser.add_argument("--data-dir", default=None, help="where the dataset's files are")
     parser.add_argument(
@@ -50,8 +51,11 @@ def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
         "--val-per-class",
         type=nonneg_int,
         default=None,
-        help="balanced validation images per class to draw when the dataset has no val split; unset: "
-        "100 for fmnist_lt and cifar10_lt, 20 for the others, 0 (none) for the list datasets",
+        help="balanced validation images per class to hold out when the dataset has no val split; unset: 100 "
+        "for fmnist_lt, fmnist_ctx_lt, fmnist_target5_lt and cifar10_lt, 0 (none) for the list datasets, 20 for "
+        "the others; data used as it is (an image folder without val/ or --imbalance) holds out 20 only where "
+        "every class has more than 20 training images, else a quarter of the smallest class's count (rounded "
+        "down; none when it has fewer than 4). `ltzoo data` and the recipes print the rule applied (validation: ...)",
     )
     parser.add_argument(
         "--split-protocol",
@@ -79,34 +83,28 @@ def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
         help="many-shot: more than MANY training images, few-shot: fewer than FEW; unset: the "
         "literature's 100 / 20 where they fit the counts, else thirds of the log-count range",
     )
-    if check_files:
-        parser.add_argument(
-            "--skip-bad-files",
-            action="store_true",
-            help="drop image files that are missing or do not decode (the run reports how many) "
-            "instead of stopping before training",
-        )
-    else:
+    parser.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="drop image files that are missing or do not decode (the run reports how many) "
+        "instead of stopping before training"
+        + ("" if check_files else "; checks every image file, as --check-files does"),
+    )
+    if not check_files:
         parser.add_argument(
             "--check-files", action="store_true", help="also check that every image file exists and decodes"
         )
     if seed:
         parser.add_argument("--seed", type=nonneg_int, default=0, help=SEED_HELP)
-    parser.add_argument(
-        "--train-list",
-        type=existing_file,
-        default=None,
-        help="`path label` list of the training images (list datasets)",
-    )
-    parser.add_argument(
-        "--val-list",
-        type=existing_file,
-        default=None,
-        help="`path label` list of the validation images (list datasets)",
-    )
-    parser.add_argument(
-        "--test-list", type=existing_file, default=None, help="`path label` list of the test images (list datasets)"
-    )
+    for split, what in (("train", "training"), ("val", "validation"), ("test", "test")):
+        parser.add_argument(
+            f"--{split}-list",
+            type=file_of(
+                f"pass the `path label` list of the {what} images, a text file (the published lists: docs/data.md)"
+            ),
+            default=None,
+            help=f"`path label` list of the {what} images (list datasets)",
+        )
 
 
 def dataset_kwargs(args: argparse.Namespace) -> dict:
@@ -123,7 +121,7 @@ def dataset_kwargs(args: argparse.Namespace) -> dict:
         test_list=args.test_list,
         class_order=args.class_order,
         shot_cuts=args.shot_cuts,
-        check_files=getattr(args, "check_files", True),
+        check_files=getattr(args, "check_files", True) or getattr(args, "skip_bad_files", False),
         skip_bad=getattr(args, "skip_bad_files", False),
         split_protocol=getattr(args, "split_protocol", None),
     )

@@ -142,12 +142,25 @@ def _read_cifar(fine: bool):
     return read
 
 
+#: What --data-dir holds, by reader: the fix of a --data-dir that is missing or not a folder.
+_DATA_DIR_HOLDS = {
+    "imagefolder": "the folder that holds train/ and test/ (one subfolder per class; docs/data.md)",
+    "cifar10_lt": "the folder that holds cifar-10-batches-py/ or cifar-10-batches-bin/ (docs/cifar-lt.md)",
+    "cifar100_lt": "the folder that holds cifar-100-python/ or cifar-100-binary/ (docs/cifar-lt.md)",
+}
+
+
 def _require_dir(data_dir: str | None, name: str) -> Path:
+    holds = _DATA_DIR_HOLDS.get(name, "the root folder the paths of the split lists start from (docs/data.md)")
     if not data_dir:
-        raise ValueError(f"dataset {name!r} needs --data-dir pointing at its files")
-    path = Path(data_dir)
+        raise ValueError(f"dataset {name!r} needs --data-dir pointing at its files; pass --data-dir {holds}")
+    path = Path(data_dir).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"data dir {data_dir} does not exist (dataset {name!r}); pass --data-dir {holds}")
     if not path.is_dir():
-        raise FileNotFoundError(f"data dir {path} does not exist (dataset {name!r})")
+        raise FileNotFoundError(
+            f"data dir {data_dir} is a file, not a folder (dataset {name!r}); pass --data-dir {holds}"
+        )
     return path
 
 
@@ -159,7 +172,10 @@ def _read_lists(data_dir, train_list=None, val_list=None, test_list=None, spec: 
         if path is None or (not given and not path.is_file()):
             splits.append(None)
         elif not path.is_file():
-            raise FileNotFoundError(f"{name}: the {split} list {path} does not exist")
+            raise FileNotFoundError(
+                f"{name}: the {split} list {path} does not exist; pass --{split}-list the `path label` list of the "
+                f"{split} images (the published lists: docs/data.md)"
+            )
         else:
             splits.append(formats.read_split_list(path, root, split))
     train, val, test = splits
@@ -524,6 +540,13 @@ def default_val_per_class(train_counts: list[int], usual: int) -> tuple[int, str
         else f"none: the smallest class has {smallest} training images, too few to hold any out (the last "
         f"epoch is kept; --val-per-class or a val split gives one)"
     )
+
+
+def validation_lines(info: dict) -> list[str]:
+    """The ``validation: ...`` lines of a dataset's ``info``: the rule that sized a validation split held out of a
+    dataset used as is (`default_val_per_class`), and how coarse the split is (`val_resolution`); the lines a
+    recipe prints when it loads the data, and ``ltzoo data``."""
+    return [f"validation: {info[note]}" for note in ("val_rule", "val_resolution") if info.get(note)]
 
 
 def val_resolution(val_counts: list[int]) -> str:

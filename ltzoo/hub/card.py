@@ -647,6 +647,7 @@ def build_card(
         "splits": [("val", "validation"), ("test", "test")],
         "metrics": metrics,
         "test": metrics.get("test") or {},
+        "calibration": results.get("calibration") or {},
         "test_intervals": interval_lines(metrics.get("test") or {}),
         "stages": results.get("table") or {},
         "per_class": _per_class(results),

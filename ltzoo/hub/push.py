@@ -28,13 +28,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ltzoo.errors import UserError
-from ltzoo.runfolder.layout import CARD, MODEL_CONFIG, PER_CLASS_PLOT, PREDICTIONS, RELIABILITY, RESULTS, WEIGHTS
+from ltzoo.runfolder.layout import (
+    CARD,
+    MODEL_CONFIG,
+    PER_CLASS_PLOT,
+    PREDICTIONS,
+    RELIABILITY,
+    RESULTS,
+    UNCALIBRATED_HEAD,
+    WEIGHTS,
+)
 
 _logger = logging.getLogger(__name__)
 
 #: Files of a run folder that are uploaded (those present; the first three must be).
 REQUIRED = (MODEL_CONFIG, WEIGHTS, RESULTS)
-OPTIONAL = (PER_CLASS_PLOT, RELIABILITY, PREDICTIONS)  # predictions: for ltzoo compare
+OPTIONAL = (PER_CLASS_PLOT, RELIABILITY, PREDICTIONS, UNCALIBRATED_HEAD)  # predictions: for ltzoo compare
 
 _sleep = time.sleep  # patched by tests
 T = TypeVar("T")

@@ -44,6 +44,22 @@ def check_classes_present(labels: torch.Tensor, num_classes: int, what: str = "t
     return support
 
 
+def _stratified_draws(labels: torch.Tensor, num_classes: int, resamples: int, seed: int, columns: int = 1):
+    """The stratified resamples, a chunk at a time: ``(first resample, image order, drawn positions)``, the
+    positions (resamples in the chunk, images) indexing the label-sorted images ``labels[order]``, each drawn within
+    its class's block. The same seed draws the same images for every caller."""
+    support = check_classes_present(labels, num_classes)
+    order = torch.argsort(labels, stable=True)
+    sorted_labels = labels[order]
+    starts = torch.cumsum(support, 0) - support
+    start_of, size_of = starts[sorted_labels], support[sorted_labels].double()
+    gen = torch.Generator().manual_seed(seed)
+    chunk = max(1, _CHUNK_CELLS // max(1, labels.numel() * columns))
+    for lo in range(0, resamples, chunk):
+        b = min(chunk, resamples - lo)
+        yield lo, order, start_of + (torch.rand(b, labels.numel(), generator=gen, dtype=torch.double) * size_of).long()
+
+
 def resampled_class_sums(
     labels: torch.Tensor, values: torch.Tensor, num_classes: int, resamples: int = RESAMPLES, seed: int = 0
 ) -> torch.Tensor:
@@ -61,22 +77,39 @@ def resampled_class_sums(
     """
     labels = torch.as_tensor(labels, dtype=torch.long).flatten()
     values = torch.as_tensor(values).double().reshape(labels.numel(), -1)
-    support = check_classes_present(labels, num_classes)
-    order = torch.argsort(labels, stable=True)
-    sorted_labels, sorted_values = labels[order], values[order].float()
-    starts = torch.cumsum(support, 0) - support
-    start_of, size_of = starts[sorted_labels], support[sorted_labels].double()
-    gen = torch.Generator().manual_seed(seed)
     out = torch.empty(resamples, values.shape[1], num_classes, dtype=torch.double)
-    chunk = max(1, _CHUNK_CELLS // max(1, labels.numel() * values.shape[1]))
-    for lo in range(0, resamples, chunk):
-        b = min(chunk, resamples - lo)
-        draw = start_of + (torch.rand(b, labels.numel(), generator=gen, dtype=torch.double) * size_of).long()
+    for lo, order, draw in _stratified_draws(labels, num_classes, resamples, seed, values.shape[1]):
+        sorted_labels, sorted_values = labels[order], values[order].float()
         picked = sorted_values[draw]  # (b, images, columns)
-        sums = torch.zeros(b, num_classes, values.shape[1], dtype=torch.double)
+        sums = torch.zeros(draw.shape[0], num_classes, values.shape[1], dtype=torch.double)
         sums.index_add_(1, sorted_labels, picked.double())
-        out[lo : lo + b] = sums.transpose(1, 2)
+        out[lo : lo + draw.shape[0]] = sums.transpose(1, 2)
     return out
+
+
+def ece_interval(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+    n_bins: int = 15,
+) -> list[float]:
+    """The percentile interval of the top-label ECE (`ltzoo.metrics.probability`'s bins) over the same stratified
+    resamples as `stratified_bootstrap` draws with the same seed."""
+    labels = torch.as_tensor(labels, dtype=torch.long).flatten()
+    p = torch.as_tensor(logits).float().softmax(-1).double()
+    confidence, pred = p.max(-1)
+    gap = (pred == labels).double() - confidence
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float32).double()
+    bins = torch.bucketize(confidence.float().double(), edges, right=True) - 1
+    samples = torch.empty(resamples, dtype=torch.double)
+    for lo, order, draw in _stratified_draws(labels, num_classes, resamples, seed):
+        sums = torch.zeros(draw.shape[0], n_bins + 1, dtype=torch.double)
+        sums.scatter_add_(1, bins[order][draw], gap[order][draw])
+        samples[lo : lo + draw.shape[0]] = sums.abs().sum(1) / labels.numel()
+    return list(_percentiles(samples, level))
 
 
 def summary_from_recall(

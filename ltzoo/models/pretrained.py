@@ -51,19 +51,35 @@ HUB_TIMEOUT_S = 5.0
 HUB_WEIGHT_FILES = ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin")
 
 
-def create_pretrained(name: str, num_classes: int, pretrained_file: str | Path | None = None, **kwargs) -> nn.Module:
+def create_pretrained(
+    name: str,
+    num_classes: int,
+    pretrained_file: str | Path | None = None,
+    *,
+    channels: int | None = None,
+    norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+    **kwargs,
+) -> nn.Module:
     """A timm model ``name`` with pretrained weights: timm's Hub weights or ``pretrained_file``.
 
-    The model keeps the channels of its weights (3 for the Hub's image models) whatever channels the
-    data has: grayscale images are repeated to them on the batch (`ltzoo.data.loader.BatchPreprocess`).
+    The model keeps the channels of its weights (3 for the Hub's image models) when the data has fewer:
+    grayscale images are repeated to them on the batch (`ltzoo.data.loader.BatchPreprocess`). A file with
+    fewer input channels than the data (``channels``; e.g. a grayscale model's weights, RGB images) gets a
+    model with the data's channels, its first convolution adapted as timm adapts pretrained weights
+    (``adapt_input_conv``: repeated over the channels and scaled, so a gray image gives the same features).
     Its pretrained_cfg is marked (``INPUT_KEY``) so its input follows the weights (`weights_data_config`).
+
+    Args:
+        channels: the data's input channels (None: the weights' channels, whatever the data).
+        norm: the data's (mean, std), the normalisation of a file whose channels are not those of the
+            architecture's default config (whose mean and std then describe other weights).
 
     Raises:
         UserError: an unknown name, weights not cached and the Hub unreachable, an unreadable or refused
             file, a state dict that does not fit the model.
     """
     if pretrained_file is not None:
-        net = _from_file(name, num_classes, Path(pretrained_file), **kwargs)
+        net = _from_file(name, num_classes, Path(pretrained_file), channels=channels, norm=norm, **kwargs)
     else:
         net = _from_hub(name, num_classes, **kwargs)
     net.pretrained_cfg = {**net.pretrained_cfg, INPUT_KEY: INPUT_FROM_WEIGHTS}
@@ -128,14 +144,19 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def _from_file(name: str, num_classes: int, path: Path, **kwargs) -> nn.Module:
+def _from_file(
+    name: str, num_classes: int, path: Path, channels: int | None = None, norm: tuple | None = None, **kwargs
+) -> nn.Module:
     _check_name(name)
     sd = read_state_dict(path)
     cfg = timm.models.get_pretrained_cfg(name.split(".")[0])
     head = (cfg.classifier if cfg is not None else None) or "head"
     heads = (head,) if isinstance(head, str) else tuple(head)
     file_classes = next((int(sd[f"{h}.weight"].shape[0]) for h in heads if f"{h}.weight" in sd), num_classes)
-    in_chans = _file_channels(name, sd)
+    file_chans = _file_channels(name, sd)
+    # more channels in the data than in the file: timm's load_pretrained adapts the first convolution from the
+    # file's channels (the overlay's input_size) to the model's (adapt_input_conv); fewer: repeated on the batch
+    in_chans = channels if channels is not None and channels > file_chans else file_chans
     if file_classes != num_classes:
         # a new classifier: the file's is replaced by a freshly initialised one here, rather than dropped by timm
         # (which then loads non-strictly, and a file of another architecture would load in part, silently)
@@ -149,7 +170,7 @@ def _from_file(name: str, num_classes: int, path: Path, **kwargs) -> nn.Module:
         file=str(path),
         custom_load=False,
         num_classes=num_classes,
-        input_size=(in_chans, *(cfg.input_size[1:] if cfg is not None else (224, 224))),
+        input_size=(file_chans, *(cfg.input_size[1:] if cfg is not None else (224, 224))),
     )
     try:
         net = timm.create_model(
@@ -160,8 +181,33 @@ def _from_file(name: str, num_classes: int, path: Path, **kwargs) -> nn.Module:
             f"--pretrained-file {path} does not fit {name}: {first_mismatch(str(exc))}",
             f"pass weights saved from {name} (same architecture and sizes), or the --model they are for",
         ) from exc
-    net.pretrained_cfg = {k: v for k, v in net.pretrained_cfg.items() if k != "state_dict"}  # not into config.json
+    net_cfg = {k: v for k, v in net.pretrained_cfg.items() if k != "state_dict"}  # not into config.json
+    net_cfg["input_size"] = (in_chans, *tuple(net_cfg["input_size"])[1:])
+    if in_chans != file_chans:
+        _logger.warning(
+            "--pretrained-file %s has %d input channel(s) and the data %d: the first convolution of %s is "
+            "adapted to them (timm's adapt_input_conv)",
+            path,
+            file_chans,
+            in_chans,
+            name,
+        )
+    if file_chans != (int(cfg.input_size[0]) if cfg is not None else 3):  # the architecture's mean/std: other weights'
+        net_cfg.update(_normalisation(net_cfg, in_chans, norm))
+    net.pretrained_cfg = net_cfg
     return net
+
+
+def _normalisation(cfg: dict, in_chans: int, norm: tuple | None) -> dict:
+    """The mean and std of ``in_chans`` input channels for weights the architecture's default config does not
+    describe: the data's (``norm``), else the config's averaged over its channels."""
+    if norm is not None and len(norm[0]) == len(norm[1]) == in_chans:
+        return {"mean": tuple(float(v) for v in norm[0]), "std": tuple(float(v) for v in norm[1])}
+    out = {}
+    for key, default in (("mean", 0.5), ("std", 0.5)):
+        values = tuple(cfg.get(key) or (default,))
+        out[key] = (sum(values) / len(values),) * in_chans
+    return out
 
 
 def _file_channels(name: str, sd: dict) -> int:

@@ -475,8 +475,8 @@ class BTM(Recipe):
         self.t_head = time.perf_counter() - t0
 
     def evaluate(self) -> dict:
-        return self.ctx.final_evaluation(
-            self.model, {"val": self.loaders.get("val"), "test": self.loaders["test"]}, self.prep, self.ds, self.folder
+        return self.final_evaluation(
+            self.model, {"val": self.loaders.get("val"), "test": self.loaders["test"]}, self.prep, self.ds
         )
 
     def finish(self, metrics: dict) -> dict:
@@ -524,7 +524,7 @@ class BTM(Recipe):
             self.ds,
         )
         self.folder.export(self.model, self.ds, results, title=name)
-        self.accelerator.print(summary_table(self.table))
+        self.accelerator.print(summary_table(self.table, calibration=True))
         if self.stage1_seconds:  # recorded times on both sides: a re-run that trains nothing keeps the ratio
             self.accelerator.print(
                 f"BTM stage: {one_device:.0f} s of training on one device "

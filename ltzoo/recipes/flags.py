@@ -25,6 +25,8 @@ from ltzoo.config.argtypes import check_config_values, nonneg_float, nonneg_int,
 from ltzoo.data.args import add_data_args
 from ltzoo.errors import ArgumentParser, DefaultsHelpFormatter, one_line, user_error
 from ltzoo.methods import adapters
+from ltzoo.methods.calibration import METHODS as CALIBRATIONS
+from ltzoo.methods.calibration import MIN_IMAGES as CALIBRATION_MIN_IMAGES
 from ltzoo.training.accelerator import add_speed_arguments
 
 _logger = logging.getLogger(__name__)
@@ -327,14 +329,39 @@ def add_system_args(g, speed: bool = True) -> None:
     )
 
 
+def add_calibration_args(g) -> None:
+    """--calibration and --calibration-min-images (`ltzoo.methods.calibration`): every recipe's export."""
+    g.add_argument(
+        "--calibration",
+        default="temperature",
+        choices=CALIBRATIONS,
+        help="calibrate the exported model's probabilities: temperature (fitted on the validation split after "
+        "the model is chosen, folded into the classifier: the same predictions, trustworthy confidences) or none",
+    )
+    g.add_argument(
+        "--calibration-min-images",
+        type=nonneg_int,
+        default=CALIBRATION_MIN_IMAGES,
+        help="fit no temperature on a validation split with fewer images than this (too few to fit one reliably)",
+    )
+
+
 def add_output_args(g, resume: str | None = None, checkpoints: bool = False) -> None:
-    """--output and --no-progress; --resume (its meaning for the recipe) and --save-every where they apply."""
+    """--output and --no-progress; --resume (its meaning for the recipe) and --save-every where they apply;
+    the calibration of the exported model."""
     g.add_argument("--output", default=None, help="the run folder; unset: runs/<recipe>-<dataset>-<model>-s<seed>")
     if resume:
         g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help=resume)
     if checkpoints:
         g.add_argument("--save-every", type=positive_int, default=1, help="checkpoint every N epochs")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument(
+        "--replace",
+        action="store_true",
+        help="if --output holds a run with other flags, move it aside (renamed, nothing deleted) and start this one; "
+        "without it such a run is refused (the same flags resume)",
+    )
+    add_calibration_args(g)
 
 
 def add_training_flags(p: RecipeParser) -> None:
@@ -419,8 +446,15 @@ def needs_init(flag: str) -> Check:
 
 # ------------------------------------------------------------------------------------------- the run
 def default_output(recipe: str, args: argparse.Namespace, model: str | None = None) -> Path:
-    """runs/<recipe>-<dataset>-<model>-s<seed> unless --output is given."""
+    """The run folder unless --output is given: runs/<recipe>-<dataset>-<model>-s<seed> for a run that trains a
+    timm architecture, runs/<recipe>-<dataset>-s<seed>-on-<start> for one that starts from a run or hub model
+    (``--init``: the folder's or the hub model's name), so that runs from different starting points never share a
+    folder."""
     if args.output:
         return Path(args.output)
     dataset = args.dataset.replace("hf:", "hf-").replace("/", "-")
+    init = getattr(args, "init", None)
+    if init:
+        start = str(init).rstrip("/").removeprefix("hf-hub:").removeprefix("local-dir:").split("/")[-1]
+        return Path("runs") / f"{recipe}-{dataset}-s{args.seed}-on-{start}"
     return Path("runs") / f"{recipe}-{dataset}-{model or args.model}-s{args.seed}"

@@ -157,8 +157,8 @@ class GML(Recipe):
             }
             for name, head in self.heads.items()
         }
-        return self.ctx.final_evaluation(
-            self.model, {"val": self.loaders.get("val"), "test": self.loaders["test"]}, self.prep, ds, self.folder
+        return self.final_evaluation(
+            self.model, {"val": self.loaders.get("val"), "test": self.loaders["test"]}, self.prep, ds
         )
 
     def finish(self, metrics: dict) -> dict:
@@ -182,7 +182,8 @@ class GML(Recipe):
             self.ds,
         )
         self.folder.export(self.model, self.ds, results, title=f"{self.arch} {chosen}")
-        self.accelerator.print(summary_table(self.table))
+        self.table[f"exported ({chosen})"] = metrics  # the chosen head, calibrated
+        self.accelerator.print(summary_table(self.table, calibration=True))
         self.accelerator.print(
             f"exported: {chosen}; features {self.t_features:.1f} s, all heads {self.t_heads:.1f} s; "
             f"run folder: {self.folder.path}"

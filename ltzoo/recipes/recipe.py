@@ -25,11 +25,12 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
 from ltzoo.config.resolution import Resolution, RunConfig
+from ltzoo.errors import UserError
 from ltzoo.methods import adapters
 from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes.flags import RecipeParser, default_output
 from ltzoo.recipes.run_context import RunContext
-from ltzoo.runfolder.folder import BestEpoch, RunFolder, discard_unfinished_folders
+from ltzoo.runfolder.folder import BestEpoch, RunFolder, config_differences, discard_unfinished_folders
 from ltzoo.runfolder.model_io import create_model, image_transform
 from ltzoo.runfolder.provenance import hardware, peak_memory_mb
 from ltzoo.training.accelerator import apply_channels_last, compile_model, describe
@@ -56,6 +57,7 @@ class Recipe:
         self.args = self.flags
         self.ctx, self.own_context = ctx, ctx is None
         self.folder: RunFolder | None = None
+        self.calibration: dict | None = None  # what the final evaluation's calibration did (results.json)
         self.start = time.perf_counter()
 
     @classmethod
@@ -98,6 +100,19 @@ class Recipe:
         raise NotImplementedError
 
     # what the steps share
+    def final_evaluation(self, model, loaders: dict, prep, ds) -> dict:
+        """`RunContext.final_evaluation` of the chosen ``model`` with the run's calibration; the metrics by split."""
+        metrics, self.calibration = self.ctx.final_evaluation(
+            model,
+            loaders,
+            prep,
+            ds,
+            self.folder,
+            calibration=self.args.calibration,
+            min_images=self.args.calibration_min_images,
+        )
+        return metrics
+
     def decide(self, name: str, value, rule: str):
         """Record the run's choice of ``value`` for flag ``name`` and the ``rule`` that chose it; ``self.args`` then
         reads it (a new read-only config: the parsed flags are never changed). Returns ``value``."""
@@ -123,9 +138,36 @@ class Recipe:
         return self.ctx.accelerator
 
     def open_folder(self, path: Path, lock: bool = True) -> RunFolder:
-        """Make and lock the run folder (`ltzoo.runfolder.folder.RunFolder`)."""
+        """Make and lock the run folder (`ltzoo.runfolder.folder.RunFolder`). A folder holds one run: one that
+        holds a run with other flags is refused in one line naming them, or, with --replace, moved aside first."""
         self.folder = RunFolder(path, self.accelerator, lock=lock)
+        if lock:
+            self.folder = self.one_run_per_folder(self.folder)
         return self.folder
+
+    def one_run_per_folder(self, folder: RunFolder) -> RunFolder:
+        """``folder`` if it is new or holds this run (it resumes); else refuse, or move that run aside (--replace)."""
+        recorded = folder.recorded_config()
+        if recorded is None:
+            return folder
+        differ = config_differences(recorded, vars(self.flags))
+        if not differ:
+            return folder
+        aside = folder.path.with_name(f"{folder.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        # --replace, or --no-resume (start over, not in this run's folder): the other run is moved aside, kept whole
+        if not (getattr(self.flags, "replace", False) or getattr(self.flags, "resume", True) is False):
+            folder.close()
+            raise UserError(
+                f"run folder {folder.path} holds another run ({'; '.join(differ[:4])}"
+                f"{'; ...' if len(differ) > 4 else ''})",
+                f"pass --output DIR to keep both, or --replace to move that run aside (to {aside.name}) and start "
+                "this one",
+            )
+        folder.move_aside(aside)
+        logger.warning(
+            f"{folder.path} held another run ({'; '.join(differ)}): moved to {aside}", main_process_only=True
+        )
+        return RunFolder(folder.path, self.accelerator)
 
     def write_config(self) -> dict:
         """run_config.yaml: the resolved flags, the recipe, the folder, the git commit, and the recipe's flags
@@ -148,6 +190,7 @@ class Recipe:
             "train_counts": ds.train_counts,
             "class_names": ds.class_names,
             "metrics": metrics,
+            "calibration": self.calibration,
             "hardware": hardware(),
             "peak_memory_mb": peak_memory_mb(),
             "num_processes": self.accelerator.num_processes,
@@ -300,9 +343,7 @@ class TrainingRecipe(Recipe):
     def evaluate(self) -> dict:
         self.best.restore(self.model)  # the epoch chosen on the validation split
         self.exported = self.exported_model()
-        return self.ctx.final_evaluation(
-            self.exported, {"val": self.val_dl, "test": self.test_dl}, self.prep, self.ds, self.folder
-        )
+        return self.final_evaluation(self.exported, {"val": self.val_dl, "test": self.test_dl}, self.prep, self.ds)
 
     def finish(self, metrics: dict) -> dict:
         args = self.args
@@ -322,7 +363,9 @@ class TrainingRecipe(Recipe):
         )
         self.folder.export(self.exported, self.ds, results, title=self.title())
         if self.own_context:  # composed (BTM's stage 1), the caller's table has its row
-            self.accelerator.print(summary_table({f"{self.arch} {results['method']}": results["metrics"]}))
+            self.accelerator.print(
+                summary_table({f"{self.arch} {results['method']}": results["metrics"]}, calibration=True)
+            )
         self.accelerator.print(f"run folder: {self.folder.path}")
         return results
 

@@ -164,18 +164,50 @@ class RunContext:
         return out if len(out) > 1 else out[0]
 
     # ------------------------------------------------------------------------------------ evaluation
-    def final_evaluation(self, model: nn.Module, loaders: dict, prep, ds, folder) -> dict:
-        """The metrics of the chosen model on each split of ``loaders`` (prepared; None skipped), in fp32:
+    def final_evaluation(
+        self, model: nn.Module, loaders: dict, prep, ds, folder, calibration: str = "none", min_images: int = 100
+    ) -> tuple[dict, dict]:
+        """The chosen model, calibrated, evaluated on each split of ``loaders`` (prepared; None skipped), in fp32:
         every recipe's final evaluation (validation first; the test split is evaluated once, here), with the
         probability metrics (ECE, NLL, Brier, top-5) and the test split's bootstrap intervals
-        (`ltzoo.training.evaluation.evaluate_splits`). The run ``folder`` (`ltzoo.runfolder.folder.RunFolder`) keeps the
-        logits and labels (``predictions.safetensors``) and the reliability diagram (None: nothing written)."""
+        (`ltzoo.training.evaluation.evaluate_splits`).
+
+        With ``calibration`` 'temperature', a temperature is fitted on the validation split's logits and folded
+        into ``model``'s classifier in place (`ltzoo.methods.calibration`): the metrics are the calibrated model's,
+        each split's ``uncalibrated`` probability metrics beside them, and the predictions are checked to be the
+        same, image for image. The run ``folder`` (`ltzoo.runfolder.folder.RunFolder`; None: nothing written) keeps
+        the logits and labels (``predictions.safetensors``), the reliability diagram, and the classifier as
+        trained (a later stage that trains from this model restores it).
+
+        Returns:
+            ``(metrics, calibration)``: split -> metrics, and what calibration did (results.json's
+            ``calibration``).
+        """
+        from ltzoo.methods.calibration import calibrate, fold_temperature
         from ltzoo.training.evaluation import evaluate_splits
 
         metrics, outputs = evaluate_splits(self.accelerator, model, ds, loaders, prep)
+        cal = calibrate(*outputs.get("val", (None, None)), method=calibration, min_images=min_images)
+        record = cal.to_dict()
+        if cal.fitted:
+            trained_head = fold_temperature(self.accelerator.unwrap_model(model), cal.temperature)
+            before, before_outputs = metrics, outputs
+            metrics, outputs = evaluate_splits(self.accelerator, model, ds, loaders, prep)
+            changed = {s: int((outputs[s][0].argmax(-1) != before_outputs[s][0].argmax(-1)).sum()) for s in outputs}
+            record["predictions_unchanged"] = not any(changed.values())
+            if not record["predictions_unchanged"]:  # a near-tie rounded the other way: say so, never hide it
+                _logger.warning(f"calibration changed the predictions of {changed} images (near-ties)")
+                record["predictions_changed"] = changed
+            for s in metrics:
+                metrics[s]["uncalibrated"] = {k: before[s].get(k) for k in ("ece", "classwise_ece", "nll", "brier")}
+                if "bootstrap" in before[s]:
+                    metrics[s]["uncalibrated"]["ece_interval"] = before[s]["bootstrap"]["intervals"].get("ece")
+            if folder is not None:
+                folder.keep_uncalibrated_head(trained_head)
+        self.accelerator.print(f"calibration: {cal.rule}")
         if folder is not None:
             folder.keep_predictions(outputs, metrics, ds)
-        return metrics
+        return metrics, record
 
     def end(self) -> None:
         """End the run's trackers and process group."""

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
-from safetensors.torch import load_model
+from safetensors.torch import load_model, save_file
 
 from ltzoo.errors import UserError, user_error
 from ltzoo.files import _jsonable, atomic_path, write_json
@@ -51,6 +51,7 @@ from ltzoo.runfolder.layout import (
     RESULTS,
     RUN_CONFIG,
     TRAIN_STATE,
+    UNCALIBRATED_HEAD,
     WEIGHTS,
 )
 from ltzoo.runfolder.model_io import save_model, save_weights
@@ -133,6 +134,46 @@ def create_run_folder(path: str | Path, accelerator, lock: bool = True) -> tuple
     return path, fd
 
 
+#: Flags that do not change what a run trains or exports: a run started again with other values of these is the
+#: same run (it resumes); any other flag that differs makes it another run.
+SAME_RUN_IGNORES = frozenset(
+    {
+        "output",
+        "resume",
+        "no_progress",
+        "workers",
+        "threads",
+        "save_every",
+        "config",
+        "replace",
+        "flags",
+        "recipe",
+        "git_commit",
+        "resolved",
+        "help",
+    }
+)
+
+
+def config_differences(recorded: dict, flags: dict) -> list[str]:
+    """The flags whose value in ``flags`` (this run's, as parsed) differs from the run recorded in a folder's
+    run_config.yaml, as ``--flag A (recorded) vs B (this run)``. A flag left unset here that the recorded run
+    decided itself (its ``resolved`` rules) is the same; a flag the recorded run's ltzoo did not have is skipped."""
+    decided = recorded.get("resolved")
+    out = []
+    for key, value in flags.items():
+        if key in SAME_RUN_IGNORES or key not in recorded:
+            continue
+        old = recorded[key]
+        if value is None and old is not None and (decided is None or key in decided):
+            continue  # unset here, decided there by its rule: the same rule decides it again
+        if isinstance(value, tuple):
+            value = list(value)
+        if value != old:
+            out.append(f"--{key.replace('_', '-')} {old} (recorded) vs {value} (this run)")
+    return out
+
+
 def holds_work(path: Path) -> bool:
     """True if the run folder ``path`` holds something to resume from or keep (see `_KEEP`)."""
     return any(next(path.rglob(pattern), None) is not None for pattern in _KEEP)
@@ -185,6 +226,23 @@ class RunFolder:
         unlock_folder(self._lock)
         self._lock = None
 
+    def recorded_config(self) -> dict | None:
+        """The run_config.yaml of a run this folder already holds (None: a new folder, or one with nothing to keep)."""
+        path = self.path / RUN_CONFIG
+        if not path.is_file() or not holds_work(self.path):
+            return None
+        try:
+            return yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            return None  # unreadable: resume decides what it can use, as before
+
+    def move_aside(self, target: Path) -> None:
+        """Rename this folder (with its lock) to ``target`` and release it: the run there is kept whole."""
+        if self.accelerator.is_main_process:
+            os.replace(self.path, target)
+        self.accelerator.wait_for_everyone()
+        self.close()
+
     def write_config(self, config: dict) -> dict:
         """Write the resolved config with the git commit (`write_run_config`, main process); returns it."""
         if self.accelerator.is_main_process:
@@ -236,6 +294,13 @@ class RunFolder:
                 title=f"{self.path.name}: reliability on the {split} split",
             )
         self.accelerator.wait_for_everyone()
+
+    def keep_uncalibrated_head(self, tensors: dict) -> None:
+        """Keep the classifier as trained (``weight``, ``bias``) beside the calibrated model (main process): a
+        stage that trains from this run (``--init``) starts from the trained logits' scale, not the calibrated."""
+        if self.accelerator.is_main_process:
+            with atomic_path(self.path / UNCALIBRATED_HEAD) as tmp:
+                save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
 
     def last_checkpoint(self) -> Path | None:
         """The newest complete checkpoint folder (``epoch_N`` with its state file), if any."""

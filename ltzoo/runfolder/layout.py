@@ -12,6 +12,8 @@ A run folder (``runs/<name>/``) holds, after a run:
     per_class_recall.png     per-class recall against training-image count
     reliability.png          the reliability diagram of the test predictions
     README.md                the model card (``ltzoo card``)
+    classifier_uncalibrated.safetensors   the classifier as trained, before calibration folded a temperature into
+                             it (a later stage that trains from the model restores it)
 """
 
 from __future__ import annotations
@@ -28,3 +30,4 @@ PER_CLASS_PLOT = "per_class_recall.png"
 #: the reliability diagram of the kept test predictions, beside them in a run folder
 RELIABILITY = "reliability.png"
 CARD = "README.md"
+UNCALIBRATED_HEAD = "classifier_uncalibrated.safetensors"

@@ -19,6 +19,7 @@ crash leaves the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from torch import nn
 
 from ltzoo.data.splits import LTDataset
 from ltzoo.errors import UserError, user_error
+from ltzoo.methods.calibration import restore_classifier
 from ltzoo.models.pretrained import (
     INPUT_KEY,
     create_pretrained,
@@ -42,7 +44,13 @@ from ltzoo.models.pretrained import (
     mark_input_from_weights,
     weights_data_config,
 )
-from ltzoo.runfolder.layout import MODEL_CONFIG, RESULTS, RUN_CONFIG, WEIGHTS  # noqa: F401  (RESULTS, RUN_CONFIG: re-exported)
+from ltzoo.runfolder.layout import (  # noqa: F401  (RESULTS, RUN_CONFIG: re-exported)
+    MODEL_CONFIG,
+    RESULTS,
+    RUN_CONFIG,
+    UNCALIBRATED_HEAD,
+    WEIGHTS,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -108,7 +116,21 @@ def image_transform(ds: LTDataset, model: nn.Module, train: bool = False):
 
 
 def resolve_model_ref(ref: str) -> str:
-    """A timm model reference for ``--init``/``ltzoo eval``: a run folder, a hub id or a timm name."""
+    """A timm model reference for ``--init``/``ltzoo eval``: a run folder, a hub id or a timm name.
+
+    - ``hf-hub:``, ``local-dir:`` and ``timm/`` references are timm's, kept as they are.
+    - An existing folder is a run folder (``local-dir:``; it must hold config.json); an existing file is
+      refused (a run folder is wanted, not its weights file).
+    - A reference that exists nowhere but looks like a local path is refused in one line, "no run folder or
+      weights file at REF", instead of being asked of the Hub. It looks like one when it starts with ``.``,
+      ``/`` or ``~``, or holds a path separator without being of the hub id form ``org/name`` (``runs/a/b``),
+      or is of that form and its first component is a folder here that holds runs: ``runs/x`` is a hub id
+      ``org/name`` by its form, and is taken as a missing run folder when ``runs/`` exists in the current
+      folder with a run in it (a folder holding config.json or run_config.yaml). A folder without runs does
+      not count: from a checkout, ``ltzoo/NAME`` stays the hub id, whatever the package's ``ltzoo/`` folder.
+    - Otherwise ``org/name`` is a hub id (``hf-hub:org/name``; if the Hub cannot give it either, `load_model`
+      says that there is no run folder of that name) and anything else is a timm model name.
+    """
     if ref.startswith(("hf-hub:", "local-dir:", "timm/")):
         return ref
     path = Path(ref).expanduser()
@@ -124,14 +146,42 @@ def resolve_model_ref(ref: str) -> str:
             f"{ref} is a file, not a run folder",
             "pass the folder of a finished run, a hub id (ORG/NAME) or a timm model name",
         )
+    if looks_like_a_path(ref):
+        raise UserError(f"no run folder or weights file at {ref}", NO_RUN_FIX)
     if _HUB_ID.fullmatch(ref):
         return f"hf-hub:{ref}"
-    if "/" in ref or ref.startswith((".", "~")):
-        raise UserError(f"run folder {ref} does not exist", "check the path (or pass a hub id, ORG/NAME)")
     return ref
 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+#: The fix of a model reference that names nothing.
+NO_RUN_FIX = "pass a run folder (it holds config.json and model.safetensors) or a hub id org/name"
+
+
+def looks_like_a_path(ref: str) -> bool:
+    """Whether a model reference that does not exist is meant as a local path, not a hub id or timm name (the
+    rule of `resolve_model_ref`: ``.``, ``/``, ``~`` first; a separator outside the ``org/name`` form; or
+    ``org/name`` whose ``org`` is a folder of runs here, like ``runs/x`` where ``runs/`` holds a run)."""
+    if ref.startswith((".", "/", "~")):
+        return True
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    if not any(sep in ref for sep in separators):
+        return False
+    if not _HUB_ID.fullmatch(ref):
+        return True
+    return _holds_runs(Path(ref.split("/", 1)[0]))
+
+
+def _holds_runs(folder: Path, look_at: int = 1000) -> bool:
+    """Whether ``folder`` is a folder with a run folder in it (config.json or run_config.yaml), among its first
+    ``look_at`` entries."""
+    try:
+        return folder.is_dir() and any(
+            child.is_dir() and ((child / MODEL_CONFIG).is_file() or (child / RUN_CONFIG).is_file())
+            for child in itertools.islice(folder.iterdir(), look_at)
+        )
+    except OSError:  # unreadable: not taken as a folder of runs
+        return False
 
 
 def check_weights(path: str | Path) -> Path:
@@ -186,6 +236,8 @@ def load_model(ref: str, pretrained: bool = True, **kwargs) -> nn.Module:
         ) from exc
     except Exception as exc:
         err = user_error(exc, hub_id=name[len("hf-hub:") :] if name.startswith("hf-hub:") else None)
+        if err is not None and name == f"hf-hub:{ref}" and _not_had_from_hub(exc):  # org/name: maybe a path too
+            raise UserError(f"no run folder or weights file at {ref}, and {err.problem}", err.fix) from exc
         if err is not None:
             raise (err if ref in str(err) else UserError(f"{ref}: {err}")) from exc
         if isinstance(exc, RuntimeError):  # a state dict that does not fit the architecture of its config
@@ -195,6 +247,15 @@ def load_model(ref: str, pretrained: bool = True, **kwargs) -> nn.Module:
                 "re-export or re-download it",
             ) from exc
         raise
+
+
+def _not_had_from_hub(exc: BaseException) -> bool:
+    """A hub model that could not be had: not cached (offline or the Hub out of reach), or not on the Hub."""
+    from huggingface_hub import errors as hf
+
+    if isinstance(exc, hf.GatedRepoError):  # it exists
+        return False
+    return isinstance(exc, (hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled, hf.RepositoryNotFoundError))
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -255,6 +316,35 @@ def check_classes(model: nn.Module, ds: LTDataset, ref: str) -> None:
         )
 
 
+def trained_classifier(ref: str) -> dict[str, torch.Tensor] | None:
+    """The classifier of ``ref`` (a run folder or hub id) as trained, before calibration folded a temperature into
+    it (``classifier_uncalibrated.safetensors`` beside the model); None for a model ltzoo did not calibrate."""
+    from safetensors.torch import load_file
+
+    name = resolve_model_ref(ref)
+    if name.startswith("local-dir:"):
+        path = Path(name[len("local-dir:") :]) / UNCALIBRATED_HEAD
+        return load_file(str(path)) if path.is_file() else None
+    if not name.startswith("hf-hub:"):
+        return None  # a timm name: its own weights, never calibrated by ltzoo
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        return load_file(hf_hub_download(name[len("hf-hub:") :], UNCALIBRATED_HEAD))
+    except LocalEntryNotFoundError as exc:  # offline and not cached: the calibrated classifier, and a warning
+        _logger.warning(
+            f"{ref}: {UNCALIBRATED_HEAD} is not in the cache and the Hub is offline ({exc}); training "
+            "from its calibrated classifier"
+        )
+        return None
+    except EntryNotFoundError:  # the model has none: ltzoo did not calibrate it
+        return None
+    except Exception as exc:  # the Hub failing: train on from the calibrated classifier, and say so
+        _logger.warning(f"{ref}: could not fetch {UNCALIBRATED_HEAD} ({exc}); training from its calibrated classifier")
+        return None
+
+
 def create_model(
     ds: LTDataset,
     model: str,
@@ -269,8 +359,9 @@ def create_model(
     `ltzoo.models.pretrained`).
 
     Classes follow the dataset; so do the input channels of a fresh model (a pretrained one keeps its
-    weights'). An ``init`` model, too, keeps the input it was trained with (its pretrained_cfg: an ltzoo run
-    records exactly that). The pretrained_cfg is set to the evaluation preprocessing (see `data_config`).
+    weights', or takes the data's where they are more: a grayscale weights file on RGB images). An ``init``
+    model, too, keeps the input it was trained with (its pretrained_cfg: an ltzoo run records exactly that).
+    The pretrained_cfg is set to the evaluation preprocessing (see `data_config`).
     """
     if init:
         net = load_model(init)
@@ -279,6 +370,9 @@ def create_model(
             net.reset_classifier(ds.num_classes)
         else:
             check_classes(net, ds, init)
+            trained = trained_classifier(init)
+            if trained is not None:  # train on from the classifier as trained, not the calibrated one
+                restore_classifier(net, trained)
         if getattr(net, "pretrained_cfg", {}).get("input_size", (ds.in_chans,))[0] not in (
             ds.in_chans,
             3 if input_from_weights(net) and ds.in_chans == 1 else ds.in_chans,
@@ -288,6 +382,8 @@ def create_model(
                 f"{ds.in_chans}; pick a model made for this dataset"
             )
     elif pretrained or pretrained_file:
+        if pretrained_file:  # a file with fewer channels than the data: its first conv adapted, the data's mean/std
+            kwargs = {**kwargs, "channels": ds.in_chans, "norm": (tuple(ds.mean), tuple(ds.std))}
         net = create_pretrained(model, ds.num_classes, pretrained_file=pretrained_file, **kwargs)
     else:
         try:

@@ -24,6 +24,7 @@ from torch import nn
 
 from ltzoo.data.loader import BatchPreprocess
 from ltzoo.metrics import longtail_metrics, probability_metrics, stratified_bootstrap
+from ltzoo.metrics.bootstrap import ece_interval
 from ltzoo.training.accelerator import full_precision, unwrap
 from ltzoo.training.loop import progress_bar
 
@@ -122,6 +123,9 @@ def evaluate_logits(
         many, few = shot_thresholds
         metrics["bootstrap"] = stratified_bootstrap(
             labels, logits.argmax(-1), len(train_counts), train_counts, many, few, resamples=bootstrap, seed=seed
+        )
+        metrics["bootstrap"]["intervals"]["ece"] = ece_interval(
+            logits, labels, len(train_counts), resamples=bootstrap, seed=seed, n_bins=metrics["ece_bins"]
         )
     return metrics
 
