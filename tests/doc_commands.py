@@ -20,10 +20,11 @@ segments; a ```python block is one snippet. Each gets one way of being tested:
   as a slow test, against tests/hubserver.py's local Hub holding the zoo entries they name.
 
 The placeholders of the pages are folders of the workspace (`make_workspace`): ``D`` and ``DATA`` a tiny image
-folder (which also holds tiny CIFAR-10/100 folders in torchvision's layout), ``RUN_DIR`` and every ``runs/NAME``
-a copy of a zoo run folder, ``zoo/`` the repository's zoo, ``eval/predictions.safetensors`` the predictions
-``ltzoo eval ... --output eval --save-predictions`` writes, ``img.png`` a Fashion-MNIST-sized image, and
-``../shared/data/splits/`` tiny Places-LT lists; the hub id ``ltzoo/NAME`` is a real zoo entry.
+folder (which also holds tiny CIFAR-10/100 folders in torchvision's layout); ``RUN_DIR`` and every ``runs/NAME``
+a command reads a copy of a zoo run folder (``runs/my-...``: a run of the reader's own); ``zoo/`` the
+repository's zoo; ``eval/predictions.safetensors`` the predictions ``ltzoo eval ... --output eval
+--save-predictions`` writes; ``img.png`` a Fashion-MNIST-sized image; ``../shared/data/splits/`` tiny Places-LT
+lists. The hub id ``ltzoo/NAME`` is a real zoo entry.
 
 ``python tests/doc_commands.py`` prints every command with its page, line and way of being tested.
 """

@@ -18,7 +18,9 @@ tests/doc_commands.py finds the command blocks and classifies each command (its 
 
 ``python tests/doc_commands.py`` lists every command with its page, line and category.
 
-A command that is none of these fails `test_every_command_is_covered`, naming its page and line.
+A command that is none of these fails `test_every_command_is_covered`, naming its page and line. A run folder a
+command reads (``--init runs/X``, ``ltzoo eval runs/X``) must be one a recipe command of the pages writes, or a
+run of the reader's own, named ``runs/my-...``.
 """
 
 from __future__ import annotations

@@ -171,3 +171,26 @@ def test_nan_gradient_in_the_last_step_is_caught(fresh_accelerate):
     accel.unwrap(model).fc.weight.register_hook(nan_at_last_step)
     with pytest.raises(NonFiniteTraining, match=r"weights became non-finite in epoch 0 .*\(bf16 mixed precision\)"):
         train_one_epoch(accelerator, model, loader, torch.nn.CrossEntropyLoss(), opt, prep, progress=False)
+
+
+def test_a_phase_says_when_it_starts_and_how_long_it_took(fresh_accelerate, caplog):
+    import logging
+
+    from accelerate import Accelerator
+
+    from ltzoo.training.loop import duration, phase
+
+    accelerator = Accelerator(cpu=True)
+    log = logging.getLogger("ltzoo.test_phase")
+    with caplog.at_level(logging.INFO, logger="ltzoo.test_phase"):
+        with phase(accelerator, "merging 2 members", log) as t:
+            pass
+        with phase(accelerator, "nothing to do", log, show=False) as quiet:
+            pass
+        with pytest.raises(RuntimeError), phase(accelerator, "failing", log):
+            raise RuntimeError("stop")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:2] == ["merging 2 members ...", f"merging 2 members: done in {duration(t.seconds)}"]
+    assert lines[2:] == ["failing ..."]  # no end line for a phase that raised, none at all for show=False
+    assert t.seconds >= 0 and quiet.seconds >= 0
+    assert (duration(4.24), duration(185), duration(3725)) == ("4.2 s", "3 min 05 s", "1 h 02 min")

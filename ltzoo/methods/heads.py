@@ -44,10 +44,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ltzoo.data.samplers import create_sampler
 from ltzoo.methods.losses import LAS_FORMS, create_loss
@@ -125,7 +126,8 @@ def project_max_norm(weight: torch.Tensor, radius: float) -> None:
 @dataclass(frozen=True)
 class HeadFit:
     """What every head method is fitted with: the training counts, the schedule of a trained head, the GML
-    exponent ``p`` and the validation metric choices are made on (``select``)."""
+    exponent ``p`` and the validation metric choices are made on (``select``); ``progress``: a bar over a trained
+    head's epochs, named ``desc``."""
 
     train_counts: Sequence[int]
     epochs: int = 30
@@ -134,6 +136,8 @@ class HeadFit:
     seed: int = 0
     p: float = 1.0
     select: str = "hm"
+    progress: bool = False
+    desc: str = "head"
 
 
 def _train_head(
@@ -170,7 +174,7 @@ def _train_head(
         if steps
         else None
     )
-    for epoch in range(epochs):
+    for epoch in tqdm(range(epochs), desc=fit.desc, leave=False, dynamic_ncols=True, disable=not fit.progress):
         smp.set_epoch(epoch)
         for idx in smp.indices().split(batch_size):
             logits = (train.x[idx] @ w.T + b) * s
@@ -296,13 +300,15 @@ def retrain(
     seed: int = 0,
     p: float = 1.0,
     select: str = "hm",
+    progress: bool = False,
 ) -> tuple[Head, dict]:
     """Retrain or adjust a classifier on cached features by ``method`` (a key of `HEAD_METHODS`).
 
     ``lr`` None is the method's own default (`HeadMethod.lr`). Hyper-parameters with no training signal
     (tau of tau-norm and logit adjustment, the weight decay of wb, the smoothing form and eps_1 of las) are
     chosen on the validation split; without one, the literature's default (tau = 1, weight decay 0.1,
-    MiSLAS's concave eps_1 = 0.3) is used.
+    MiSLAS's concave eps_1 = 0.3) is used. ``progress``: a bar over each trained head's epochs (the caller
+    shows it on one process only).
 
     Returns:
         The new head and a dict of what was chosen and why.
@@ -310,7 +316,17 @@ def retrain(
     if method not in HEAD_METHODS:
         raise ValueError(f"unknown classifier method {method!r}; choose one of {METHODS}")
     spec = HEAD_METHODS[method]
-    fit = HeadFit(train_counts, epochs=epochs, lr=lr or spec.lr, batch_size=batch_size, seed=seed, p=p, select=select)
+    fit = HeadFit(
+        train_counts,
+        epochs=epochs,
+        lr=lr or spec.lr,
+        batch_size=batch_size,
+        seed=seed,
+        p=p,
+        select=select,
+        progress=progress,
+        desc=f"head {method}",
+    )
     return spec.fit(head, train, val, fit)
 
 
@@ -329,7 +345,8 @@ def _weight_balanced(head: Head, train: Features, val: Features | None, fit: Hea
     radius = max_norm_radius(head.weight, WB_THRESH)
 
     def make(wd: float) -> Head:
-        return _train_head(head, train, loss, fit, sampler="instance", weight_decay=wd, max_norm=radius)
+        at = replace(fit, desc=f"{fit.desc} (weight decay {wd:g})")
+        return _train_head(head, train, loss, at, sampler="instance", weight_decay=wd, max_norm=radius)
 
     info = {
         "method": "wb",
@@ -363,7 +380,7 @@ def _label_aware(head: Head, train: Features, val: Features | None, fit: HeadFit
             head,
             train,
             loss,
-            fit,
+            replace(fit, desc=f"{fit.desc} ({form}, eps {eps_head:g})"),
             sampler="balanced",
             weight_decay=LAS["weight_decay"],
             head_lr_factor=LAS["head_lr_factor"],

@@ -17,6 +17,7 @@ import logging
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ltzoo.data.loader import BatchPreprocess, make_loader
 from ltzoo.data.samplers import create_sampler
@@ -45,6 +46,7 @@ def shift_batchnorm(
     workers: int = 0,
     batch_size: int = BATCH_SIZE,
     transform=None,
+    progress: bool = False,
 ) -> nn.Module:
     """Re-estimate ``model``'s BN running statistics on one class-balanced epoch of ``ds``'s training split.
 
@@ -52,13 +54,15 @@ def shift_batchnorm(
     stage 1 augments them (a random translation of up to 1/8 of the image and a flip, and for a file-backed
     dataset ``transform``, the recipe's timm training transform: ``ltzoo.runfolder.model_io.image_transform(ds, model,
     train=True)``; None for in-memory data). Only the running mean and variance (and the batch counter) change.
-    Returns the model, in eval mode.
+    ``progress``: a bar over the batches (the caller shows it on one process only). Returns the model, in eval
+    mode.
     """
     sampler = create_sampler("balanced", ds.train.labels, ds.num_classes, seed=seed)
     loader = make_loader(ds.train, batch_size, sampler, transform, workers, drop_last=len(sampler) >= batch_size)
     device = next(model.parameters()).device
     prep = BatchPreprocess(ds.mean, ds.std, crop_padding=ds.input_size[-1] // 8, channels_last=channels_last)
     prep, gen = prep.to(device), torch.Generator().manual_seed(seed)
-    reestimate_bn(model, (prep(x.to(device), train=True, generator=gen) for x, _ in loader))
+    batches = tqdm(loader, desc="shifted BN", leave=False, dynamic_ncols=True, disable=not progress)
+    reestimate_bn(model, (prep(x.to(device), train=True, generator=gen) for x, _ in batches))
     _logger.info("shifted BN: statistics re-estimated on one class-balanced epoch (%d draws)", len(sampler))
     return model

@@ -70,6 +70,7 @@ from ltzoo.runfolder.layout import RESULTS
 from ltzoo.runfolder.model_io import create_model, image_transform, save_model
 from ltzoo.training.accelerator import apply_channels_last, describe
 from ltzoo.training.evaluation import metrics_from_logits, predict
+from ltzoo.training.loop import phase
 
 logger = get_logger(__name__)
 
@@ -358,60 +359,88 @@ class BTM(Recipe):
         loaders = ctx.eval_loaders(ds, base, EVAL_BATCH, args.workers, splits=("train", "val", "test"))
         self.model, *prepared = ctx.prepare(copy.deepcopy(base), *loaders.values())
         self.loaders = {k: dl for k, dl in zip(loaders, prepared) if dl is not None}
-        self.table = {"stage 1": {s: self.evaluate_split(s) for s in ("val", "test") if s in self.loaders}}
+        with phase(self.accelerator, f"evaluating stage 1 ({self.report_splits()})", logger) as t:
+            self.table = {"stage 1": {s: self.evaluate_split(s) for s in ("val", "test") if s in self.loaders}}
+        self.t_stage1_eval = t.seconds
 
-    def evaluate_split(self, split: str) -> dict:
-        logits, labels = predict(self.accelerator, self.model, self.loaders[split], self.prep, progress=False)
+    def report_splits(self) -> str:
+        """The splits of the table's rows, for a phase's line."""
+        return ", ".join(s for s in ("val", "test") if s in self.loaders)
+
+    def evaluate_split(self, split: str, desc: str | None = None) -> dict:
+        logits, labels = predict(
+            self.accelerator,
+            self.model,
+            self.loaders[split],
+            self.prep,
+            progress=not self.args.no_progress,
+            desc=desc or f"eval {split}",
+        )
         return metrics_from_logits(logits, labels, self.ds.train_counts, self.ds.shot_thresholds, split)
 
     def train_members(self) -> None:
         """Every N-th member on each of N processes, each saved before the next; a resumed run skips the saved."""
         args, acc = self.args, self.accelerator
-        t0 = time.perf_counter()
         self.members = [self.folder.path / "members" / f"member_{m:02d}.safetensors" for m in range(args.subsets)]
         init_digest = state_digest(self.base)
-        for m in range(acc.process_index, args.subsets, acc.num_processes):
-            settings = member_settings(args, self.subsets[m], init_digest)
-            if args.resume and trained_member(self.members[m], settings):
-                logger.info(f"member {m + 1}/{args.subsets}: already trained, skipped", main_process_only=False)
-                continue
-            fine_tune_member(acc, self.base, self.ds, self.subsets[m], self.prep, args, m, self.members[m], settings)
-            logger.info(
-                f"member {m + 1}/{args.subsets} fine-tuned on {len(self.subsets[m])} images "
-                f"(process {acc.process_index})",
-                main_process_only=False,
-            )
-        acc.wait_for_everyone()
-        self.t_members = time.perf_counter() - t0
+        n = acc.num_processes
+        epochs = f"{args.member_epochs} epoch{'s' * (args.member_epochs > 1)}"
+        what = f"fine-tuning {args.subsets} members ({epochs} each, on {n} process{'es' * (n > 1)})"
+        with phase(acc, what, logger) as t:
+            for m in range(acc.process_index, args.subsets, acc.num_processes):
+                settings = member_settings(args, self.subsets[m], init_digest)
+                if args.resume and trained_member(self.members[m], settings):
+                    logger.info(f"member {m + 1}/{args.subsets}: already trained, skipped", main_process_only=False)
+                    continue
+                fine_tune_member(
+                    acc, self.base, self.ds, self.subsets[m], self.prep, args, m, self.members[m], settings
+                )
+                logger.info(
+                    f"member {m + 1}/{args.subsets} fine-tuned on {len(self.subsets[m])} images "
+                    f"(process {acc.process_index})",
+                    main_process_only=False,
+                )
+            acc.wait_for_everyone()
+        self.t_members = t.seconds
         self.member_seconds = [member_train_seconds(p) for p in self.members]  # also those a resumed run skipped
 
     def merge(self) -> None:
         """Average the members (each process merges the same files, so every model copy is identical)."""
-        args = self.args
-        t0 = time.perf_counter()
-        self.net = net = self.accelerator.unwrap_model(self.model)
+        args, acc = self.args, self.accelerator
+        self.net = net = acc.unwrap_model(self.model)
 
         def val_hm(sd) -> float:
             net.load_state_dict(sd)
-            return self.evaluate_split("val")["hm"] if "val" in self.loaders else 0.0
+            return self.evaluate_split("val", "greedy soup: eval val")["hm"] if "val" in self.loaders else 0.0
 
-        # --peft members hold their adapter alone: each is merged into the stage-1 model first (ltzoo.methods.adapters)
-        with adapters.merged_members(
-            self.base, adapters.spec_from_args(args), self.members, self.folder.path / "members"
-        ) as full:
-            if args.merge == "greedy" and "val" in self.loaders:
-                merged, self.chosen = greedy_soup(full, [val_hm(average_checkpoints([p])) for p in full], val_hm)
-            else:
-                merged, self.chosen = average_checkpoints(full), list(range(args.subsets))
-        net.load_state_dict(merged)
-        if args.bn_merge == "reestimate":
-            reestimate_on_subsets(
-                net, self.ds, self.subsets, self.prep, image_transform(self.ds, self.base), args.seed, args.workers
-            )
-        self.t_merge = time.perf_counter() - t0
-        t0 = time.perf_counter()  # the merged model's row of the table: reporting, like stage 1's validation passes
-        self.table["BTM"] = {s: self.evaluate_split(s) for s in ("val", "test") if s in self.loaders}
-        self.t_report = time.perf_counter() - t0
+        with phase(acc, f"merging {args.subsets} members ({args.merge}; BN statistics: {args.bn_merge})", logger) as t:
+            # --peft members hold their adapter alone: each is merged into the stage-1 model first
+            # (ltzoo.methods.adapters)
+            with adapters.merged_members(
+                self.base, adapters.spec_from_args(args), self.members, self.folder.path / "members"
+            ) as full:
+                if args.merge == "greedy" and "val" in self.loaders:
+                    merged, self.chosen = greedy_soup(full, [val_hm(average_checkpoints([p])) for p in full], val_hm)
+                else:
+                    merged, self.chosen = average_checkpoints(full), list(range(args.subsets))
+            net.load_state_dict(merged)
+            if args.bn_merge == "reestimate":
+                reestimate_on_subsets(
+                    net,
+                    self.ds,
+                    self.subsets,
+                    self.prep,
+                    image_transform(self.ds, self.base),
+                    args.seed,
+                    args.workers,
+                    accelerator=acc,
+                    progress=not args.no_progress,
+                )
+        self.t_merge = t.seconds
+        # the merged model's row of the table: reporting, like stage 1's validation passes
+        with phase(acc, f"evaluating the merged model ({self.report_splits()})", logger) as t:
+            self.table["BTM"] = {s: self.evaluate_split(s) for s in ("val", "test") if s in self.loaders}
+        self.t_report = t.seconds
         merged_dir = self.folder.path / "merged"
         if self.accelerator.is_main_process:
             save_model(net, merged_dir, self.ds)
@@ -428,49 +457,65 @@ class BTM(Recipe):
 
     def retrain_classifier(self) -> None:
         """The merged model's classifier retrained or adjusted on cached features (`ltzoo.methods.heads`)."""
-        args = self.args
+        args, acc = self.args, self.accelerator
+        progress = not args.no_progress
         t0 = time.perf_counter()
+        self.t_shift_bn = self.t_features = self.t_head_fit = None
         if args.shift_bn:  # BN statistics of class-balanced batches, for the classifier stage and the export
-            shift_batchnorm(
-                self.net,
-                self.ds,
-                args.seed,
-                self.channels_last,
-                args.workers,
-                transform=image_transform(self.ds, self.base, train=True),
-            )
+            with phase(acc, "shifting BN statistics (one class-balanced epoch of the training images)", logger) as t:
+                shift_batchnorm(
+                    self.net,
+                    self.ds,
+                    args.seed,
+                    self.channels_last,
+                    args.workers,
+                    transform=image_transform(self.ds, self.base, train=True),
+                    progress=progress and acc.is_local_main_process,
+                )
+            self.t_shift_bn = t.seconds
         self.head_info = {}
         if args.classifier != "none":
+            splits = [s for s in ("train", "val") if s in self.loaders]
             # features at the run's precision (bf16 where it trains in bf16: the heads' numbers barely move,
             # benchmarks/results/btm_ratio.md); the exported model is evaluated in fp32 all the same
-            feats = {
-                s: Features(
-                    *predict(
-                        self.accelerator,
-                        self.model,
-                        self.loaders[s],
-                        self.prep,
-                        features=True,
-                        progress=False,
-                        run_precision=True,
+            with phase(acc, f"features of the merged model ({', '.join(splits)})", logger) as t:
+                feats = {
+                    s: Features(
+                        *predict(
+                            acc,
+                            self.model,
+                            self.loaders[s],
+                            self.prep,
+                            features=True,
+                            progress=progress,
+                            desc=f"features {s}",
+                            run_precision=True,
+                        )
                     )
-                )
-                for s in ("train", "val")
-                if s in self.loaders
-            }
-            orig = Head.from_module(self.net.get_classifier())
-            new, self.head_info = retrain(
-                args.classifier,
-                orig,
-                feats["train"],
-                feats.get("val"),
-                self.ds.train_counts,
-                epochs=args.head_epochs,
-                lr=args.head_lr,
-                seed=args.seed,
+                    for s in splits
+                }
+            self.t_features = t.seconds
+            trained = f", {args.head_epochs} epochs" if args.classifier in TRAINED_HEADS else ""
+            what = (
+                f"fitting the {args.classifier} head on {len(feats['train'].y):,} training features, "
+                f"{self.ds.num_classes:,} classes{trained}{' (then ensembled)' if args.ensemble else ''}"
             )
-            if args.ensemble:
-                new, self.head_info["ensemble"] = ensemble(orig, new, feats.get("val"), self.ds.train_counts)
+            with phase(acc, what, logger) as t:
+                orig = Head.from_module(self.net.get_classifier())
+                new, self.head_info = retrain(
+                    args.classifier,
+                    orig,
+                    feats["train"],
+                    feats.get("val"),
+                    self.ds.train_counts,
+                    epochs=args.head_epochs,
+                    lr=args.head_lr,
+                    seed=args.seed,
+                    progress=progress and acc.is_local_main_process,
+                )
+                if args.ensemble:
+                    new, self.head_info["ensemble"] = ensemble(orig, new, feats.get("val"), self.ds.train_counts)
+            self.t_head_fit = t.seconds
             new.write_to(self.net.get_classifier())
         self.t_head = time.perf_counter() - t0
 
@@ -505,14 +550,22 @@ class BTM(Recipe):
                 "config": self.config,
                 "speed": describe(self.ctx.precision, self.channels_last, False),
                 # recorded training times (stage 1's and each member's, kept in their files): a re-run that trains
-                # nothing again reports the same; *_wall and members are this run's own clock
+                # nothing again reports the same; the others are this run's own clock: stage1_wall (setup and
+                # stage 1), stage1_evaluation (stage 1's row of the table), members, merge, evaluation (the merged
+                # model's row), classifier (= shift_bn + features + head_fit, each None where it did not run),
+                # final_evaluation and calibration (`Recipe.final_evaluation`)
                 "seconds": {
                     "stage1": self.stage1_seconds,
                     "stage1_wall": self.t_stage1,
+                    "stage1_evaluation": self.t_stage1_eval,
                     "members": self.t_members,
                     "merge": self.t_merge,
                     "classifier": self.t_head,
+                    "shift_bn": self.t_shift_bn,
+                    "features": self.t_features,
+                    "head_fit": self.t_head_fit,
                     "evaluation": self.t_report,
+                    **self.timings,
                     "btm_total": btm_seconds,
                     "member_train_seconds": self.member_seconds,
                     "btm_total_one_device": one_device,

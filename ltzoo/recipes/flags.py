@@ -34,6 +34,11 @@ _logger = logging.getLogger(__name__)
 #: A parse-time check: (parsed arguments, the flags given on the command line) -> an error message or None.
 Check = Callable[[argparse.Namespace, set], "str | None"]
 
+#: An unset --eval-every validates every epoch unless a validation pass is more than this share of an epoch's
+#: training images and the run is longer than SPACED_AFTER_EPOCHS epochs (`ltzoo.recipes.recipe.choose_eval_every`)
+VALIDATION_SHARE = 0.1
+SPACED_AFTER_EPOCHS = 30
+
 
 # ------------------------------------------------------------------------------------ packaged configs
 def configs_dir():
@@ -390,6 +395,16 @@ def add_training_flags(p: RecipeParser) -> None:
         default="hm",
         choices=("hm", "gm", "acc", "mean_class_acc"),
         help="validation metric that picks the best epoch",
+    )
+    g.add_argument(
+        "--eval-every",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="validate every N epochs and the last; the epoch is chosen among the validated ones (checkpoints "
+        f"follow --save-every). Unset: every epoch, unless the run has more than {SPACED_AFTER_EPOCHS} epochs and "
+        f"a validation pass is more than {VALIDATION_SHARE:.0%}% of an epoch's training images: then every k "
+        f"epochs, the fewest that keep validation within {VALIDATION_SHARE:.0%}% of the images trained on",
     )
     g = p.add_argument_group("run folder")
     add_output_args(g, resume="continue from the run folder's last checkpoint if it has one", checkpoints=True)

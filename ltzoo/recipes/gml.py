@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from accelerate.logging import get_logger
+
 from ltzoo.errors import run_main
 from ltzoo.methods.heads import METHODS, Features, Head, ensemble, retrain
 from ltzoo.methods.shifted_bn import shift_batchnorm
@@ -35,7 +37,9 @@ from ltzoo.recipes.recipe import Recipe
 from ltzoo.runfolder.model_io import create_model, image_transform
 from ltzoo.training.accelerator import apply_channels_last
 from ltzoo.training.evaluation import metrics_from_logits, predict
+from ltzoo.training.loop import phase
 
+logger = get_logger(__name__)
 #: evaluation and feature batches (images; the backbone only runs forward)
 EVAL_BATCH = 512
 
@@ -99,51 +103,58 @@ class GML(Recipe):
         self.loaders = {k: dl for k, dl in zip(loaders, prepared) if dl is not None}
 
     def train(self) -> None:
-        args, ds = self.args, self.ds
-        net = self.accelerator.unwrap_model(self.model)
+        args, ds, acc = self.args, self.ds, self.accelerator
+        net = acc.unwrap_model(self.model)
         t0 = time.perf_counter()
         if args.shift_bn:  # the backbone every head (and the export) sees
-            shift_batchnorm(
-                net,
-                ds,
-                args.seed,
-                self.prep.channels_last,
-                args.workers,
-                transform=image_transform(ds, net, train=True),
-            )
-        self.feats = feats = {
-            k: Features(
-                *predict(
-                    self.accelerator,
-                    self.model,
-                    dl,
-                    self.prep,
-                    features=True,
-                    progress=not args.no_progress,
-                    desc=f"features {k}",
+            with phase(acc, "shifting BN statistics (one class-balanced epoch of the training images)", logger):
+                shift_batchnorm(
+                    net,
+                    ds,
+                    args.seed,
+                    self.prep.channels_last,
+                    args.workers,
+                    transform=image_transform(ds, net, train=True),
+                    progress=not args.no_progress and acc.is_local_main_process,
                 )
-            )
-            for k, dl in self.loaders.items()
-        }
+        with phase(acc, f"features ({', '.join(self.loaders)})", logger):
+            self.feats = feats = {
+                k: Features(
+                    *predict(
+                        acc,
+                        self.model,
+                        dl,
+                        self.prep,
+                        features=True,
+                        progress=not args.no_progress,
+                        desc=f"features {k}",
+                    )
+                )
+                for k, dl in self.loaders.items()
+            }
         self.t_features = time.perf_counter() - t0
         orig = Head.from_module(net.get_classifier())
         counts, val = ds.train_counts, feats.get("val")
         self.heads, self.infos = {"original": orig}, {}
-        t0 = time.perf_counter()
-        for method in METHODS if args.baselines else ("gml",):
-            self.heads[method], self.infos[method] = retrain(
-                method,
-                orig,
-                feats["train"],
-                val,
-                counts,
-                epochs=args.head_epochs,
-                lr=args.head_lr,
-                seed=args.seed,
-                p=args.p,
-            )
-        self.heads["gml+ens"], self.infos["gml+ens"] = ensemble(orig, self.heads["gml"], val, counts)
-        self.t_heads = time.perf_counter() - t0
+        methods = METHODS if args.baselines else ("gml",)
+        n = len(feats["train"].y)
+        what = f"fitting {len(methods)} heads on {n:,} training features, {ds.num_classes:,} classes"
+        with phase(acc, what, logger) as t:
+            for method in methods:
+                self.heads[method], self.infos[method] = retrain(
+                    method,
+                    orig,
+                    feats["train"],
+                    val,
+                    counts,
+                    epochs=args.head_epochs,
+                    lr=args.head_lr,
+                    seed=args.seed,
+                    p=args.p,
+                    progress=not args.no_progress and acc.is_local_main_process,
+                )
+            self.heads["gml+ens"], self.infos["gml+ens"] = ensemble(orig, self.heads["gml"], val, counts)
+        self.t_heads = t.seconds
         self.chosen = "gml+ens" if args.ensemble else "gml"
         self.heads[self.chosen].write_to(net.get_classifier())
 
@@ -174,7 +185,9 @@ class GML(Recipe):
                 "heads": self.infos,  # what every head chose (its tau, weight decay, ...) and on which split
                 "selection": "temperatures, taus and wb's weight decay on the validation split",
                 "config": self.config,
-                "seconds": {"features": self.t_features, "heads": self.t_heads},
+                # features: BN shifted (--shift-bn) and the feature pass; heads: every head fitted; then the final
+                # evaluation and the calibration (`Recipe.final_evaluation`)
+                "seconds": {"features": self.t_features, "heads": self.t_heads, **self.timings},
                 "wall_seconds": time.perf_counter() - self.start,
                 "table": {k: {s: brief(v) for s, v in d.items()} for k, d in self.table.items()},
             },

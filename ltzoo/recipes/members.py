@@ -27,7 +27,7 @@ from ltzoo.methods import adapters
 from ltzoo.methods.losses import create_loss
 from ltzoo.methods.merge import reestimate_bn
 from ltzoo.runfolder.model_io import image_transform
-from ltzoo.training.loop import augmentation_generator, train_step, watched_epoch
+from ltzoo.training.loop import augmentation_generator, progress_bar, train_step, watched_epoch
 from ltzoo.training.optim import create_optimizer, create_scheduler
 
 
@@ -183,12 +183,16 @@ class _Frozen(torch.nn.Module):
         return self.model(x)
 
 
-def reestimate_on_subsets(net, ds, subsets, prep, transform, seed: int, workers: int = 0) -> None:
-    """Re-estimate the merged model's BN statistics on the union of the balanced subsets' images."""
+def reestimate_on_subsets(
+    net, ds, subsets, prep, transform, seed: int, workers: int = 0, accelerator=None, progress: bool = False
+) -> None:
+    """Re-estimate the merged model's BN statistics on the union of the balanced subsets' images (``progress``: a
+    bar on ``accelerator``'s local main process)."""
     union = ds.train.subset(torch.cat(subsets).unique())
     # shuffled (seeded): the training-mode batches must not be one class each, as a class-sorted split gives
     order = torch.utils.data.RandomSampler(range(len(union)), generator=torch.Generator().manual_seed(seed))
     device = next(net.parameters()).device
-    reestimate_bn(
-        net, (prep(x.to(device)) for x, _ in make_loader(union, 256, order, transform=transform, num_workers=workers))
-    )
+    loader = make_loader(union, 256, order, transform=transform, num_workers=workers)
+    if accelerator is not None:
+        loader = progress_bar(accelerator, loader, "BN re-estimation", progress)
+    reestimate_bn(net, (prep(x.to(device)) for x, _ in loader))

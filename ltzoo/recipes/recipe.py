@@ -12,12 +12,15 @@ composes it in-process and hands it its context (BTM's stage 1: ``Pretrain(stage
 
 `TrainingRecipe` is the epoch loop stage 1 and CSA share: the model, its loaders, the optimiser and the
 schedule prepared once, resume from the run folder's last checkpoint, an epoch of training (the recipe's
-`TrainingRecipe.train_epoch`), validation, the epoch chosen on it, checkpoints.
+`TrainingRecipe.train_epoch`), validation (every ``--eval-every`` epochs and the last; unset, decided from the
+validation and training image counts by `choose_eval_every`), the epoch chosen among the validated ones,
+checkpoints.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from ltzoo.config.resolution import Resolution, RunConfig
 from ltzoo.errors import UserError
 from ltzoo.methods import adapters
 from ltzoo.metrics import brief, summary_table
-from ltzoo.recipes.flags import RecipeParser, default_output
+from ltzoo.recipes.flags import SPACED_AFTER_EPOCHS, VALIDATION_SHARE, RecipeParser, default_output
 from ltzoo.recipes.run_context import RunContext
 from ltzoo.runfolder.folder import BestEpoch, RunFolder, config_differences, discard_unfinished_folders
 from ltzoo.runfolder.model_io import create_model, image_transform
@@ -38,6 +41,39 @@ from ltzoo.training.evaluation import evaluate
 from ltzoo.training.optim import create_optimizer, create_scheduler
 
 logger = get_logger(__name__)
+
+
+def choose_eval_every(
+    val_images: int,
+    train_images: int,
+    epochs: int,
+    share: float = VALIDATION_SHARE,
+    spaced_after: int = SPACED_AFTER_EPOCHS,
+) -> tuple[int, str]:
+    """How often an unset --eval-every validates, and the rule that chose it.
+
+    A validation pass costs about what training on as many images costs (both are bound by reading and
+    decoding images at scale; validation runs forward only, so this over-estimates it where compute binds).
+    Every epoch is validated when that pass is at most ``share`` of an epoch's ``train_images``, or when the run
+    has at most ``spaced_after`` epochs (each epoch's choice then matters); otherwise every k-th epoch, k the
+    smallest that keeps validation within ``share`` of the images trained on. The last epoch is always validated.
+
+        choose_eval_every(1_000, 14_592, 15)[0]      # Fashion-MNIST-LT: 1 (7% of an epoch)
+        choose_eval_every(20_000, 115_712, 90)[0]    # ImageNet-LT, 90 epochs: 2 (17% of an epoch)
+    """
+    if not val_images:
+        return 1, "no validation split (the last epoch is kept)"
+    ratio = val_images / max(train_images, 1)
+    cost = f"a validation pass is {val_images:,} images, {ratio:.1%} of an epoch's {train_images:,} training images"
+    if ratio <= share:
+        return 1, f"every epoch: {cost}, at most {share:.0%}"
+    if epochs <= spaced_after:
+        return 1, f"every epoch: {cost}, but the run has {epochs} epoch{'s' * (epochs != 1)}, at most {spaced_after}"
+    every = max(2, math.ceil(ratio / share - 1e-9))
+    return every, (
+        f"every {every} epochs and the last: {cost}, more than {share:.0%}, over {epochs} epochs (more than "
+        f"{spaced_after}); every {every} keeps validation at {ratio / every:.1%} of the images trained on"
+    )
 
 
 class Recipe:
@@ -58,6 +94,7 @@ class Recipe:
         self.ctx, self.own_context = ctx, ctx is None
         self.folder: RunFolder | None = None
         self.calibration: dict | None = None  # what the final evaluation's calibration did (results.json)
+        self.timings: dict[str, float] = {}  # the final evaluation's phases: seconds by name (results.json)
         self.start = time.perf_counter()
 
     @classmethod
@@ -110,6 +147,8 @@ class Recipe:
             self.folder,
             calibration=self.args.calibration,
             min_images=self.args.calibration_min_images,
+            progress=not getattr(self.args, "no_progress", False),
+            timings=self.timings,
         )
         return metrics
 
@@ -231,6 +270,8 @@ class TrainingRecipe(Recipe):
         self.batch_size = ctx.train_batch_size(args.batch_size, ds)
         train_loaders = self.train_loaders(ds, image_transform(ds, net, train=True))
         loaders = ctx.eval_loaders(ds, net, args.batch_size * 2, args.workers)
+        self.decide_eval_every(len(train_loaders[0]) * self.batch_size)
+        args = self.args
         self.prep = ctx.batch_preprocess(ds, net, self.channels_last, args.crop_padding)
         self.build_loss(ds)
         optimizer = create_optimizer(
@@ -264,6 +305,25 @@ class TrainingRecipe(Recipe):
         self.best = BestEpoch(self.folder.path, self.accelerator, args.select, state.get("best"))
         self.state = {k: v for k, v in state.items() if k not in ("epoch", "best")}
         self.state.setdefault("train_seconds", 0.0)
+        self.state.setdefault("validation_seconds", 0.0)
+
+    def decide_eval_every(self, train_images: int) -> None:
+        """--eval-every, unset: decided from the validation and training image counts (`choose_eval_every`); the
+        cadence is printed either way."""
+        args, val = self.args, self.ds.val
+        if args.eval_every is None:
+            every, rule = choose_eval_every(0 if val is None else len(val), train_images, args.epochs)
+            self.decide("eval_every", every, rule)
+        else:
+            every = args.eval_every
+            rule = f"every {'epoch' if every == 1 else f'{every} epochs and the last'} (--eval-every {every})"
+        if val is not None:
+            logger.info(f"validation: {rule}", main_process_only=True)
+
+    def validates(self, epoch: int) -> bool:
+        """Whether ``epoch`` (0-based) is validated: every --eval-every-th and the last, given a validation split."""
+        args = self.args
+        return self.val_dl is not None and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs)
 
     # the recipe's parts
     def training_model(self, net):
@@ -311,7 +371,8 @@ class TrainingRecipe(Recipe):
             stats = self.train_epoch(epoch)
             self.state["train_seconds"] += stats["seconds"]
             record = {"epoch": epoch, "lr": self.scheduler.get_last_lr()[0], **stats}
-            if self.val_dl is not None:
+            if self.validates(epoch):
+                t0 = time.perf_counter()
                 val = evaluate(
                     acc,
                     self.model,
@@ -324,6 +385,7 @@ class TrainingRecipe(Recipe):
                 )
                 record["val"] = brief(val)
                 self.best.update(epoch, val, self.model)
+                self.state["validation_seconds"] += time.perf_counter() - t0
             self.folder.log(record)
             acc.log(
                 {
@@ -352,8 +414,15 @@ class TrainingRecipe(Recipe):
                 **self.result_fields(),
                 "model": self.arch,
                 "parents": [args.init] if args.init else [],
-                **self.best.fields(args.epochs),
+                **self.selection(),
                 "train_seconds": self.state["train_seconds"],
+                # train and validation: the epoch loop's (kept through checkpoints, as train_seconds);
+                # final_evaluation and calibration: this run's clock (`Recipe.final_evaluation`)
+                "seconds": {
+                    "train": self.state["train_seconds"],
+                    "validation": self.state["validation_seconds"],
+                    **self.timings,
+                },
                 "wall_seconds": time.perf_counter() - self.start,
                 "config": self.config,
                 "speed": describe(self.ctx.precision, self.channels_last, getattr(args, "compile", False)),
@@ -368,6 +437,14 @@ class TrainingRecipe(Recipe):
             )
         self.accelerator.print(f"run folder: {self.folder.path}")
         return results
+
+    def selection(self) -> dict:
+        """results.json's record of the epoch chosen (`BestEpoch.fields`), naming the cadence when it skipped
+        epochs."""
+        fields = self.best.fields(self.args.epochs)
+        if self.best.best is not None and self.args.eval_every > 1:
+            fields["selection"] += f" (validated every {self.args.eval_every} epochs and the last)"
+        return fields
 
     def title(self) -> str:
         return f"{self.arch} {self.name}"

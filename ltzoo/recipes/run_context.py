@@ -165,7 +165,16 @@ class RunContext:
 
     # ------------------------------------------------------------------------------------ evaluation
     def final_evaluation(
-        self, model: nn.Module, loaders: dict, prep, ds, folder, calibration: str = "none", min_images: int = 100
+        self,
+        model: nn.Module,
+        loaders: dict,
+        prep,
+        ds,
+        folder,
+        calibration: str = "none",
+        min_images: int = 100,
+        progress: bool = False,
+        timings: dict | None = None,
     ) -> tuple[dict, dict]:
         """The chosen model, calibrated, evaluated on each split of ``loaders`` (prepared; None skipped), in fp32:
         every recipe's final evaluation (validation first; the test split is evaluated once, here), with the
@@ -179,20 +188,44 @@ class RunContext:
         the logits and labels (``predictions.safetensors``), the reliability diagram, and the classifier as
         trained (a later stage that trains from this model restores it).
 
+        Each phase says when it starts and how long it took (`ltzoo.training.loop.phase`); ``progress`` shows a bar
+        over each split; ``timings`` (a dict), when given, receives the seconds of ``final_evaluation`` (the
+        passes over the splits, their metrics and intervals, the predictions kept) and ``calibration`` (the fit and
+        the calibrated model's passes).
+
         Returns:
             ``(metrics, calibration)``: split -> metrics, and what calibration did (results.json's
             ``calibration``).
         """
+        from ltzoo.training.evaluation import evaluate_splits
+        from ltzoo.training.loop import phase
+
+        splits = ", ".join(s for s, dl in loaders.items() if dl is not None)
+        with phase(self.accelerator, f"final evaluation ({splits})", _logger) as first:
+            metrics, outputs = evaluate_splits(self.accelerator, model, ds, loaders, prep, progress=progress)
+        with phase(self.accelerator, f"calibration ({calibration})", _logger, show=calibration != "none") as second:
+            metrics, outputs, record = self._calibrate(
+                model, loaders, prep, ds, folder, metrics, outputs, calibration, min_images, progress
+            )
+        with phase(self.accelerator, "keeping the predictions", _logger, show=folder is not None) as keep:
+            if folder is not None:
+                folder.keep_predictions(outputs, metrics, ds)
+        if timings is not None:
+            timings.update(final_evaluation=first.seconds + keep.seconds, calibration=second.seconds)
+        return metrics, record
+
+    def _calibrate(self, model, loaders, prep, ds, folder, metrics, outputs, calibration, min_images, progress):
+        """`final_evaluation`'s calibration: the temperature fitted on the validation logits and folded into
+        ``model``, the splits evaluated again; ``(metrics, outputs, record)``."""
         from ltzoo.methods.calibration import calibrate, fold_temperature
         from ltzoo.training.evaluation import evaluate_splits
 
-        metrics, outputs = evaluate_splits(self.accelerator, model, ds, loaders, prep)
         cal = calibrate(*outputs.get("val", (None, None)), method=calibration, min_images=min_images)
         record = cal.to_dict()
         if cal.fitted:
             trained_head = fold_temperature(self.accelerator.unwrap_model(model), cal.temperature)
             before, before_outputs = metrics, outputs
-            metrics, outputs = evaluate_splits(self.accelerator, model, ds, loaders, prep)
+            metrics, outputs = evaluate_splits(self.accelerator, model, ds, loaders, prep, progress=progress)
             changed = {s: int((outputs[s][0].argmax(-1) != before_outputs[s][0].argmax(-1)).sum()) for s in outputs}
             record["predictions_unchanged"] = not any(changed.values())
             if not record["predictions_unchanged"]:  # a near-tie rounded the other way: say so, never hide it
@@ -205,9 +238,7 @@ class RunContext:
             if folder is not None:
                 folder.keep_uncalibrated_head(trained_head)
         self.accelerator.print(f"calibration: {cal.rule}")
-        if folder is not None:
-            folder.keep_predictions(outputs, metrics, ds)
-        return metrics, record
+        return metrics, outputs, record
 
     def end(self) -> None:
         """End the run's trackers and process group."""

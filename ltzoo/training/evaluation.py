@@ -139,7 +139,7 @@ def _all_classes(labels: torch.Tensor, ds) -> bool:
 
 
 def evaluate_splits(
-    accelerator, model, ds, loaders: dict, prep, bootstrap: int = BOOTSTRAP, seed: int = 0
+    accelerator, model, ds, loaders: dict, prep, bootstrap: int = BOOTSTRAP, seed: int = 0, progress: bool = False
 ) -> tuple[dict, dict]:
     """A recipe's final evaluation: the metrics per split (the test split's with intervals), and the logits
     and labels per split (gathered from every process, on the CPU) for the run folder to keep.
@@ -147,12 +147,13 @@ def evaluate_splits(
     Args:
         loaders: split name -> prepared loader (None: skipped).
         bootstrap, seed: the test split's stratified bootstrap (0: no intervals).
+        progress: a bar over each split's batches (``eval <split>``, local main process).
 
     Returns:
         ``(metrics, outputs)``: split -> metrics dict, split -> ``(logits, labels)``.
     """
     outputs = {
-        split: predict(accelerator, model, dl, prep, progress=False, desc=f"eval {split}")
+        split: predict(accelerator, model, dl, prep, progress=progress, desc=f"eval {split}")
         for split, dl in loaders.items()
         if dl is not None
     }

@@ -11,6 +11,11 @@ or weights that turn NaN or infinite stop any of them on one line. Prediction, e
 always run in fp32 on the plain (uncompiled) model
 (`ltzoo.training.accelerator.full_precision`), whatever precision trained it: a run's metrics, its card and
 ``ltzoo eval`` of the exported model agree exactly.
+
+What a long run shows: `progress_bar` over a pass of batches (local main process, off with a recipe's
+``--no-progress``), and `phase` around every step that is not an epoch (a merge, a feature pass, a head's fit,
+the final evaluation): one line when it starts, one with its duration when it ends, and its seconds for the
+recipe's results.json.
 """
 
 from __future__ import annotations
@@ -36,6 +41,48 @@ def progress_bar(accelerator: Accelerator, loader: Iterable, desc: str, show: bo
     return tqdm(
         loader, desc=desc, leave=False, dynamic_ncols=True, disable=not (show and accelerator.is_local_main_process)
     )
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` for a log line: ``4.2 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class Phase:
+    """The wall time of a `phase`, in ``seconds`` once it has ended."""
+
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def phase(
+    accelerator: Accelerator, what: str, log: logging.Logger | logging.LoggerAdapter | None = None, show: bool = True
+) -> Iterator[Phase]:
+    """A named phase of a run: one line when it starts and one with its duration when it ends (INFO, on the main
+    process, through ``log``: the caller's logger; default this module's), so that no step of a long run is
+    silent. Yields a `Phase` whose ``seconds`` the end sets (a phase that raises logs no end line); ``show``
+    False times it without a line (a phase with nothing to do).
+
+        with phase(accelerator, "merging 8 members") as t:
+            ...
+        seconds["merge"] = t.seconds
+    """
+    log = log if log is not None else _logger
+    main = show and accelerator.is_main_process
+    if main:
+        log.info(f"{what} ...")
+    timer, start = Phase(), time.perf_counter()
+    try:
+        yield timer
+    finally:
+        timer.seconds = time.perf_counter() - start
+    if main:
+        log.info(f"{what}: done in {duration(timer.seconds)}")
 
 
 class EpochMeans:
