@@ -20,7 +20,7 @@ from ltzoo.cli.output import emit
 from ltzoo.config.argtypes import nonneg_int
 from ltzoo.data.args import add_data_args
 from ltzoo.errors import UserError
-from ltzoo.files import read_json, write_json
+from ltzoo.files import atomic_path, read_json, write_json
 from ltzoo.runfolder.layout import (
     CARD,
     CHECKPOINTS,
@@ -74,6 +74,7 @@ def _output(args, source: Path | None) -> Path:
 def _prepare(args, ds, source: Path | None, out: Path) -> None:
     """``out`` holds the model as trained (a run folder's files copied, or the model exported), uncalibrated."""
     from ltzoo.methods.calibration import restore_classifier
+    from ltzoo.models.pretrained import mark_input_from_weights
     from ltzoo.runfolder.model_io import check_classes, load_model, save_model, trained_classifier
 
     if source is not None and out != source:
@@ -83,6 +84,7 @@ def _prepare(args, ds, source: Path | None, out: Path) -> None:
     trained = trained_classifier(str(out) if source is not None else args.model)
     if source is None or trained is not None:
         model = load_model(str(out) if source is not None else args.model)
+        mark_input_from_weights(model)  # saved with the input it is fed (a transferred model's own normalisation)
         check_classes(model, ds, args.model)
         if trained is not None:
             restore_classifier(model, trained)
@@ -95,6 +97,7 @@ def cmd_calibrate(args) -> int:
     from ltzoo.cli.data import _load, predict_split
     from ltzoo.methods.calibration import calibrate, fold_temperature
     from ltzoo.metrics import plot_reliability, reliability_bins, summary_table
+    from ltzoo.models.pretrained import mark_input_from_weights
     from ltzoo.runfolder.model_io import load_model, resolve_model_ref, save_model
     from ltzoo.runfolder.predictions import dataset_meta, save_predictions
     from ltzoo.training.evaluation import BOOTSTRAP, evaluate_logits
@@ -115,7 +118,9 @@ def cmd_calibrate(args) -> int:
     record = cal.to_dict()
     outputs = raw
     if cal.fitted:
+        kept = {name: (out / name).read_bytes() for name in (MODEL_CONFIG, WEIGHTS)}
         model = load_model(str(out))
+        mark_input_from_weights(model)  # saved with the input it is fed, as it was
         trained = fold_temperature(model, cal.temperature)
         save_model(model, out, ds)
         from safetensors.torch import save_file
@@ -124,8 +129,16 @@ def cmd_calibrate(args) -> int:
         outputs = {s: predict_split(str(out), ds, sp, args.batch_size, args.workers) for s, sp in splits.items()}
         changed = {s: int((outputs[s][0].argmax(-1) != raw[s][0].argmax(-1)).sum()) for s in splits}
         record["predictions_unchanged"] = not any(changed.values())
-        if not record["predictions_unchanged"]:
-            record["predictions_changed"] = changed
+        if not record["predictions_unchanged"]:  # never leave a model that predicts otherwise: put it back
+            for name, data in kept.items():
+                with atomic_path(out / name) as tmp:
+                    tmp.write_bytes(data)
+            (out / UNCALIBRATED_HEAD).unlink(missing_ok=True)
+            raise UserError(
+                f"the calibrated copy of {args.model} predicted {changed} images differently (a near-tie or a "
+                f"changed input configuration); {out} holds the model as it was",
+                "report it as a bug, with the model and the command",
+            )
     metrics, before = {}, {}
     for s, (z, y) in outputs.items():
         boot = BOOTSTRAP if s == "test" else 0
