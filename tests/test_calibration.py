@@ -135,3 +135,28 @@ def test_every_recipe_exports_a_calibrated_model_with_the_same_predictions(tmp_p
     for split in ("val", "test"):
         for key in ("acc", "hm", "gm", "min_recall", "nll", "ece"):
             assert runs["btm"]["metrics"][split][key] == runs["btm-from-none"]["metrics"][split][key], key
+
+    # ltzoo calibrate: the uncalibrated run's copy gets the temperature the recipe fitted, predicts the same, and a
+    # calibrated run is calibrated again from its classifier as trained (the same temperature, not T twice)
+    from ltzoo.cli import main as ltzoo_cli
+
+    flags = ["--dataset", "imagefolder", "--data-dir", str(data), "--calibration-min-images", "30", "--workers", "0"]
+    copy = tmp_path / "copy"
+    assert ltzoo_cli(["calibrate", str(tmp_path / "pretrain-none"), *flags, "--output", str(copy)]) == 0
+    summary = json.loads((copy / "calibration.json").read_text())
+    assert summary["calibration"]["predictions_unchanged"] is True
+    assert summary["calibration"]["temperature"] == pytest.approx(runs["pretrain"]["calibration"]["temperature"])
+    assert json.loads((copy / "results.json").read_text())["calibration"] == summary["calibration"]
+    assert (copy / "classifier_uncalibrated.safetensors").is_file() and (
+        copy / "reliability_uncalibrated.png"
+    ).is_file()
+    assert not (tmp_path / "pretrain-none" / "classifier_uncalibrated.safetensors").exists()  # the source untouched
+    again = tmp_path / "again"
+    assert ltzoo_cli(["calibrate", str(tmp_path / "pretrain"), *flags, "--output", str(again)]) == 0
+    twice = json.loads((again / "calibration.json").read_text())["calibration"]
+    assert twice["temperature"] == pytest.approx(runs["pretrain"]["calibration"]["temperature"])
+    loaded = timm.create_model(f"local-dir:{copy}", pretrained=True)
+    assert (
+        loaded.pretrained_cfg["mean"]
+        == json.loads((tmp_path / "pretrain-none" / "config.json").read_text())["pretrained_cfg"]["mean"]
+    )
