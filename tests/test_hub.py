@@ -348,7 +348,9 @@ def test_card_command_and_config_reproduce_the_run_arguments(runs, tmp_path, whi
     parser = importlib.import_module(f"ltzoo.recipes.{recipe}").build_parser()  # the test's; the card imports none
     assert config["flags"] == json.loads(json.dumps(parser.flag_table())), "the run's config records the recipe's flags"
     expected = {
-        k: v for k, v in config.items() if k not in ("config", "output", "recipe", "git_commit", "flags", "resolved")
+        k: v
+        for k, v in config.items()
+        if k not in ("config", "output", "recipe", "git_commit", "flags", "resolved", "parsed")
     }
     argv = shlex.split(render_command(config, recipe).replace("\\\n", " "))
     assert argv[:4] == ["accelerate", "launch", "-m", f"ltzoo.recipes.{recipe}"]

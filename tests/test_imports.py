@@ -182,7 +182,11 @@ def test_moved_modules_import_from_their_old_path_with_a_warning():
         " as e:\n    print(e)\nwarnings.simplefilter('ignore')\nimport ltzoo.heads, ltzoo.methods.heads\n"
         "assert ltzoo.heads.retrain is ltzoo.methods.heads.retrain\n"
         "from ltzoo.runs import create_model\nfrom ltzoo.runfolder.model_io import create_model as c2\n"
-        "assert create_model is c2"
+        "assert create_model is c2\n"
+        "from ltzoo.losses.ce import CrossEntropyLoss as a\nfrom ltzoo.methods.losses.ce import CrossEntropyLoss as b\n"
+        "assert a is b\nimport ltzoo.methods.heads as h\nassert h.__spec__.name == 'ltzoo.methods.heads'\n"
+        "from ltzoo.recipes.common import RecipeParser\nfrom ltzoo.runfolder import RunFolder\n"
+        "from ltzoo.runfolder.folder import RunFolder as R2\nassert RunFolder is R2"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

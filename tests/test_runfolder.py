@@ -151,3 +151,14 @@ def test_a_folder_holds_one_run(tmp_path, capsys):
     assert len(aside) == 1 and (aside[0] / "model.safetensors").is_file()
     assert "epochs: 1" in (aside[0] / "run_config.yaml").read_text()
     assert "epochs: 2" in (out / "run_config.yaml").read_text()
+    # a replacing run that fails on its input puts the run it moved aside back, whole
+    assert run("--epochs", "3", "--replace", "--init", str(tmp_path / "no-such-run")) == 2
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]) == 1
+    assert "epochs: 2" in (out / "run_config.yaml").read_text() and (out / "model.safetensors").is_file()
+    # the same command from a run that starts from weights (its model decided from --init) resumes, twice
+    started = [a for a in base[:-2] if a not in ("--model", "resnet20_cifar")]  # --model left at its default
+    started += ["--output", str(tmp_path / "started"), "--init", str(out), "--epochs", "1"]
+    for _ in range(2):
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        assert run_main(pretrain.main, "pretrain.py", started, exit=False) == 0

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from ltzoo.cli.output import emit
-from ltzoo.config.argtypes import nonneg_int
+from ltzoo.config.argtypes import nonneg_int, positive_int
 from ltzoo.data.args import add_data_args
 from ltzoo.errors import UserError
 from ltzoo.files import atomic_path, read_json, write_json
@@ -52,7 +52,7 @@ def _add_calibrate(p):
         default=MIN_IMAGES,
         help="fit no temperature on a validation split with fewer images than this",
     )
-    p.add_argument("--batch-size", type=nonneg_int, default=256, help="evaluation batch size")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="evaluation batch size")
     p.add_argument("--workers", type=nonneg_int, default=4, help="data loader workers")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -78,8 +78,6 @@ def _prepare(args, ds, source: Path | None, out: Path) -> None:
     from ltzoo.runfolder.model_io import check_classes, load_model, save_model, trained_classifier
 
     if source is not None and out != source:
-        if out.exists() and any(out.iterdir()):
-            raise UserError(f"{out} exists and is not empty", "pass another --output, or remove it")
         shutil.copytree(source, out, ignore=shutil.ignore_patterns(CHECKPOINTS, CARD, ".*"), dirs_exist_ok=True)
     trained = trained_classifier(str(out) if source is not None else args.model)
     if source is None or trained is not None:
@@ -94,14 +92,10 @@ def _prepare(args, ds, source: Path | None, out: Path) -> None:
 
 def cmd_calibrate(args) -> int:
     """Fit a temperature on the validation split and write a calibrated copy of a model (same predictions)."""
-    from ltzoo.cli.data import _load, predict_split
-    from ltzoo.methods.calibration import calibrate, fold_temperature
-    from ltzoo.metrics import plot_reliability, reliability_bins, summary_table
-    from ltzoo.models.pretrained import mark_input_from_weights
-    from ltzoo.runfolder.model_io import load_model, resolve_model_ref, save_model
-    from ltzoo.runfolder.predictions import dataset_meta, save_predictions
-    from ltzoo.training.evaluation import BOOTSTRAP, evaluate_logits
+    from ltzoo.cli.data import _load, use_run_data_flags
+    from ltzoo.runfolder.model_io import resolve_model_ref
 
+    taken = use_run_data_flags(args, args.model, strict=True)  # the run's own splits, never other ones
     ds = _load(args)
     if ds.val is None or len(ds.val) == 0:
         raise UserError(
@@ -111,6 +105,35 @@ def cmd_calibrate(args) -> int:
     ref = resolve_model_ref(args.model)
     source = Path(ref[len("local-dir:") :]) if ref.startswith("local-dir:") else None
     out = _output(args, source)
+    if out != source and out.exists() and any(out.iterdir()):  # never write into another run or model
+        raise UserError(f"{out} exists and is not empty", "pass another --output, or remove it")
+    made = not out.exists()
+    kept = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} if not made else {}
+    try:
+        return _calibrate_into(args, ds, source, out, taken)
+    except BaseException:  # a failure at any step leaves the folder as it was (or no copy at all)
+        if made:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            for p in out.iterdir():
+                if p.is_file() and p.name not in kept:
+                    p.unlink()
+            for name, data in kept.items():
+                with atomic_path(out / name) as tmp:
+                    tmp.write_bytes(data)
+        raise
+
+
+def _calibrate_into(args, ds, source: Path | None, out: Path, taken: list[str]) -> int:
+    """Calibrate the model into ``out`` (see `cmd_calibrate`)."""
+    from ltzoo.cli.data import predict_split
+    from ltzoo.methods.calibration import calibrate, fold_temperature
+    from ltzoo.metrics import plot_reliability, reliability_bins, summary_table
+    from ltzoo.models.pretrained import mark_input_from_weights
+    from ltzoo.runfolder.model_io import load_model, save_model
+    from ltzoo.runfolder.predictions import dataset_meta, save_predictions
+    from ltzoo.training.evaluation import BOOTSTRAP, evaluate_logits
+
     _prepare(args, ds, source, out)
     splits = {"val": ds.val, "test": ds.test}
     raw = {s: predict_split(str(out), ds, sp, args.batch_size, args.workers) for s, sp in splits.items()}
@@ -118,25 +141,21 @@ def cmd_calibrate(args) -> int:
     record = cal.to_dict()
     outputs = raw
     if cal.fitted:
-        kept = {name: (out / name).read_bytes() for name in (MODEL_CONFIG, WEIGHTS)}
         model = load_model(str(out))
         mark_input_from_weights(model)  # saved with the input it is fed, as it was
         trained = fold_temperature(model, cal.temperature)
         save_model(model, out, ds)
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in trained.items()}, str(out / UNCALIBRATED_HEAD))
+        with atomic_path(out / UNCALIBRATED_HEAD) as tmp:
+            save_file({k: v.contiguous() for k, v in trained.items()}, str(tmp))
         outputs = {s: predict_split(str(out), ds, sp, args.batch_size, args.workers) for s, sp in splits.items()}
         changed = {s: int((outputs[s][0].argmax(-1) != raw[s][0].argmax(-1)).sum()) for s in splits}
         record["predictions_unchanged"] = not any(changed.values())
-        if not record["predictions_unchanged"]:  # never leave a model that predicts otherwise: put it back
-            for name, data in kept.items():
-                with atomic_path(out / name) as tmp:
-                    tmp.write_bytes(data)
-            (out / UNCALIBRATED_HEAD).unlink(missing_ok=True)
+        if not record["predictions_unchanged"]:  # never leave a model that predicts otherwise (the caller restores)
             raise UserError(
                 f"the calibrated copy of {args.model} predicted {changed} images differently (a near-tie or a "
-                f"changed input configuration); {out} holds the model as it was",
+                f"changed input configuration); {out} is left as it was",
                 "report it as a bug, with the model and the command",
             )
     metrics, before = {}, {}
@@ -171,6 +190,7 @@ def cmd_calibrate(args) -> int:
             out / PREDICTIONS, {s: z for s, (z, _) in outputs.items()}, {s: y for s, (_, y) in outputs.items()}, meta
         )
     text = [
+        *([f"the run's data flags (its run_config.yaml): {' '.join(taken)}"] if taken else []),
         f"calibration: {cal.rule}",
         *(["predictions unchanged, image for image"] if record.get("predictions_unchanged") else []),
         summary_table({str(out): metrics}, calibration=True),

@@ -7,6 +7,7 @@ recipe's run did.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,12 +19,72 @@ from ltzoo.data.datasets import validation_lines
 from ltzoo.errors import UserError
 from ltzoo.runfolder.layout import PER_CLASS_PLOT, PREDICTIONS, RELIABILITY
 
+_logger = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     import torch
 
 
 def _load(args, require_test: bool = True):
     return load_dataset(args.dataset, **dataset_kwargs(args), require_test=require_test)
+
+
+#: the data flags a run's run_config.yaml records that decide its splits (their dest names)
+RUN_DATA_FLAGS = (
+    "data_dir",
+    "imbalance",
+    "profile",
+    "n_max",
+    "val_per_class",
+    "split_protocol",
+    "class_order",
+    "shot_cuts",
+    "seed",
+    "train_list",
+    "val_list",
+    "test_list",
+)
+
+
+def use_run_data_flags(args, ref: str | None, strict: bool) -> list[str]:
+    """A run folder's own data: every data flag left at its default takes the value the run recorded (run_config.yaml),
+    when ``args.dataset`` is the run's dataset, so its validation and test splits are the run's (another --seed
+    would put the run's training images into validation). Returns the flags taken, as ``--flag value``.
+
+    With ``strict`` (calibration, which fits on validation), a flag given with another value than the run's is
+    refused: its validation split would not be the run's.
+    """
+    import yaml
+
+    folder = Path(str(ref or "")).expanduser()
+    config_path = folder / "run_config.yaml"
+    if not ref or not config_path.is_file():
+        return []
+    config = yaml.safe_load(config_path.read_text()) or {}
+    if config.get("dataset") != args.dataset:
+        return []
+    defaults = argparse.ArgumentParser()
+    add_data_args(defaults, seed=True)
+    taken, differ = [], []
+    for key in RUN_DATA_FLAGS:
+        if key not in config or not hasattr(args, key):
+            continue
+        value, recorded = getattr(args, key), config[key]
+        if key == "data_dir" and recorded is not None and not Path(str(recorded)).exists():
+            continue  # recorded on another machine: the dataset's own default or the given folder
+        if value == defaults.get_default(key):
+            if recorded != value:
+                setattr(args, key, recorded)
+                taken.append(f"--{key.replace('_', '-')} {recorded}")
+        elif value != recorded:
+            differ.append(f"--{key.replace('_', '-')} {value} (the run: {recorded})")
+    if differ and strict:
+        raise UserError(
+            f"{ref} was trained on other splits than these flags give ({'; '.join(differ)}): a temperature fitted on "
+            "this validation split could be fitted on the run's training images",
+            "drop those flags: the run's own are taken from its run_config.yaml",
+        )
+    return taken
 
 
 def _add_data(p):
@@ -255,11 +316,13 @@ def recorded_temperature(args) -> float:
     import json
 
     folder = Path(args.predictions).parent if args.predictions else Path(str(args.model or "")).expanduser()
-    try:
-        cal = json.loads((folder / "results.json").read_text()).get("calibration") or {}
-    except (OSError, ValueError):
-        return 1.0
-    return float(cal["temperature"]) if cal.get("fitted") else 1.0
+    for name in ("results.json", "calibration.json"):  # a run folder's, or an `ltzoo calibrate` copy's
+        try:
+            cal = json.loads((folder / name).read_text()).get("calibration") or {}
+        except (OSError, ValueError):
+            continue
+        return float(cal["temperature"]) if cal.get("fitted") else 1.0
+    return 1.0
 
 
 def check_prior(shares, num_classes: int):
@@ -292,6 +355,9 @@ def eval_inputs(args):
             pred.class_names,
             meta,
         )
+    taken = use_run_data_flags(args, args.model, strict=False)
+    if taken:
+        _logger.warning(f"{args.model}: the run's data flags: {' '.join(taken)} (from its run_config.yaml)")
     ds = _load(args)
     split = ds.val if args.split == "val" else ds.test
     if split is None:

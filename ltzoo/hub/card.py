@@ -247,7 +247,7 @@ def count_parameters(path: Path) -> int | None:
     return total
 
 
-_NOT_FLAGS = ("config", "output", "recipe", "git_commit", "help", "flags", "resolved")
+_NOT_FLAGS = ("config", "output", "recipe", "git_commit", "help", "flags", "resolved", "parsed")
 _ALWAYS = ("dataset", "model", "loss", "epochs", "seed")  # shown even at their defaults, for the reader
 
 

@@ -102,10 +102,16 @@ def calibrate(
             images=n,
         )
     t = fit_temperature(val_logits, val_labels)
-    at_bound = min(abs(t - T_RANGE[0]), abs(t - T_RANGE[1])) < 1e-6 * t
+    if min(abs(t - T_RANGE[0]), abs(t - T_RANGE[1])) < 1e-6 * t:  # no minimum inside: nothing reliable to fold
+        return Calibration(
+            method,
+            1.0,
+            False,
+            f"not calibrated: the validation NLL keeps falling to the edge of the temperatures searched {T_RANGE} "
+            f"(T -> {t:.3g}; a split the model gets entirely right, or entirely wrong, has no best temperature)",
+            images=n,
+        )
     rule = f"temperature {t:.4g} fitted on {n} validation images (minimum NLL; Guo et al. 2017)"
-    if at_bound:
-        rule += f"; it lies at the edge of the range searched {T_RANGE}"
     return Calibration(
         method,
         t,
@@ -137,8 +143,9 @@ def fold_temperature(model: nn.Module, temperature: float) -> dict[str, torch.Te
         (`ltzoo.runfolder.layout.UNCALIBRATED_HEAD`): a later stage that trains from this model restores them.
     """
     head = classifier_of(model)
-    before = {name: p.detach().clone().cpu() for name, p in (("weight", head.weight), ("bias", head.bias))}
-    before = {k: v for k, v in before.items() if v is not None}
+    before = {
+        name: p.detach().clone().cpu() for name, p in (("weight", head.weight), ("bias", head.bias)) if p is not None
+    }
     if temperature != 1.0:
         head.weight.div_(temperature)
         if head.bias is not None:

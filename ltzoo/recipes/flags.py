@@ -354,7 +354,12 @@ def add_calibration_args(g) -> None:
 def add_output_args(g, resume: str | None = None, checkpoints: bool = False) -> None:
     """--output and --no-progress; --resume (its meaning for the recipe) and --save-every where they apply;
     the calibration of the exported model."""
-    g.add_argument("--output", default=None, help="the run folder; unset: runs/<recipe>-<dataset>-<model>-s<seed>")
+    g.add_argument(
+        "--output",
+        default=None,
+        help="the run folder; unset: runs/<recipe>-<dataset>-<model>-s<seed>, or "
+        "runs/<recipe>-<dataset>-s<seed>-on-<start> with --init",
+    )
     if resume:
         g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help=resume)
     if checkpoints:

@@ -33,7 +33,13 @@ from ltzoo.methods import adapters
 from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes.flags import SPACED_AFTER_EPOCHS, VALIDATION_SHARE, RecipeParser, default_output
 from ltzoo.recipes.run_context import RunContext
-from ltzoo.runfolder.folder import BestEpoch, RunFolder, config_differences, discard_unfinished_folders
+from ltzoo.runfolder.folder import (
+    SAME_RUN_IGNORES,
+    BestEpoch,
+    RunFolder,
+    config_differences,
+    discard_unfinished_folders,
+)
 from ltzoo.runfolder.model_io import create_model, image_transform
 from ltzoo.runfolder.provenance import hardware, peak_memory_mb
 from ltzoo.training.accelerator import apply_channels_last, compile_model, describe
@@ -190,6 +196,8 @@ class Recipe:
         if recorded is None:
             return folder
         differ = config_differences(recorded, vars(self.flags))
+        if recorded.get("recipe") not in (None, self.name):
+            differ.insert(0, f"a {recorded['recipe']} run, this one {self.name}")
         if not differ:
             return folder
         aside = folder.path.with_name(f"{folder.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -215,6 +223,7 @@ class Recipe:
             {
                 **vars(self.args),
                 "resolved": self.resolution.rules(),
+                "parsed": {k: v for k, v in vars(self.flags).items() if k not in SAME_RUN_IGNORES},
                 "recipe": self.name,
                 "output": str(self.folder.path),
                 "flags": self.build_parser().flag_table(),

@@ -228,16 +228,26 @@ class RunContext:
             metrics, outputs = evaluate_splits(self.accelerator, model, ds, loaders, prep, progress=progress)
             changed = {s: int((outputs[s][0].argmax(-1) != before_outputs[s][0].argmax(-1)).sum()) for s in outputs}
             record["predictions_unchanged"] = not any(changed.values())
-            if not record["predictions_unchanged"]:  # a near-tie rounded the other way: say so, never hide it
-                _logger.warning(f"calibration changed the predictions of {changed} images (near-ties)")
-                record["predictions_changed"] = changed
-            for s in metrics:
+            if not record["predictions_unchanged"]:  # a near-tie rounded the other way: export the model as trained
+                from ltzoo.methods.calibration import restore_classifier
+
+                restore_classifier(self.accelerator.unwrap_model(model), trained_head)
+                metrics, outputs = before, before_outputs
+                record.update(
+                    fitted=False,
+                    temperature=1.0,
+                    predictions_changed=changed,
+                    rule=f"not calibrated: folding T = {cal.temperature:.4g} into the classifier changed the "
+                    f"predictions of {changed} images (near-ties); the model is exported as trained",
+                )
+                _logger.warning(record["rule"])
+            for s in metrics if record["fitted"] else ():
                 metrics[s]["uncalibrated"] = {k: before[s].get(k) for k in ("ece", "classwise_ece", "nll", "brier")}
                 if "bootstrap" in before[s]:
                     metrics[s]["uncalibrated"]["ece_interval"] = before[s]["bootstrap"]["intervals"].get("ece")
-            if folder is not None:
+            if folder is not None and record["fitted"]:
                 folder.keep_uncalibrated_head(trained_head)
-        self.accelerator.print(f"calibration: {cal.rule}")
+        self.accelerator.print(f"calibration: {record['rule']}")
         return metrics, outputs, record
 
     def end(self) -> None:

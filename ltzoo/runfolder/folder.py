@@ -62,6 +62,8 @@ _logger = logging.getLogger(__name__)
 
 #: Run folders this process created, each with the topmost folder its creation made (see `create_run_folder`).
 _CREATED: list[tuple[Path, Path]] = []
+#: runs this process moved aside (--replace): (where it went, where it was), moved back if the new run fails on input
+_MOVED_ASIDE: list[tuple[Path, Path]] = []
 #: What makes a run folder worth keeping: a checkpoint to resume from, a trained member, a finished model.
 _KEEP = ("checkpoints/epoch_*/train_state.json", "members/*.safetensors", WEIGHTS, RESULTS)
 
@@ -150,6 +152,7 @@ SAME_RUN_IGNORES = frozenset(
         "recipe",
         "git_commit",
         "resolved",
+        "parsed",
         "help",
     }
 )
@@ -159,7 +162,10 @@ def config_differences(recorded: dict, flags: dict) -> list[str]:
     """The flags whose value in ``flags`` (this run's, as parsed) differs from the run recorded in a folder's
     run_config.yaml, as ``--flag A (recorded) vs B (this run)``. A flag left unset here that the recorded run
     decided itself (its ``resolved`` rules) is the same; a flag the recorded run's ltzoo did not have is skipped."""
-    decided = recorded.get("resolved")
+    if isinstance(recorded.get("parsed"), dict):  # the flags as that run parsed them: compared as given
+        recorded, decided = recorded["parsed"], {}
+    else:
+        decided = recorded.get("resolved")
     out = []
     for key, value in flags.items():
         if key in SAME_RUN_IGNORES or key not in recorded:
@@ -183,16 +189,22 @@ def holds_work(path: Path) -> bool:
 def discard_unfinished_folders() -> Iterator[None]:
     """Around a recipe's run: on a user error (`ltzoo.errors.user_error`), remove the run folders this
     process made (`create_run_folder`) that hold no work yet, and the empty parents it made for them."""
-    del _CREATED[:]
+    del _CREATED[:], _MOVED_ASIDE[:]
     try:
         yield
     except Exception as exc:
         if user_error(exc) is not None:
             for path, top in reversed(_CREATED):
                 _discard(path, top)
+            for aside, original in reversed(_MOVED_ASIDE):  # the replaced run back where it was, whole
+                if aside.is_dir() and not original.exists():
+                    os.replace(aside, original)
+                    _logger.warning(
+                        "moved %s back to %s: the run that replaced it failed on its input", aside, original
+                    )
         raise
     finally:
-        del _CREATED[:]
+        del _CREATED[:], _MOVED_ASIDE[:]
 
 
 def _discard(path: Path, top: Path) -> None:
@@ -240,6 +252,7 @@ class RunFolder:
         """Rename this folder (with its lock) to ``target`` and release it: the run there is kept whole."""
         if self.accelerator.is_main_process:
             os.replace(self.path, target)
+            _MOVED_ASIDE.append((target, self.path))
         self.accelerator.wait_for_everyone()
         self.close()
 
