@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -1276,7 +1277,9 @@ def _interrupted(folder, out: Path, epochs: int) -> None:
     recording the ``epochs`` it was started with (the same flags resume; other flags would be another run)."""
     _pretrain(folder, out, 1)
     config = out / "run_config.yaml"
-    config.write_text(config.read_text().replace("\nepochs: 1\n", f"\nepochs: {epochs}\n"))
+    text = re.sub(r"(?m)^(\s*)epochs: 1$", rf"\g<1>epochs: {epochs}", config.read_text())  # resolved and parsed
+    assert text.count(f"epochs: {epochs}") == 2
+    config.write_text(text)
 
 
 def test_resume_survives_a_torn_log_line_and_stale_temporaries(folder, tmp_path, caplog):
