@@ -43,6 +43,7 @@ from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes.flags import (
     RecipeParser,
     add_data_group,
+    add_ensemble_arg,
     add_finetune_flags,
     add_head_args,
     add_model_args,
@@ -227,13 +228,7 @@ def build_parser() -> RecipeParser:
         choices=("none",) + METHODS,
         help="retrain or adjust the merged model's classifier on cached features",
     )
-    g.add_argument(
-        "--ensemble",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="ensemble the retrained head with the merged one (temperatures chosen on validation); "
-        f"unset: on for --classifier {' and '.join(ENSEMBLED)}, which alone it applies to",
-    )
+    add_ensemble_arg(g)
     add_head_args(g, f"--classifier {', '.join(TRAINED_HEADS)}")
     p.add_check(needs_init("--new-head"))
     p.add_check(_check_stage1)

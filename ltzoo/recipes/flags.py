@@ -334,6 +334,21 @@ def add_system_args(g, speed: bool = True) -> None:
     )
 
 
+def add_ensemble_arg(g) -> None:
+    """--ensemble, declared once for the recipes that retrain a classifier (btm, gml): unset, the head's own default
+    (`HeadMethod.ensembled` in `ltzoo.methods.heads`), recorded as the run's decision."""
+    from ltzoo.methods.heads import HEAD_METHODS
+
+    ensembled = " and ".join(name for name, m in HEAD_METHODS.items() if m.ensembled)
+    g.add_argument(
+        "--ensemble",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ensemble the retrained head with the original one (temperatures chosen on validation); unset: on for "
+        f"{ensembled}, the heads it applies to",
+    )
+
+
 def add_calibration_args(g) -> None:
     """--calibration and --calibration-min-images (`ltzoo.methods.calibration`): every recipe's export."""
     g.add_argument(

@@ -20,12 +20,13 @@ import time
 from accelerate.logging import get_logger
 
 from ltzoo.errors import run_main
-from ltzoo.methods.heads import METHODS, Features, Head, ensemble, retrain
+from ltzoo.methods.heads import HEAD_METHODS, METHODS, Features, Head, ensemble, retrain
 from ltzoo.methods.shifted_bn import shift_batchnorm
 from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes.flags import (
     RecipeParser,
     add_data_group,
+    add_ensemble_arg,
     add_head_args,
     add_init_args,
     add_output_args,
@@ -60,12 +61,7 @@ def build_parser() -> RecipeParser:
         "--p", type=float, default=1.0, help="power of the per-class power mean in the loss (1: the paper's)"
     )
     add_head_args(g, "every head")
-    g.add_argument(
-        "--ensemble",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="export GML ensembled with the original head (temperatures chosen on validation)",
-    )
+    add_ensemble_arg(g)
     g.add_argument(
         "--baselines",
         action=argparse.BooleanOptionalAction,
@@ -90,6 +86,8 @@ class GML(Recipe):
     build_parser = staticmethod(build_parser)
 
     def setup(self) -> None:
+        if self.flags.ensemble is None:  # GML's own default: its head is ensembled with the original
+            self.decide("ensemble", HEAD_METHODS["gml"].ensembled, "the gml head's default (HEAD_METHODS)")
         args = self.args
         ctx = self.open_context()
         self.ds = ds = self.load_dataset(ctx)
