@@ -17,24 +17,11 @@ from pathlib import Path
 
 import yaml
 from export_zoo import ENTRIES
-from verify_zoo import DATA_FLAGS
+from verify_zoo import data_flags
 
 from ltzoo.cli import main as ltzoo
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def data_flags(config: dict) -> list[str]:
-    """The data flags of an entry's run (what `verify_zoo.eval_command` passes), for `ltzoo calibrate`."""
-    out = ["--dataset", config["dataset"]]
-    for key, flag in DATA_FLAGS.items():
-        value = config.get(key)
-        if value is None or (key == "data_dir" and not Path(str(value)).exists()):
-            continue
-        out += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
-    if config.get("shot_cuts"):
-        out += ["--shot-cuts", *map(str, config["shot_cuts"])]
-    return out
 
 
 def main() -> int:
@@ -49,7 +36,16 @@ def main() -> int:
         if "val" not in json.loads((entry / "results.json").read_text()).get("metrics", {}):
             print(f"{name}: no validation split, left uncalibrated")
             continue
-        cmd = ["calibrate", str(entry), *data_flags(config), "--in-place", "--workers", "0"]
+        cmd = [
+            "calibrate",
+            str(entry),
+            "--dataset",
+            config["dataset"],
+            *data_flags(config),
+            "--in-place",
+            "--workers",
+            "0",
+        ]
         if ltzoo(cmd) != 0:
             raise SystemExit(f"{name}: `ltzoo {' '.join(cmd)}` failed (its error is above)")
         card = [

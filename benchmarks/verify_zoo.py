@@ -59,14 +59,20 @@ def eval_command(entry: Path, config: dict, split: str) -> list[str]:
         "--workers",
         "0",
     ]
+    return cmd + data_flags(config)
+
+
+def data_flags(config: dict) -> list[str]:
+    """The data flags of a zoo entry's run (its run_config.yaml), for `ltzoo eval` and `ltzoo calibrate`."""
+    out = []
     for key, flag in DATA_FLAGS.items():
         value = config.get(key)
         if value is None or (key == "data_dir" and not Path(str(value)).exists()):
             continue  # unset: the evaluator's default, as it was the run's
-        cmd += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+        out += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
     if config.get("shot_cuts"):
-        cmd += ["--shot-cuts", *map(str, config["shot_cuts"])]
-    return cmd
+        out += ["--shot-cuts", *map(str, config["shot_cuts"])]
+    return out
 
 
 def same_metric(a: float | None, b: float | None) -> bool:

@@ -34,7 +34,6 @@ from ltzoo.runfolder.layout import (
 
 CALIBRATION = "calibration.json"
 RELIABILITY_BEFORE = "reliability_uncalibrated.png"
-PROBABILITY = ("ece", "classwise_ece", "nll", "brier")
 
 
 def _add_calibrate(p):
@@ -127,7 +126,7 @@ def cmd_calibrate(args) -> int:
 def _calibrate_into(args, ds, source: Path | None, out: Path, taken: list[str]) -> int:
     """Calibrate the model into ``out`` (see `cmd_calibrate`)."""
     from ltzoo.cli.data import predict_split
-    from ltzoo.methods.calibration import calibrate, fold_temperature
+    from ltzoo.methods.calibration import calibrate, changed_predictions, fold_temperature, uncalibrated_metrics
     from ltzoo.metrics import plot_reliability, reliability_bins, summary_table
     from ltzoo.models.pretrained import mark_input_from_weights
     from ltzoo.runfolder.model_io import load_model, save_model
@@ -150,7 +149,7 @@ def _calibrate_into(args, ds, source: Path | None, out: Path, taken: list[str]) 
         with atomic_path(out / UNCALIBRATED_HEAD) as tmp:
             save_file({k: v.contiguous() for k, v in trained.items()}, str(tmp))
         outputs = {s: predict_split(str(out), ds, sp, args.batch_size, args.workers) for s, sp in splits.items()}
-        changed = {s: int((outputs[s][0].argmax(-1) != raw[s][0].argmax(-1)).sum()) for s in splits}
+        changed = changed_predictions(raw, outputs)
         record["predictions_unchanged"] = not any(changed.values())
         if not record["predictions_unchanged"]:  # never leave a model that predicts otherwise (the caller restores)
             raise UserError(
@@ -158,15 +157,17 @@ def _calibrate_into(args, ds, source: Path | None, out: Path, taken: list[str]) 
                 f"changed input configuration); {out} is left as it was",
                 "report it as a bug, with the model and the command",
             )
-    metrics, before = {}, {}
-    for s, (z, y) in outputs.items():
-        boot = BOOTSTRAP if s == "test" else 0
-        metrics[s] = evaluate_logits(z, y, ds.train_counts, ds.shot_thresholds, s, bootstrap=boot)
-        before[s] = evaluate_logits(*raw[s], ds.train_counts, ds.shot_thresholds, s, bootstrap=boot)
-        if cal.fitted:
-            metrics[s]["uncalibrated"] = {k: before[s][k] for k in PROBABILITY}
-            if boot:
-                metrics[s]["uncalibrated"]["ece_interval"] = before[s]["bootstrap"]["intervals"]["ece"]
+
+    def scored(logits: dict) -> dict:
+        return {
+            s: evaluate_logits(z, y, ds.train_counts, ds.shot_thresholds, s, bootstrap=BOOTSTRAP if s == "test" else 0)
+            for s, (z, y) in logits.items()
+        }
+
+    before = scored(raw)
+    metrics = scored(outputs) if cal.fitted else before  # not calibrated: the model's own numbers, scored once
+    for s in metrics if cal.fitted else ():
+        metrics[s]["uncalibrated"] = uncalibrated_metrics(before[s])
     title = f"{out.name}: reliability on the test split"
     plot_reliability(
         reliability_bins(*raw["test"]),

@@ -123,6 +123,25 @@ def calibrate(
     )
 
 
+#: the probability metrics of a split kept from before calibration (results.json's ``metrics.<split>.uncalibrated``)
+UNCALIBRATED_KEYS = ("ece", "classwise_ece", "nll", "brier")
+
+
+def uncalibrated_metrics(before: dict) -> dict:
+    """What a split's metrics keep of the model before calibration: its probability metrics, and the test ECE's
+    bootstrap interval where the split has one."""
+    out = {k: before.get(k) for k in UNCALIBRATED_KEYS}
+    if "bootstrap" in before:
+        out["ece_interval"] = before["bootstrap"]["intervals"].get("ece")
+    return out
+
+
+def changed_predictions(before: dict, after: dict) -> dict[str, int]:
+    """Per split, how many images ``after``'s logits predict another class than ``before``'s (split -> (logits,
+    labels)); all zero when folding a temperature kept every prediction."""
+    return {s: int((after[s][0].argmax(-1) != before[s][0].argmax(-1)).sum()) for s in after}
+
+
 def classifier_of(model: nn.Module) -> nn.Module:
     """The module that computes the logits (timm's ``get_classifier()``), with a weight (and a bias)."""
     head = model.get_classifier() if hasattr(model, "get_classifier") else None

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ltzoo.metrics.probability import confidence_bins
+
 RESAMPLES = 1000
 LEVEL = 0.95
 #: The metrics the bootstrap gives intervals for (fractions; means over the test images or over classes).
@@ -102,8 +104,7 @@ def ece_interval(
     p = torch.as_tensor(logits).float().softmax(-1).double()
     confidence, pred = p.max(-1)
     gap = (pred == labels).double() - confidence
-    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float32).double()
-    bins = torch.bucketize(confidence.float().double(), edges, right=True) - 1
+    bins = confidence_bins(confidence, n_bins)
     samples = torch.empty(resamples, dtype=torch.double)
     for lo, order, draw in _stratified_draws(labels, num_classes, resamples, seed):
         sums = torch.zeros(draw.shape[0], n_bins + 1, dtype=torch.double)

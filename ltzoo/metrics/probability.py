@@ -37,6 +37,13 @@ def _check(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, to
     return logits, labels
 
 
+def confidence_bins(confidence: torch.Tensor, n_bins: int = ECE_BINS) -> torch.Tensor:
+    """Each confidence's bin, torchmetrics' way: ``bucketize(right=True)`` over ``linspace(0, 1, n_bins + 1)``
+    (float32 edges), so a confidence of exactly 1 has a bin of its own (index ``n_bins``)."""
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float32).double()
+    return torch.bucketize(confidence.float().double(), edges, right=True) - 1
+
+
 def binned_calibration_error(
     confidence: torch.Tensor, hit: torch.Tensor, weights: torch.Tensor | None = None, n_bins: int = ECE_BINS
 ) -> float:
@@ -47,8 +54,7 @@ def binned_calibration_error(
     """
     confidence, hit = confidence.double(), hit.double()
     w = torch.ones_like(confidence) if weights is None else torch.as_tensor(weights, dtype=torch.double)
-    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float32).double()
-    index = torch.bucketize(confidence.float().double(), edges, right=True) - 1
+    index = confidence_bins(confidence, n_bins)
     mass = torch.zeros(n_bins + 1, dtype=torch.double).index_add_(0, index, w)
     conf = torch.zeros_like(mass).index_add_(0, index, w * confidence)
     acc = torch.zeros_like(mass).index_add_(0, index, w * hit)

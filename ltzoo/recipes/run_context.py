@@ -217,7 +217,7 @@ class RunContext:
     def _calibrate(self, model, loaders, prep, ds, folder, metrics, outputs, calibration, min_images, progress):
         """`final_evaluation`'s calibration: the temperature fitted on the validation logits and folded into
         ``model``, the splits evaluated again; ``(metrics, outputs, record)``."""
-        from ltzoo.methods.calibration import calibrate, fold_temperature
+        from ltzoo.methods.calibration import calibrate, changed_predictions, fold_temperature, uncalibrated_metrics
         from ltzoo.training.evaluation import evaluate_splits
 
         cal = calibrate(*outputs.get("val", (None, None)), method=calibration, min_images=min_images)
@@ -226,7 +226,7 @@ class RunContext:
             trained_head = fold_temperature(self.accelerator.unwrap_model(model), cal.temperature)
             before, before_outputs = metrics, outputs
             metrics, outputs = evaluate_splits(self.accelerator, model, ds, loaders, prep, progress=progress)
-            changed = {s: int((outputs[s][0].argmax(-1) != before_outputs[s][0].argmax(-1)).sum()) for s in outputs}
+            changed = changed_predictions(before_outputs, outputs)
             record["predictions_unchanged"] = not any(changed.values())
             if not record["predictions_unchanged"]:  # a near-tie rounded the other way: export the model as trained
                 from ltzoo.methods.calibration import restore_classifier
@@ -242,9 +242,7 @@ class RunContext:
                 )
                 _logger.warning(record["rule"])
             for s in metrics if record["fitted"] else ():
-                metrics[s]["uncalibrated"] = {k: before[s].get(k) for k in ("ece", "classwise_ece", "nll", "brier")}
-                if "bootstrap" in before[s]:
-                    metrics[s]["uncalibrated"]["ece_interval"] = before[s]["bootstrap"]["intervals"].get("ece")
+                metrics[s]["uncalibrated"] = uncalibrated_metrics(before[s])
             if folder is not None and record["fitted"]:
                 folder.keep_uncalibrated_head(trained_head)
         self.accelerator.print(f"calibration: {record['rule']}")
