@@ -162,3 +162,13 @@ def test_a_folder_holds_one_run(tmp_path, capsys):
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
         assert run_main(pretrain.main, "pretrain.py", started, exit=False) == 0
+
+
+def test_runs_moved_aside_in_the_same_second_never_share_a_name(tmp_path):
+    from ltzoo.runfolder.folder import aside_path
+
+    run = tmp_path / "run"
+    first = aside_path(run)
+    first.mkdir()
+    second = aside_path(run)
+    assert second != first and second.name.startswith(first.name) and not second.exists()

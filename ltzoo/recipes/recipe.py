@@ -37,6 +37,7 @@ from ltzoo.runfolder.folder import (
     SAME_RUN_IGNORES,
     BestEpoch,
     RunFolder,
+    aside_path,
     config_differences,
     discard_unfinished_folders,
 )
@@ -200,7 +201,7 @@ class Recipe:
             differ.insert(0, f"a {recorded['recipe']} run, this one {self.name}")
         if not differ:
             return folder
-        aside = folder.path.with_name(f"{folder.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        aside = aside_path(folder.path)
         # --replace, or --no-resume (start over, not in this run's folder): the other run is moved aside, kept whole
         if not (getattr(self.flags, "replace", False) or getattr(self.flags, "resume", True) is False):
             folder.close()

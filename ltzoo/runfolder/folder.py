@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,6 +179,17 @@ def config_differences(recorded: dict, flags: dict) -> list[str]:
         if value != old:
             out.append(f"--{key.replace('_', '-')} {old} (recorded) vs {value} (this run)")
     return out
+
+
+def aside_path(path: Path) -> Path:
+    """Where --replace moves the run in ``path``: ``<name>.replaced-<time>``, with ``-2``, ``-3``, ... when a run was
+    already moved there in the same second (a name never taken twice)."""
+    stem = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    candidate, n = stem, 1
+    while candidate.exists():
+        n += 1
+        candidate = stem.with_name(f"{stem.name}-{n}")
+    return candidate
 
 
 def holds_work(path: Path) -> bool:
