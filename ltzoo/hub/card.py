@@ -650,6 +650,7 @@ def build_card(
         "calibration": results.get("calibration") or {},
         "test_intervals": interval_lines(metrics.get("test") or {}),
         "stages": results.get("table") or {},
+        "baseline": results.get("baseline"),
         "per_class": _per_class(results),
         "has_plot": (run_dir / PLOT).is_file(),
         "plot": PLOT,

@@ -27,6 +27,7 @@ import copy
 import time
 from pathlib import Path
 
+import yaml
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
@@ -35,11 +36,13 @@ from ltzoo.data import balanced_subsets
 from ltzoo.errors import UserError, run_main
 from ltzoo.files import write_json
 from ltzoo.methods import adapters
+from ltzoo.methods.baseline import baseline_record
 from ltzoo.methods.heads import HEAD_METHODS, METHODS, Features, Head, ensemble, retrain
 from ltzoo.methods.losses import list_losses
 from ltzoo.methods.merge import average_checkpoints, greedy_soup
 from ltzoo.methods.shifted_bn import shift_batchnorm, uses_shifted_bn
 from ltzoo.metrics import brief, summary_table
+from ltzoo.recipes.defaults import FROM_WEIGHTS, SCRATCH, member_lr, optimiser_defaults, start_kind
 from ltzoo.recipes.flags import (
     RecipeParser,
     add_data_group,
@@ -67,7 +70,7 @@ from ltzoo.recipes.members import (
 from ltzoo.recipes.pretrain import Pretrain
 from ltzoo.recipes.recipe import Recipe
 from ltzoo.runfolder.folder import remove_stale_temporaries
-from ltzoo.runfolder.layout import RESULTS
+from ltzoo.runfolder.layout import RESULTS, RUN_CONFIG
 from ltzoo.runfolder.model_io import create_model, image_transform, save_model
 from ltzoo.training.accelerator import apply_channels_last, describe
 from ltzoo.training.evaluation import metrics_from_logits, predict
@@ -81,6 +84,7 @@ STAGE1_FLAGS = (
     "pretrained",
     "pretrained_file",
     "epochs",
+    "steps",
     "batch_size",
     "lr",
     "warmup_epochs",
@@ -95,6 +99,8 @@ ENSEMBLED = tuple(name for name, m in HEAD_METHODS.items() if m.ensembled)
 TRAINED_HEADS = tuple(name for name, m in HEAD_METHODS.items() if m.lr is not None)
 #: Evaluation and feature batches (images; the backbone only runs forward).
 EVAL_BATCH = 512
+#: The usual length of BTM's own stage 1 from scratch (`ltzoo.recipes.defaults.choose_epochs` raises it on small data)
+STAGE1_EPOCHS = 15
 #: The most shots an unset --shots takes (the BTM paper's K on CIFAR-LT; tails below it set K instead).
 MAX_DEFAULT_SHOTS = 50
 
@@ -143,11 +149,11 @@ def check_shots(train_counts: list[int], class_names: list[str], shots: int, sub
 
 def _check_stage1(args, given) -> str | None:
     ignored = [f for f in STAGE1_FLAGS if f in given]
-    if args.init and ignored:
+    if args.init and not args.new_head and ignored:
         flags = ", ".join("--" + f.replace("_", "-") for f in ignored)
         return (
-            f"{flags}: settings of the stage 1 btm trains when there is no --init; --init {args.init} is the "
-            f"stage 1 here: drop {flags}"
+            f"{flags}: settings of the stage 1 btm trains when there is no --init (or --init X --new-head: X "
+            f"fine-tuned on this data); --init {args.init} is the stage 1 here: drop {flags}"
         )
     return None
 
@@ -160,14 +166,15 @@ def build_parser() -> RecipeParser:
     add_model_args(
         g,
         "the stage-1 model: a run folder or hub id (unset: BTM trains its own stage 1, from --model, "
-        "or timm's pretrained weights of it with --pretrained)",
+        "or timm's pretrained weights of it with --pretrained; with --new-head, BTM's stage 1 fine-tunes it "
+        "on this data first)",
     )
     add_optimizer_args(g)  # of stage 1 and the members
     add_system_args(g)
     g = p.add_argument_group("stage 1 (trained only without --init)")
     g.add_argument("--stage1-loss", default="ce", choices=list_losses(), help="the stage-1 loss")
     add_schedule_args(g)
-    p.set_defaults(model="resnet20_cifar", epochs=15)
+    p.set_defaults(model="resnet20_cifar")
     g = p.add_argument_group("run folder")
     add_output_args(
         g,
@@ -187,7 +194,13 @@ def build_parser() -> RecipeParser:
     g.add_argument("--disjoint", action="store_true", help="subsets share no image")
     g.add_argument("--allow-fewer", action="store_true", help="a class with fewer than K images gives all it has")
     g.add_argument("--member-epochs", type=positive_int, default=10, help="fine-tuning epochs over each subset")
-    g.add_argument("--member-lr", type=positive_float, default=0.01, help="peak learning rate of member fine-tuning")
+    g.add_argument(
+        "--member-lr",
+        type=positive_float,
+        default=None,
+        help="peak learning rate of member fine-tuning; unset: 0.01 for SGD members, for AdamW members 5e-4 "
+        "(adapters 2e-3, --peft head or bias 5e-3)",
+    )
     g.add_argument(
         "--member-batch-size",
         type=positive_int,
@@ -267,11 +280,26 @@ def stage1_args(args: argparse.Namespace, out: Path) -> argparse.Namespace:
     """The stage-1 recipe's arguments for BTM's own stage 1, trained into ``out``.
 
     Stage 1's defaults, overridden by every flag the two recipes share (data, model, optimisation, run
-    folder), with --stage1-loss as its loss.
+    folder), with --stage1-loss as its loss. ``args`` are the parsed flags: what they leave unset, stage 1 decides
+    for itself (`ltzoo.recipes.defaults`).
     """
     base = vars(Pretrain.build_parser().parse_args([]))
-    shared = {k: v for k, v in vars(args).items() if k in base and k not in ("config", "init", "new_head")}
+    # --init X --new-head: stage 1 fine-tunes X on this data (a model trained on other classes is no stage 1)
+    start = ("config",) if args.new_head else ("config", "init", "new_head")
+    shared = {k: v for k, v in vars(args).items() if k in base and k not in start}
     return argparse.Namespace(**{**base, **shared, "loss": args.stage1_loss, "output": str(out)})
+
+
+def recorded_optimiser(init: str) -> str | None:
+    """The optimiser the run folder ``init`` was trained with (its run_config.yaml), or None (a hub id, a folder
+    without a readable record)."""
+    path = Path(init) / RUN_CONFIG
+    try:
+        config = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+    value = config.get("optimizer") if isinstance(config, dict) else None
+    return value if value in ("sgd", "momentum", "adamw") else None
 
 
 class BTM(Recipe):
@@ -288,7 +316,8 @@ class BTM(Recipe):
         if flags.shift_bn is None:
             shifted = uses_shifted_bn(flags.shift_bn, flags.classifier)
             self.decide("shift_bn", shifted, f"whether the {flags.classifier} head's paper shifts BN first")
-        own_stage1 = flags.init is None
+        own_stage1 = flags.init is None or flags.new_head
+        self.decide_member_optimiser()
         ctx = self.open_context(default_output("btm", self.args) if own_stage1 else None)
         self.ds = ds = self.load_dataset(ctx)
         args = self.args
@@ -319,8 +348,44 @@ class BTM(Recipe):
         self.stage1 = None
         if own_stage1:  # BTM's folder is locked before its stage 1 writes into it
             out = self.open_folder(default_output("btm", args)).path
-            self.stage1 = Pretrain(stage1_args(args, out / "stage1"), ctx)
-            self.decide("init", str(out / "stage1"), "BTM's own stage 1, trained first in this run's folder")
+            self.stage1 = Pretrain(stage1_args(self.flags, out / "stage1"), ctx, usual_epochs=STAGE1_EPOCHS)
+            if flags.new_head:
+                self.decide(
+                    "init",
+                    str(out / "stage1"),
+                    f"BTM's own stage 1: {flags.init} with a new classifier, fine-tuned on this data first",
+                )
+                self.decide("new_head", False, "stage 1 trained the new classifier")
+            else:
+                self.decide("init", str(out / "stage1"), "BTM's own stage 1, trained first in this run's folder")
+
+    def decide_member_optimiser(self) -> None:
+        """The members' optimiser, weight decay and rate the flags leave unset: those of the start
+        (`ltzoo.recipes.defaults`): SGD from scratch, AdamW from weights trained elsewhere; with --init RUN, the
+        optimiser RUN was trained with (its run_config.yaml; SGD where it records none, as for a hub model)."""
+        flags = self.flags
+        if flags.optimizer is None:
+            kind = start_kind(flags)
+            if kind == "resume":
+                recorded = recorded_optimiser(flags.init)
+                optimizer = recorded or "sgd"
+                rule = (
+                    f"the optimiser --init {flags.init} was trained with (its run_config.yaml)"
+                    if recorded
+                    else f"SGD: --init {flags.init} records no optimiser (a model trained on these classes)"
+                )
+            else:
+                values, rule = optimiser_defaults(flags)
+                optimizer = values["optimizer"]
+            self.decide("optimizer", optimizer, rule)
+        optimizer = self.args.optimizer
+        if flags.weight_decay is None:
+            decay = (
+                SCRATCH["weight_decay"] if optimizer in ("sgd", "momentum") else FROM_WEIGHTS["none"]["weight_decay"]
+            )
+            self.decide("weight_decay", decay, f"the usual weight decay of {optimizer}")
+        if flags.member_lr is None:
+            self.decide("member_lr", *member_lr(optimizer, flags.peft))
 
     def train(self) -> None:
         self.train_stage1()
@@ -509,10 +574,25 @@ class BTM(Recipe):
                     progress=progress and acc.is_local_main_process,
                 )
                 if args.ensemble:
-                    new, self.head_info["ensemble"] = ensemble(orig, new, feats.get("val"), self.ds.train_counts)
+                    val = feats.get("val") if self.choose else None
+                    new, self.head_info["ensemble"] = ensemble(orig, new, val, self.ds.train_counts)
+                    if "val" in feats and not self.choose:
+                        self.head_info["ensemble"]["chosen_on"] = self.choose_rule
             self.t_head_fit = t.seconds
             new.write_to(self.net.get_classifier())
         self.t_head = time.perf_counter() - t0
+
+    def start_baseline(self) -> dict | None:
+        """The linear baseline of BTM's start (`Recipe.linear_baseline`): the pixels from scratch; the frozen features
+        of --init's model otherwise (its stage 1, or with --new-head the model trained on other classes: the
+        baseline BTM's own stage 1 computed already)."""
+        flags = self.flags
+        kind = start_kind(flags)
+        if kind == "scratch":
+            return self.linear_baseline(None, self.prep, image_transform(self.ds, self.base))
+        if kind == "resume":
+            return self.linear_baseline(self.base, self.prep, image_transform(self.ds, self.base))
+        return self.ctx.baselines.get(str(flags.init or flags.model)) if flags.linear_baseline else None
 
     def evaluate(self) -> dict:
         return self.final_evaluation(
@@ -541,7 +621,7 @@ class BTM(Recipe):
                 "shots": args.shots,
                 "shots_rule": self.shots_rule,
                 "classifier": self.head_info,
-                "selection": "all choices on the validation split",
+                "selection": "all choices on the validation split" if self.choose else self.choose_rule,
                 "config": self.config,
                 "speed": describe(self.ctx.precision, self.channels_last, False),
                 # recorded training times (stage 1's and each member's, kept in their files): a re-run that trains
@@ -571,7 +651,10 @@ class BTM(Recipe):
             metrics,
             self.ds,
         )
+        baseline = self.start_baseline()
+        results["baseline"] = baseline_record(baseline)
         self.folder.export(self.model, self.ds, results, title=name)
+        self.report_baseline(self.table, metrics, baseline, name)
         self.accelerator.print(summary_table(self.table, calibration=True))
         if self.stage1_seconds:  # recorded times on both sides: a re-run that trains nothing keeps the ratio
             self.accelerator.print(

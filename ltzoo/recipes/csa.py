@@ -37,7 +37,7 @@ from ltzoo.data.loader import make_loader
 from ltzoo.errors import run_main
 from ltzoo.methods.context_shift import ContextBank, CSAModel, gradcam_masks, shift_batch
 from ltzoo.methods.losses import create_loss
-from ltzoo.recipes.flags import RecipeParser, add_tau, add_training_flags, recipe_parser
+from ltzoo.recipes.flags import CLASSIC_SCHEDULE, RecipeParser, add_tau, add_training_flags, recipe_parser
 from ltzoo.recipes.recipe import TrainingRecipe
 from ltzoo.training.loop import EpochMeans, augmentation_generator, progress_bar, train_step, watched_epoch
 from ltzoo.training.numerics import LossWatch
@@ -110,7 +110,8 @@ def build_parser() -> RecipeParser:
     g.add_argument(
         "--max-grad-norm", type=positive_float, default=None, help="clip gradients to this norm; unset: no clip"
     )
-    p.set_defaults(dataset="fmnist_ctx_lt", model="resnet20_cifar", epochs=15)
+    # CSA keeps its own schedule (the context-shift paper's, not the data-derived defaults of ltzoo.recipes.defaults)
+    p.set_defaults(dataset="fmnist_ctx_lt", model="resnet20_cifar", **{**CLASSIC_SCHEDULE, "epochs": 15})
     p.add_check(_check_csa)
     return p
 

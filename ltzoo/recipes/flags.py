@@ -294,27 +294,69 @@ def check_finetune(args, given) -> str | None:
 
 
 def add_schedule_args(g) -> None:
-    """The flags of one training run: length, batch, peak rate, warm-up, gradient accumulation."""
-    g.add_argument("--epochs", type=positive_int, default=30, help="passes over the training images")
-    g.add_argument("--batch-size", type=positive_int, default=128, help="images per step, per process")
-    g.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate")
+    """The flags of one training run: length (in epochs or optimiser steps), batch, peak rate, warm-up, gradient
+    accumulation. Unset, the length, batch, rate and warm-up follow the data and the start
+    (`ltzoo.recipes.defaults`)."""
+    g.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="passes over the training images; unset: the usual length (30, BTM's stage 1 15; from weights 10), "
+        "or on a small training set as many as give 1,500 optimiser steps (from weights 500)",
+    )
+    g.add_argument(
+        "--steps", type=positive_int, default=None, help="the budget in optimiser steps instead (rounded up to epochs)"
+    )
+    g.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="images per step, per process; unset: 128, or on a small training set the largest power of two that "
+        "leaves 16 batches per epoch (at least 16)",
+    )
+    g.add_argument(
+        "--lr",
+        type=positive_float,
+        default=None,
+        help="peak learning rate; unset: 0.1 from scratch (SGD); from weights (AdamW) 1e-3, adapters 3e-3, "
+        "--peft head or bias 1e-2",
+    )
     g.add_argument(
         "--warmup-epochs",
         type=nonneg_float,
-        default=1.0,
-        help="linear warm-up, then cosine decay to 0 (stage 1: or --lr-steps)",
+        default=None,
+        help="linear warm-up, then cosine decay to 0 (stage 1: or --lr-steps); unset: 1 epoch, or 3%% of a longer "
+        "schedule",
     )
     g.add_argument("--grad-accum", type=positive_int, default=1, help="gradient accumulation steps")
 
 
 def add_optimizer_args(g) -> None:
-    g.add_argument("--weight-decay", type=nonneg_float, default=5e-4, help="on weights, not on biases and norm layers")
+    g.add_argument(
+        "--weight-decay",
+        type=nonneg_float,
+        default=None,
+        help="on weights, not on biases and norm layers; unset: 5e-4 from scratch, 0.05 from weights",
+    )
     g.add_argument(
         "--optimizer",
-        default="sgd",
+        default=None,
         choices=("sgd", "momentum", "adamw"),
-        help="sgd: Nesterov momentum 0.9; momentum: plain momentum 0.9 (LDAM-DRW's, MiSLAS's)",
+        help="sgd: Nesterov momentum 0.9; momentum: plain momentum 0.9 (LDAM-DRW's, MiSLAS's); unset: sgd from "
+        "scratch, adamw from weights (--pretrained, --pretrained-file, --init, --peft)",
     )
+
+
+#: the flags an unset value of which a training recipe decides from its data and start (`ltzoo.recipes.defaults`),
+#: and the values CSA keeps (its own recipe's, not tuned by these rules)
+CLASSIC_SCHEDULE = {
+    "epochs": 30,
+    "batch_size": 128,
+    "lr": 0.1,
+    "warmup_epochs": 1.0,
+    "weight_decay": 5e-4,
+    "optimizer": "sgd",
+}
 
 
 def add_system_args(g, speed: bool = True) -> None:
@@ -387,6 +429,20 @@ def add_output_args(g, resume: str | None = None, checkpoints: bool = False) -> 
         "without it such a run is refused (the same flags resume)",
     )
     add_calibration_args(g)
+    g.add_argument(
+        "--min-val-per-class",
+        type=positive_int,
+        default=5,
+        help="choose the epoch and the ensemble ratio on validation only when its smallest class has at least this "
+        "many images; with fewer, fixed rules choose (the last epoch, ratio 1) and the run says so",
+    )
+    g.add_argument(
+        "--linear-baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fit a class-balanced logistic regression on the same data (the start model's frozen features, or the "
+        "pixels from scratch) and report it beside the model (ltzoo.methods.baseline)",
+    )
 
 
 def add_training_flags(p: RecipeParser) -> None:
@@ -435,10 +491,17 @@ def add_training_flags(p: RecipeParser) -> None:
 
 def _check_lr_steps(args, given) -> str | None:
     steps = args.lr_steps or []
-    if steps != sorted(set(steps)) or any(e <= args.warmup_epochs or e >= args.epochs for e in steps):
+    if args.steps is not None and "epochs" in given:
+        return f"--steps {args.steps} and --epochs {args.epochs} both set the length: give one of them"
+    if steps and args.epochs is None:
+        return "--lr-steps names epochs of a schedule whose length --epochs sets: give --epochs too"
+    if not steps:
+        return None
+    warmup = args.warmup_epochs if args.warmup_epochs is not None else 1.0
+    if steps != sorted(set(steps)) or any(e <= warmup or e >= args.epochs for e in steps):
         return (
             f"--lr-steps {' '.join(map(str, steps))}: give increasing epochs after the warm-up "
-            f"(--warmup-epochs {args.warmup_epochs:g}) and before --epochs {args.epochs}"
+            f"(--warmup-epochs {warmup:g}) and before --epochs {args.epochs}"
         )
     return None
 

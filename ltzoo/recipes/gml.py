@@ -20,6 +20,7 @@ import time
 from accelerate.logging import get_logger
 
 from ltzoo.errors import run_main
+from ltzoo.methods.baseline import baseline_from_features, baseline_record
 from ltzoo.methods.heads import HEAD_METHODS, METHODS, Features, Head, ensemble, retrain
 from ltzoo.methods.shifted_bn import shift_batchnorm
 from ltzoo.metrics import brief, summary_table
@@ -151,7 +152,11 @@ class GML(Recipe):
                     p=args.p,
                     progress=not args.no_progress and acc.is_local_main_process,
                 )
-            self.heads["gml+ens"], self.infos["gml+ens"] = ensemble(orig, self.heads["gml"], val, counts)
+            self.heads["gml+ens"], self.infos["gml+ens"] = ensemble(
+                orig, self.heads["gml"], val if self.choose else None, counts
+            )
+            if val is not None and not self.choose:
+                self.infos["gml+ens"]["chosen_on"] = self.choose_rule
         self.t_heads = t.seconds
         self.chosen = "gml+ens" if args.ensemble else "gml"
         self.heads[self.chosen].write_to(net.get_classifier())
@@ -192,8 +197,15 @@ class GML(Recipe):
             metrics,
             self.ds,
         )
+        baseline = (
+            baseline_from_features(self.feats, self.ds, "the --init model's frozen features", args.seed)
+            if args.linear_baseline
+            else None
+        )
+        results["baseline"] = baseline_record(baseline)
         self.folder.export(self.model, self.ds, results, title=f"{self.arch} {chosen}")
         self.table[f"exported ({chosen})"] = metrics  # the chosen head, calibrated
+        self.report_baseline(self.table, metrics, baseline, f"the exported {chosen}")
         self.accelerator.print(summary_table(self.table, calibration=True))
         self.accelerator.print(
             f"exported: {chosen}; features {self.t_features:.1f} s, all heads {self.t_heads:.1f} s; "

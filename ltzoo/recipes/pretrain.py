@@ -20,6 +20,7 @@ from ltzoo.data.loader import make_loader
 from ltzoo.errors import run_main
 from ltzoo.methods.losses import create_loss, list_losses
 from ltzoo.methods.losses.factory import soft_target_losses
+from ltzoo.recipes.defaults import USUAL_EPOCHS
 from ltzoo.recipes.flags import RecipeParser, add_finetune_flags, add_tau, add_training_flags, recipe_parser
 from ltzoo.recipes.recipe import TrainingRecipe
 from ltzoo.training.loop import train_one_epoch
@@ -84,13 +85,15 @@ def build_parser() -> RecipeParser:
 def loss_kwargs(args: argparse.Namespace) -> dict:
     """The loss's hyper-parameters from the flags (label smoothing: the loss's only without mixup)."""
     smoothing = 0.0 if (args.mixup or args.cutmix) else args.label_smoothing  # timm's Mixup smooths instead
+    if args.loss == "ldam_drw":  # the re-weighting epoch: 80% of the run's epochs (decided by then if unset)
+        drw = args.drw_epoch if args.drw_epoch is not None else int(0.8 * args.epochs)
+        return {"s": 1.0, "drw_epoch": drw}
     return {
         "ce": {"smoothing": smoothing},
         "la": {"tau": args.tau},
         # s = 30 is the paper's scale for a cosine classifier; timm's heads are plain linear layers,
         # whose logits already carry their scale: s = 1 keeps training stable
         "ldam": {"s": 1.0},
-        "ldam_drw": {"s": 1.0, "drw_epoch": args.drw_epoch if args.drw_epoch is not None else int(0.8 * args.epochs)},
     }.get(args.loss, {})
 
 
@@ -99,6 +102,15 @@ class Pretrain(TrainingRecipe):
 
     name = "pretrain"
     build_parser = staticmethod(build_parser)
+
+    def __init__(self, args: argparse.Namespace, ctx=None, usual_epochs: int | None = None):
+        """``usual_epochs``: the usual length from scratch, for a composing recipe (BTM's stage 1: 15)."""
+        super().__init__(args, ctx)
+        self._usual_epochs = usual_epochs
+
+    def usual_epochs(self) -> int:
+        usual = super().usual_epochs()
+        return self._usual_epochs if self._usual_epochs and usual == USUAL_EPOCHS else usual
 
     def run_name(self) -> str:
         return f"pretrain-{self.args.loss}"

@@ -30,7 +30,21 @@ from accelerate.utils import set_seed
 from ltzoo.config.resolution import Resolution, RunConfig
 from ltzoo.errors import UserError
 from ltzoo.methods import adapters
+from ltzoo.methods.baseline import baseline_record, below_baseline_line, linear_baseline
 from ltzoo.metrics import brief, summary_table
+from ltzoo.recipes.defaults import (
+    MIN_STEPS,
+    MIN_STEPS_FROM_WEIGHTS,
+    USUAL_EPOCHS,
+    USUAL_EPOCHS_FROM_WEIGHTS,
+    choose_batch_size,
+    choose_epochs,
+    choose_on_validation,
+    choose_steps_epochs,
+    choose_warmup,
+    optimiser_defaults,
+    start_kind,
+)
 from ltzoo.recipes.flags import SPACED_AFTER_EPOCHS, VALIDATION_SHARE, RecipeParser, default_output
 from ltzoo.recipes.run_context import RunContext
 from ltzoo.runfolder.folder import (
@@ -45,9 +59,13 @@ from ltzoo.runfolder.model_io import create_model, image_transform
 from ltzoo.runfolder.provenance import hardware, peak_memory_mb
 from ltzoo.training.accelerator import apply_channels_last, compile_model, describe
 from ltzoo.training.evaluation import evaluate
+from ltzoo.training.loop import phase
 from ltzoo.training.optim import create_optimizer, create_scheduler
 
 logger = get_logger(__name__)
+
+#: the decisions `TrainingRecipe.decide_schedule` prints
+SCHEDULE_DECISIONS = ("optimizer", "lr", "weight_decay", "layer_decay", "batch_size", "epochs", "warmup_epochs")
 
 
 def choose_eval_every(
@@ -159,6 +177,39 @@ class Recipe:
         )
         return metrics
 
+    def linear_baseline(self, start_model, prep, transform) -> dict | None:
+        """The class-balanced linear baseline (`ltzoo.methods.baseline`) on ``start_model``'s frozen features (None:
+        the pixels), once per start in a run context (BTM's own stage 1 and BTM share it); None with
+        --no-linear-baseline."""
+        args = self.args
+        if not getattr(args, "linear_baseline", True):
+            return None
+        key = "pixels" if start_model is None else str(getattr(self.flags, "init", None) or args.model)
+        if key not in self.ctx.baselines:
+            what = "pixels" if start_model is None else "the start model's frozen features"
+            with phase(self.accelerator, f"linear baseline (logistic regression on {what})", logger):
+                self.ctx.baselines[key] = linear_baseline(
+                    self.accelerator,
+                    self.ds,
+                    start_model,
+                    prep,
+                    batch_size=512,
+                    workers=args.workers,
+                    seed=args.seed,
+                    transform=transform,
+                    progress=not getattr(args, "no_progress", False),
+                )
+        return self.ctx.baselines[key]
+
+    def report_baseline(self, table: dict, metrics: dict, baseline: dict | None, what: str) -> None:
+        """The baseline's row in ``table`` and, where the model ends below it, one line saying so."""
+        if baseline is None:
+            return
+        table["linear baseline"] = {s: baseline[s] for s in ("val", "test") if s in baseline}
+        line = below_baseline_line(metrics, baseline, what)
+        if line:
+            logger.warning(line, main_process_only=True)
+
     def decide(self, name: str, value, rule: str):
         """Record the run's choice of ``value`` for flag ``name`` and the ``rule`` that chose it; ``self.args`` then
         reads it (a new read-only config: the parsed flags are never changed). Returns ``value``."""
@@ -168,9 +219,13 @@ class Recipe:
 
     def load_dataset(self, ctx: RunContext):
         """The dataset of the data flags (loaded once per context); the profile it applied is the run's (none for
-        data used as is)."""
+        data used as is). Also decides whether validation is large enough to choose on (`choose_on_validation`)."""
         ds = ctx.dataset(self.args)
         self.decide("profile", ds.info.get("profile"), "the profile the data applied (none: data used as it is)")
+        val_counts = ds.val.counts(ds.num_classes) if ds.val is not None else None
+        self.choose, self.choose_rule = choose_on_validation(val_counts, getattr(self.args, "min_val_per_class", 5))
+        if ds.val is not None and self.own_context:  # composed (BTM's stage 1): the caller said it
+            logger.info(f"model choices: {self.choose_rule}", main_process_only=True)
         return ds
 
     def open_context(self, project_dir: Path | None = None) -> RunContext:
@@ -274,6 +329,8 @@ class TrainingRecipe(Recipe):
             args = self.args
         self.spec = adapters.spec_from_args(args)  # --peft: the adapter and the classifier train, the rest is frozen
         net = adapters.wrap(net, self.spec)
+        self.decide_schedule(ds)
+        args = self.args
         self.accelerator.print(adapters.describe(args, net))
         self.channels_last = apply_channels_last(net, args.channels_last)
         self.net, self.model = net, self.training_model(net)
@@ -316,6 +373,42 @@ class TrainingRecipe(Recipe):
         self.state = {k: v for k, v in state.items() if k not in ("epoch", "best")}
         self.state.setdefault("train_seconds", 0.0)
         self.state.setdefault("validation_seconds", 0.0)
+
+    def usual_epochs(self) -> int:
+        """The schedule's usual length in epochs, before the step budget (`ltzoo.recipes.defaults.choose_epochs`)."""
+        return USUAL_EPOCHS if start_kind(self.args) == "scratch" else USUAL_EPOCHS_FROM_WEIGHTS
+
+    def decide_schedule(self, ds) -> None:
+        """The optimiser, batch, length and warm-up the flags leave unset, from the data and the start
+        (`ltzoo.recipes.defaults`); each decision is printed with its rule."""
+        flags, n = self.flags, self.accelerator.num_processes
+        values, rule = optimiser_defaults(self.args)
+        for name in ("optimizer", "lr", "weight_decay", "layer_decay"):
+            if getattr(flags, name, None) is None and values[name] is not None:
+                self.decide(name, values[name], rule)
+        if flags.batch_size is None:
+            self.decide("batch_size", *choose_batch_size(len(ds.train), n))
+        args = self.args
+        batch = min(args.batch_size, max(len(ds.train) // n, 1))
+        steps_per_epoch = max(len(ds.train) // (batch * n) // args.grad_accum, 1)
+        if flags.steps is not None:
+            self.decide("epochs", *choose_steps_epochs(flags.steps, steps_per_epoch))
+        elif flags.epochs is None:
+            start = start_kind(args)
+            self.decide(
+                "epochs",
+                *choose_epochs(
+                    steps_per_epoch, self.usual_epochs(), MIN_STEPS if start == "scratch" else MIN_STEPS_FROM_WEIGHTS
+                ),
+            )
+        if flags.warmup_epochs is None:
+            self.decide("warmup_epochs", *choose_warmup(self.args.epochs))
+        by_rule: dict[str, list[str]] = {}  # one line per rule: the optimiser's values share theirs
+        for name, decision in self.resolution.decisions.items():
+            if name in SCHEDULE_DECISIONS:
+                by_rule.setdefault(decision.rule, []).append(f"{name.replace('_', ' ')} {decision.value}")
+        for rule, values in by_rule.items():
+            logger.info(f"{', '.join(values)}: {rule}", main_process_only=True)
 
     def decide_eval_every(self, train_images: int) -> None:
         """--eval-every, unset: decided from the validation and training image counts (`choose_eval_every`); the
@@ -394,7 +487,8 @@ class TrainingRecipe(Recipe):
                     progress=not args.no_progress,
                 )
                 record["val"] = brief(val)
-                self.best.update(epoch, val, self.model)
+                if self.choose:  # else the last epoch is kept (validation too small to choose on)
+                    self.best.update(epoch, val, self.model)
                 self.state["validation_seconds"] += time.perf_counter() - t0
             self.folder.log(record)
             acc.log(
@@ -415,7 +509,27 @@ class TrainingRecipe(Recipe):
     def evaluate(self) -> dict:
         self.best.restore(self.model)  # the epoch chosen on the validation split
         self.exported = self.exported_model()
-        return self.final_evaluation(self.exported, {"val": self.val_dl, "test": self.test_dl}, self.prep, self.ds)
+        metrics = self.final_evaluation(self.exported, {"val": self.val_dl, "test": self.test_dl}, self.prep, self.ds)
+        self.baseline = self.start_baseline()
+        return metrics
+
+    def start_baseline(self) -> dict | None:
+        """The linear baseline of this run's start: the pixels from scratch, else the frozen features of a fresh
+        copy of the start model (`Recipe.linear_baseline`)."""
+        flags = self.flags
+        if start_kind(flags) == "scratch":
+            return self.linear_baseline(None, self.prep, image_transform(self.ds, self.net))
+        set_seed(flags.seed)
+        start = create_model(
+            self.ds,
+            self.args.model,
+            init=flags.init,
+            new_head=flags.new_head,
+            pretrained=flags.pretrained,
+            pretrained_file=flags.pretrained_file,
+        ).to(self.accelerator.device)
+        prep = self.ctx.batch_preprocess(self.ds, start, False, crop_padding=0)
+        return self.linear_baseline(start, prep, image_transform(self.ds, start))
 
     def finish(self, metrics: dict) -> dict:
         args = self.args
@@ -440,11 +554,12 @@ class TrainingRecipe(Recipe):
             metrics,
             self.ds,
         )
+        results["baseline"] = baseline_record(self.baseline)
         self.folder.export(self.exported, self.ds, results, title=self.title())
+        table = {f"{self.arch} {results['method']}": results["metrics"]}
+        self.report_baseline(table, results["metrics"], self.baseline, f"{self.arch} {results['method']}")
         if self.own_context:  # composed (BTM's stage 1), the caller's table has its row
-            self.accelerator.print(
-                summary_table({f"{self.arch} {results['method']}": results["metrics"]}, calibration=True)
-            )
+            self.accelerator.print(summary_table(table, calibration=True))
         self.accelerator.print(f"run folder: {self.folder.path}")
         return results
 
@@ -452,6 +567,8 @@ class TrainingRecipe(Recipe):
         """results.json's record of the epoch chosen (`BestEpoch.fields`), naming the cadence when it skipped
         epochs."""
         fields = self.best.fields(self.args.epochs)
+        if self.ds.val is not None and not self.choose:
+            return {"selected_epoch": self.args.epochs - 1, "selection": f"the last epoch: {self.choose_rule}"}
         if self.best.best is not None and self.args.eval_every > 1:
             fields["selection"] += f" (validated every {self.args.eval_every} epochs and the last)"
         return fields

@@ -57,6 +57,7 @@ class RunContext:
     def __init__(self, accelerator, requested_precision: str, threads: int):
         self.accelerator, self.requested_precision, self.threads = accelerator, requested_precision, threads
         self._datasets: dict = {}
+        self.baselines: dict = {}  # the linear baseline by start (`Recipe.linear_baseline`), computed once
 
     @classmethod
     def create(cls, args: argparse.Namespace, project_dir=None) -> RunContext:
