@@ -93,6 +93,82 @@ def make_folder(root: Path, classes: list[int], n_max: int, rho: float, seed: in
     return record
 
 
+def make_digits_folder(root: Path, classes: list[int], n_max: int | None, rho: float, seed: int) -> dict:
+    """scikit-learn's 8x8 digits (bundled with it, no download) as a PNG image folder: the ``classes``, long-tailed
+    (``n_max`` None: balanced, 100 per class) in train/, the rest of their images in test/."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    done = root / "counts.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    digits = load_digits()
+    x = np.clip(digits.images * 16, 0, 255).astype(np.uint8)  # 0..16 -> 0..255
+    y = digits.target
+    rng = np.random.default_rng(seed)
+    order = list(rng.permutation(classes))
+    counts = dict(zip(order, longtail_counts(n_max, rho, len(classes)))) if n_max else dict.fromkeys(classes, 100)
+    tmp = root.with_name(root.name + ".tmp")
+    for c in classes:
+        idx = rng.permutation(np.nonzero(y == c)[0])
+        for split, part in (("train", idx[: counts[c]]), ("test", idx[100:])):
+            folder = tmp / split / f"digit{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in part:
+                Image.fromarray(x[i]).save(folder / f"{i}.png")
+    record = {f"digit{c}": int(n) for c, n in counts.items()}
+    (tmp / "counts.json").write_text(json.dumps(record))
+    os.replace(tmp, root)
+    return record
+
+
+DIGITS_SOURCE = BASE / "digits" / "source"
+
+
+def run_digits(seed: int, log) -> None:
+    """The issue's second data set, never tuned on: digits 5-9 at rho 10 (100 down to 10 training images), from
+    scratch and from a model trained on digits 0-4 (ltzoo's defaults: `pretrain` on a balanced folder)."""
+    src_data = BASE / "digits" / "data" / "source0-4"
+    make_digits_folder(src_data, [0, 1, 2, 3, 4], None, 1, 0)
+    if not (DIGITS_SOURCE / "results.json").is_file():
+        cmd = [sys.executable, "-m", "ltzoo.recipes.pretrain", "--dataset", "imagefolder", "--data-dir", str(src_data)]
+        cmd += ["--model", "resnet20_cifar", "--output", str(DIGITS_SOURCE), "--no-progress", "--threads", str(THREADS)]
+        subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, check=True)
+    data = BASE / "digits" / "data" / f"target5-9-rho10-s{seed}"
+    make_digits_folder(data, [5, 6, 7, 8, 9], 100, 10, seed)
+    for start, extra in (
+        ("scratch", []),
+        ("transfer", ["--init", str(DIGITS_SOURCE), "--new-head"]),
+        ("lora", ["--init", str(DIGITS_SOURCE), "--new-head", "--peft", "lora"]),
+    ):
+        out = BASE / "digits" / "runs" / f"{start}-s{seed}"
+        if (out / "results.json").is_file():
+            continue
+        cmd = [sys.executable, "-m", "ltzoo.recipes.btm", "--dataset", "imagefolder", "--data-dir", str(data)]
+        cmd += ["--seed", str(seed), "--output", str(out), "--no-progress", "--threads", str(THREADS), *extra]
+        t0 = time.perf_counter()
+        print(f"[{time.strftime('%H:%M:%S')}] digits {start} s{seed}: {' '.join(cmd[1:])}", file=log, flush=True)
+        if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode == 0:
+            (out / "wall.json").write_text(json.dumps({"wall_seconds": time.perf_counter() - t0}))
+
+
+def digits_rows() -> list[dict]:
+    rows = []
+    for start in STARTS:
+        runs = []
+        for seed in SEEDS:
+            out = BASE / "digits" / "runs" / f"{start}-s{seed}"
+            if (out / "results.json").is_file():
+                runs.append(json.loads((out / "results.json").read_text()))
+        if runs:
+            row = {"start": start, "seeds": len(runs), "train_images": sum(runs[0]["train_counts"])}
+            for key in ("hm", "acc", "min_recall"):
+                row[f"model_{key}"] = [100 * r["metrics"]["test"][key] for r in runs]
+                row[f"baseline_{key}"] = [100 * r["baseline"]["test"][key] for r in runs]
+            rows.append(row)
+    return rows
+
+
 def cell_name(start: str, n_max: int, rho: int, seed: int) -> str:
     return f"{start}-n{n_max}-rho{rho}-s{seed}"
 
@@ -145,6 +221,12 @@ def run_cell(start: str, n_max: int, rho: int, seed: int, log) -> dict | None:
     return res
 
 
+def stage1_epochs(out: Path) -> int | None:
+    """The epochs BTM's own stage 1 decided (its results.json's config)."""
+    path = out / "stage1" / "results.json"
+    return json.loads(path.read_text())["config"].get("epochs") if path.is_file() else None
+
+
 def collect() -> list[dict]:
     rows = []
     for start in STARTS:
@@ -170,7 +252,7 @@ def collect() -> list[dict]:
                     row[f"model_{key}"] = [100 * r["metrics"]["test"][key] for _, r, _ in runs]
                     row[f"baseline_{key}"] = [100 * r["baseline"]["test"][key] for _, r, _ in runs]
                 row["wall_seconds"] = [w for _, _, w in runs]
-                row["epochs"] = [r["config"].get("epochs") for _, r, _ in runs]
+                row["epochs"] = [stage1_epochs(BASE / "runs" / cell_name(start, n_max, rho, s)) for s, _, _ in runs]
                 rows.append(row)
     return rows
 
@@ -185,7 +267,9 @@ def write_table(rows: list[dict]) -> None:
     from ltzoo.runfolder.provenance import git_commit
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "size.json").write_text(json.dumps({"commit": git_commit(), "rows": rows}, indent=1))
+    (RESULTS / "size.json").write_text(
+        json.dumps({"commit": git_commit(), "rows": rows, "digits": digits_rows()}, indent=1)
+    )
     lines = [
         "# ltzoo's defaults vs a class-balanced linear baseline, by dataset size",
         "",
@@ -197,7 +281,8 @@ def write_table(rows: list[dict]) -> None:
         "(scratch) or on the source model's frozen features (transfer). Seconds: the whole run's wall time on a "
         "shared 2-core CPU (noisy).",
         "",
-        "| start | rho | n_max | train images | seeds | model HM | baseline HM | model acc | baseline acc | model min recall | stage-1 epochs | seconds |",
+        "| start | rho | n_max | train images | seeds | model HM | baseline HM | model acc | baseline acc "
+        "| model min recall | stage-1 epochs | seconds |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -207,7 +292,27 @@ def write_table(rows: list[dict]) -> None:
             f"{_ms(r['model_min_recall'])} | {r['epochs'][0]} | "
             f"{statistics.mean([w for w in r['wall_seconds'] if w]) if any(r['wall_seconds']) else float('nan'):.0f} |"
         )
-    lines += ["", "Re-run: `python benchmarks/size.py` (cells already run are read back)."]
+    digits = digits_rows()
+    if digits:
+        source = BASE / "digits" / "source" / "results.json"
+        acc = json.loads(source.read_text())["metrics"]["test"]["acc"] if source.is_file() else None
+        lines += [
+            "",
+            "## A data set the defaults were not tuned on: scikit-learn's 8x8 digits",
+            "",
+            "Digits 5-9, rho 10 (100 down to 10 training images per class, class order drawn from the seed), the "
+            "rest of their images as the test split; the source model: `pretrain` with its defaults on digits 0-4 "
+            f"(100 per class{f', test accuracy {100 * acc:.1f}%' if acc is not None else ''}).",
+            "",
+            "| start | train images | seeds | model HM | baseline HM | model acc | baseline acc | model min recall |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in digits:
+            lines.append(
+                f"| {r['start']} | {r['train_images']} | {r['seeds']} | {_ms(r['model_hm'])} | {_ms(r['baseline_hm'])} "
+                f"| {_ms(r['model_acc'])} | {_ms(r['baseline_acc'])} | {_ms(r['model_min_recall'])} |"
+            )
+    lines += ["", "Re-run: `python benchmarks/size.py` (cells already run are read back; `--digits` the digits rows)."]
     (RESULTS / "size.md").write_text("\n".join(lines) + "\n")
     plot(rows)
 
@@ -249,8 +354,14 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     p.add_argument("--starts", nargs="+", default=list(STARTS), choices=STARTS)
     p.add_argument("--only-table", action="store_true")
+    p.add_argument("--digits", action="store_true", help="run the digits rows (for --seeds) instead of the grid")
     args = p.parse_args()
-    if not args.only_table:
+    if args.digits:
+        BASE.mkdir(parents=True, exist_ok=True)
+        with open(BASE / "size.log", "a") as log:
+            for seed in args.seeds:
+                run_digits(seed, log)
+    elif not args.only_table:
         BASE.mkdir(parents=True, exist_ok=True)
         with open(BASE / "size.log", "a") as log:
             if {"transfer", "lora"} & set(args.starts):

@@ -45,6 +45,13 @@ ARGS = [
     "0.01",
     "--warmup-epochs",
     "0",
+    # the pinned run's settings where ltzoo's defaults now follow the data and the optimiser (ltzoo.recipes.defaults)
+    "--weight-decay",
+    "5e-4",
+    "--member-lr",
+    "0.01",
+    "--min-val-per-class",
+    "1",
     "--subsets",
     "2",
     "--shots",

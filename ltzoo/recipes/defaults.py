@@ -82,19 +82,28 @@ def describe_start(args) -> str:
 
 
 def optimiser_defaults(args) -> tuple[dict, str]:
-    """The optimiser, rate, weight decay and layer decay for this start and --peft, and the rule that chose them."""
+    """The optimiser, rate, weight decay and layer decay for this start and --peft, and the rule that chose them.
+
+    An --optimizer given by hand keeps its family's values: SGD's rate and decay, or AdamW's (with the layer decay
+    only when fine-tuning every weight of a model that starts from weights)."""
     kind, peft = start_kind(args), getattr(args, "peft", "none")
-    if kind == "scratch" and peft == "none":
-        return dict(SCRATCH), "from scratch: SGD, Nesterov momentum 0.9, lr 0.1 (the CIFAR-LT recipes')"
+    optimizer = getattr(args, "optimizer", None) or ("sgd" if kind == "scratch" and peft == "none" else "adamw")
+    if optimizer in ("sgd", "momentum"):
+        values = {**SCRATCH, "optimizer": optimizer}
+        name = "SGD, Nesterov momentum 0.9" if optimizer == "sgd" else "SGD, momentum 0.9"
+        why = "from scratch" if kind == "scratch" else f"--optimizer {optimizer}"
+        return values, f"{why}: {name}, lr 0.1, weight decay 5e-4 (the CIFAR-LT recipes')"
     values = dict(FROM_WEIGHTS.get(peft, FROM_WEIGHTS["none"]))
     what = {"none": "every weight trains", "head": "the classifier alone", "bias": "biases and the classifier"}.get(
         peft, f"{peft} adapters and the classifier"
     )
+    if kind == "scratch":
+        values["layer_decay"] = None  # a random initialisation has no lower layers to keep
+        why = f"AdamW from scratch ({what})"
+    else:
+        why = f"fine-tuning ({describe_start(args)}; {what})"
     decay = f", layer-wise decay {values['layer_decay']:g}" if values["layer_decay"] else ""
-    return values, (
-        f"fine-tuning ({describe_start(args)}; {what}): AdamW, lr {values['lr']:g}, weight decay "
-        f"{values['weight_decay']:g}{decay}"
-    )
+    return values, f"{why}: AdamW, lr {values['lr']:g}, weight decay {values['weight_decay']:g}{decay}"
 
 
 def member_lr(optimizer: str, peft: str) -> tuple[float, str]:
