@@ -1,5 +1,5 @@
 """ltzoo.recipes.defaults: the training defaults that follow the data and the start, and the linear baseline
-(ltzoo.methods.baseline) every run reports."""
+(ltzoo.training.baseline) every run reports."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 import yaml
 from fixtures import make_imagefolder  # tests/ is on sys.path (conftest.py)
 
-from ltzoo.methods import baseline
 from ltzoo.recipes import defaults
+from ltzoo.training import baseline
 
 
 def _args(**kw):

@@ -138,7 +138,9 @@ def member_setup():
 
 def _member(setup, tmp_path, m, *flags):
     accelerator, ds, base, prep, subsets = setup
-    args = btm.build_parser().parse_args([*DATA, "--optimizer", "adamw", "--member-epochs", "2", *flags])
+    # the member settings BTM.setup decides when unset (ltzoo.recipes.defaults), given: the members train alone here
+    given = ["--optimizer", "adamw", "--weight-decay", "5e-4", "--member-lr", "0.01", "--member-epochs", "2"]
+    args = btm.build_parser().parse_args([*DATA, *given, *flags])
     path = tmp_path / f"m{m}_{'_'.join(flags)}.safetensors"
     settings = members.member_settings(args, subsets[m], members.state_digest(base))
     members.fine_tune_member(accelerator, base, ds, subsets[m], prep, args, m, path, settings)
@@ -169,7 +171,9 @@ def test_member_that_diverges_stops_the_run_unsaved(member_setup, tmp_path):
     from ltzoo.training.numerics import NonFiniteTraining
 
     accelerator, ds, base, prep, subsets = member_setup
-    args = btm.build_parser().parse_args([*DATA, "--member-epochs", "3", "--member-lr", "1e30"])
+    args = btm.build_parser().parse_args(
+        [*DATA, "--optimizer", "sgd", "--weight-decay", "5e-4", "--member-epochs", "3", "--member-lr", "1e30"]
+    )
     path = tmp_path / "m1.safetensors"
     # the precision named is the accelerator's (accelerate's per-process state: fp32 unless an earlier test chose)
     with pytest.raises(

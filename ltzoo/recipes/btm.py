@@ -36,7 +36,6 @@ from ltzoo.data import balanced_subsets
 from ltzoo.errors import UserError, run_main
 from ltzoo.files import write_json
 from ltzoo.methods import adapters
-from ltzoo.methods.baseline import baseline_record
 from ltzoo.methods.heads import HEAD_METHODS, METHODS, Features, Head, ensemble, retrain
 from ltzoo.methods.losses import list_losses
 from ltzoo.methods.merge import average_checkpoints, greedy_soup
@@ -73,6 +72,7 @@ from ltzoo.runfolder.folder import remove_stale_temporaries
 from ltzoo.runfolder.layout import RESULTS, RUN_CONFIG
 from ltzoo.runfolder.model_io import create_model, image_transform, save_model
 from ltzoo.training.accelerator import apply_channels_last, describe
+from ltzoo.training.baseline import baseline_record
 from ltzoo.training.evaluation import metrics_from_logits, predict
 from ltzoo.training.loop import phase
 

@@ -441,7 +441,7 @@ def add_output_args(g, resume: str | None = None, checkpoints: bool = False) -> 
         action=argparse.BooleanOptionalAction,
         default=True,
         help="fit a class-balanced logistic regression on the same data (the start model's frozen features, or the "
-        "pixels from scratch) and report it beside the model (ltzoo.methods.baseline)",
+        "pixels from scratch) and report it beside the model (ltzoo.training.baseline)",
     )
 
 

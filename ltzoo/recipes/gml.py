@@ -20,7 +20,6 @@ import time
 from accelerate.logging import get_logger
 
 from ltzoo.errors import run_main
-from ltzoo.methods.baseline import baseline_from_features, baseline_record
 from ltzoo.methods.heads import HEAD_METHODS, METHODS, Features, Head, ensemble, retrain
 from ltzoo.methods.shifted_bn import shift_batchnorm
 from ltzoo.metrics import brief, summary_table
@@ -38,6 +37,7 @@ from ltzoo.recipes.flags import (
 from ltzoo.recipes.recipe import Recipe
 from ltzoo.runfolder.model_io import create_model, image_transform
 from ltzoo.training.accelerator import apply_channels_last
+from ltzoo.training.baseline import baseline_from_features, baseline_record
 from ltzoo.training.evaluation import metrics_from_logits, predict
 from ltzoo.training.loop import phase
 

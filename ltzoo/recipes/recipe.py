@@ -30,7 +30,6 @@ from accelerate.utils import set_seed
 from ltzoo.config.resolution import Resolution, RunConfig
 from ltzoo.errors import UserError
 from ltzoo.methods import adapters
-from ltzoo.methods.baseline import baseline_record, below_baseline_line, linear_baseline
 from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes.defaults import (
     MIN_STEPS,
@@ -58,6 +57,7 @@ from ltzoo.runfolder.folder import (
 from ltzoo.runfolder.model_io import create_model, image_transform
 from ltzoo.runfolder.provenance import hardware, peak_memory_mb
 from ltzoo.training.accelerator import apply_channels_last, compile_model, describe
+from ltzoo.training.baseline import baseline_record, below_baseline_line, linear_baseline
 from ltzoo.training.evaluation import evaluate
 from ltzoo.training.loop import phase
 from ltzoo.training.optim import create_optimizer, create_scheduler
@@ -178,7 +178,7 @@ class Recipe:
         return metrics
 
     def linear_baseline(self, start_model, prep, transform) -> dict | None:
-        """The class-balanced linear baseline (`ltzoo.methods.baseline`) on ``start_model``'s frozen features (None:
+        """The class-balanced linear baseline (`ltzoo.training.baseline`) on ``start_model``'s frozen features (None:
         the pixels), once per start in a run context (BTM's own stage 1 and BTM share it); None with
         --no-linear-baseline."""
         args = self.args
