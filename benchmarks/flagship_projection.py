@@ -111,8 +111,8 @@ def main() -> int:
     r = rates()
     res = {"rates": r, "projections": {}}
     for label, workers, decode in (
-        ("before (timm decode, workers 8)", None, "before"),
-        ("workers 8", None, "new"),
+        ("before (timm decode, workers 8)", 8, "before"),
+        ("workers 8", 8, "new"),
         ("workers 15", 15, "new"),
     ):
         for procs in (1, 8):
