@@ -385,6 +385,7 @@ def eval_inputs(args):
 
 def predict_split(ref: str, ds, split, batch_size: int = 256, workers: int = 4):
     """Logits and labels of model ``ref`` (run folder, hub id, timm name) on one split of ``ds``, in fp32."""
+    from ltzoo.data.decode import FileImageTransform
     from ltzoo.data.loader import BatchPreprocess, make_loader
     from ltzoo.models.pretrained import mark_input_from_weights
     from ltzoo.runfolder.model_io import batch_preprocess, check_classes, image_transform, load_model
@@ -396,13 +397,16 @@ def predict_split(ref: str, ds, split, batch_size: int = 256, workers: int = 4):
     accelerator = (
         make_accelerator()
     )  # evaluation runs in fp32 whatever its mixed precision (ltzoo.training.accelerator)
-    loader = make_loader(split, batch_size, transform=image_transform(ds, model), num_workers=workers)
+    transform = image_transform(ds, model)
+    loader = make_loader(split, batch_size, transform=transform, num_workers=workers)
     # the recipes' layout: channels_last for convolutional models (the same numbers as their own evaluation)
-    prep = (
-        batch_preprocess(ds, model, channels_last=apply_channels_last(model))
-        if mark_input_from_weights(model)
-        else BatchPreprocess(*_model_norm(model, ds), channels_last=apply_channels_last(model))
-    ).to(accelerator.device)
+    if mark_input_from_weights(model):
+        prep = batch_preprocess(ds, model, channels_last=apply_channels_last(model))
+    elif isinstance(transform, FileImageTransform):  # uint8 from the files: normalised as the transform says
+        prep = BatchPreprocess(transform.mean, transform.std, crop_padding=0, channels_last=apply_channels_last(model))
+    else:
+        prep = BatchPreprocess(*_model_norm(model, ds), channels_last=apply_channels_last(model))
+    prep = prep.to(accelerator.device)
     model, loader = accelerator.prepare(model, loader)
     without_autocast_wrapper(accelerator, model)
     return predict(accelerator, model, loader, prep, progress=False)

@@ -3,8 +3,10 @@
 Small datasets (a split with ``images`` in memory) take the fast path: the loader hands out whole
 uint8 batches by tensor indexing (``__getitems__``, no per-image Python), and `BatchPreprocess` turns
 them into normalised float batches on the device, with random-crop and flip augmentation applied to
-the batch tensor. Large datasets are decoded with PIL and timm's transforms in loader workers;
-their batches arrive as normalised floats and `BatchPreprocess` leaves their values alone. Either way
+the batch tensor. Large datasets are decoded with PIL and timm's transforms in loader workers
+(`ltzoo.data.decode.FileImageTransform`: JPEGs at the smallest scale the crop allows); their batches arrive as
+augmented uint8 and `BatchPreprocess` normalises them on the device (float batches, from a plain timm transform,
+keep their values). Either way
 `BatchPreprocess` hands the model its batches in the model's memory format (channels_last or not,
 `ltzoo.training.accelerator.resolve_channels_last`).
 """
@@ -12,6 +14,7 @@ their batches arrive as normalised floats and `BatchPreprocess` leaves their val
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ltzoo.data.decode import FileImageTransform
 from ltzoo.data.splits import Split
 
 _logger = logging.getLogger(__name__)
@@ -57,21 +61,30 @@ class DecodedImageDataset(Dataset):
         return len(self.split)
 
     def _image(self, i: int):
+        """Image ``i`` decoded to RGB and transformed; a `FileImageTransform` gets the opened file, to decode it
+        at the scale its crop allows."""
         from PIL import Image, UnidentifiedImageError
 
         if self.split.hf is not None:
-            return self.split.hf[i][self.split.hf_image_key].convert("RGB")
+            return self.transform(self.split.hf[i][self.split.hf_image_key].convert("RGB"))
         path = self.split.files[i]
         try:
             with Image.open(path) as img:
-                return img.convert("RGB")
+                return self.transform(img if isinstance(self.transform, FileImageTransform) else img.convert("RGB"))
         except (OSError, UnidentifiedImageError) as exc:
             raise RuntimeError(
                 f"cannot read image {path} ({exc}); remove it from the split list or replace the file"
             ) from exc
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self._image(i)), int(self.split.labels[i])
+        return self._image(i), int(self.split.labels[i])
+
+
+def cores_per_process() -> int:
+    """The cores this process may use (its affinity), shared among the processes of this machine
+    (``LOCAL_WORLD_SIZE``, which ``accelerate launch`` sets)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def make_loader(
@@ -89,7 +102,8 @@ def make_loader(
         batch_size: images per batch (per process once accelerate has prepared the loader).
         sampler: the order to visit images in (None: dataset order, for evaluation).
         transform: a PIL-to-tensor transform for file-backed splits (timm's `create_transform`).
-        num_workers: loader workers for file-backed splits (the tensor path needs none).
+        num_workers: loader workers for file-backed splits (the tensor path needs none), at most
+            `cores_per_process()`: a worker beyond the cores only takes turns with the others.
         drop_last: drop a last incomplete batch (training).
     """
     if split.in_memory:
@@ -102,6 +116,10 @@ def make_loader(
         )
     if transform is None:
         raise ValueError(f"split {split.name!r} is read from files and needs a transform")
+    cores = cores_per_process()
+    if num_workers > cores:
+        _logger.info("%d loader workers asked, %d cores per process: %d workers", num_workers, cores, cores)
+        num_workers = cores
     return DataLoader(
         DecodedImageDataset(split, transform),
         batch_size=batch_size,

@@ -231,7 +231,8 @@ def check_start(args, given) -> str | None:
         return "--pretrained-file starts --model from a weights file and --init from a trained model: give one"
     if args.init and "pretrained" in given and args.pretrained:
         return "--pretrained starts from timm's weights and --init from a trained model: give one of them"
-    if args.pretrained and args.pretrained_file:
+    # a config's `pretrained: true` (the LoRA configs') gives way to a --pretrained-file on the command line
+    if args.pretrained and args.pretrained_file and ("pretrained" in given or "pretrained_file" not in given):
         return "--pretrained takes timm's Hub weights and --pretrained-file a local file: give one of them"
     return None
 

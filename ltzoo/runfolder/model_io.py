@@ -91,17 +91,19 @@ def batch_preprocess(ds: LTDataset, model: nn.Module, crop_padding: int = 0, cha
     """`BatchPreprocess` feeding ``model`` its evaluation input (`data_config`): the dataset's normalisation
     at its native size, or, for a model made from pretrained weights, the weights' size (in-memory uint8
     batches resized, grayscale repeated to the model's channels), mean and std. ``crop_padding`` (random
-    translation, training only) is in native pixels, applied before the resize."""
+    translation, training only) is in native pixels, applied before the resize. A file-backed dataset's uint8
+    batches come augmented by their loader's transform (`image_transform`): it gets no second crop or flip."""
     from ltzoo.data.loader import BatchPreprocess
 
     cfg = data_config(ds, model)
+    aug = {"crop_padding": crop_padding, "flip": True} if ds.train.in_memory else {"crop_padding": 0, "flip": False}
     if not input_from_weights(model):
-        return BatchPreprocess(cfg["mean"], cfg["std"], crop_padding=crop_padding, channels_last=channels_last)
+        return BatchPreprocess(cfg["mean"], cfg["std"], channels_last=channels_last, **aug)
     return BatchPreprocess(
         cfg["mean"],
         cfg["std"],
-        crop_padding=crop_padding,
         channels_last=channels_last,
+        **aug,
         size=tuple(cfg["input_size"][1:]),
         channels=cfg["input_size"][0],
         interpolation=cfg["interpolation"],
@@ -109,10 +111,14 @@ def batch_preprocess(ds: LTDataset, model: nn.Module, crop_padding: int = 0, cha
 
 
 def image_transform(ds: LTDataset, model: nn.Module, train: bool = False):
-    """timm's transform for a file-backed dataset (None for in-memory ones, which `BatchPreprocess` handles)."""
+    """timm's transform for a file-backed dataset (None for in-memory ones, which `BatchPreprocess` handles), as a
+    `ltzoo.data.decode.FileImageTransform`: JPEGs decoded at the smallest scale the crop allows, uint8 out (the
+    normalisation is `batch_preprocess`'s, on the device)."""
+    from ltzoo.data.decode import file_transform
+
     if ds.train.in_memory and (ds.test.in_memory or len(ds.test) == 0):
         return None
-    return timm.data.create_transform(**data_config(ds, model), is_training=train)
+    return file_transform(timm.data.create_transform(**data_config(ds, model), is_training=train))
 
 
 def resolve_model_ref(ref: str) -> str:

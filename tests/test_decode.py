@@ -1,0 +1,121 @@
+"""ltzoo.data.decode: a file decoded at the smallest JPEG scale its crop allows gives timm's crop boxes, flips and
+jitter from the same random draws, timm's pixels where no reduction applies, and pixels within DCT-scaling
+resampling of them where one does; PNGs are timm's exactly."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from ltzoo.data import decode
+from ltzoo.data.decode import FileImageTransform, draft_factor, file_transform
+from ltzoo.data.loader import BatchPreprocess, cores_per_process, make_loader
+from ltzoo.data.splits import Split
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _timm(train: bool):
+    return timm.data.create_transform(
+        input_size=224, is_training=train, interpolation="bicubic", crop_pct=0.875, mean=MEAN, std=STD
+    )
+
+
+def _image(path, size: tuple[int, int], fmt: str = "JPEG"):
+    """A smooth colour image (little high-frequency content, as in photographs) saved at ``size`` (w, h)."""
+    rng = np.random.default_rng(0)
+    small = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(size, Image.BICUBIC)
+    small.save(path, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return path
+
+
+def _normalised(x: torch.Tensor) -> torch.Tensor:
+    return BatchPreprocess(MEAN, STD, crop_padding=0, flip=False)(x[None])[0]
+
+
+def _pair(tf_ours, tf_timm, path, seed: int):
+    """Both transforms of one file from the same random draws (python's random for the box, torch's for flip and
+    jitter, as timm draws them)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    with Image.open(path) as img:
+        ours = tf_ours(img)
+    random.seed(seed)
+    torch.manual_seed(seed)
+    with Image.open(path) as img:
+        ref = tf_timm(img.convert("RGB"))
+    return ours, ref
+
+
+def test_draft_factor_keeps_the_output_resolution():
+    assert draft_factor((350, 400), (224, 224)) == 1, "an ImageNet-sized crop allows no reduction at 224 px"
+    assert draft_factor((448, 900), (224, 224)) == 2
+    assert draft_factor((1000, 1800), (224, 224)) == 4
+    assert draft_factor((2000, 1900), (224, 224)) == 8
+    assert draft_factor((100, 100), (224, 224)) == 1, "a crop smaller than the output: full size"
+
+
+@pytest.mark.parametrize("fmt,size", [("JPEG", (400, 350)), ("PNG", (1200, 1000))])
+def test_training_crop_is_timms_where_no_reduction_applies(tmp_path, fmt, size):
+    path = _image(tmp_path / f"a.{fmt.lower()}", size, fmt)
+    ours_tf, ref_tf = FileImageTransform(_timm(True)), _timm(True)
+    for seed in range(8):
+        ours, ref = _pair(ours_tf, ref_tf, path, seed)
+        assert ours.dtype == torch.uint8 and ours.shape == (3, 224, 224)
+        assert torch.allclose(_normalised(ours), ref, atol=1e-5), "the same boxes, flips, jitter and pixels"
+
+
+def test_training_crop_with_reduction_keeps_timms_boxes(tmp_path, monkeypatch):
+    path = _image(tmp_path / "big.jpg", (1800, 1400))
+    factors = []
+    real = decode.decode
+    monkeypatch.setattr(decode, "decode", lambda img, factor=1: factors.append(factor) or real(img, factor))
+    ours_tf, ref_tf = FileImageTransform(_timm(True)), _timm(True)
+    no_draft = FileImageTransform(_timm(True), draft=False)
+    diffs = []
+    for seed in range(16):
+        ours, ref = _pair(ours_tf, ref_tf, path, seed)
+        full, _ = _pair(no_draft, ref_tf, path, seed)
+        assert torch.allclose(_normalised(full), ref, atol=1e-5), "without draft: timm's pixels"
+        diffs.append((ours.float() - full.float()).abs().mean().item())
+    assert max(factors) > 1, "some boxes are large enough to decode reduced"
+    assert max(diffs) < 3.0, f"the same boxes, flips and jitter: only the resampling differs ({diffs} grey levels)"
+
+
+def test_evaluation_reduces_only_above_the_resize(tmp_path):
+    ref_tf = _timm(False)
+    ft = FileImageTransform(ref_tf)
+    assert ft.eval_factor((400, 350)) == 1 and ft.eval_factor((1200, 1000)) == 2 and ft.eval_factor((2400, 2100)) == 8
+    small = _image(tmp_path / "s.jpg", (400, 350))
+    ours, ref = _pair(ft, ref_tf, small, 0)
+    assert torch.allclose(_normalised(ours), ref, atol=1e-5)
+    big = _image(tmp_path / "b.jpg", (1200, 1000))
+    ours, ref = _pair(ft, ref_tf, big, 0)
+    assert (_normalised(ours) - ref).abs().mean() < 0.03, "DCT scaling, then the same resize: close"
+
+
+def test_file_transform_leaves_other_transforms_alone():
+    tf = timm.data.create_transform(input_size=224, is_training=False, normalize=False)
+    assert file_transform(tf) is tf and file_transform(None) is None
+    assert isinstance(file_transform(_timm(False)), FileImageTransform)
+
+
+def test_loader_hands_out_uint8_batches(tmp_path):
+    files = [str(_image(tmp_path / f"{i}.jpg", (300, 260))) for i in range(3)] + [
+        str(_image(tmp_path / "p.png", (300, 260), "PNG"))
+    ]
+    split = Split("test", torch.tensor([0, 1, 0, 1]), files=files)
+    x, y = next(iter(make_loader(split, 4, transform=FileImageTransform(_timm(False)), num_workers=0)))
+    assert x.dtype == torch.uint8 and x.shape == (4, 3, 224, 224) and y.tolist() == [0, 1, 0, 1]
+
+
+def test_workers_at_most_the_cores(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    split = Split("test", torch.tensor([0]), files=[str(_image(tmp_path / "a.jpg", (64, 64)))])
+    loader = make_loader(split, 1, transform=FileImageTransform(_timm(False)), num_workers=10_000)
+    assert loader.num_workers == cores_per_process() >= 1
