@@ -10,6 +10,9 @@ in interleaved rounds (A, B, C, ..., A, B, C, ...); the median round is reported
 - ltzoo before (float): `make_loader` with timm's plain transform (what ltzoo did before: float normalised batches);
 - timm train / eval: ``timm.data.create_loader`` over ``timm.data.ImageDataset`` (its own reader and loader) with
   the same transforms, no prefetcher (CPU);
+- ltzoo train / eval, device path (what a run on a GPU uses): the workers decode and crop
+  (`ltzoo.data.decode.DeviceCrops`), the device resizes, flips, jitters and normalises; the device's share is
+  timed apart, on this CPU (`device_work_ms`);
 - decode floor: a loader whose items are ``Image.open(path).convert('RGB')`` alone (nothing else done), and the
   same decoded at half size by ``draft('RGB', (w//2, h//2))`` (what DCT scaling saves where a crop allows it).
 
@@ -69,7 +72,8 @@ def variants(ds, batch: int, n: int, seed: int) -> dict:
     files = list(ds.train.files[:n])
     split = ds.train.subset(torch.arange(len(files)))
     model = timm.create_model("resnet50", pretrained=False, num_classes=ds.num_classes)
-    train_tf, eval_tf = image_transform(ds, model, train=True), image_transform(ds, model, train=False)
+    train_tf, eval_tf = (image_transform(ds, model, train=t, on_device=False) for t in (True, False))
+    train_dev, eval_dev = (image_transform(ds, model, train=t, on_device=True) for t in (True, False))
     cfg = timm.data.resolve_data_config({}, model=model)
 
     def sampler():
@@ -102,10 +106,32 @@ def variants(ds, batch: int, n: int, seed: int) -> dict:
         "timm train": lambda: timm_loader(True),
         "ltzoo before train (float)": lambda: make_loader(split, batch, sampler(), train_tf_plain(ds, model), 1),
         "ltzoo eval": lambda: make_loader(split, batch, None, eval_tf, num_workers=1),
+        "ltzoo train, device path": lambda: make_loader(split, batch, sampler(), train_dev, num_workers=1),
+        "ltzoo eval, device path": lambda: make_loader(split, batch, None, eval_dev, num_workers=1),
         "timm eval": lambda: timm_loader(False),
         "decode floor (PIL open + convert RGB)": lambda: decode_only(1),
         "decode at half size (draft)": lambda: decode_only(2),
     }
+
+
+def device_work_ms(ds, n: int, batch: int) -> dict:
+    """ms per image of `DeviceCrops.materialize` + normalisation on this CPU (one thread): the work the device path
+    moves from the workers to the device."""
+    from ltzoo.data.loader import BatchPreprocess
+
+    files = list(ds.train.files[:n])
+    split = ds.train.subset(torch.arange(len(files)))
+    model = timm.create_model("resnet50", pretrained=False, num_classes=ds.num_classes)
+    prep = BatchPreprocess(IMAGENET_MEAN, IMAGENET_STD, crop_padding=0, flip=False)
+    out = {}
+    for name, train in (("train", True), ("eval", False)):
+        tf = image_transform(ds, model, train=train, on_device=True)
+        batches = list(make_loader(split, batch, None, tf, num_workers=0))
+        start = time.perf_counter()
+        for x, _ in batches:
+            prep(x, train=train)
+        out[name] = 1000 * (time.perf_counter() - start) / len(files)
+    return out
 
 
 def train_tf_plain(ds, model):
@@ -150,11 +176,14 @@ def main(argv=None) -> int:
             print(f"round {r}: {name}: {rate:.0f} images/s ({n} images)", flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
     floor = med["decode floor (PIL open + convert RGB)"]
+    device_ms = device_work_ms(ds, args.images, args.batch)
     targets = {
         "ltzoo train >= timm train": med["ltzoo train"] >= med["timm train"],
         "ltzoo eval >= timm eval": med["ltzoo eval"] >= med["timm eval"],
         "ltzoo train within 15% of the decode floor": med["ltzoo train"] >= 0.85 * floor,
         "ltzoo eval within 15% of the decode floor": med["ltzoo eval"] >= 0.85 * floor,
+        "ltzoo train (device path) within 15% of the decode floor": med["ltzoo train, device path"] >= 0.85 * floor,
+        "ltzoo eval (device path) within 15% of the decode floor": med["ltzoo eval, device path"] >= 0.85 * floor,
     }
     res = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other work)",
@@ -174,7 +203,11 @@ def main(argv=None) -> int:
             "ltzoo_train_vs_floor": med["ltzoo train"] / floor,
             "ltzoo_eval_vs_floor": med["ltzoo eval"] / floor,
             "half_size_decode_vs_floor": med["decode at half size (draft)"] / floor,
+            "ltzoo_train_device_vs_floor": med["ltzoo train, device path"] / floor,
+            "ltzoo_eval_device_vs_floor": med["ltzoo eval, device path"] / floor,
+            "ltzoo_train_device_vs_timm": med["ltzoo train, device path"] / med["timm train"],
         },
+        "device_work_ms_per_image_on_this_cpu": device_ms,
         "targets": targets,
         "rerun": "python benchmarks/loader_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
@@ -213,6 +246,15 @@ def markdown(res: dict) -> str:
         f"ltzoo train {ra['ltzoo_train_vs_timm']:.2f}x timm's, eval {ra['ltzoo_eval_vs_timm']:.2f}x; ltzoo train "
         f"{ra['ltzoo_train_vs_floor']:.2f} of the decode floor, eval {ra['ltzoo_eval_vs_floor']:.2f}; a half-size "
         f"decode runs {ra['half_size_decode_vs_floor']:.2f}x the full one.",
+        "",
+        "The device path (what a GPU run uses: `ltzoo.data.decode.DeviceCrops`): the workers decode and crop, "
+        "the device resizes, flips, jitters and normalises. Its workers run at "
+        f"{ra['ltzoo_train_device_vs_floor']:.2f} of the decode floor for training "
+        f"({ra['ltzoo_train_device_vs_timm']:.2f}x timm's loader) and "
+        f"{ra['ltzoo_eval_device_vs_floor']:.2f} for evaluation. The work it moves to the device costs "
+        f"{res['device_work_ms_per_image_on_this_cpu']['train']:.2f} ms per image for training and "
+        f"{res['device_work_ms_per_image_on_this_cpu']['eval']:.2f} ms for evaluation on this CPU, one thread (on a "
+        "GPU, batched kernels; not measured here: no GPU was lent).",
         "",
         "Targets: " + "; ".join(f"{k}: {'met' if v else 'missed'}" for k, v in res["targets"].items()) + ".",
         "",

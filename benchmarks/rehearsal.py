@@ -240,6 +240,8 @@ def phases(dataset: str, tree: Path, runs: Path, weights: Path, workers: int, ep
     """The rehearsal's phases: name, command, the files it must leave."""
     data = ["--data-dir", str(tree), "--workers", str(workers), "--no-progress", "--threads", "1"]
     cnn = ["--model", "resnet20_cifar", "--batch-size", "32", "--epochs", str(epochs)]
+    if _config(dataset, "ce").get("pretrained"):  # Places-LT's stage 1 starts from ImageNet weights: a local file here
+        cnn += ["--pretrained-file", str(tiny_weights(weights.parent / "resnet20.safetensors", "resnet20_cifar"))]
     vit = ["--model", "vit_pico_patch4_28", "--pretrained-file", str(weights), "--batch-size", "32"]
     vit += ["--epochs", str(epochs)]
     btm = ["--subsets", "2", "--member-epochs", "1", "--head-epochs", "2", "--member-batch-size", "16"]
@@ -302,8 +304,16 @@ def phases(dataset: str, tree: Path, runs: Path, weights: Path, workers: int, ep
     return out
 
 
-def tiny_vit_weights(path: Path) -> Path:
-    """A randomly initialised vit_pico_patch4_28 saved as a weights file: the LoRA configs' --pretrained-file."""
+def _config(dataset: str, name: str) -> dict:
+    """A packaged flagship config's values."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "ltzoo" / "recipes" / "configs" / dataset / f"{name}.yaml").read_text()) or {}
+
+
+def tiny_weights(path: Path, model: str = "vit_pico_patch4_28") -> Path:
+    """A randomly initialised ``model`` saved as a weights file: what a config's `pretrained: true` loads here
+    (--pretrained-file; no Hub)."""
     import timm
     import torch
     from safetensors.torch import save_file
@@ -311,8 +321,13 @@ def tiny_vit_weights(path: Path) -> Path:
     import ltzoo.models  # noqa: F401
 
     torch.manual_seed(0)
-    save_file(timm.create_model("vit_pico_patch4_28", num_classes=10).state_dict(), str(path))
+    save_file(timm.create_model(model, num_classes=10).state_dict(), str(path))
     return path
+
+
+def tiny_vit_weights(path: Path) -> Path:
+    """A randomly initialised vit_pico_patch4_28 saved as a weights file: the LoRA configs' --pretrained-file."""
+    return tiny_weights(path, "vit_pico_patch4_28")
 
 
 def rehearse(dataset: str, tree: Path, work: Path, workers: int = 1, epochs: int = 1, log=print) -> list[dict]:

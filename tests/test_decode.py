@@ -119,3 +119,63 @@ def test_workers_at_most_the_cores(tmp_path, monkeypatch):
     split = Split("test", torch.tensor([0]), files=[str(_image(tmp_path / "a.jpg", (64, 64)))])
     loader = make_loader(split, 1, transform=FileImageTransform(_timm(False)), num_workers=10_000)
     assert loader.num_workers == cores_per_process() >= 1
+
+
+# ------------------------------------------------------------------------------------------ the device path
+def _device(tf, path, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The device path's output of one file (workers: decode and crop; device: resize, flip, jitter), uint8."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    with Image.open(path) as img:
+        crop, params = tf(img)
+    return decode.DeviceCrops([crop], params[None]).materialize()[0], params
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_the_device_path_draws_as_timm_and_resizes_alike(tmp_path, train):
+    """The same random draws give the same crop box, flip and jitter as timm's transform; the device's resize and
+    jitter of the crop differ from PIL's by rounding (a few grey levels on average at most)."""
+    path = _image(tmp_path / "a.jpg", (500, 375))
+    tf_device = FileImageTransform(_timm(train), on_device=True)
+    assert tf_device.supports_device and tf_device.on_device
+    for seed in range(6):
+        ours, params = _device(tf_device, path, seed)
+        random.seed(seed)
+        torch.manual_seed(seed)
+        worker = FileImageTransform(_timm(train))
+        with Image.open(path) as img:
+            worker_out = worker(img)
+        assert ours.shape == worker_out.shape == (3, 224, 224) and ours.dtype == torch.uint8
+        diff = (ours.float() - worker_out.float()).abs()
+        assert diff.mean() < 3.0, (seed, diff.mean())  # the same box, flip and jitter: only the resampling differs
+    # the jitter's draws: torchvision's get_params after the flip's draw, in that order
+    random.seed(0)
+    torch.manual_seed(0)
+    _, params = _device(tf_device, path, 0)
+    if train:
+        random.seed(0)
+        torch.manual_seed(0)
+        crop = _timm(True).transforms[0]
+        with Image.open(path) as img:
+            crop.get_params(img, crop.scale, crop.ratio)
+        flip = float(torch.rand(1) < 0.5)
+        jitter = _timm(True).transforms[2]
+        fn_idx, b, c, s, _ = jitter.get_params(jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue)
+        assert params[3].item() == flip
+        assert torch.allclose(params[4:7], torch.tensor([b, c, s]))
+        assert params[7:].long().tolist() == fn_idx.tolist()
+
+
+def test_the_device_path_loader_hands_out_crops_the_preprocess_finishes(tmp_path):
+    files = [str(_image(tmp_path / f"{i}.jpg", (300 + 20 * i, 260))) for i in range(5)]
+    split = Split(name="train", labels=torch.tensor([0, 1, 0, 1, 0]), files=files)
+    tf = file_transform(_timm(True), on_device=True)
+    assert isinstance(tf, FileImageTransform) and tf.on_device
+    x, y = next(iter(make_loader(split, 4, transform=tf, num_workers=0)))
+    assert isinstance(x, decode.DeviceCrops) and len(x) == 4 and y.tolist() == [0, 1, 0, 1]
+    assert len({tuple(c.shape) for c in x.crops}) > 1  # crops of different sizes, resized on the device
+    out = BatchPreprocess(MEAN, STD, crop_padding=0, flip=False)(x.to("cpu"), train=True)
+    assert out.shape == (4, 3, 224, 224) and out.dtype == torch.float32
+    # a transform the device path does not cover (hue jitter) stays on the workers
+    hue = timm.data.create_transform(input_size=224, is_training=True, color_jitter=(0.4, 0.4, 0.4, 0.1))
+    assert not getattr(file_transform(hue, on_device=True), "on_device", False)

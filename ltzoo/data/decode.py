@@ -23,6 +23,7 @@ import random
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from timm.data.transforms import MaybeToTensor, RandomResizedCropAndInterpolation, str_to_pil_interp
 from torchvision import transforms as T
@@ -48,6 +49,15 @@ def decode(img: Image.Image, factor: int = 1) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
+def _interp_name(mode) -> str:
+    """An interpolation (torchvision's mode, timm's name or PIL's constant) by name."""
+    if isinstance(mode, InterpolationMode):
+        return mode.value
+    if isinstance(mode, str):
+        return mode
+    return {Image.NEAREST: "nearest", Image.BILINEAR: "bilinear", Image.BICUBIC: "bicubic"}.get(mode, "bicubic")
+
+
 def _pil_interp(mode) -> int:
     if isinstance(mode, InterpolationMode):
         mode = mode.value
@@ -63,7 +73,7 @@ class FileImageTransform:
         draft: decode JPEGs at a reduced scale where the output keeps its resolution (False: full size always).
     """
 
-    def __init__(self, transform: T.Compose, draft: bool = True):
+    def __init__(self, transform: T.Compose, draft: bool = True, on_device: bool = False):
         ops = list(transform.transforms)
         if len(ops) < 3 or not isinstance(ops[-1], T.Normalize) or not isinstance(ops[-2], (MaybeToTensor, T.ToTensor)):
             raise ValueError(f"expected timm's transform ending in ToTensor and Normalize, got {transform}")
@@ -71,8 +81,34 @@ class FileImageTransform:
         self.ops, self.draft = ops[:-2], draft
         self.crop = ops[0] if isinstance(ops[0], RandomResizedCropAndInterpolation) else None
         self.resize = ops[0] if self.crop is None and isinstance(ops[0], T.Resize) else None
+        if on_device and not self.supports_device:
+            raise ValueError(f"the device path does not cover this transform: {transform}")
+        self.on_device = on_device
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
+    @property
+    def supports_device(self) -> bool:
+        """Whether the device path reproduces this transform: timm's training transform of RandomResizedCrop,
+        an optional horizontal flip and an optional ColorJitter without hue; or its evaluation transform of
+        Resize(S) and CenterCrop."""
+        rest = self.ops[1:]
+        if self.crop is not None:
+            kinds = [type(op) for op in rest]
+            allowed = [T.RandomHorizontalFlip, T.ColorJitter]
+            if any(k not in allowed for k in kinds) or kinds != sorted(kinds, key=allowed.index):
+                return False
+            jitter = next((op for op in rest if isinstance(op, T.ColorJitter)), None)
+            return jitter is None or jitter.hue is None
+        return (
+            self.resize is not None
+            and len(rest) == 1
+            and isinstance(rest[0], T.CenterCrop)
+            and isinstance(self.resize.size, (int, list, tuple))
+            and (isinstance(self.resize.size, int) or len(self.resize.size) == 1)
+        )
+
+    def __call__(self, img: Image.Image):
+        if self.on_device:
+            return self.device_item(img)
         if self.crop is not None:
             img, rest = self.random_resized_crop(img), self.ops[1:]
         else:
@@ -80,6 +116,42 @@ class FileImageTransform:
         for op in rest:
             img = op(img)
         return pil_to_tensor(img)
+
+    def device_item(self, img: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """The device path's item: the decoded crop (uint8, C x h x w, at the file's decoded scale) and its
+        parameters (`DeviceCrops`), every random draw made here as timm's transform makes it, in its order (the
+        box and interpolation with Python's random, the flip and the jitter with torch's)."""
+        if self.crop is not None:
+            crop = self.crop
+            i, j, h, w = crop.get_params(img, crop.scale, crop.ratio)
+            interp = crop.interpolation
+            interp = random.choice(interp) if isinstance(interp, (tuple, list)) else interp
+            out_h, out_w = crop.size
+        else:  # Resize(S) of the shorter side, then CenterCrop(out): the box of the output in the file's pixels
+            target = self.resize.size if isinstance(self.resize.size, int) else self.resize.size[0]
+            out_h, out_w = self.ops[1].size
+            full_w, full_h = img.size
+            scale = target / min(full_w, full_h)
+            h, w = min(full_h, round(out_h / scale)), min(full_w, round(out_w / scale))
+            i, j = (full_h - h) // 2, (full_w - w) // 2
+            interp = self.resize.interpolation
+        full_w, full_h = img.size
+        img = decode(img, draft_factor((h, w), (out_h, out_w)) if self.draft else 1)
+        sx, sy = img.size[0] / full_w, img.size[1] / full_h
+        box = (round(j * sx), round(i * sy), round((j + w) * sx), round((i + h) * sy))
+        crop_t = pil_to_tensor(img.crop(box))
+        flip, factors, order = 0.0, [1.0, 1.0, 1.0], [0, 1, 2, 3]
+        for op in self.ops[1:] if self.crop is not None else ():
+            if isinstance(op, T.RandomHorizontalFlip):
+                flip = float(torch.rand(1) < op.p)
+            elif isinstance(op, T.ColorJitter):
+                fn_idx, b, c, sat, _ = T.ColorJitter.get_params(op.brightness, op.contrast, op.saturation, op.hue)
+                order = fn_idx.tolist()
+                factors = [1.0 if v is None else float(v) for v in (b, c, sat)]
+        name = _interp_name(interp)
+        code = _INTERPS.index(name) if name in _INTERPS else _INTERPS.index("bicubic")
+        params = torch.tensor([out_h, out_w, code, flip, *factors, *order], dtype=torch.float32)
+        return crop_t, params
 
     def eval_factor(self, size: tuple[int, int]) -> int:
         """The reduction that keeps the shorter side at least the evaluation resize's target (1 without one)."""
@@ -107,9 +179,97 @@ class FileImageTransform:
         return img.resize((out_w, out_h), _pil_interp(interp), box=box)
 
 
-def file_transform(transform: Callable | None, draft: bool = True) -> Callable | None:
-    """`FileImageTransform` over timm's ``transform`` where it has timm's shape; else ``transform`` unchanged."""
+# ------------------------------------------------------------------------------------- the device path
+#: interpolation names by code, for a crop's parameters
+_INTERPS = ("bilinear", "bicubic", "nearest")
+#: one crop's parameters: output height and width, interpolation code, flip, brightness, contrast, saturation
+#: factors (1: none) and the jitter's order (4 indices, torchvision's ColorJitter ``fn_idx``)
+_PARAMS = 11
+
+
+class DeviceCrops:
+    """A batch of decoded crops of different sizes, and what remains to be done to each on the device: resize to
+    the output size, flip, colour jitter (`materialize`). What the loader workers hand out on the device path
+    (`FileImageTransform` with ``on_device``): they decode and crop, the device does the rest of timm's transform.
+
+    Accelerate moves it to the device like a tensor (it has ``to``); ``len`` is its number of images.
+    """
+
+    def __init__(self, crops: list[torch.Tensor], params: torch.Tensor):
+        self.crops, self.params = crops, params
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    @property
+    def device(self) -> torch.device:
+        return self.params.device
+
+    def to(self, device, non_blocking: bool = False) -> DeviceCrops:
+        return DeviceCrops([c.to(device, non_blocking=non_blocking) for c in self.crops], self.params.to(device))
+
+    def pin_memory(self) -> DeviceCrops:
+        return DeviceCrops([c.pin_memory() for c in self.crops], self.params.pin_memory())
+
+    def materialize(self) -> torch.Tensor:
+        """The uint8 batch (N, C, H, W) timm's transform would have made: each crop resized (antialiased, rounded
+        to uint8 as PIL resizes), flipped, colour-jittered in its own order (torchvision's ColorJitter on tensors)."""
+        p = self.params
+        out = []
+        for crop, row in zip(self.crops, p.tolist()):
+            h, w, interp = int(row[0]), int(row[1]), _INTERPS[int(row[2])]
+            x = crop[None].float()
+            if tuple(x.shape[-2:]) != (h, w):
+                extra = {} if interp == "nearest" else {"antialias": True, "align_corners": False}
+                x = F.interpolate(x, size=(h, w), mode=interp, **extra)
+            out.append(x.round_().clamp_(0, 255)[0])
+        x = torch.stack(out)
+        flip = p[:, 3] > 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        factors, order = p[:, 4:7], p[:, 7:11].long()
+        if bool((factors != 1).any()):
+            x = _jitter(x / 255, factors, order).mul_(255).round_()
+        return x.to(torch.uint8)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """torchvision's rgb_to_grayscale (ITU-R 601-2 luma), one channel kept."""
+    return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+
+
+def _jitter(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """torchvision's ColorJitter (brightness 0, contrast 1, saturation 2; hue 3 is not drawn) on a [0, 1] batch,
+    each image with its own factors and order."""
+    for k in range(order.shape[1]):
+        for op in range(3):
+            sel = (order[:, k] == op)[:, None, None, None]
+            if not bool(sel.any()):
+                continue
+            f = factors[:, op][:, None, None, None]
+            if op == 0:
+                y = x * f
+            elif op == 1:
+                y = f * x + (1 - f) * _gray(x).mean(dim=(1, 2, 3), keepdim=True)
+            else:
+                y = f * x + (1 - f) * _gray(x)
+            x = torch.where(sel, y.clamp_(0, 1), x)
+    return x
+
+
+def collate_crops(batch: list) -> tuple[DeviceCrops, torch.Tensor]:
+    """The loader's collate on the device path: (crop, params) items and labels into one `DeviceCrops` batch."""
+    crops = [item[0][0] for item in batch]
+    params = torch.stack([item[0][1] for item in batch])
+    return DeviceCrops(crops, params), torch.as_tensor([item[1] for item in batch])
+
+
+def file_transform(transform: Callable | None, draft: bool = True, on_device: bool = False) -> Callable | None:
+    """`FileImageTransform` over timm's ``transform`` where it has timm's shape; else ``transform`` unchanged.
+    ``on_device``: the device path where the transform allows it (`FileImageTransform.supports_device`)."""
     try:
-        return FileImageTransform(transform, draft) if isinstance(transform, T.Compose) else transform
+        if not isinstance(transform, T.Compose):
+            return transform
+        tf = FileImageTransform(transform, draft)
+        return FileImageTransform(transform, draft, on_device=True) if on_device and tf.supports_device else tf
     except ValueError:
         return transform

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ltzoo.data.decode import FileImageTransform
+from ltzoo.data.decode import DeviceCrops, FileImageTransform, collate_crops
 from ltzoo.data.splits import Split
 
 _logger = logging.getLogger(__name__)
@@ -120,8 +120,10 @@ def make_loader(
     if num_workers > cores:
         _logger.info("%d loader workers asked, %d cores per process: %d workers", num_workers, cores, cores)
         num_workers = cores
+    on_device = getattr(transform, "on_device", False)  # workers decode and crop, the device does the rest
     return DataLoader(
         DecodedImageDataset(split, transform),
+        collate_fn=collate_crops if on_device else None,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
@@ -170,6 +172,8 @@ class BatchPreprocess(nn.Module):
         self.size, self.channels, self.interpolation = (tuple(size) if size else None), channels, interpolation
 
     def forward(self, x: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        if isinstance(x, DeviceCrops):  # the device path: resized, flipped and jittered here (uint8 out)
+            x = x.materialize()
         cl = self.channels_last and x.ndim == 4
         if x.dtype == torch.uint8:  # augmented and laid out as uint8 (a quarter of the bytes), then normalised
             if train:

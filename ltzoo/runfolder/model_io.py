@@ -110,7 +110,7 @@ def batch_preprocess(ds: LTDataset, model: nn.Module, crop_padding: int = 0, cha
     )
 
 
-def image_transform(ds: LTDataset, model: nn.Module, train: bool = False):
+def image_transform(ds: LTDataset, model: nn.Module, train: bool = False, on_device: bool | None = None):
     """timm's transform for a file-backed dataset (None for in-memory ones, which `BatchPreprocess` handles), as a
     `ltzoo.data.decode.FileImageTransform`: JPEGs decoded at the smallest scale the crop allows, uint8 out (the
     normalisation is `batch_preprocess`'s, on the device)."""
@@ -118,7 +118,9 @@ def image_transform(ds: LTDataset, model: nn.Module, train: bool = False):
 
     if ds.train.in_memory and (ds.test.in_memory or len(ds.test) == 0):
         return None
-    return file_transform(timm.data.create_transform(**data_config(ds, model), is_training=train))
+    if on_device is None:  # a GPU does the resize, flip and jitter; on a CPU the workers are the spare cores
+        on_device = torch.cuda.is_available()
+    return file_transform(timm.data.create_transform(**data_config(ds, model), is_training=train), on_device=on_device)
 
 
 def resolve_model_ref(ref: str) -> str:
