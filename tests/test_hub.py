@@ -238,6 +238,12 @@ def test_card_numbers_come_from_results_json(runs, tmp_path):
     assert "few" not in got  # an empty group has no number, it is not typed as 0
     row = next(ln for ln in card.text.splitlines() if ln.startswith("| test |"))
     assert row == "| test | 12.34 | 50.00 | 33.33 | 41.67 | 1.50 | 98.77 | 0.05 | - |"
+    # the linear baseline every run reports: its numbers and the model's margin over it, in points of HM
+    results["baseline"] = {**results["baseline"], "test": {**results["baseline"]["test"], "hm": 0.25, "acc": 0.5}}
+    (run / "results.json").write_text(json.dumps(results))
+    text = " ".join(build_card(run, repo_id="org/edited").text.split())
+    assert "Linear baseline on the same data (logistic regression" in text
+    assert "test HM 25.00%, accuracy 50.00%" in text and "this model is +8.33 points of HM above it" in text
 
 
 def test_card_for_timm_native_stage1(runs):
