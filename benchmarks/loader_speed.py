@@ -36,8 +36,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from rehearsal import dataset_shape, reduce_shape, write_tree  # noqa: E402
 

@@ -72,7 +72,7 @@ def test_eval_every_validates_every_nth_and_the_last_epoch(tmp_path, inproc, cap
     argv = [
         *("--dataset", "imagefolder", "--data-dir", str(data), "--workers", "0", "--no-progress", "--threads", "1"),
         *("--mixed-precision", "no", "--model", "resnet20_cifar", "--optimizer", "adamw", "--batch-size", "8"),
-        *("--lr", "0.01", "--warmup-epochs", "0", "--epochs", "3"),
+        *("--lr", "0.01", "--warmup-epochs", "0", "--epochs", "3", "--min-val-per-class", "1"),
     ]
     out = tmp_path / "every2"
     with caplog.at_level(logging.INFO):

@@ -46,6 +46,8 @@ DATA = [
     "--no-progress",
     "--threads",
     "1",
+    "--min-val-per-class",  # the tiny set's 3 validation images per class choose (ltzoo's default: fixed rules)
+    "1",
 ]  # one thread: bit-identical runs
 OPTIMIZER = ["--model", "resnet20_cifar", "--optimizer", "adamw"]  # of stage 1 and the members
 STAGE1 = [

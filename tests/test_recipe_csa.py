@@ -66,6 +66,8 @@ COMMON = [
     "1",
     "--threshold",
     "0.5",
+    "--min-val-per-class",  # the tiny set's validation images choose the epoch (ltzoo's default: fixed rules)
+    "1",
 ]
 RUN_FILES = ("config.json", "model.safetensors", "results.json", "run_config.yaml", "per_class_recall.png", "log.jsonl")
 METRIC_KEYS = ("acc", "mean_class_acc", "hm", "gm", "min_recall", "per_class_recall", "num_samples")
