@@ -128,7 +128,7 @@ def _device(tf, path, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     torch.manual_seed(seed)
     with Image.open(path) as img:
         crop, params = tf(img)
-    return decode.DeviceCrops([crop], params[None]).materialize()[0], params
+    return decode.DeviceCrops.of([crop], params[None]).materialize()[0], params
 
 
 @pytest.mark.parametrize("train", [True, False])
@@ -163,7 +163,7 @@ def test_the_device_path_draws_as_timm_and_resizes_alike(tmp_path, train):
         fn_idx, b, c, s, _ = jitter.get_params(jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue)
         assert params[3].item() == flip
         assert torch.allclose(params[4:7], torch.tensor([b, c, s]))
-        assert params[7:].long().tolist() == fn_idx.tolist()
+        assert params[7:11].long().tolist() == fn_idx.tolist() and params[11] == 0  # a training crop
 
 
 def test_the_device_path_loader_hands_out_crops_the_preprocess_finishes(tmp_path):
@@ -173,7 +173,7 @@ def test_the_device_path_loader_hands_out_crops_the_preprocess_finishes(tmp_path
     assert isinstance(tf, FileImageTransform) and tf.on_device
     x, y = next(iter(make_loader(split, 4, transform=tf, num_workers=0)))
     assert isinstance(x, decode.DeviceCrops) and len(x) == 4 and y.tolist() == [0, 1, 0, 1]
-    assert len({tuple(c.shape) for c in x.crops}) > 1  # crops of different sizes, resized on the device
+    assert len({tuple(c.shape) for c in x.crops()}) > 1  # crops of different sizes, resized on the device
     out = BatchPreprocess(MEAN, STD, crop_padding=0, flip=False)(x.to("cpu"), train=True)
     assert out.shape == (4, 3, 224, 224) and out.dtype == torch.float32
     # a transform the device path does not cover (hue jitter) stays on the workers

@@ -123,7 +123,7 @@ def test_btm_takes_stage1_flags_with_new_head():
 
 
 def test_recorded_optimiser(tmp_path):
-    from ltzoo.recipes.btm import recorded_optimiser
+    from ltzoo.recipes.defaults import recorded_optimiser
 
     (tmp_path / "run_config.yaml").write_text(yaml.safe_dump({"optimizer": "adamw"}))
     assert recorded_optimiser(str(tmp_path)) == "adamw"

@@ -58,6 +58,12 @@ def _interp_name(mode) -> str:
     return {Image.NEAREST: "nearest", Image.BILINEAR: "bilinear", Image.BICUBIC: "bicubic"}.get(mode, "bicubic")
 
 
+def _code(mode) -> int:
+    """An interpolation's code in a crop's parameters (`_INTERPS`; bicubic for another)."""
+    name = _interp_name(mode)
+    return _INTERPS.index(name) if name in _INTERPS else _INTERPS.index("bicubic")
+
+
 def _pil_interp(mode) -> int:
     if isinstance(mode, InterpolationMode):
         mode = mode.value
@@ -127,14 +133,12 @@ class FileImageTransform:
             interp = crop.interpolation
             interp = random.choice(interp) if isinstance(interp, (tuple, list)) else interp
             out_h, out_w = crop.size
-        else:  # Resize(S) of the shorter side, then CenterCrop(out): the box of the output in the file's pixels
-            target = self.resize.size if isinstance(self.resize.size, int) else self.resize.size[0]
+        else:  # Resize(S) of the shorter side, then CenterCrop(out): the whole image, both done on the device
+            shorter = self.resize.size if isinstance(self.resize.size, int) else self.resize.size[0]
             out_h, out_w = self.ops[1].size
-            full_w, full_h = img.size
-            scale = target / min(full_w, full_h)
-            h, w = min(full_h, round(out_h / scale)), min(full_w, round(out_w / scale))
-            i, j = (full_h - h) // 2, (full_w - w) // 2
-            interp = self.resize.interpolation
+            img = decode(img, self.eval_factor(img.size) if self.draft else 1)
+            params = [out_h, out_w, _code(self.resize.interpolation), 0.0, 1.0, 1.0, 1.0, 0, 1, 2, 3, shorter]
+            return pil_to_tensor(img), torch.tensor(params, dtype=torch.float32)
         full_w, full_h = img.size
         img = decode(img, draft_factor((h, w), (out_h, out_w)) if self.draft else 1)
         sx, sy = img.size[0] / full_w, img.size[1] / full_h
@@ -148,9 +152,7 @@ class FileImageTransform:
                 fn_idx, b, c, sat, _ = T.ColorJitter.get_params(op.brightness, op.contrast, op.saturation, op.hue)
                 order = fn_idx.tolist()
                 factors = [1.0 if v is None else float(v) for v in (b, c, sat)]
-        name = _interp_name(interp)
-        code = _INTERPS.index(name) if name in _INTERPS else _INTERPS.index("bicubic")
-        params = torch.tensor([out_h, out_w, code, flip, *factors, *order], dtype=torch.float32)
+        params = torch.tensor([out_h, out_w, _code(interp), flip, *factors, *order, 0], dtype=torch.float32)
         return crop_t, params
 
     def eval_factor(self, size: tuple[int, int]) -> int:
@@ -183,8 +185,9 @@ class FileImageTransform:
 #: interpolation names by code, for a crop's parameters
 _INTERPS = ("bilinear", "bicubic", "nearest")
 #: one crop's parameters: output height and width, interpolation code, flip, brightness, contrast, saturation
-#: factors (1: none) and the jitter's order (4 indices, torchvision's ColorJitter ``fn_idx``)
-_PARAMS = 11
+#: factors (1: none), the jitter's order (4 indices, torchvision's ColorJitter ``fn_idx``), and the shorter side an
+#: evaluation image is resized to before its centre crop (0: a training crop, resized to the output)
+_PARAMS = 12
 
 
 class DeviceCrops:
@@ -192,44 +195,75 @@ class DeviceCrops:
     the output size, flip, colour jitter (`materialize`). What the loader workers hand out on the device path
     (`FileImageTransform` with ``on_device``): they decode and crop, the device does the rest of timm's transform.
 
-    Accelerate moves it to the device like a tensor (it has ``to``); ``len`` is its number of images.
+    The crops travel as one flat uint8 buffer (one copy to the device); their parameters stay on the CPU (read
+    without a device sync). Accelerate moves it like a tensor (it has ``to``); ``len`` is its number of images.
     """
 
-    def __init__(self, crops: list[torch.Tensor], params: torch.Tensor):
-        self.crops, self.params = crops, params
+    def __init__(self, flat: torch.Tensor, shapes: torch.Tensor, params: torch.Tensor):
+        self.flat, self.shapes, self.params = flat, shapes, params
+
+    @classmethod
+    def of(cls, crops: list[torch.Tensor], params: torch.Tensor) -> DeviceCrops:
+        """From a list of (C, h, w) uint8 crops and their (N, `_PARAMS`) parameters."""
+        shapes = torch.tensor([tuple(c.shape) for c in crops], dtype=torch.long)
+        return cls(torch.cat([c.reshape(-1) for c in crops]), shapes, params)
 
     def __len__(self) -> int:
-        return len(self.crops)
+        return len(self.shapes)
 
     @property
     def device(self) -> torch.device:
-        return self.params.device
+        return self.flat.device
 
     def to(self, device, non_blocking: bool = False) -> DeviceCrops:
-        return DeviceCrops([c.to(device, non_blocking=non_blocking) for c in self.crops], self.params.to(device))
+        return DeviceCrops(self.flat.to(device, non_blocking=non_blocking), self.shapes, self.params)
 
     def pin_memory(self) -> DeviceCrops:
-        return DeviceCrops([c.pin_memory() for c in self.crops], self.params.pin_memory())
+        return DeviceCrops(self.flat.pin_memory(), self.shapes, self.params)
+
+    def crops(self) -> list[torch.Tensor]:
+        """The (C, h, w) crops, views of the flat buffer."""
+        sizes = self.shapes.prod(1).tolist()
+        return [c.view(*shape) for c, shape in zip(self.flat.split(sizes), self.shapes.tolist())]
 
     def materialize(self) -> torch.Tensor:
-        """The uint8 batch (N, C, H, W) timm's transform would have made: each crop resized (antialiased, rounded
-        to uint8 as PIL resizes), flipped, colour-jittered in its own order (torchvision's ColorJitter on tensors)."""
+        """The uint8 batch (N, C, H, W) timm's transform would have made: each crop resized as PIL resizes (two
+        antialiased passes, width then height, rounded to uint8 after each), or for evaluation resized by its shorter
+        side and centre-cropped; then flipped and colour-jittered in its own order (torchvision's ColorJitter)."""
         p = self.params
         out = []
-        for crop, row in zip(self.crops, p.tolist()):
-            h, w, interp = int(row[0]), int(row[1]), _INTERPS[int(row[2])]
+        for crop, row in zip(self.crops(), p.tolist()):
+            h, w, interp, shorter = int(row[0]), int(row[1]), _INTERPS[int(row[2])], int(row[11])
             x = crop[None].float()
-            if tuple(x.shape[-2:]) != (h, w):
-                extra = {} if interp == "nearest" else {"antialias": True, "align_corners": False}
-                x = F.interpolate(x, size=(h, w), mode=interp, **extra)
-            out.append(x.round_().clamp_(0, 255)[0])
+            if shorter:  # torchvision's Resize(shorter) then CenterCrop((h, w)), timm's evaluation transform
+                ih, iw = x.shape[-2:]
+                size = (shorter, int(shorter * iw / ih)) if ih <= iw else (int(shorter * ih / iw), shorter)
+                x = _resize(x, size, interp)
+                top, left = int(round((size[0] - h) / 2.0)), int(round((size[1] - w) / 2.0))
+                x = x[..., top : top + h, left : left + w]
+            else:
+                x = _resize(x, (h, w), interp)
+            out.append(x[0])
         x = torch.stack(out)
-        flip = p[:, 3] > 0.5
+        dev = x.device
+        flip = (p[:, 3] > 0.5).to(dev)
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
         factors, order = p[:, 4:7], p[:, 7:11].long()
         if bool((factors != 1).any()):
-            x = _jitter(x / 255, factors, order).mul_(255).round_()
+            x = _jitter(x / 255, factors.to(dev), order.to(dev)).mul_(255).round_()
         return x.to(torch.uint8)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], interp: str) -> torch.Tensor:
+    """A float (1, C, h, w) image resized to ``size`` as PIL resizes a uint8 one: antialiased, width then height,
+    rounded and clipped to [0, 255] after each pass."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if interp == "nearest":
+        return F.interpolate(x, size=size, mode="nearest")
+    extra = {"antialias": True, "align_corners": False}
+    x = F.interpolate(x, size=(x.shape[-2], size[1]), mode=interp, **extra).round_().clamp_(0, 255)
+    return F.interpolate(x, size=size, mode=interp, **extra).round_().clamp_(0, 255)
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -257,10 +291,10 @@ def _jitter(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torc
 
 
 def collate_crops(batch: list) -> tuple[DeviceCrops, torch.Tensor]:
-    """The loader's collate on the device path: (crop, params) items and labels into one `DeviceCrops` batch."""
-    crops = [item[0][0] for item in batch]
+    """The loader's collate on the device path (in the worker): (crop, params) items and labels into one
+    `DeviceCrops` batch, its crops in one flat buffer."""
     params = torch.stack([item[0][1] for item in batch])
-    return DeviceCrops(crops, params), torch.as_tensor([item[1] for item in batch])
+    return DeviceCrops.of([item[0][0] for item in batch], params), torch.as_tensor([item[1] for item in batch])
 
 
 def file_transform(transform: Callable | None, draft: bool = True, on_device: bool = False) -> Callable | None:

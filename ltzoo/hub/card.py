@@ -567,6 +567,11 @@ def build_card(
         ]
         hub_parents = [weights]
     init_id = parents[0]["hub_id"] if parents and config.get("init") == refs[0] else None
+    # BTM's own stage 1 fine-tuned from --init X --new-head: the command names X (as given), not the stage 1
+    parsed = config.get("parsed") if isinstance(config.get("parsed"), dict) else {}
+    command_config, omit_init = config, own_stage1
+    if own_stage1 and parsed.get("new_head") and parsed.get("init"):
+        command_config, omit_init, init_id = {**config, "init": parsed["init"], "new_head": True}, False, None
 
     # metadata
     tags = ["image-classification", "timm", "ltzoo", "long-tailed", f"recipe:{recipe}", f"method:{method}", ds_key]
@@ -662,11 +667,11 @@ def build_card(
         "git_commit": config.get("git_commit"),
         "seed": config.get("seed"),
         "command": render_command(
-            config, recipe, results.get("num_processes", 1) or 1, init=init_id, omit_init=own_stage1
+            command_config, recipe, results.get("num_processes", 1) or 1, init=init_id, omit_init=omit_init
         )
         if config
         else None,
-        "config_yaml": config_yaml(config, recipe, init=init_id, omit_init=own_stage1) if config else None,
+        "config_yaml": config_yaml(command_config, recipe, init=init_id, omit_init=omit_init) if config else None,
         "eval_command": _eval_command(model_ref, config) if config else None,
         "hardware": results.get("hardware"),
         "num_processes": results.get("num_processes"),

@@ -61,7 +61,9 @@ def shift_batchnorm(
     loader = make_loader(ds.train, batch_size, sampler, transform, workers, drop_last=len(sampler) >= batch_size)
     device = next(model.parameters()).device
     aug = {"crop_padding": ds.input_size[-1] // 8} if ds.train.in_memory else {"crop_padding": 0, "flip": False}
-    prep = BatchPreprocess(ds.mean, ds.std, channels_last=channels_last, **aug)  # files: augmented by `transform`
+    # files: augmented by `transform`, uint8 out, normalised with its (the model's) mean and std
+    mean, std = getattr(transform, "mean", ds.mean), getattr(transform, "std", ds.std)
+    prep = BatchPreprocess(mean, std, channels_last=channels_last, **aug)
     prep, gen = prep.to(device), torch.Generator().manual_seed(seed)
     batches = tqdm(loader, desc="shifted BN", leave=False, dynamic_ncols=True, disable=not progress)
     reestimate_bn(model, (prep(x.to(device), train=True, generator=gen) for x, _ in batches))

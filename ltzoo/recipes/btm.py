@@ -27,7 +27,6 @@ import copy
 import time
 from pathlib import Path
 
-import yaml
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
@@ -69,7 +68,7 @@ from ltzoo.recipes.members import (
 from ltzoo.recipes.pretrain import Pretrain
 from ltzoo.recipes.recipe import Recipe
 from ltzoo.runfolder.folder import remove_stale_temporaries
-from ltzoo.runfolder.layout import RESULTS, RUN_CONFIG
+from ltzoo.runfolder.layout import RESULTS
 from ltzoo.runfolder.model_io import create_model, image_transform, save_model
 from ltzoo.training.accelerator import apply_channels_last, describe
 from ltzoo.training.baseline import baseline_record
@@ -158,6 +157,12 @@ def _check_stage1(args, given) -> str | None:
     return None
 
 
+def _check_length(args, given) -> str | None:
+    if args.steps is not None and "epochs" in given:
+        return f"--steps {args.steps} and --epochs {args.epochs} both set stage 1's length: give one of them"
+    return None
+
+
 def build_parser() -> RecipeParser:
     """The BTM recipe's flags, and the combinations it refuses."""
     p = recipe_parser(__doc__, __file__)
@@ -171,7 +176,7 @@ def build_parser() -> RecipeParser:
     )
     add_optimizer_args(g)  # of stage 1 and the members
     add_system_args(g)
-    g = p.add_argument_group("stage 1 (trained only without --init)")
+    g = p.add_argument_group("stage 1 (trained without --init, or from --init X --new-head)")
     g.add_argument("--stage1-loss", default="ce", choices=list_losses(), help="the stage-1 loss")
     add_schedule_args(g)
     p.set_defaults(model="resnet20_cifar")
@@ -245,6 +250,7 @@ def build_parser() -> RecipeParser:
     add_head_args(g, f"--classifier {', '.join(TRAINED_HEADS)}")
     p.add_check(needs_init("--new-head"))
     p.add_check(_check_stage1)
+    p.add_check(_check_length)
     p.add_check(check_start)
     p.add_check(_check_head)
     return p
@@ -263,16 +269,6 @@ def _check_head(args, given) -> str | None:
             f"{flag} sets the training of --classifier {', '.join(TRAINED_HEADS)}; --classifier {args.classifier} "
             f"trains nothing: drop {flag}"
         )
-    if args.new_head and args.train_params == "backbone" and args.classifier in ("none", "wb"):
-        why = (
-            "would export an untrained classifier"
-            if args.classifier == "none"
-            else "leaves the classifier untrained, and wb's MaxNorm radius comes from the trained classifier's norms"
-        )
-        return (
-            f"--new-head with --train-params backbone and --classifier {args.classifier} {why}: "
-            "train it (--train-params all or classifier) or retrain it (--classifier gml)"
-        )
     return None
 
 
@@ -288,18 +284,6 @@ def stage1_args(args: argparse.Namespace, out: Path) -> argparse.Namespace:
     start = ("config",) if args.new_head else ("config", "init", "new_head")
     shared = {k: v for k, v in vars(args).items() if k in base and k not in start}
     return argparse.Namespace(**{**base, **shared, "loss": args.stage1_loss, "output": str(out)})
-
-
-def recorded_optimiser(init: str) -> str | None:
-    """The optimiser the run folder ``init`` was trained with (its run_config.yaml), or None (a hub id, a folder
-    without a readable record)."""
-    path = Path(init) / RUN_CONFIG
-    try:
-        config = yaml.safe_load(path.read_text()) if path.is_file() else None
-    except (OSError, yaml.YAMLError):
-        return None
-    value = config.get("optimizer") if isinstance(config, dict) else None
-    return value if value in ("sgd", "momentum", "adamw") else None
 
 
 class BTM(Recipe):
@@ -361,29 +345,16 @@ class BTM(Recipe):
 
     def decide_member_optimiser(self) -> None:
         """The members' optimiser, weight decay and rate the flags leave unset: those of the start
-        (`ltzoo.recipes.defaults`): SGD from scratch, AdamW from weights trained elsewhere; with --init RUN, the
-        optimiser RUN was trained with (its run_config.yaml; SGD where it records none, as for a hub model)."""
+        (`ltzoo.recipes.defaults.optimiser_defaults`): SGD from scratch, AdamW from weights trained elsewhere; with
+        --init RUN, the optimiser RUN was trained with (its run_config.yaml; SGD where it records none)."""
         flags = self.flags
+        values, rule = optimiser_defaults(flags)
         if flags.optimizer is None:
-            kind = start_kind(flags)
-            if kind == "resume":
-                recorded = recorded_optimiser(flags.init)
-                optimizer = recorded or "sgd"
-                rule = (
-                    f"the optimiser --init {flags.init} was trained with (its run_config.yaml)"
-                    if recorded
-                    else f"SGD: --init {flags.init} records no optimiser (a model trained on these classes)"
-                )
-            else:
-                values, rule = optimiser_defaults(flags)
-                optimizer = values["optimizer"]
-            self.decide("optimizer", optimizer, rule)
+            self.decide("optimizer", values["optimizer"], rule)
         optimizer = self.args.optimizer
         if flags.weight_decay is None:
-            decay = (
-                SCRATCH["weight_decay"] if optimizer in ("sgd", "momentum") else FROM_WEIGHTS["none"]["weight_decay"]
-            )
-            self.decide("weight_decay", decay, f"the usual weight decay of {optimizer}")
+            usual = SCRATCH if optimizer in ("sgd", "momentum") else FROM_WEIGHTS["none"]
+            self.decide("weight_decay", usual["weight_decay"], f"the usual weight decay of {optimizer}")
         if flags.member_lr is None:
             self.decide("member_lr", *member_lr(optimizer, flags.peft))
 
@@ -592,7 +563,7 @@ class BTM(Recipe):
             return self.linear_baseline(None, self.prep, image_transform(self.ds, self.base))
         if kind == "resume":
             return self.linear_baseline(self.base, self.prep, image_transform(self.ds, self.base))
-        return self.ctx.baselines.get(str(flags.init or flags.model)) if flags.linear_baseline else None
+        return self.ctx.baselines.get(self.baseline_key()) if flags.linear_baseline else None
 
     def evaluate(self) -> dict:
         return self.final_evaluation(

@@ -69,6 +69,22 @@ def start_kind(args) -> str:
     return "scratch"
 
 
+def recorded_optimiser(init: str | None) -> str | None:
+    """The optimiser the run folder ``init`` was trained with (its run_config.yaml), or None (a hub id, a folder
+    without a readable record)."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(init or "") / "run_config.yaml"
+    try:
+        config = yaml.safe_load(path.read_text()) if init and path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+    value = config.get("optimizer") if isinstance(config, dict) else None
+    return value if value in ("sgd", "momentum", "adamw") else None
+
+
 def describe_start(args) -> str:
     kind = start_kind(args)
     if kind == "scratch":
@@ -87,12 +103,31 @@ def optimiser_defaults(args) -> tuple[dict, str]:
     An --optimizer given by hand keeps its family's values: SGD's rate and decay, or AdamW's (with the layer decay
     only when fine-tuning every weight of a model that starts from weights)."""
     kind, peft = start_kind(args), getattr(args, "peft", "none")
-    optimizer = getattr(args, "optimizer", None) or ("sgd" if kind == "scratch" and peft == "none" else "adamw")
+    # an --lr or --weight-decay given without --optimizer was SGD's before these defaults: it stays SGD's
+    by_hand = [f for f in ("lr", "weight_decay") if getattr(args, f, None) is not None]
+    optimizer = getattr(args, "optimizer", None)
+    recorded = recorded_optimiser(args.init) if kind == "resume" and optimizer is None and not by_hand else None
+    if optimizer is None:
+        # --init RUN (a model of these classes): RUN's own optimiser; a hub model records none: SGD, as before
+        optimizer = recorded or (
+            "sgd" if kind == "resume" or by_hand or (kind == "scratch" and peft == "none") else "adamw"
+        )
     if optimizer in ("sgd", "momentum"):
         values = {**SCRATCH, "optimizer": optimizer}
         name = "SGD, Nesterov momentum 0.9" if optimizer == "sgd" else "SGD, momentum 0.9"
-        why = "from scratch" if kind == "scratch" else f"--optimizer {optimizer}"
-        return values, f"{why}: {name}, lr 0.1, weight decay 5e-4 (the CIFAR-LT recipes')"
+        given = getattr(args, "optimizer", None)
+        why = (
+            f"--optimizer {optimizer}"
+            if given
+            else f"{' and '.join('--' + f.replace('_', '-') for f in by_hand)} given without --optimizer"
+            if by_hand
+            else f"the optimiser --init {args.init} was trained with"
+            if recorded
+            else f"--init {args.init}, a model of these classes that records no optimiser"
+            if kind == "resume"
+            else "from scratch"
+        )
+        return values, f"{why}: {name}, lr 0.1, weight decay 5e-4 unless given (the CIFAR-LT recipes')"
     values = dict(FROM_WEIGHTS.get(peft, FROM_WEIGHTS["none"]))
     what = {"none": "every weight trains", "head": "the classifier alone", "bias": "biases and the classifier"}.get(
         peft, f"{peft} adapters and the classifier"
@@ -100,10 +135,12 @@ def optimiser_defaults(args) -> tuple[dict, str]:
     if kind == "scratch":
         values["layer_decay"] = None  # a random initialisation has no lower layers to keep
         why = f"AdamW from scratch ({what})"
+    elif recorded:
+        why = f"the optimiser --init {args.init} was trained with ({what})"
     else:
         why = f"fine-tuning ({describe_start(args)}; {what})"
     decay = f", layer-wise decay {values['layer_decay']:g}" if values["layer_decay"] else ""
-    return values, f"{why}: AdamW, lr {values['lr']:g}, weight decay {values['weight_decay']:g}{decay}"
+    return values, f"{why}: AdamW, lr {values['lr']:g}, weight decay {values['weight_decay']:g}{decay} unless given"
 
 
 def member_lr(optimizer: str, peft: str) -> tuple[float, str]:
@@ -111,7 +148,8 @@ def member_lr(optimizer: str, peft: str) -> tuple[float, str]:
     if optimizer in ("sgd", "momentum"):
         return MEMBER_LR[optimizer], f"{optimizer} members fine-tune a trained model at a tenth of stage 1's 0.1"
     lr = MEMBER_LR["adamw"].get(peft, MEMBER_LR_ADAPTERS)
-    return lr, f"AdamW members ({'full' if peft == 'none' else peft}): half the fine-tuning rate of their start"
+    what = "every weight" if peft == "none" else peft
+    return lr, f"AdamW members ({what}): {lr:g}, below the fine-tuning rate of their start (the transfer benchmark's)"
 
 
 def choose_batch_size(train_images: int, processes: int = 1, usual: int = USUAL_BATCH) -> tuple[int, str]:

@@ -246,7 +246,8 @@ def add_finetune_flags(p: RecipeParser, title: str = "fine-tuning (pretrained we
         type=positive_float,
         default=None,
         help="layer-wise learning-rate decay (timm's create_optimizer_v2 layer_decay): each block's rate "
-        "is this times the next one's, the head's is the peak rate; unset: one rate",
+        "is this times the next one's, the head's is the peak rate; unset: 0.75 when every weight fine-tunes from "
+        "weights trained elsewhere, else one rate",
     )
     g.add_argument(
         "--peft",
@@ -344,7 +345,9 @@ def add_optimizer_args(g) -> None:
         default=None,
         choices=("sgd", "momentum", "adamw"),
         help="sgd: Nesterov momentum 0.9; momentum: plain momentum 0.9 (LDAM-DRW's, MiSLAS's); unset: sgd from "
-        "scratch, adamw from weights (--pretrained, --pretrained-file, --init, --peft)",
+        "scratch (or with --lr/--weight-decay given), adamw from weights trained elsewhere (--pretrained, "
+        "--pretrained-file, --init X --new-head) or with --peft; --init RUN: RUN's own optimiser (sgd if it records "
+        "none)",
     )
 
 
@@ -434,8 +437,8 @@ def add_output_args(g, resume: str | None = None, checkpoints: bool = False) -> 
         "--min-val-per-class",
         type=positive_int,
         default=5,
-        help="choose the epoch and the ensemble ratio on validation only when its smallest class has at least this "
-        "many images; with fewer, fixed rules choose (the last epoch, ratio 1) and the run says so",
+        help="choose the epoch (and BTM's and GML's ensemble ratio) on validation only when its smallest class has "
+        "at least this many images; with fewer, fixed rules choose (the last epoch, ratio 1) and the run says so",
     )
     g.add_argument(
         "--linear-baseline",

@@ -198,7 +198,12 @@ class GML(Recipe):
             self.ds,
         )
         baseline = (
-            baseline_from_features(self.feats, self.ds, "the --init model's frozen features", args.seed)
+            baseline_from_features(
+                self.feats,
+                self.ds,
+                f"the --init model's frozen features{' (BN statistics shifted)' if args.shift_bn else ''}",
+                args.seed,
+            )
             if args.linear_baseline
             else None
         )

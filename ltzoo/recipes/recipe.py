@@ -184,7 +184,7 @@ class Recipe:
         args = self.args
         if not getattr(args, "linear_baseline", True):
             return None
-        key = "pixels" if start_model is None else str(getattr(self.flags, "init", None) or args.model)
+        key = self.baseline_key()
         if key not in self.ctx.baselines:
             what = "pixels" if start_model is None else "the start model's frozen features"
             with phase(self.accelerator, f"linear baseline (logistic regression on {what})", logger):
@@ -200,6 +200,14 @@ class Recipe:
                     progress=not getattr(args, "no_progress", False),
                 )
         return self.ctx.baselines[key]
+
+    def baseline_key(self) -> str:
+        """What the baseline of this run's start is keyed by in the run context: the pixels from scratch, else the
+        start as the flags name it (BTM's own stage 1 and BTM share it)."""
+        flags = self.flags
+        if start_kind(flags) == "scratch":
+            return "pixels"
+        return str(getattr(flags, "init", None) or getattr(flags, "pretrained_file", None) or flags.model)
 
     def report_baseline(self, table: dict, metrics: dict, baseline: dict | None, what: str) -> None:
         """The baseline's row in ``table`` and, where the model ends below it, one line saying so."""

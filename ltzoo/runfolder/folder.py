@@ -176,8 +176,11 @@ def config_differences(recorded: dict, flags: dict) -> list[str]:
             continue  # unset here, decided there by its rule: the same rule decides it again
         if isinstance(value, tuple):
             value = list(value)
-        if value != old:
-            out.append(f"--{key.replace('_', '-')} {old} (recorded) vs {value} (this run)")
+        flag = "--" + key.replace("_", "-")
+        if value is None and old is not None:  # given there (or the default of an older ltzoo), decided here
+            out.append(f"{flag} {old} (recorded) vs unset (this run decides it from the data: pass {flag} {old})")
+        elif value != old:
+            out.append(f"{flag} {old} (recorded) vs {value} (this run)")
     return out
 
 

@@ -110,6 +110,16 @@ def batch_preprocess(ds: LTDataset, model: nn.Module, crop_padding: int = 0, cha
     )
 
 
+def _run_device_is_gpu() -> bool:
+    """Whether this process's run trains on a GPU: accelerate's state where a run set one up (``--cpu`` on a CUDA
+    host is a CPU run), else whether CUDA is available."""
+    from accelerate.state import PartialState
+
+    if PartialState._shared_state:  # an Accelerator (or launch) set the run's device
+        return PartialState().device.type == "cuda"
+    return torch.cuda.is_available()
+
+
 def image_transform(ds: LTDataset, model: nn.Module, train: bool = False, on_device: bool | None = None):
     """timm's transform for a file-backed dataset (None for in-memory ones, which `BatchPreprocess` handles), as a
     `ltzoo.data.decode.FileImageTransform`: JPEGs decoded at the smallest scale the crop allows, uint8 out (the
@@ -119,7 +129,7 @@ def image_transform(ds: LTDataset, model: nn.Module, train: bool = False, on_dev
     if ds.train.in_memory and (ds.test.in_memory or len(ds.test) == 0):
         return None
     if on_device is None:  # a GPU does the resize, flip and jitter; on a CPU the workers are the spare cores
-        on_device = torch.cuda.is_available()
+        on_device = _run_device_is_gpu()
     return file_transform(timm.data.create_transform(**data_config(ds, model), is_training=train), on_device=on_device)
 
 
