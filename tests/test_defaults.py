@@ -19,6 +19,7 @@ from ltzoo.training import baseline
 
 def _args(**kw):
     base = {"pretrained": False, "pretrained_file": None, "init": None, "new_head": False, "peft": "none"}
+    base |= {"optimizer": None, "lr": None, "weight_decay": None}
     return argparse.Namespace(model="resnet20_cifar", **{**base, **kw})
 
 
@@ -47,6 +48,18 @@ def test_optimiser_from_scratch_and_from_weights():
         assert (values["optimizer"], values["lr"], values["layer_decay"]) == ("adamw", lr, None), peft
     # adapters on a random initialisation are still adapters: their rate, not SGD's 0.1
     assert defaults.optimiser_defaults(_args(peft="lora"))[0]["lr"] == 3e-3
+
+
+def test_a_rate_given_without_an_optimiser_keeps_sgd_and_init_run_keeps_its_own(tmp_path):
+    # places_lt/ce's way before these defaults: --pretrained with --lr 0.01 and no --optimizer was SGD's
+    values, rule = defaults.optimiser_defaults(_args(pretrained=True, lr=0.01))
+    assert values["optimizer"] == "sgd" and rule.startswith("--lr given without --optimizer")
+    # --init RUN (these classes): RUN's recorded optimiser, else SGD as before
+    (tmp_path / "run_config.yaml").write_text(yaml.safe_dump({"optimizer": "adamw"}))
+    values, rule = defaults.optimiser_defaults(_args(init=str(tmp_path)))
+    assert values["optimizer"] == "adamw" and rule.startswith(f"the optimiser --init {tmp_path} was trained with")
+    values, rule = defaults.optimiser_defaults(_args(init="hf-hub:org/model"))
+    assert values["optimizer"] == "sgd" and "records no optimiser" in rule
 
 
 def test_member_rate_follows_the_optimiser():

@@ -80,11 +80,7 @@ def test_pretrain_accepts_what_the_config_sets_with_init(tmp_path):
         (["--new-head"], ["--new-head", "give --init"]),
         (["--init", "runs/x", "--epochs", "3", "--lr", "0.5"], ["--epochs, --lr", "drop --epochs, --lr"]),
         (["--init", "runs/x", "--stage1-loss", "bsce"], ["--stage1-loss"]),
-        (["--init", "runs/x", "--new-head", "--train-params", "backbone", "--classifier", "none"], ["--new-head"]),
-        (
-            ["--init", "runs/x", "--new-head", "--train-params", "backbone", "--classifier", "wb"],
-            ["--new-head", "--classifier wb", "MaxNorm"],
-        ),
+        (["--steps", "100", "--epochs", "3"], ["--steps 100 and --epochs 3", "give one of them"]),
     ],
 )
 def test_btm_refuses_what_it_cannot_honour(argv, words, capsys):

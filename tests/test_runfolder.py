@@ -99,7 +99,7 @@ def test_config_differences_name_the_flags_that_make_another_run():
     ]
     # a flag the recorded run set and this one leaves unset, when the recorded run did not decide it itself
     assert config_differences({"shots": 10, "resolved": {}}, {"shots": None}) == [
-        "--shots 10 (recorded) vs None (this run)"
+        "--shots 10 (recorded) vs unset (this run decides it from the data: pass --shots 10)"
     ]
     assert config_differences({"epochs": 15}, {"epochs": 15, "calibration": "temperature"}) == []  # an older ltzoo
 
