@@ -2,7 +2,7 @@
 
 from ltzoo.data.datasets import DATASETS, list_datasets, load_dataset
 from ltzoo.data.profiles import PROFILES, longtail_counts, subsample_longtail
-from ltzoo.data.samplers import SAMPLERS, balanced_subsets, create_sampler
+from ltzoo.data.samplers import SAMPLERS, balanced_subsets, create_sampler, imbalanced_subsets
 from ltzoo.data.splits import LTDataset, Split, shot_groups
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "LTDataset",
     "Split",
     "balanced_subsets",
+    "imbalanced_subsets",
     "create_sampler",
     "list_datasets",
     "load_dataset",

@@ -14,6 +14,17 @@ from ltzoo.config.argtypes import file_of, imbalance_ratio, nonneg_int, positive
 SEED_HELP = "seed of the long-tail subsampling and the validation draw"
 
 
+def profile_arg(value: str) -> str:
+    """--profile's type: exp, step or step:ETA (`ltzoo.data.profiles.parse_profile`)."""
+    from ltzoo.data.profiles import parse_profile
+
+    try:
+        parse_profile(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
     """Add the flags of `load_dataset`'s keyword arguments (the dataset's name is the caller's own flag).
 
@@ -35,9 +46,12 @@ def add_data_args(parser, seed: bool = False, check_files: bool = True) -> None:
     parser.add_argument(
         "--profile",
         default=None,
-        choices=("exp", "step"),
+        type=profile_arg,
+        metavar="{exp,step,step:ETA}",
         help="long-tail profile of a dataset made long-tailed (--imbalance, or fmnist_lt and "
-        "cifar*_lt by default); unset: exp there, none for data used as it is",
+        "cifar*_lt by default): exponential, or two-level with half the classes (step) or a share ETA of them "
+        "(step:0.2, tail-heavy; step:0.8, head-heavy) at the most images; unset: exp there, none for data used "
+        "as it is",
     )
     parser.add_argument(
         "--n-max",

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ltzoo.data.profiles import PROFILES, class_indices
+from ltzoo.data.profiles import class_indices, head_classes, parse_profile
 
 _logger = logging.getLogger(__name__)
 
@@ -52,16 +52,15 @@ def cao2019_counts(img_max: int, num_classes: int, imbalance: float, profile: st
     Returns:
         C counts, class 0 first.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown long-tail profile {profile!r}; choose one of {PROFILES}")
+    kind, eta = parse_profile(profile)
     if imbalance < 1 or num_classes < 2:
         raise ValueError(
             f"cao2019 needs an imbalance ratio >= 1 and at least 2 classes, got rho={imbalance}, {num_classes} classes"
         )
     imb_factor = 1.0 / imbalance
-    if profile == "step":
-        half = num_classes // 2
-        return [int(img_max)] * half + [int(img_max * imb_factor)] * (num_classes - half)
+    if kind == "step":
+        head = head_classes(num_classes, eta)
+        return [int(img_max)] * head + [int(img_max * imb_factor)] * (num_classes - head)
     return [int(img_max * (imb_factor ** (c / (num_classes - 1.0)))) for c in range(num_classes)]
 
 

@@ -6,8 +6,10 @@ class keeping n_max images and imbalance ratio rho = n_max / n_min,
 
     n_c = int(n_max * rho ** (-c / (C - 1)))        for c = 0 .. C-1.
 
-The step profile (Buda et al., 2018) keeps n_max images in the first half of the classes and
-n_max / rho in the rest.
+The step profile (Buda et al., 2018) keeps n_max images in the head classes and n_max / rho in the rest. The head
+is the first half of the classes (``step``), or a share eta of them (``step:ETA``, 0 < eta < 1: the head-tail ratio
+of LT-Soups, Aminbeidokhti et al. 2025; eta 0.1 is tail-heavy, 0.9 head-heavy), rounded, at least one class on
+each side.
 
 Which class gets which count is the class order (`resolve_class_order`): by default the dataset's own
 (class 0 the most images), else reversed, a seeded random permutation, a named order of
@@ -37,6 +39,33 @@ NAMED_CLASS_ORDERS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
+def parse_profile(profile: str) -> tuple[str, float | None]:
+    """A profile's kind and, for ``step:ETA``, its head share eta (``step`` alone: None, half the classes).
+
+    Raises:
+        ValueError: an unknown profile, or an eta outside (0, 1).
+    """
+    kind, _, eta = str(profile).partition(":")
+    if kind not in PROFILES or (eta and kind != "step"):
+        raise ValueError(f"unknown long-tail profile {profile!r}; choose exp, step or step:ETA (0 < ETA < 1)")
+    if not eta:
+        return kind, None
+    try:
+        share = float(eta)
+    except ValueError:
+        share = -1.0
+    if not 0 < share < 1:
+        raise ValueError(f"profile {profile!r}: the head share ETA of step:ETA is a number between 0 and 1, exclusive")
+    return kind, share
+
+
+def head_classes(num_classes: int, eta: float | None) -> int:
+    """The step profile's number of head classes: half (eta None), or round(eta * C), at least 1 and at most C - 1."""
+    if eta is None:
+        return num_classes // 2
+    return min(num_classes - 1, max(1, round(eta * num_classes)))
+
+
 def longtail_counts(n_max: int, num_classes: int, imbalance: float, profile: str = "exp") -> list[int]:
     """Per-class image counts of a long-tailed profile.
 
@@ -44,7 +73,8 @@ def longtail_counts(n_max: int, num_classes: int, imbalance: float, profile: str
         n_max: images kept in the largest (first) class.
         num_classes: number of classes C.
         imbalance: ratio rho = largest / smallest class (>= 1).
-        profile: 'exp' (exponential decay) or 'step' (half the classes at n_max, half at n_max/rho).
+        profile: 'exp' (exponential decay), 'step' (half the classes at n_max, half at n_max/rho) or 'step:ETA'
+            (a share ETA of the classes at n_max).
 
     Returns:
         A list of C counts, non-increasing.
@@ -55,14 +85,13 @@ def longtail_counts(n_max: int, num_classes: int, imbalance: float, profile: str
         )
     if imbalance < 1:
         raise ValueError(f"imbalance ratio must be >= 1 (largest / smallest class), got {imbalance}")
-    if profile == "exp":
+    kind, eta = parse_profile(profile)
+    if kind == "exp":
         if num_classes == 1:
             return [n_max]
         return [int(n_max * imbalance ** (-c / (num_classes - 1))) for c in range(num_classes)]
-    if profile == "step":
-        n_head = num_classes // 2
-        return [n_max] * n_head + [int(n_max / imbalance)] * (num_classes - n_head)
-    raise ValueError(f"unknown long-tail profile {profile!r}; choose one of {PROFILES}")
+    n_head = head_classes(num_classes, eta) if num_classes > 1 else 1
+    return [n_max] * n_head + [int(n_max / imbalance)] * (num_classes - n_head)
 
 
 def class_indices(labels: torch.Tensor, num_classes: int) -> list[torch.Tensor]:

@@ -176,6 +176,27 @@ def balanced_subsets(
     return [torch.sort(torch.cat(s)).values for s in subsets]
 
 
+def imbalanced_subsets(
+    labels: torch.Tensor, num_classes: int, shots: int, ratios: Sequence[float], seed: int = 0
+) -> list[torch.Tensor]:
+    """LT-Soups' subsets: one per imbalance ratio r in ``ratios``, each class keeping a seeded random draw of
+    min(n_c, round(r * ``shots``)) of its images: r = 1 is a balanced subset of ``shots`` per class (BTM's), a large r
+    the training set itself (its head classes capped at r * shots).
+
+    Returns:
+        one sorted index tensor into ``labels`` per ratio.
+    """
+    by_class = class_indices(torch.as_tensor(labels, dtype=torch.long), num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    subsets = []
+    for r in ratios:
+        cap = max(1, round(r * shots))
+        subsets.append(
+            torch.sort(torch.cat([idx[torch.randperm(len(idx), generator=gen)][:cap] for idx in by_class])).values
+        )
+    return subsets
+
+
 def per_class_counts(labels: torch.Tensor | Sequence[int], num_classes: int) -> list[int]:
     """Images per class."""
     return torch.bincount(torch.as_tensor(labels, dtype=torch.long), minlength=num_classes).tolist()

@@ -194,6 +194,13 @@ def _gml(head: Head, train: Features, val: Features | None, fit: HeadFit) -> tup
     return new, {"method": "gml", "epochs": fit.epochs, "lr": fit.lr, "p": fit.p, "sampler": "instance"}
 
 
+def _la_train(head: Head, train: Features, val: Features | None, fit: HeadFit) -> tuple[Head, dict]:
+    """LT-Soups' last stage: the (merged) classifier fine-tuned on every training image with the logit-adjusted loss
+    (tau 1), instance-sampled."""
+    new = _train_head(head, train, create_loss("la", fit.train_counts, tau=1.0), fit, sampler="instance")
+    return new, {"method": "la_train", "epochs": fit.epochs, "lr": fit.lr, "tau": 1.0, "sampler": "instance"}
+
+
 def _crt(head: Head, train: Features, val: Features | None, fit: HeadFit) -> tuple[Head, dict]:
     new = _train_head(head, train, create_loss("ce", fit.train_counts), fit, sampler="balanced")
     return new, {"method": "crt", "epochs": fit.epochs, "lr": fit.lr, "sampler": "balanced"}
@@ -266,6 +273,12 @@ class HeadMethod:
 HEAD_METHODS: dict[str, HeadMethod] = {
     "gml": HeadMethod("GML (geometric mean loss) classifier retraining", ("du2023no",), _gml, lr=0.05, ensembled=True),
     "crt": HeadMethod("cRT classifier retraining", ("kang2020decoupling",), _crt, lr=0.1, ensembled=True),
+    "la_train": HeadMethod(
+        "classifier fine-tuned with the logit-adjusted loss (LT-Soups' last stage)",
+        ("aminbeidokhti2025ltsoups", "menon2021long"),
+        _la_train,
+        lr=0.05,
+    ),
     "lws": HeadMethod("LWS (learnable weight scaling)", ("kang2020decoupling",), _lws, lr=0.1),
     "taunorm": HeadMethod("tau-normalised classifier", ("kang2020decoupling",), _taunorm),
     "la": HeadMethod("post-hoc logit adjustment", ("menon2021long",), _la),

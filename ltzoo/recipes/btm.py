@@ -31,7 +31,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
 from ltzoo.config.argtypes import positive_float, positive_int
-from ltzoo.data import balanced_subsets
+from ltzoo.data import balanced_subsets, imbalanced_subsets
 from ltzoo.errors import UserError, run_main
 from ltzoo.files import write_json
 from ltzoo.methods import adapters
@@ -157,6 +157,21 @@ def _check_stage1(args, given) -> str | None:
     return None
 
 
+def _check_soup(args, given) -> str | None:
+    if not args.soup_ratios:
+        return None
+    if "subsets" in given and args.subsets != len(args.soup_ratios):
+        return (
+            f"--soup-ratios gives {len(args.soup_ratios)} members and --subsets {args.subsets}: drop --subsets (one "
+            "member per ratio)"
+        )
+    clash = [f for f in ("disjoint", "allow_fewer") if getattr(args, f)]
+    if clash:
+        flag = "--" + clash[0].replace("_", "-")
+        return f"{flag} shapes BTM's balanced subsets; --soup-ratios draws LT-Soups' imbalanced ones: drop {flag}"
+    return None
+
+
 def _check_length(args, given) -> str | None:
     if args.steps is not None and "epochs" in given:
         return f"--steps {args.steps} and --epochs {args.epochs} both set stage 1's length: give one of them"
@@ -197,6 +212,22 @@ def build_parser() -> RecipeParser:
         f"(with --disjoint, divided by --subsets), capped at {MAX_DEFAULT_SHOTS}",
     )
     g.add_argument("--disjoint", action="store_true", help="subsets share no image")
+    g.add_argument(
+        "--soup-ratios",
+        type=positive_float,
+        nargs="+",
+        default=None,
+        metavar="R",
+        help="LT-Soups (Aminbeidokhti et al., 2025): one member per imbalance ratio R, trained on a subset that keeps "
+        "min(n_c, R x K) images of each class (K: --shots); the paper's schedule is 1 2 4 8 16 32 64 (the "
+        "*/btm_ltsoups configs); unset: BTM's balanced subsets",
+    )
+    g.add_argument(
+        "--member-loss",
+        default="ce",
+        choices=("ce", "la"),
+        help="the members' loss: ce (BTM's) or la, logit-adjusted by each subset's class counts (LT-Soups')",
+    )
     g.add_argument("--allow-fewer", action="store_true", help="a class with fewer than K images gives all it has")
     g.add_argument("--member-epochs", type=positive_int, default=10, help="fine-tuning epochs over each subset")
     g.add_argument(
@@ -251,6 +282,7 @@ def build_parser() -> RecipeParser:
     p.add_check(needs_init("--new-head"))
     p.add_check(_check_stage1)
     p.add_check(_check_length)
+    p.add_check(_check_soup)
     p.add_check(check_start)
     p.add_check(_check_head)
     return p
@@ -300,6 +332,8 @@ class BTM(Recipe):
         if flags.shift_bn is None:
             shifted = uses_shifted_bn(flags.shift_bn, flags.classifier)
             self.decide("shift_bn", shifted, f"whether the {flags.classifier} head's paper shifts BN first")
+        if flags.soup_ratios:
+            self.decide("subsets", len(flags.soup_ratios), "one LT-Soups member per --soup-ratios value")
         own_stage1 = flags.init is None or flags.new_head
         self.decide_member_optimiser()
         ctx = self.open_context(default_output("btm", self.args) if own_stage1 else None)
@@ -312,20 +346,28 @@ class BTM(Recipe):
             args = self.args
         else:
             self.shots_rule = "given (--shots)"
-            if not args.allow_fewer:
+            if not args.allow_fewer and not args.soup_ratios:  # LT-Soups' subsets take what a class has
                 check_shots(ds.train_counts, ds.class_names, args.shots, args.subsets, args.disjoint)
-        self.subsets = balanced_subsets(
-            ds.train.labels,
-            ds.num_classes,
-            args.shots,
-            args.subsets,
-            seed=args.seed,
-            disjoint=args.disjoint,
-            allow_fewer=args.allow_fewer,
-        )
+        if args.soup_ratios:  # LT-Soups: one subset per imbalance ratio, each class capped at ratio x K
+            self.subsets = imbalanced_subsets(ds.train.labels, ds.num_classes, args.shots, args.soup_ratios, args.seed)
+            sizes = ", ".join(f"{r:g}: {len(s):,}" for r, s in zip(args.soup_ratios, self.subsets))
+            what = (
+                f"LT-Soups: {args.subsets} subsets of imbalance ratios (images) {sizes}, each class capped at ratio x K"
+            )
+        else:
+            self.subsets = balanced_subsets(
+                ds.train.labels,
+                ds.num_classes,
+                args.shots,
+                args.subsets,
+                seed=args.seed,
+                disjoint=args.disjoint,
+                allow_fewer=args.allow_fewer,
+            )
+            what = f"BTM: {args.subsets} subsets"
         many, few = ds.shot_thresholds
         logger.info(
-            f"BTM: {args.subsets} subsets of K = {args.shots} images per class ({self.shots_rule}); many-shot "
+            f"{what}, K = {args.shots} images per class ({self.shots_rule}); many-shot "
             f"classes have more than {many} training images, few-shot fewer than {few} "
             f"({ds.info.get('shot_rule')})"
         )
@@ -342,6 +384,11 @@ class BTM(Recipe):
                 self.decide("new_head", False, "stage 1 trained the new classifier")
             else:
                 self.decide("init", str(out / "stage1"), "BTM's own stage 1, trained first in this run's folder")
+
+    @property
+    def merged_name(self) -> str:
+        """The merged model's name in the table and the method: LT-Soups with --soup-ratios, else BTM."""
+        return "LT-Soups" if self.args.soup_ratios else "BTM"
 
     def decide_member_optimiser(self) -> None:
         """The members' optimiser, weight decay and rate the flags leave unset: those of the start
@@ -470,7 +517,7 @@ class BTM(Recipe):
         self.t_merge = t.seconds
         # the merged model's row of the table: reporting, like stage 1's validation passes
         with phase(acc, f"evaluating the merged model ({self.report_splits()})", logger) as t:
-            self.table["BTM"] = {s: self.evaluate_split(s) for s in ("val", "test") if s in self.loaders}
+            self.table[self.merged_name] = {s: self.evaluate_split(s) for s in ("val", "test") if s in self.loaders}
         self.t_report = t.seconds
         merged_dir = self.folder.path / "merged"
         if self.accelerator.is_main_process:
@@ -480,7 +527,7 @@ class BTM(Recipe):
                 {
                     "recipe": "btm",
                     "method": "btm",
-                    "metrics": self.table["BTM"],
+                    "metrics": self.table[self.merged_name],
                     "train_counts": self.ds.train_counts,
                     "parents": [args.init],
                 },
@@ -572,7 +619,7 @@ class BTM(Recipe):
 
     def finish(self, metrics: dict) -> dict:
         args = self.args
-        name = "BTM" + (
+        name = self.merged_name + (
             f"+{args.classifier}{'+ens' if 'ensemble' in self.head_info else ''}" if args.classifier != "none" else ""
         )
         # the members, the merge and the classifier, less the merged model's evaluation for the table

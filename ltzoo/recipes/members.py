@@ -70,7 +70,10 @@ def fine_tune_member(
         accelerator, create_optimizer(model, args.optimizer, args.member_lr, args.weight_decay, args.layer_decay)
     )
     scheduler = create_scheduler(optimizer.optimizer, args.member_epochs * len(loader), len(loader))
-    loss_fn = create_loss("ce").to(accelerator.device)
+    # --member-loss la (LT-Soups'): logit adjustment by the subset's own class counts
+    member_loss = getattr(args, "member_loss", "ce")
+    counts = torch.bincount(split.labels, minlength=ds.num_classes).clamp(min=1).tolist()
+    loss_fn = create_loss(member_loss, counts).to(accelerator.device)
     net = _Frozen(model, args.member_bn)
     with one_step_per_batch(accelerator):
         for epoch in range(args.member_epochs):
@@ -128,11 +131,12 @@ def member_settings(args, subset: torch.Tensor, init_digest: str) -> dict[str, s
         "lora_alpha",
         "peft_targets",
         "layer_decay",
+        "member_loss",
     )
     return {
         "init_sha1": init_digest,
         "subset_sha1": hashlib.sha1(subset.cpu().numpy().tobytes()).hexdigest(),
-        **{k: str(getattr(args, k)) for k in keys},
+        **{k: str(getattr(args, k, None)) for k in keys if k != "member_loss" or getattr(args, k, "ce") != "ce"},
     }
 
 
