@@ -1,0 +1,258 @@
+"""Regime benchmark: which method for which shape of data, across the imbalance ratio rho and the head-tail ratio eta.
+
+    python benchmarks/regimes.py                                  # the grid (what is missing), then the tables
+    python benchmarks/regimes.py --rho 10 --eta 0.5 --seeds 0     # one cell
+    python benchmarks/regimes.py --only-table
+
+Data: Fashion-MNIST made long-tailed with the two-level (step) profile, ``--profile step:ETA``: a share eta of the
+classes keeps ``N_MAX`` training images, the rest ``N_MAX / rho`` (eta 0.2 tail-heavy, 0.5 the classic step, 0.8
+head-heavy); the class order drawn from the seed; a balanced validation split of 100 per class; the test split's
+1,000 per class. Two settings:
+
+- from scratch, 10 classes, ltzoo's CIFAR ResNet-20 with ltzoo's defaults: CE and Balanced Softmax (``pretrain``),
+  CE + cRT (the cRT head of ``gml --init CE --baselines``), BTM + GML (``btm --init CE``), LT-Soups (``btm --init CE
+  -c fmnist_lt/btm_ltsoups``);
+- transfer, the 5 classes 5-9 (``fmnist_target5_lt``), from the transfer benchmark's source model (a resnet20_cifar
+  trained on classes 0-4): LoRA (``pretrain --init SOURCE --new-head --peft lora``) and LoRA-BTM (``btm --init LORA
+  --peft lora``), beside full fine-tuning + BTM (``btm --init SOURCE --new-head``) and LT-Soups from it.
+
+Every model choice is made on the validation split; the test split is read once per run. Rows: test HM, min recall,
+accuracy, many/few (mean ± std over the seeds) and the exported model's bootstrap 95% interval of test HM (seed 0;
+the cRT row is a head of the gml run's table and has none). Which method per regime: the best test-HM mean and every
+row the seeds cannot separate from it (Welch's t-test, benchmarks/which_method.py's rule). Output:
+benchmarks/results/regimes.{csv,md,json} and regime_map.png (the best method per cell, and BTM - LT-Soups).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from which_method import separated  # benchmarks/ is on sys.path when this script runs
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+BASE = ROOT / "runs" / "regimes"
+SOURCE = ROOT / "runs" / "transfer" / "source" / "resnet20_cifar"
+RHOS = (10, 100)
+ETAS = (0.2, 0.5, 0.8)
+SEEDS = (0, 1, 2)
+N_MAX = 1000
+THREADS = 1
+KEYS = ("hm", "min_recall", "acc", "many", "few")
+
+
+def runs_of(setting: str, rho: int, eta: float, seed: int) -> list[tuple[str, str, list[str], str | None]]:
+    """(row, recipe, flags, the row's key in the run's table or None for the exported model), in order."""
+    cell = BASE / setting / f"rho{rho}-eta{eta:g}-s{seed}"
+    data = ["--imbalance", str(rho), "--profile", f"step:{eta:g}", "--n-max", str(N_MAX), "--seed", str(seed)]
+    data += ["--class-order", f"random:{seed}", "--no-progress", "--threads", str(THREADS)]
+    if setting == "scratch":
+        data = ["--dataset", "fmnist_lt", *data]
+        ce = str(cell / "ce")
+        return [
+            ("CE", "pretrain", [*data, "--model", "resnet20_cifar", "--output", ce], None),
+            ("Balanced Softmax", "pretrain", [*data, "--loss", "bsce", "--output", str(cell / "bsce")], None),
+            ("CE + cRT", "gml", [*data, "--init", ce, "--baselines", "--output", str(cell / "gml")], "crt"),
+            ("BTM + GML", "btm", [*data, "--init", ce, "--output", str(cell / "btm")], None),
+            (
+                "LT-Soups",
+                "btm",
+                [*data, "--init", ce, "-c", "fmnist_lt/btm_ltsoups", "--output", str(cell / "soup")],
+                None,
+            ),
+        ]
+    data = ["--dataset", "fmnist_target5_lt", *data]
+    src = ["--init", str(SOURCE), "--new-head"]
+    lora = str(cell / "lora")
+    return [
+        ("LoRA", "pretrain", [*data, *src, "--peft", "lora", "--output", lora], None),
+        ("LoRA-BTM", "btm", [*data, "--init", lora, "--peft", "lora", "--output", str(cell / "lora_btm")], None),
+        ("full FT + BTM + GML", "btm", [*data, *src, "--output", str(cell / "btm")], None),
+        (
+            "full FT + LT-Soups",
+            "btm",
+            [*data, *src, "-c", "fmnist_lt/btm_ltsoups", "--output", str(cell / "soup")],
+            None,
+        ),
+    ]
+
+
+def _out(flags: list[str]) -> Path:
+    return Path(flags[flags.index("--output") + 1])
+
+
+def run_cell(setting: str, rho: int, eta: float, seed: int, log) -> None:
+    for row, recipe, flags, _ in runs_of(setting, rho, eta, seed):
+        if (_out(flags) / "results.json").is_file():
+            continue
+        cmd = [sys.executable, "-m", f"ltzoo.recipes.{recipe}", *flags]
+        print(f"[{time.strftime('%H:%M:%S')}] {setting} rho {rho} eta {eta} s{seed} {row}", file=log, flush=True)
+        if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode != 0:
+            print(f"  FAILED: {' '.join(cmd)}", file=log, flush=True)
+            return  # the cell's later rows need this one
+
+
+def collect() -> list[dict]:
+    rows = []
+    for setting in ("scratch", "transfer"):
+        for rho in RHOS:
+            for eta in ETAS:
+                by_row: dict[str, list[dict]] = {}
+                intervals: dict[str, list] = {}
+                for seed in SEEDS:
+                    for row, _, flags, key in runs_of(setting, rho, eta, seed):
+                        path = _out(flags) / "results.json"
+                        if not path.is_file():
+                            continue
+                        res = json.loads(path.read_text())
+                        test = res["table"][key]["test"] if key else res["metrics"]["test"]
+                        by_row.setdefault(row, []).append(test)
+                        if not key and seed == 0:
+                            intervals[row] = (
+                                (res["metrics"]["test"].get("bootstrap") or {}).get("intervals", {}).get("hm")
+                            )
+                for row, tests in by_row.items():
+                    rec = {"setting": setting, "rho": rho, "eta": eta, "method": row, "seeds": len(tests)}
+                    for k in KEYS:
+                        vals = [100 * t[k] for t in tests if t.get(k) is not None]
+                        rec[f"{k}_mean"] = statistics.mean(vals) if vals else None
+                        rec[f"{k}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                    iv = intervals.get(row)
+                    rec["hm_interval_seed0"] = [100 * v for v in iv] if iv else None
+                    rows.append(rec)
+    return rows
+
+
+def winners(rows: list[dict], setting: str, rho: int, eta: float) -> list[str]:
+    """The best test-HM row of a cell and every row tied with it (which_method's Welch rule), on full-seed rows."""
+    cell = [r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta) and r["seeds"] == len(SEEDS)]
+    if not cell:
+        return []
+    as_table = [{"method": r["method"], "seeds": r["seeds"], "hm": r["hm_mean"], "hm_std": r["hm_std"]} for r in cell]
+    best = max(as_table, key=lambda r: r["hm"])
+    return [r["method"] for r in sorted(as_table, key=lambda r: -r["hm"]) if r is best or not separated(best, r, "hm")]
+
+
+def write(rows: list[dict]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / "regimes.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["setting"])
+        w.writeheader()
+        w.writerows(rows)
+    lines = [
+        "# Which method for which regime: imbalance ratio rho x head-tail ratio eta",
+        "",
+        f"Fashion-MNIST, step profile `step:eta` (a share eta of the classes at {N_MAX} training images, the rest at "
+        f"{N_MAX}/rho), class order drawn from the seed; test split, mean ± std over the seeds run (of "
+        f"{list(SEEDS)}); every model chosen on the validation split. HM 95%: the exported model's bootstrap "
+        "interval of test HM on seed 0.",
+        "",
+        "| setting | rho | eta | method | seeds | test HM | HM 95% (seed 0) | min recall | acc | many | few |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def ms(r, k):
+        m = r.get(f"{k}_mean")
+        return "-" if m is None else f"{m:.2f} ± {r[f'{k}_std']:.2f}" if r["seeds"] > 1 else f"{m:.2f} (1 seed)"
+
+    for r in rows:
+        iv = r["hm_interval_seed0"]
+        lines.append(
+            f"| {r['setting']} | {r['rho']} | {r['eta']:g} | {r['method']} | {r['seeds']} | {ms(r, 'hm')} | "
+            f"{f'{iv[0]:.1f} to {iv[1]:.1f}' if iv else '-'} | {ms(r, 'min_recall')} | {ms(r, 'acc')} | "
+            f"{ms(r, 'many')} | {ms(r, 'few')} |"
+        )
+    lines += ["", "## Which method per regime (best test HM, and the rows the seeds cannot separate from it)", ""]
+    lines += ["| setting | rho | eta | best |", "|---|---|---|---|"]
+    for setting in ("scratch", "transfer"):
+        for rho in RHOS:
+            for eta in ETAS:
+                best = winners(rows, setting, rho, eta)
+                lines.append(
+                    f"| {setting} | {rho} | {eta:g} | {', '.join(best) if best else 'not run on every seed'} |"
+                )
+    lines += ["", "Re-run: `python benchmarks/regimes.py` (runs already made are read back)."]
+    (RESULTS / "regimes.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "regimes.json").write_text(json.dumps(rows, indent=1))
+    plot(rows)
+
+
+def plot(rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    grid = np.full((len(RHOS), len(ETAS)), np.nan)
+    labels = [["" for _ in ETAS] for _ in RHOS]
+    for i, rho in enumerate(RHOS):
+        for j, eta in enumerate(ETAS):
+            best = winners(rows, "scratch", rho, eta)
+            labels[i][j] = "\n".join(best[:2]) if best else "-"
+            by = {r["method"]: r for r in rows if (r["setting"], r["rho"], r["eta"]) == ("scratch", rho, eta)}
+            if "BTM + GML" in by and "LT-Soups" in by and by["BTM + GML"]["hm_mean"] is not None:
+                grid[i, j] = by["BTM + GML"]["hm_mean"] - by["LT-Soups"]["hm_mean"]
+    ax = axes[0]
+    ax.imshow(np.zeros_like(grid), cmap="Greys", vmin=0, vmax=1)
+    for i in range(len(RHOS)):
+        for j in range(len(ETAS)):
+            ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=8)
+    ax.set_title("best test HM (from scratch; ties named)")
+    lim = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
+    im = axes[1].imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim)
+    for i in range(len(RHOS)):
+        for j in range(len(ETAS)):
+            if np.isfinite(grid[i, j]):
+                axes[1].text(j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=9)
+    axes[1].set_title("BTM + GML minus LT-Soups, test HM points")
+    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    for ax in axes:
+        ax.set_xticks(range(len(ETAS)), [f"eta {e:g}" for e in ETAS])
+        ax.set_yticks(range(len(RHOS)), [f"rho {r}" for r in RHOS])
+    fig.tight_layout()
+    fig.savefig(RESULTS / "regime_map.png", dpi=120)
+
+
+def main() -> int:
+    global N_MAX, BASE, RESULTS
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rho", type=int, nargs="+", default=list(RHOS))
+    p.add_argument("--eta", type=float, nargs="+", default=list(ETAS))
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    p.add_argument("--settings", nargs="+", default=["scratch", "transfer"], choices=("scratch", "transfer"))
+    p.add_argument("--only-table", action="store_true")
+    p.add_argument("--n-max", type=int, default=None, help="images of a head class (a smaller grid for a smoke run)")
+    p.add_argument("--base", default=None, help="where the runs go (default runs/regimes)")
+    p.add_argument("--results", default=None, help="where the tables and the map go (default benchmarks/results)")
+    args = p.parse_args()
+    N_MAX = args.n_max or N_MAX
+    BASE = Path(args.base) if args.base else BASE
+    RESULTS = Path(args.results) if args.results else RESULTS
+    if not args.only_table:
+        BASE.mkdir(parents=True, exist_ok=True)
+        with open(BASE / "regimes.log", "a") as log:
+            if "transfer" in args.settings and not (SOURCE / "results.json").is_file():
+                import transfer
+
+                transfer.run_source("resnet20_cifar", log)
+            for seed in args.seeds:
+                for setting in args.settings:
+                    for rho in args.rho:
+                        for eta in args.eta:
+                            run_cell(setting, rho, eta, seed, log)
+    write(collect())
+    print((RESULTS / "regimes.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
