@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -312,7 +313,20 @@ def write_table(rows: list[dict]) -> None:
                 f"| {r['start']} | {r['train_images']} | {r['seeds']} | {_ms(r['model_hm'])} | {_ms(r['baseline_hm'])} "
                 f"| {_ms(r['model_acc'])} | {_ms(r['baseline_acc'])} | {_ms(r['model_min_recall'])} |"
             )
-    lines += ["", "Re-run: `python benchmarks/size.py` (cells already run are read back; `--digits` the digits rows)."]
+    commits = sorted(
+        {
+            str(yaml.safe_load(c.read_text()).get("git_commit"))[:7]
+            for root in (BASE / "runs", BASE / "digits")  # (the digits folder may be a link: globbed from it)
+            for c in root.glob("**/run_config.yaml")
+            if "stage1" not in c.parts
+        }
+    )
+    lines += [
+        "",
+        f"Code: the runs were made at commit{'s' * (len(commits) > 1)} {', '.join(commits)} (a run records its own).",
+        "",
+        "Re-run: `python benchmarks/size.py` (cells already run are read back; `--digits` the digits rows).",
+    ]
     (RESULTS / "size.md").write_text("\n".join(lines) + "\n")
     plot(rows)
 
