@@ -1070,7 +1070,7 @@ def test_cli_usage_error_is_one_line(capsys):
     from ltzoo.cli import main
 
     for argv, part in (
-        (["data", "fmnist_lt", "--profile", "linear"], "invalid choice: 'linear'"),
+        (["data", "fmnist_lt", "--profile", "linear"], "unknown long-tail profile 'linear'"),
         (["eval", "x", "--dataset", "fmnist_lt", "--batch-size", "0"], "argument --batch-size"),
         (["push"], "the following arguments are required: run_dir, repo_id"),
     ):

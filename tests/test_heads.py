@@ -451,7 +451,7 @@ def test_every_head_is_selectable_from_the_recipes():
     from ltzoo.recipes import btm
 
     assert {"las", "ncm", "ncm_l2"} <= set(METHODS) and METHODS == tuple(HEAD_METHODS)
-    assert set(btm.TRAINED_HEADS) == {"gml", "crt", "lws", "wb", "las"}
+    assert set(btm.TRAINED_HEADS) == {"gml", "crt", "la_train", "lws", "wb", "las"}
     flags = ["--dataset", "fmnist_lt", "--init", "RUN_DIR"]
     for name in ("las", "ncm", "ncm_l2"):
         assert btm.build_parser().parse_args([*flags, "--classifier", name]).classifier == name
