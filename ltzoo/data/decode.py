@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -56,6 +57,12 @@ def _interp_name(mode) -> str:
     if isinstance(mode, str):
         return mode
     return {Image.NEAREST: "nearest", Image.BILINEAR: "bilinear", Image.BICUBIC: "bicubic"}.get(mode, "bicubic")
+
+
+def _hwc(img: Image.Image) -> torch.Tensor:
+    """An RGB image's pixels as a contiguous uint8 (h, w, C) tensor: copied from PIL, not transposed (the device
+    permutes)."""
+    return torch.from_numpy(np.array(img))  # writable (np.asarray of a PIL image is read-only)
 
 
 def _code(mode) -> int:
@@ -124,7 +131,7 @@ class FileImageTransform:
         return pil_to_tensor(img)
 
     def device_item(self, img: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
-        """The device path's item: the decoded crop (uint8, C x h x w, at the file's decoded scale) and its
+        """The device path's item: the decoded crop (uint8, h x w x C, at the file's decoded scale) and its
         parameters (`DeviceCrops`), every random draw made here as timm's transform makes it, in its order (the
         box and interpolation with Python's random, the flip and the jitter with torch's)."""
         if self.crop is not None:
@@ -138,12 +145,12 @@ class FileImageTransform:
             out_h, out_w = self.ops[1].size
             img = decode(img, self.eval_factor(img.size) if self.draft else 1)
             params = [out_h, out_w, _code(self.resize.interpolation), 0.0, 1.0, 1.0, 1.0, 0, 1, 2, 3, shorter]
-            return pil_to_tensor(img), torch.tensor(params, dtype=torch.float32)
+            return _hwc(img), torch.tensor(params, dtype=torch.float32)
         full_w, full_h = img.size
         img = decode(img, draft_factor((h, w), (out_h, out_w)) if self.draft else 1)
         sx, sy = img.size[0] / full_w, img.size[1] / full_h
         box = (round(j * sx), round(i * sy), round((j + w) * sx), round((i + h) * sy))
-        crop_t = pil_to_tensor(img.crop(box))
+        crop_t = _hwc(img.crop(box))
         flip, factors, order = 0.0, [1.0, 1.0, 1.0], [0, 1, 2, 3]
         for op in self.ops[1:] if self.crop is not None else ():
             if isinstance(op, T.RandomHorizontalFlip):
@@ -204,9 +211,15 @@ class DeviceCrops:
 
     @classmethod
     def of(cls, crops: list[torch.Tensor], params: torch.Tensor) -> DeviceCrops:
-        """From a list of (C, h, w) uint8 crops and their (N, `_PARAMS`) parameters."""
+        """From a list of (h, w, C) uint8 crops (as `FileImageTransform.device_item` makes them) and their
+        (N, `_PARAMS`) parameters."""
         shapes = torch.tensor([tuple(c.shape) for c in crops], dtype=torch.long)
-        return cls(torch.cat([c.reshape(-1) for c in crops]), shapes, params)
+        flat = [c.reshape(-1) for c in crops]
+        out = None
+        if torch.utils.data.get_worker_info() is not None:  # in a loader worker: straight into shared memory, as
+            numel = sum(f.numel() for f in flat)  # torch's default_collate does (no second copy to send it)
+            out = flat[0].new(flat[0].untyped_storage()._new_shared(numel, device="cpu")).resize_(numel)
+        return cls(torch.cat(flat, out=out), shapes, params)
 
     def __len__(self) -> int:
         return len(self.shapes)
@@ -222,9 +235,9 @@ class DeviceCrops:
         return DeviceCrops(self.flat.pin_memory(), self.shapes, self.params)
 
     def crops(self) -> list[torch.Tensor]:
-        """The (C, h, w) crops, views of the flat buffer."""
+        """The (C, h, w) crops, views of the flat buffer (which holds them as the workers decoded them, (h, w, C))."""
         sizes = self.shapes.prod(1).tolist()
-        return [c.view(*shape) for c, shape in zip(self.flat.split(sizes), self.shapes.tolist())]
+        return [c.view(*shape).permute(2, 0, 1) for c, shape in zip(self.flat.split(sizes), self.shapes.tolist())]
 
     def materialize(self) -> torch.Tensor:
         """The uint8 batch (N, C, H, W) timm's transform would have made: each crop resized as PIL resizes (two
