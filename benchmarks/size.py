@@ -275,8 +275,9 @@ def write_table(rows: list[dict]) -> None:
         "# ltzoo's defaults vs a class-balanced linear baseline, by dataset size",
         "",
         "Fashion-MNIST image folders (PNG, no val/: ltzoo holds its validation images out), exponential profile; "
-        "`btm` with no flag but the data (from scratch, 10 classes) or `--init SOURCE --new-head` (transfer, classes "
-        "5-9, from a resnet20_cifar trained on classes 0-4). Test split: 500 images per class. Mean ± std over the "
+        "`btm` with no flag but the data (from scratch, 10 classes), or `--init SOURCE --new-head` (transfer, classes "
+        "5-9, from a resnet20_cifar trained on classes 0-4), or that with `--peft lora` (lora). Test split: 500 images "
+        "per class. Mean ± std over the "
         "seeds (each seed: another draw of images and another class order). Baseline: the run's own "
         "`results.json['baseline']`, scikit-learn's `LogisticRegression(class_weight='balanced')` on the pixels "
         "(scratch) or on the source model's frozen features (transfer). Seconds: the whole run's wall time on a "

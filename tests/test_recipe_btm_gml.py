@@ -377,6 +377,7 @@ def test_gml_recipe(btm_run, data, hf_home, tmp_path):
         "original",
         "gml",
         "crt",
+        "la_train",
         "lws",
         "taunorm",
         "la",
@@ -388,7 +389,8 @@ def test_gml_recipe(btm_run, data, hf_home, tmp_path):
     ]
     assert res["ensemble"]["chosen_on"] == "validation hm" and res["classifier"]["p"] == 1.0
     # every head says what it chose: the weight-balancing head its weight decay, on validation
-    assert set(res["heads"]) == {"gml", "crt", "lws", "taunorm", "la", "wb", "las", "ncm", "ncm_l2", "gml+ens"}
+    heads = {"gml", "crt", "la_train", "lws", "taunorm", "la", "wb", "las", "ncm", "ncm_l2", "gml+ens"}
+    assert set(res["heads"]) == heads
     assert res["heads"]["las"]["chosen_on"] == "validation hm" and res["heads"]["ncm"]["fold"]
     assert res["heads"]["wb"]["chosen_on"] == "validation hm"
     assert res["heads"]["wb"]["weight_decay"] in res["heads"]["wb"]["grid"]

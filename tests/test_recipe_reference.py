@@ -66,6 +66,8 @@ OPT = [
     "--weight-decay",  # the reference's (the decay an unset --weight-decay gives AdamW is 0.05)
     "5e-4",
 ]
+#: rows of a run's table added after the references were recorded (gml --baselines lists every head): not pinned
+UNPINNED_ROWS = {"la_train"}
 METRICS = ("acc", "mean_class_acc", "hm", "gm", "min_recall", "per_class_recall", "num_samples")
 
 
@@ -182,7 +184,8 @@ def test_recipes_reproduce_the_reference(reference_runs):
         assert got[name]["method"] == expected[name]["method"], where
         assert got[name]["selected_epoch"] == expected[name]["selected_epoch"], where
         assert got[name]["metrics"] == expected[name]["metrics"], f"{where}: metrics changed"
-        assert got[name].get("table") == expected[name].get("table"), f"{where}: table changed"
+        table = {k: v for k, v in (got[name].get("table") or {}).items() if k not in UNPINNED_ROWS} or None
+        assert table == expected[name].get("table"), f"{where}: table changed"
         # bit for bit where these kernels have a record; else a warning naming the hash to record (`--write`)
         check_weights_hash(
             got[name]["weights_sha256"], {k: v[name]["weights_sha256"] for k, v in recorded.items()}, where

@@ -365,6 +365,9 @@ class BTM(Recipe):
                 allow_fewer=args.allow_fewer,
             )
             what = f"BTM: {args.subsets} subsets"
+        members = ("optimizer", "weight_decay", "member_lr")  # said once the data loaded (bad data: one line)
+        for name, d in ((k, d) for k, d in self.resolution.decisions.items() if k in members):
+            logger.info(f"members' {name.replace('_', ' ')} {d.value}: {d.rule}", main_process_only=True)
         many, few = ds.shot_thresholds
         logger.info(
             f"{what}, K = {args.shots} images per class ({self.shots_rule}); many-shot "
@@ -404,9 +407,6 @@ class BTM(Recipe):
             self.decide("weight_decay", usual["weight_decay"], f"the usual weight decay of {optimizer}")
         if flags.member_lr is None:
             self.decide("member_lr", *member_lr(optimizer, flags.peft))
-        members = ("optimizer", "weight_decay", "member_lr")
-        for name, d in ((k, d) for k, d in self.resolution.decisions.items() if k in members):
-            logger.info(f"members' {name.replace('_', ' ')} {d.value}: {d.rule}", main_process_only=True)
 
     def train(self) -> None:
         self.train_stage1()
