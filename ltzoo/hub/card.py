@@ -656,6 +656,11 @@ def build_card(
         "test_intervals": interval_lines(metrics.get("test") or {}),
         "stages": results.get("table") or {},
         "baseline": results.get("baseline"),
+        "decisions": {
+            k: v
+            for k, v in (config.get("resolved") or {}).items()
+            if k not in ("profile", "init", "new_head") and config.get(k) is not None
+        },
         "per_class": _per_class(results),
         "has_plot": (run_dir / PLOT).is_file(),
         "plot": PLOT,
