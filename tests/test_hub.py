@@ -244,7 +244,7 @@ def test_card_numbers_come_from_results_json(runs, tmp_path):
     text = " ".join(build_card(run, repo_id="org/edited").text.split())
     assert "Linear baseline on the same data (logistic regression" in text
     # the settings the run decided itself, with their rules
-    assert "What the run decided itself" in text and "`batch_size`:" in text
+    assert "What the run decided itself" in text and "`warmup_epochs`: the usual 1 epoch" in text
     assert "test HM 25.00%, accuracy 50.00%" in text and "this model is +8.33 points of HM above it" in text
 
 
