@@ -3,6 +3,7 @@
     python benchmarks/regimes.py                                  # the grid (what is missing), then the tables
     python benchmarks/regimes.py --rho 10 --eta 0.5 --seeds 0     # one cell
     python benchmarks/regimes.py --only-table
+    python benchmarks/regimes.py --jobs 2                         # two cells at a time (one thread each)
 
 Data: Fashion-MNIST made long-tailed with the two-level (step) profile, ``--profile step:ETA``: a share eta of the
 classes keeps ``N_MAX`` training images, the rest ``N_MAX / rho`` (eta 0.2 tail-heavy, 0.5 the classic step, 0.8
@@ -19,8 +20,11 @@ head-heavy); the class order drawn from the seed; a balanced validation split of
 Every model choice is made on the validation split; the test split is read once per run. Rows: test HM, min recall,
 accuracy, many/few (mean ± std over the seeds) and the exported model's bootstrap 95% interval of test HM (seed 0;
 the cRT row is a head of the gml run's table and has none). Which method per regime: the best test-HM mean and every
-row the seeds cannot separate from it (Welch's t-test, benchmarks/which_method.py's rule). Output:
-benchmarks/results/regimes.{csv,md,json} and regime_map.png (the best method per cell, and BTM - LT-Soups).
+row the seeds cannot separate from it (Welch's t-test, benchmarks/which_method.py's rule). BTM against LT-Soups
+(each setting's pair, from the same stage 1): the per-seed test-HM differences (the same data draw and test set on
+both sides), their mean and 95% t-interval over the seeds, and seed 0's paired stratified bootstrap interval of the
+difference on its test images (`ltzoo compare`'s). Output: benchmarks/results/regimes.{csv,md,json} and
+regimes.png (the regime map: the best method per cell, and BTM - LT-Soups, per setting).
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from which_method import separated  # benchmarks/ is on sys.path when this script runs
@@ -43,9 +49,11 @@ SOURCE = ROOT / "runs" / "transfer" / "source" / "resnet20_cifar"
 RHOS = (10, 100)
 ETAS = (0.2, 0.5, 0.8)
 SEEDS = (0, 1, 2)
-N_MAX = 1000
+N_MAX = 300  # head classes: 300 images; tails 30 (rho 10) or 3 (rho 100); the grid fits a 2-core CPU in hours
 THREADS = 1
 KEYS = ("hm", "min_recall", "acc", "many", "few")
+#: per setting: (BTM's row, LT-Soups' row), both from the same stage 1
+VERSUS = {"scratch": ("BTM + GML", "LT-Soups"), "transfer": ("full FT + BTM + GML", "full FT + LT-Soups")}
 
 
 def runs_of(setting: str, rho: int, eta: float, seed: int) -> list[tuple[str, str, list[str], str | None]]:
@@ -105,6 +113,7 @@ def collect() -> list[dict]:
         for rho in RHOS:
             for eta in ETAS:
                 by_row: dict[str, list[dict]] = {}
+                seeds_of: dict[str, list[int]] = {}
                 intervals: dict[str, list] = {}
                 for seed in SEEDS:
                     for row, _, flags, key in runs_of(setting, rho, eta, seed):
@@ -114,6 +123,7 @@ def collect() -> list[dict]:
                         res = json.loads(path.read_text())
                         test = res["table"][key]["test"] if key else res["metrics"]["test"]
                         by_row.setdefault(row, []).append(test)
+                        seeds_of.setdefault(row, []).append(seed)
                         if not key and seed == 0:
                             intervals[row] = (
                                 (res["metrics"]["test"].get("bootstrap") or {}).get("intervals", {}).get("hm")
@@ -126,6 +136,7 @@ def collect() -> list[dict]:
                         rec[f"{k}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
                     iv = intervals.get(row)
                     rec["hm_interval_seed0"] = [100 * v for v in iv] if iv else None
+                    rec["hm_by_seed"] = {s: 100 * t["hm"] for s, t in zip(seeds_of[row], tests)}
                     rows.append(rec)
     return rows
 
@@ -140,12 +151,67 @@ def winners(rows: list[dict], setting: str, rho: int, eta: float) -> list[str]:
     return [r["method"] for r in sorted(as_table, key=lambda r: -r["hm"]) if r is best or not separated(best, r, "hm")]
 
 
+def versus(rows: list[dict]) -> list[dict]:
+    """BTM - LT-Soups in test HM per cell (points): the paired per-seed differences' mean and 95% t-interval over
+    the seeds both ran, and seed 0's paired bootstrap interval of the difference on its test images."""
+    from scipy.stats import t as student
+
+    out = []
+    for setting, (btm, soup) in VERSUS.items():
+        for rho in RHOS:
+            for eta in ETAS:
+                by = {r["method"]: r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)}
+                if btm not in by or soup not in by:
+                    continue
+                a, b = by[btm]["hm_by_seed"], by[soup]["hm_by_seed"]
+                seeds = sorted(set(a) & set(b))
+                diffs = [a[s] - b[s] for s in seeds]
+                rec = {"setting": setting, "rho": rho, "eta": eta, "seeds": len(seeds), "btm": btm, "soup": soup}
+                rec["difference"] = statistics.mean(diffs) if diffs else None
+                rec["interval"] = None
+                if len(diffs) > 1:
+                    half = student.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
+                    rec["interval"] = [rec["difference"] - half, rec["difference"] + half]
+                rec["bootstrap_seed0"] = paired_interval(setting, rho, eta, btm, soup) if 0 in seeds else None
+                out.append(rec)
+    return out
+
+
+def paired_interval(setting: str, rho: int, eta: float, a: str, b: str) -> list[float] | None:
+    """Seed 0's paired stratified bootstrap 95% interval of row ``a`` - row ``b`` in test HM (points), from the two
+    runs' kept test predictions (None when either run kept none)."""
+    from ltzoo.cli.compare import per_image
+    from ltzoo.metrics import paired_bootstrap
+    from ltzoo.runfolder.predictions import load_predictions
+
+    runs = {row: _out(flags) for row, _, flags, _ in runs_of(setting, rho, eta, 0)}
+    files = [runs[a] / "predictions.safetensors", runs[b] / "predictions.safetensors"]
+    if not all(f.is_file() for f in files):
+        return None
+    pa, pb = (load_predictions(f) for f in files)
+    (za, labels), (zb, labels_b) = pa.split("test"), pb.split("test")
+    if not bool((labels == labels_b).all()):
+        raise ValueError(f"{files[0]} and {files[1]} hold different test sets")
+    many, few = pa.shot_thresholds
+    res = paired_bootstrap(
+        labels, per_image(zb, labels), per_image(za, labels), za.shape[1], pa.train_counts, many, few
+    )
+    return [100 * v for v in res["hm"]["interval"]]
+
+
 def write(rows: list[dict]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    flat = [
+        {
+            **{k: v for k, v in r.items() if k != "hm_by_seed"},
+            "hm_per_seed": " ".join(f"{v:.2f}" for v in r["hm_by_seed"].values()),
+        }
+        for r in rows
+    ]
     with open(RESULTS / "regimes.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["setting"])
+        w = csv.DictWriter(f, fieldnames=list(flat[0]) if flat else ["setting"])
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(flat)
     lines = [
         "# Which method for which regime: imbalance ratio rho x head-tail ratio eta",
         "",
@@ -178,48 +244,83 @@ def write(rows: list[dict]) -> None:
                 lines.append(
                     f"| {setting} | {rho} | {eta:g} | {', '.join(best) if best else 'not run on every seed'} |"
                 )
+    lines += ["", "## BTM against LT-Soups (test HM, BTM minus LT-Soups, points)", ""]
+    lines += [
+        "Each setting's pair starts from the same stage 1 and is paired by seed (the same data draw and test set). "
+        "95% over seeds: the t-interval of the per-seed differences' mean; bootstrap (seed 0): the paired "
+        "stratified bootstrap interval of the difference on seed 0's test images (`ltzoo compare`'s).",
+        "",
+        "| setting | rho | eta | seeds | BTM - LT-Soups | 95% over seeds | bootstrap (seed 0) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    vs = versus(rows)
+    for v in vs:
+        iv, bs = v["interval"], v["bootstrap_seed0"]
+        lines.append(
+            f"| {v['setting']} | {v['rho']} | {v['eta']:g} | {v['seeds']} | {v['difference']:+.2f} | "
+            f"{f'{iv[0]:+.2f} to {iv[1]:+.2f}' if iv else '-'} | {f'{bs[0]:+.2f} to {bs[1]:+.2f}' if bs else '-'} |"
+        )
     lines += ["", "Re-run: `python benchmarks/regimes.py` (runs already made are read back)."]
     (RESULTS / "regimes.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "regimes.json").write_text(json.dumps(rows, indent=1))
-    plot(rows)
+    (RESULTS / "regimes.json").write_text(json.dumps({"rows": rows, "btm_vs_lt_soups": vs}, indent=1))
+    plot(rows, vs)
 
 
-def plot(rows: list[dict]) -> None:
+def plot(rows: list[dict], vs: list[dict]) -> None:
+    """The regime map, a row per setting: the best method per (rho, eta) cell (coloured by method, ties named),
+    and BTM - LT-Soups in test HM points (its mean over the seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.colors import ListedColormap
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    grid = np.full((len(RHOS), len(ETAS)), np.nan)
-    labels = [["" for _ in ETAS] for _ in RHOS]
-    for i, rho in enumerate(RHOS):
-        for j, eta in enumerate(ETAS):
-            best = winners(rows, "scratch", rho, eta)
-            labels[i][j] = "\n".join(best[:2]) if best else "-"
-            by = {r["method"]: r for r in rows if (r["setting"], r["rho"], r["eta"]) == ("scratch", rho, eta)}
-            if "BTM + GML" in by and "LT-Soups" in by and by["BTM + GML"]["hm_mean"] is not None:
-                grid[i, j] = by["BTM + GML"]["hm_mean"] - by["LT-Soups"]["hm_mean"]
-    ax = axes[0]
-    ax.imshow(np.zeros_like(grid), cmap="Greys", vmin=0, vmax=1)
-    for i in range(len(RHOS)):
-        for j in range(len(ETAS)):
-            ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=8)
-    ax.set_title("best test HM (from scratch; ties named)")
-    lim = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
-    im = axes[1].imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim)
-    for i in range(len(RHOS)):
-        for j in range(len(ETAS)):
-            if np.isfinite(grid[i, j]):
-                axes[1].text(j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=9)
-    axes[1].set_title("BTM + GML minus LT-Soups, test HM points")
-    fig.colorbar(im, ax=axes[1], fraction=0.046)
-    for ax in axes:
-        ax.set_xticks(range(len(ETAS)), [f"eta {e:g}" for e in ETAS])
-        ax.set_yticks(range(len(RHOS)), [f"rho {r}" for r in RHOS])
+    settings = [s for s in ("scratch", "transfer") if any(r["setting"] == s for r in rows)] or ["scratch"]
+    diffs = {(v["setting"], v["rho"], v["eta"]): v["difference"] for v in vs}
+    fig, axes = plt.subplots(len(settings), 2, figsize=(12, 3.6 * len(settings)), squeeze=False)
+    palette = plt.get_cmap("tab10").colors
+    for k, setting in enumerate(settings):
+        methods = list(dict.fromkeys(r["method"] for r in rows if r["setting"] == setting))
+        best = np.full((len(RHOS), len(ETAS)), np.nan)
+        grid = np.full((len(RHOS), len(ETAS)), np.nan)
+        ax = axes[k][0]
+        for i, rho in enumerate(RHOS):
+            for j, eta in enumerate(ETAS):
+                names = winners(rows, setting, rho, eta)
+                if names:
+                    best[i, j] = methods.index(names[0])
+                    top = {r["method"]: r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)}
+                    text = f"{names[0]}\n{top[names[0]]['hm_mean']:.1f}"
+                    if len(names) > 1:
+                        text += f"\n(tie: {', '.join(names[1:3])}{' ...' if len(names) > 3 else ''})"
+                else:
+                    text = "not run\non every seed"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7.5)
+                d = diffs.get((setting, rho, eta))
+                if d is not None:
+                    grid[i, j] = d
+        cmap = ListedColormap([tuple(0.55 + 0.45 * c for c in palette[m % 10]) for m in range(max(len(methods), 1))])
+        ax.imshow(best, cmap=cmap, vmin=-0.5, vmax=max(len(methods), 1) - 0.5)
+        ax.set_title(f"{setting}: best test HM (mean over seeds; ties by Welch's t-test)", fontsize=9)
+        lim = max(float(np.nanmax(np.abs(grid))), 1.0) if np.isfinite(grid).any() else 1.0
+        im = axes[k][1].imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim)
+        for i in range(len(RHOS)):
+            for j in range(len(ETAS)):
+                if np.isfinite(grid[i, j]):
+                    axes[k][1].text(j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=10)
+        btm, soup = VERSUS[setting]
+        axes[k][1].set_title(f"{setting}: {btm} minus {soup}, test HM points (blue: BTM ahead)", fontsize=9)
+        fig.colorbar(im, ax=axes[k][1], fraction=0.046)
+        for ax in axes[k]:
+            ax.set_xticks(
+                range(len(ETAS)),
+                [f"eta {e:g}" + (" (tail-heavy)" if e < 0.5 else " (head-heavy)" if e > 0.5 else "") for e in ETAS],
+            )
+            ax.set_yticks(range(len(RHOS)), [f"rho {r}" for r in RHOS])
     fig.tight_layout()
-    fig.savefig(RESULTS / "regime_map.png", dpi=120)
+    fig.savefig(RESULTS / "regimes.png", dpi=120)
+    plt.close(fig)
 
 
 def main() -> int:
@@ -230,6 +331,7 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     p.add_argument("--settings", nargs="+", default=["scratch", "transfer"], choices=("scratch", "transfer"))
     p.add_argument("--only-table", action="store_true")
+    p.add_argument("--jobs", type=int, default=1, help="cells run at a time (each run one thread; at most the cores)")
     p.add_argument("--n-max", type=int, default=None, help="images of a head class (a smaller grid for a smoke run)")
     p.add_argument("--base", default=None, help="where the runs go (default runs/regimes)")
     p.add_argument("--results", default=None, help="where the tables and the map go (default benchmarks/results)")
@@ -244,11 +346,16 @@ def main() -> int:
                 import transfer
 
                 transfer.run_source("resnet20_cifar", log)
-            for seed in args.seeds:
-                for setting in args.settings:
-                    for rho in args.rho:
-                        for eta in args.eta:
-                            run_cell(setting, rho, eta, seed, log)
+            cells = [
+                (setting, rho, eta, seed)
+                for seed in args.seeds
+                for setting in args.settings
+                for rho in args.rho
+                for eta in args.eta
+            ]
+            jobs = max(1, min(args.jobs, os.cpu_count() or 1))
+            with ThreadPoolExecutor(jobs) as pool:  # each cell's runs in order (a row may need the one before)
+                list(pool.map(lambda c: run_cell(*c, log), cells))
     write(collect())
     print((RESULTS / "regimes.md").read_text())
     return 0

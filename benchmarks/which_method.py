@@ -1,6 +1,8 @@
 """README's "Which method should I use?" table, read off the method tables' CSV files.
 
     python benchmarks/which_method.py        # after method_table.py has written its tables
+    python benchmarks/which_method.py --rho 50 --eta 0.3            # the regime table's answer for that shape
+    python benchmarks/which_method.py --data-dir D [--setting transfer]   # ... for an image folder's train/ counts
 
 For each table (rho = 100 own order, the hard-tail order, rho = 10) and each goal (test HM, test min recall,
 test accuracy), the best method by test mean among the rows run on every seed of their table, and every
@@ -14,11 +16,17 @@ mean ± std) did. The test's unit is the seed: it asks whether the methods diffe
 before testing. The
 ceilings, the balanced reference and the fp32 precision checks are not methods to choose, and are left out. Writes
 benchmarks/results/which_method.md and README.md between its <!-- which-method --> markers.
+
+By shape of data: the regime benchmark (benchmarks/regimes.py, `regimes.csv`) answers per imbalance ratio rho and
+head-tail ratio eta (the share of head classes), with the same rule; `--rho/--eta`, `--counts` or `--data-dir` pick
+the nearest regime run (rho on a log scale) and print its answer.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import math
 import sys
 from pathlib import Path
 
@@ -33,6 +41,7 @@ TABLES = {
     "rho = 10": RESULTS / "h200" / "method_table_rho10.csv",
 }
 GOALS = {"the best HM": "hm", "the best min recall": "min_recall", "the best accuracy": "acc"}
+REGIMES = RESULTS / "regimes.csv"
 MAX_NAMED = 6  # a tie of more rows names its best 3
 TIE_P = 0.05  # Welch's t-test p-value at or above which two rows are a tie
 
@@ -100,8 +109,93 @@ def build() -> str:
     return "\n".join(lines) + "\n\n" + note
 
 
-def main() -> int:
+def regime_rows(path: Path = REGIMES) -> list[dict]:
+    """The regime table's rows run on its full number of seeds, in which_method's units (fractions)."""
+    if not path.is_file():
+        return []
+    rows = list(csv.DictReader(path.open()))
+    full = max((int(r["seeds"]) for r in rows), default=0)
+    out = []
+    for r in rows:
+        if int(r["seeds"]) != full or r["hm_mean"] in ("", "None"):
+            continue
+        rec = {"setting": r["setting"], "rho": float(r["rho"]), "eta": float(r["eta"]), "method": r["method"]}
+        rec["seeds"] = r["seeds"]
+        for key in GOALS.values():
+            rec[key], rec[f"{key}_std"] = float(r[f"{key}_mean"]) / 100, float(r[f"{key}_std"]) / 100
+        out.append(rec)
+    return out
+
+
+def regime_section(rows: list[dict]) -> str:
+    """Per setting, a table of regimes (rho x eta): the best test HM and the rows tied with it."""
+    if not rows:
+        return ""
+    lines = [
+        "By the shape of the data (benchmarks/regimes.py: Fashion-MNIST, step profile, a share eta of the classes "
+        "at the most images; test HM):",
+        "",
+        "| setting | rho | eta | the best HM |",
+        "|---|---|---|---|",
+    ]
+    for key in sorted({(r["setting"] != "scratch", r["rho"], r["eta"]) for r in rows}):
+        setting = "transfer" if key[0] else "scratch"
+        cell_rows = [r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, key[1], key[2])]
+        lines.append(f"| {setting} | {key[1]:g} | {key[2]:g} | {cell(cell_rows, 'hm')} |")
+    return "\n".join(lines)
+
+
+def nearest_regime(rows: list[dict], rho: float, eta: float, setting: str) -> tuple[float, float]:
+    """The regime run closest to (rho, eta): rho on a log scale (a factor of 10 counts as eta's whole range)."""
+    cells = {(r["rho"], r["eta"]) for r in rows if r["setting"] == setting}
+    if not cells:
+        raise SystemExit(f"{REGIMES} has no {setting} rows on every seed: run python benchmarks/regimes.py first")
+    return min(cells, key=lambda c: (math.log10(c[0]) - math.log10(rho)) ** 2 + (c[1] - eta) ** 2)
+
+
+def folder_counts(data_dir: str) -> list[int]:
+    """Images per class of an image folder's training split (``train/<class>/``, or the folder itself)."""
+    root = Path(data_dir)
+    root = root / "train" if (root / "train").is_dir() else root
+    counts = [sum(f.is_file() for f in d.rglob("*")) for d in sorted(root.iterdir()) if d.is_dir()]
+    if not counts:
+        raise SystemExit(f"{root} has no class folders: pass an image folder (train/<class>/<image>)")
+    return counts
+
+
+def answer(args) -> str:
+    from ltzoo.data.profiles import data_regime
+
+    if args.data_dir or args.counts:
+        counts = folder_counts(args.data_dir) if args.data_dir else args.counts
+        rho, eta = data_regime(counts)
+        shape = f"{len(counts)} classes, {sum(counts)} images: rho {rho:.3g}, eta {eta:.2f}"
+    else:
+        rho, eta = args.rho, args.eta
+        shape = f"rho {rho:g}, eta {eta:g}"
+    rows = regime_rows()
+    near = nearest_regime(rows, rho, eta, args.setting)
+    cell_rows = [r for r in rows if r["setting"] == args.setting and (r["rho"], r["eta"]) == near]
+    lines = [f"your data: {shape}; the nearest regime run ({args.setting}): rho {near[0]:g}, eta {near[1]:g}"]
+    lines += [f"  {goal}: {cell(cell_rows, key)}" for goal, key in GOALS.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rho", type=float, help="your imbalance ratio (largest class / smallest)")
+    p.add_argument("--eta", type=float, default=0.5, help="your share of head classes (default 0.5)")
+    p.add_argument("--counts", type=int, nargs="+", help="your training images per class")
+    p.add_argument("--data-dir", help="an image folder: its train/<class>/ counts")
+    p.add_argument("--setting", choices=("scratch", "transfer"), default="scratch", help="from scratch or from weights")
+    args = p.parse_args(argv)
+    if args.rho or args.counts or args.data_dir:
+        print(answer(args))
+        return 0
     text = build()
+    regimes = regime_section(regime_rows())
+    if regimes:
+        text += "\n\n" + regimes
     (RESULTS / "which_method.md").write_text(text + "\n")
     write_between_markers("which-method", text)
     print(text)

@@ -94,6 +94,22 @@ def longtail_counts(n_max: int, num_classes: int, imbalance: float, profile: str
     return [n_max] * n_head + [int(n_max / imbalance)] * (num_classes - n_head)
 
 
+def data_regime(counts: Sequence[int]) -> tuple[float, float]:
+    """The imbalance ratio rho and the head-tail ratio eta of a training set's class counts: rho = the largest count
+    over the smallest, eta = the share of classes at or above the geometric middle of the two (sqrt(n_max * n_min)).
+    A step profile's eta is its head share; an exponential profile's is about one half.
+
+    Raises:
+        ValueError: no classes, or a class without images.
+    """
+    counts = [int(c) for c in counts]
+    if not counts or min(counts) < 1:
+        raise ValueError(f"class counts need at least one class and one image in each, got {counts[:20]}")
+    hi, lo = max(counts), min(counts)
+    middle = (hi * lo) ** 0.5
+    return hi / lo, sum(c >= middle for c in counts) / len(counts)
+
+
 def class_indices(labels: torch.Tensor, num_classes: int) -> list[torch.Tensor]:
     """The indices of each class's samples, in dataset order."""
     order = torch.argsort(labels, stable=True)
