@@ -308,7 +308,10 @@ def plot(rows: list[dict], vs: list[dict]) -> None:
         for i in range(len(RHOS)):
             for j in range(len(ETAS)):
                 if np.isfinite(grid[i, j]):
-                    axes[k][1].text(j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=10)
+                    dark = abs(grid[i, j]) > 0.6 * lim
+                    axes[k][1].text(
+                        j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=10, color="w" if dark else "k"
+                    )
         btm, soup = VERSUS[setting]
         axes[k][1].set_title(f"{setting}: {btm} minus {soup}, test HM points (blue: BTM ahead)", fontsize=9)
         fig.colorbar(im, ax=axes[k][1], fraction=0.046)

@@ -109,8 +109,9 @@ def build() -> str:
     return "\n".join(lines) + "\n\n" + note
 
 
-def regime_rows(path: Path = REGIMES) -> list[dict]:
+def regime_rows(path: Path | None = None) -> list[dict]:
     """The regime table's rows run on its full number of seeds, in which_method's units (fractions)."""
+    path = path or REGIMES
     if not path.is_file():
         return []
     rows = list(csv.DictReader(path.open()))
