@@ -14,7 +14,9 @@ in interleaved rounds (A, B, C, ..., A, B, C, ...); the median round is reported
   (`ltzoo.data.decode.DeviceCrops`), the device resizes, flips, jitters and normalises; the device's share is
   timed apart, on this CPU (`device_work_ms`);
 - decode floor: a loader whose items are ``Image.open(path).convert('RGB')`` alone (nothing else done), and the
-  same decoded at half size by ``draft('RGB', (w//2, h//2))`` (what DCT scaling saves where a crop allows it).
+  same decoded at half size by ``draft('RGB', (w//2, h//2))`` (what DCT scaling saves where a crop allows it), and
+  decoded down to the last row of a timm RandomResizedCrop box drawn for it (what ltzoo's training loaders decode:
+  `ltzoo.data.decode.decode`'s ``rows``), so the share of the speed that comes from decoding less is shown apart.
 
     python benchmarks/loader_speed.py --tree /tmp/imagenet_tree   # or without --tree: a tree is generated
 """
@@ -40,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 from rehearsal import dataset_shape, reduce_shape, write_tree  # noqa: E402
 
 from ltzoo.data.datasets import IMAGENET_MEAN, IMAGENET_STD, load_dataset  # noqa: E402
+from ltzoo.data.decode import decode  # noqa: E402
 from ltzoo.data.loader import make_loader  # noqa: E402
 from ltzoo.runfolder.model_io import image_transform  # noqa: E402
 
@@ -47,10 +50,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 class DecodeOnly(Dataset):
-    """Items are the decoding of the file alone (full size, or reduced by ``draft``); a 1-element tensor out."""
+    """Items are the decoding of the file alone (full size, or reduced by ``draft``, or down to the bottom of a
+    RandomResizedCrop box drawn as timm draws it: ``crop``); a 1-element tensor out."""
 
-    def __init__(self, files, draft: int = 1):
-        self.files, self.draft = files, draft
+    def __init__(self, files, draft: int = 1, crop=None):
+        self.files, self.draft, self.crop = files, draft, crop
 
     def __len__(self):
         return len(self.files)
@@ -59,6 +63,10 @@ class DecodeOnly(Dataset):
         from PIL import Image
 
         with Image.open(self.files[i]) as img:
+            if self.crop is not None:
+                top, _, height, _ = self.crop.get_params(img, self.crop.scale, self.crop.ratio)
+                decode(img, rows=top + height)
+                return torch.zeros(1), 0
             if self.draft > 1:
                 img.draft("RGB", (img.size[0] // self.draft, img.size[1] // self.draft))
             img.convert("RGB")
@@ -96,8 +104,8 @@ def variants(ds, batch: int, n: int, seed: int) -> dict:
             persistent_workers=False,
         )
 
-    def decode_only(draft: int):
-        return DataLoader(DecodeOnly(files, draft), batch_size=batch, num_workers=1)
+    def decode_only(draft: int, crop=None):
+        return DataLoader(DecodeOnly(files, draft, crop), batch_size=batch, num_workers=1)
 
     return {
         "ltzoo train": lambda: make_loader(split, batch, sampler(), train_tf, num_workers=1),
@@ -109,6 +117,7 @@ def variants(ds, batch: int, n: int, seed: int) -> dict:
         "timm eval": lambda: timm_loader(False),
         "decode floor (PIL open + convert RGB)": lambda: decode_only(1),
         "decode at half size (draft)": lambda: decode_only(2),
+        "decode down to a training crop's last row": lambda: decode_only(1, train_tf.crop),
     }
 
 
@@ -201,6 +210,7 @@ def main(argv=None) -> int:
             "ltzoo_train_vs_floor": med["ltzoo train"] / floor,
             "ltzoo_eval_vs_floor": med["ltzoo eval"] / floor,
             "half_size_decode_vs_floor": med["decode at half size (draft)"] / floor,
+            "crop_rows_decode_vs_floor": med["decode down to a training crop's last row"] / floor,
             "ltzoo_train_device_vs_floor": med["ltzoo train, device path"] / floor,
             "ltzoo_eval_device_vs_floor": med["ltzoo eval, device path"] / floor,
             "ltzoo_train_device_vs_timm": med["ltzoo train, device path"] / med["timm train"],
@@ -243,7 +253,9 @@ def markdown(res: dict) -> str:
         "",
         f"ltzoo train {ra['ltzoo_train_vs_timm']:.2f}x timm's, eval {ra['ltzoo_eval_vs_timm']:.2f}x; ltzoo train "
         f"{ra['ltzoo_train_vs_floor']:.2f} of the decode floor, eval {ra['ltzoo_eval_vs_floor']:.2f}; a half-size "
-        f"decode runs {ra['half_size_decode_vs_floor']:.2f}x the full one.",
+        f"decode runs {ra['half_size_decode_vs_floor']:.2f}x the full one, a decode down to a training crop's last "
+        f"row {ra['crop_rows_decode_vs_floor']:.2f}x (what the training loaders decode: of their speed over the "
+        "floor's, that share comes from decoding less, not from doing the rest faster).",
         "",
         "The device path (what a GPU run uses: `ltzoo.data.decode.DeviceCrops`): the workers decode and crop, "
         "the device resizes, flips, jitters and normalises. Its workers run at "

@@ -73,8 +73,8 @@ def test_training_crop_is_timms_where_no_reduction_applies(tmp_path, fmt, size):
 def test_training_crop_with_reduction_keeps_timms_boxes(tmp_path, monkeypatch):
     path = _image(tmp_path / "big.jpg", (1800, 1400))
     factors = []
-    real = decode.decode
-    monkeypatch.setattr(decode, "decode", lambda img, factor=1: factors.append(factor) or real(img, factor))
+    real = decode._scale
+    monkeypatch.setattr(decode, "_scale", lambda img, factor: factors.append(factor) or real(img, factor))
     ours_tf, ref_tf = FileImageTransform(_timm(True)), _timm(True)
     no_draft = FileImageTransform(_timm(True), draft=False)
     diffs = []
@@ -85,6 +85,34 @@ def test_training_crop_with_reduction_keeps_timms_boxes(tmp_path, monkeypatch):
         diffs.append((ours.float() - full.float()).abs().mean().item())
     assert max(factors) > 1, "some boxes are large enough to decode reduced"
     assert max(diffs) < 3.0, f"the same boxes, flips and jitter: only the resampling differs ({diffs} grey levels)"
+
+
+def test_a_decode_stopped_early_has_the_full_decodes_rows(tmp_path):
+    """A baseline JPEG's decoding stops after the rows asked for, which are the full decode's bit for bit; a
+    progressive JPEG, a PNG and a truncated file are decoded whole (the truncated one still fails)."""
+    path = _image(tmp_path / "a.jpg", (400, 350))
+    with Image.open(path) as img:
+        full = np.asarray(decode.decode(img))
+    for rows in (1, 57, 349):
+        with Image.open(path) as img:
+            assert decode.stops_early(img)
+            part = np.asarray(decode.decode(img, rows=rows))
+        assert part.shape == full.shape and np.array_equal(part[:rows], full[:rows])
+        assert not part[rows:].any(), "the rows below were not decoded"
+    with Image.open(path) as img:  # at a reduced scale too
+        small = np.asarray(decode.decode(img, 2))
+    with Image.open(path) as img:
+        img.draft("RGB", (200, 175))
+        assert np.array_equal(np.asarray(decode.decode(img, rows=80))[:80], small[:80])
+    Image.open(path).save(tmp_path / "p.jpg", progressive=True, quality=90)
+    Image.open(path).save(tmp_path / "a.png")
+    for other in ("p.jpg", "a.png"):
+        with Image.open(tmp_path / other) as img:
+            assert not decode.stops_early(img)
+            assert np.asarray(decode.decode(img, rows=20))[300:].any(), "decoded whole"
+    (tmp_path / "t.jpg").write_bytes(path.read_bytes()[:3000])  # cut off above row 300
+    with Image.open(tmp_path / "t.jpg") as img, pytest.raises(OSError, match="truncated"):
+        decode.decode(img, rows=300)
 
 
 def test_evaluation_reduces_only_above_the_resize(tmp_path):

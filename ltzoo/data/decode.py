@@ -12,13 +12,20 @@ at the largest such reduction that keeps the output's resolution:
   scaling, then the same interpolation over fewer pixels).
 
 Where no reduction fits (the usual case for ImageNet-sized images at 224 px) or the file is not a JPEG (PNG, ...:
-``draft`` is a no-op), the output is timm's, pixel for pixel. The image leaves the worker as a uint8 (C, H, W)
+``draft`` is a no-op), the output is timm's, pixel for pixel.
+
+A training crop needs no row below its box: a baseline JPEG is decoded top to bottom, and its decoding stops at the
+last row the crop (with its resampling filter's reach) uses (`decode`'s ``rows``). The rows above are the full
+decode's, bit for bit (libjpeg's output of a scanline does not depend on the ones after it); a RandomResizedCrop box
+ends on average well above the bottom, so this saves a share of the decoding itself. Progressive JPEGs and other
+formats are decoded whole. The image leaves the worker as a uint8 (C, H, W)
 tensor: a quarter of the bytes of a float one, and normalised on the device by `ltzoo.data.loader.BatchPreprocess`
 with the transform's mean and std.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 
@@ -40,14 +47,55 @@ def draft_factor(region: Sequence[int], out: Sequence[int]) -> int:
     return next((k for k in DRAFT_FACTORS if region[0] / k >= out[0] and region[1] / k >= out[1]), 1)
 
 
-def decode(img: Image.Image, factor: int = 1) -> Image.Image:
+def decode(img: Image.Image, factor: int = 1, rows: int | None = None) -> Image.Image:
     """An opened (not yet loaded) image decoded to RGB, a JPEG at up to 1/``factor`` of its size (``draft``: a
-    no-op for other formats and for a factor of 1)."""
+    no-op for other formats and for a factor of 1).
+
+    ``rows``: only the first ``rows`` rows (of the decoded scale) are needed: a baseline JPEG stops decoding after
+    them (`stops_early`); the rows below are left blank. Other files are decoded whole."""
     if factor > 1:
         w, h = img.size
         img.draft("RGB", (max(1, w // factor), max(1, h // factor)))
-    img.load()
+    if rows is not None and 0 < rows < img.size[1] and stops_early(img):
+        name, (x0, y0, x1, _), offset, args = img.tile[0][:4]
+        extents = (x0, y0, x1, y0 + rows)
+        tile = img.tile[0]
+        img.tile = [tile._replace(extents=extents) if hasattr(tile, "_replace") else (name, extents, offset, args)]
+        try:
+            img.load()
+        except OSError as e:  # libjpeg ends a decode stopped early with "too few scanlines": PIL's "broken data
+            if "broken data stream" not in str(e):  # stream", raised once the rows asked for are decoded
+                raise
+    else:
+        img.load()
     return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def stops_early(img: Image.Image) -> bool:
+    """Whether `decode` can stop an opened, not yet loaded image's decoding after its first rows: a baseline JPEG
+    of one tile (a progressive JPEG's scans cover the whole image; another format has its own decoder)."""
+    return (
+        img.format == "JPEG"
+        and img.mode in ("RGB", "L")
+        and len(img.tile) == 1
+        and img.tile[0][0] == "jpeg"
+        and not img.info.get("progressive")
+        and not img.info.get("progression")
+    )
+
+
+#: PIL's resampling filters' support in source pixels at scale 1 (Resampling.c)
+_SUPPORT = {Image.NEAREST: 0.5, Image.BILINEAR: 1.0, Image.HAMMING: 1.0, Image.BICUBIC: 2.0, Image.LANCZOS: 3.0}
+
+
+def _scale(img: Image.Image, factor: int) -> tuple[float, float]:
+    """The (x, y) scale an opened JPEG will be decoded at after ``draft`` for ``factor`` (1, 1 for a factor of 1 or
+    another format), without decoding it: ``draft`` only sets the size."""
+    if factor <= 1:
+        return 1.0, 1.0
+    full_w, full_h = img.size
+    img.draft("RGB", (max(1, full_w // factor), max(1, full_h // factor)))
+    return img.size[0] / full_w, img.size[1] / full_h
 
 
 def _interp_name(mode) -> str:
@@ -59,10 +107,10 @@ def _interp_name(mode) -> str:
     return {Image.NEAREST: "nearest", Image.BILINEAR: "bilinear", Image.BICUBIC: "bicubic"}.get(mode, "bicubic")
 
 
-def _hwc(img: Image.Image) -> torch.Tensor:
-    """An RGB image's pixels as a contiguous uint8 (h, w, C) tensor: copied from PIL, not transposed (the device
-    permutes)."""
-    return torch.from_numpy(np.array(img))  # writable (np.asarray of a PIL image is read-only)
+def _hwc(img: Image.Image) -> np.ndarray:
+    """An RGB image's pixels as a contiguous uint8 (h, w, C) array: PIL's bytes, not copied again, not transposed
+    (read-only; `DeviceCrops.of` copies it once, into the batch's buffer; the device permutes)."""
+    return np.asarray(img)
 
 
 def _code(mode) -> int:
@@ -130,7 +178,7 @@ class FileImageTransform:
             img = op(img)
         return pil_to_tensor(img)
 
-    def device_item(self, img: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+    def device_item(self, img: Image.Image) -> tuple[np.ndarray, torch.Tensor]:
         """The device path's item: the decoded crop (uint8, h x w x C, at the file's decoded scale) and its
         parameters (`DeviceCrops`), every random draw made here as timm's transform makes it, in its order (the
         box and interpolation with Python's random, the flip and the jitter with torch's)."""
@@ -147,9 +195,10 @@ class FileImageTransform:
             params = [out_h, out_w, _code(self.resize.interpolation), 0.0, 1.0, 1.0, 1.0, 0, 1, 2, 3, shorter]
             return _hwc(img), torch.tensor(params, dtype=torch.float32)
         full_w, full_h = img.size
-        img = decode(img, draft_factor((h, w), (out_h, out_w)) if self.draft else 1)
-        sx, sy = img.size[0] / full_w, img.size[1] / full_h
+        factor = draft_factor((h, w), (out_h, out_w)) if self.draft else 1
+        sx, sy = _scale(img, factor)
         box = (round(j * sx), round(i * sy), round((j + w) * sx), round((i + h) * sy))
+        img = decode(img, rows=box[3])  # draft already set by _scale
         crop_t = _hwc(img.crop(box))
         flip, factors, order = 0.0, [1.0, 1.0, 1.0], [0, 1, 2, 3]
         for op in self.ops[1:] if self.crop is not None else ():
@@ -180,11 +229,15 @@ class FileImageTransform:
         interp = random.choice(interp) if isinstance(interp, (tuple, list)) else interp
         out_h, out_w = crop.size
         full_w, full_h = img.size
-        img = decode(img, draft_factor((h, w), (out_h, out_w)) if self.draft else 1)
-        if img.size == (full_w, full_h):  # full size: timm's crop then resize, pixel for pixel
+        factor = draft_factor((h, w), (out_h, out_w)) if self.draft else 1
+        sx, sy = _scale(img, factor)
+        if (sx, sy) == (1, 1):  # full size: timm's crop then resize, pixel for pixel
+            img = decode(img, rows=i + h)
             return img.crop((j, i, j + w, i + h)).resize((out_w, out_h), _pil_interp(interp))
-        sx, sy = img.size[0] / full_w, img.size[1] / full_h
         box = (j * sx, i * sy, (j + w) * sx, (i + h) * sy)
+        # PIL's resize of a box reads beyond it by the filter's reach: its support times the downscaling factor
+        reach = _SUPPORT.get(_pil_interp(interp), 3.0) * max(1.0, (box[3] - box[1]) / out_h)
+        img = decode(img, rows=math.ceil(box[3] + reach) + 1)  # draft already set by _scale
         return img.resize((out_w, out_h), _pil_interp(interp), box=box)
 
 
@@ -210,16 +263,19 @@ class DeviceCrops:
         self.flat, self.shapes, self.params = flat, shapes, params
 
     @classmethod
-    def of(cls, crops: list[torch.Tensor], params: torch.Tensor) -> DeviceCrops:
-        """From a list of (h, w, C) uint8 crops (as `FileImageTransform.device_item` makes them) and their
-        (N, `_PARAMS`) parameters."""
-        shapes = torch.tensor([tuple(c.shape) for c in crops], dtype=torch.long)
-        flat = [c.reshape(-1) for c in crops]
-        out = None
+    def of(cls, crops: Sequence[np.ndarray | torch.Tensor], params: torch.Tensor | np.ndarray) -> DeviceCrops:
+        """From (h, w, C) uint8 crops (arrays as `FileImageTransform.device_item` makes them, or tensors) and their
+        (N, `_PARAMS`) parameters; the crops are copied once, into one flat buffer."""
+        arrays = [c.numpy() if isinstance(c, torch.Tensor) else c for c in crops]
+        shapes = torch.tensor([a.shape for a in arrays], dtype=torch.long)
+        numel = sum(a.size for a in arrays)
         if torch.utils.data.get_worker_info() is not None:  # in a loader worker: straight into shared memory, as
-            numel = sum(f.numel() for f in flat)  # torch's default_collate does (no second copy to send it)
-            out = flat[0].new(flat[0].untyped_storage()._new_shared(numel, device="cpu")).resize_(numel)
-        return cls(torch.cat(flat, out=out), shapes, params)
+            flat = torch.empty(0, dtype=torch.uint8)  # torch's default_collate does (no second copy to send it)
+            flat = flat.new(flat.untyped_storage()._new_shared(numel, device="cpu")).resize_(numel)
+        else:
+            flat = torch.empty(numel, dtype=torch.uint8)
+        np.concatenate([a.reshape(-1) for a in arrays], out=flat.numpy())
+        return cls(flat, shapes, torch.as_tensor(params))
 
     def __len__(self) -> int:
         return len(self.shapes)
