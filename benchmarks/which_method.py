@@ -42,6 +42,7 @@ TABLES = {
 }
 GOALS = {"the best HM": "hm", "the best min recall": "min_recall", "the best accuracy": "acc"}
 REGIMES = RESULTS / "regimes.csv"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 MAX_NAMED = 6  # a tie of more rows names its best 3
 TIE_P = 0.05  # Welch's t-test p-value at or above which two rows are a tie
 
@@ -110,20 +111,25 @@ def build() -> str:
 
 
 def regime_rows(path: Path | None = None) -> list[dict]:
-    """The regime table's rows run on its full number of seeds, in which_method's units (fractions)."""
+    """The regime table's rows run on their regime's most seeds, in which_method's units (fractions)."""
     path = path or REGIMES
     if not path.is_file():
         return []
     rows = list(csv.DictReader(path.open()))
-    full = max((int(r["seeds"]) for r in rows), default=0)
+    full: dict[tuple, int] = {}  # per regime: the most seeds a row was run on (a grid still running: fewer)
+    for r in rows:
+        key = (r["setting"], r["rho"], r["eta"])
+        full[key] = max(full.get(key, 0), int(r["seeds"]))
     out = []
     for r in rows:
-        if int(r["seeds"]) != full or r["hm_mean"] in ("", "None"):
+        if int(r["seeds"]) != full[(r["setting"], r["rho"], r["eta"])] or r["hm_mean"] in ("", "None"):
             continue
         rec = {"setting": r["setting"], "rho": float(r["rho"]), "eta": float(r["eta"]), "method": r["method"]}
         rec["seeds"] = r["seeds"]
         for key in GOALS.values():
-            rec[key], rec[f"{key}_std"] = float(r[f"{key}_mean"]) / 100, float(r[f"{key}_std"]) / 100
+            mean, std = r[f"{key}_mean"], r[f"{key}_std"]
+            rec[key] = float(mean) / 100 if mean not in ("", "None") else float("nan")
+            rec[f"{key}_std"] = float(std) / 100 if std not in ("", "None") else 0.0
         out.append(rec)
     return out
 
@@ -157,8 +163,14 @@ def nearest_regime(rows: list[dict], rho: float, eta: float, setting: str) -> tu
 def folder_counts(data_dir: str) -> list[int]:
     """Images per class of an image folder's training split (``train/<class>/``, or the folder itself)."""
     root = Path(data_dir)
+    if not root.is_dir():
+        raise SystemExit(f"{root} is not a folder: pass an image folder (train/<class>/<image>)")
     root = root / "train" if (root / "train").is_dir() else root
-    counts = [sum(f.is_file() for f in d.rglob("*")) for d in sorted(root.iterdir()) if d.is_dir()]
+    counts = [
+        sum(f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES for f in d.rglob("*"))
+        for d in sorted(root.iterdir())
+        if d.is_dir()
+    ]
     if not counts:
         raise SystemExit(f"{root} has no class folders: pass an image folder (train/<class>/<image>)")
     return counts
@@ -169,15 +181,23 @@ def answer(args) -> str:
 
     if args.data_dir or args.counts:
         counts = folder_counts(args.data_dir) if args.data_dir else args.counts
-        rho, eta = data_regime(counts)
+        try:
+            rho, eta = data_regime(counts)
+        except ValueError as e:
+            raise SystemExit(f"{e}: pass the training images of each class, every one at least 1") from None
         shape = f"{len(counts)} classes, {sum(counts)} images: rho {rho:.3g}, eta {eta:.2f}"
     else:
         rho, eta = args.rho, args.eta
+        if rho is None or rho < 1 or not 0 < eta < 1:
+            raise SystemExit(f"--rho {rho} --eta {eta}: rho is at least 1 (largest class / smallest), eta in (0, 1)")
         shape = f"rho {rho:g}, eta {eta:g}"
     rows = regime_rows()
     near = nearest_regime(rows, rho, eta, args.setting)
     cell_rows = [r for r in rows if r["setting"] == args.setting and (r["rho"], r["eta"]) == near]
     lines = [f"your data: {shape}; the nearest regime run ({args.setting}): rho {near[0]:g}, eta {near[1]:g}"]
+    rhos = sorted({r["rho"] for r in rows})
+    if not rhos[0] / 2 <= rho <= rhos[-1] * 2:
+        lines.append(f"  (outside the grid's rho {rhos[0]:g} to {rhos[-1]:g}: the nearest cell is a guess)")
     lines += [f"  {goal}: {cell(cell_rows, key)}" for goal, key in GOALS.items()]
     return "\n".join(lines)
 
@@ -190,7 +210,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", help="an image folder: its train/<class>/ counts")
     p.add_argument("--setting", choices=("scratch", "transfer"), default="scratch", help="from scratch or from weights")
     args = p.parse_args(argv)
-    if args.rho or args.counts or args.data_dir:
+    if args.rho is not None or args.counts or args.data_dir:
         print(answer(args))
         return 0
     text = build()

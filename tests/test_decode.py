@@ -110,6 +110,17 @@ def test_a_decode_stopped_early_has_the_full_decodes_rows(tmp_path):
         with Image.open(tmp_path / other) as img:
             assert not decode.stops_early(img)
             assert np.asarray(decode.decode(img, rows=20))[300:].any(), "decoded whole"
+    # a header libjpeg refuses (a quantisation table never defined) fails before any row: not taken for the stop
+    data = bytearray(path.read_bytes())
+    sof = data.index(b"\xff\xc0")
+    for k in range(data[sof + 9]):
+        data[sof + 10 + 3 * k + 2] = 3
+    (tmp_path / "bad.jpg").write_bytes(bytes(data))
+    with Image.open(tmp_path / "bad.jpg") as img, pytest.raises(OSError, match="broken data stream"):
+        decode.decode(img, rows=100)
+    Image.new("RGB", (400, 350)).save(tmp_path / "black.jpg")  # a black last row of a good file is kept
+    with Image.open(tmp_path / "black.jpg") as img:
+        assert decode.decode(img, rows=100).size == (400, 350)
     (tmp_path / "t.jpg").write_bytes(path.read_bytes()[:3000])  # cut off above row 300
     with Image.open(tmp_path / "t.jpg") as img, pytest.raises(OSError, match="truncated"):
         decode.decode(img, rows=300)

@@ -87,8 +87,8 @@ def test_regime_tables_winners_and_btm_against_lt_soups(tmp_path, monkeypatch):
     results = tmp_path / "results"
     table = (results / "regimes.md").read_text()
     assert "| scratch | 10 | 0.2 | BTM + GML | 3 | 81.00 ± 1.00 | 79.0 to 81.0 |" in table
-    assert "| scratch | 10 | 0.2 | BTM + GML |\n" in table  # the only winner: the seeds separate it from LT-Soups
-    assert "| scratch | 10 | 0.8 | BTM + GML, LT-Soups, CE |" in table  # ties the seeds cannot separate
+    assert "| scratch | 10 | 0.2 | 3 | BTM + GML |\n" in table  # the only winner: the seeds separate it from LT-Soups
+    assert "| scratch | 10 | 0.8 | 3 | BTM + GML, LT-Soups, CE |" in table  # ties the seeds cannot separate
     vs = {v["eta"]: v for v in json.loads((results / "regimes.json").read_text())["btm_vs_lt_soups"]}
     assert vs[0.2]["difference"] == pytest.approx(10.0) and vs[0.2]["seeds"] == 3
     low, high = vs[0.2]["interval"]

@@ -56,6 +56,7 @@ def decode(img: Image.Image, factor: int = 1, rows: int | None = None) -> Image.
     if factor > 1:
         w, h = img.size
         img.draft("RGB", (max(1, w // factor), max(1, h // factor)))
+    rows = None if rows is None else int(rows)
     if rows is not None and 0 < rows < img.size[1] and stops_early(img):
         name, (x0, y0, x1, _), offset, args = img.tile[0][:4]
         extents = (x0, y0, x1, y0 + rows)
@@ -66,6 +67,16 @@ def decode(img: Image.Image, factor: int = 1, rows: int | None = None) -> Image.
         except OSError as e:  # libjpeg ends a decode stopped early with "too few scanlines": PIL's "broken data
             if "broken data stream" not in str(e):  # stream", raised once the rows asked for are decoded
                 raise
+            last = img.crop((0, rows - 1, img.size[0], rows)).getextrema()
+            if (max(hi for _, hi in last) if isinstance(last[0], tuple) else last[1]) == 0:
+                # the last row asked for is blank: the error may have come before it (a corrupt header or scan):
+                # decode the file whole, which raises that error as before (or gives back a truly black row)
+                if not getattr(img, "filename", None):
+                    raise
+                with Image.open(img.filename) as whole:
+                    whole.draft("RGB", img.size)  # the same scale (a no-op at full size)
+                    whole.load()
+                    img = whole.copy()
     else:
         img.load()
     return img if img.mode == "RGB" else img.convert("RGB")
