@@ -299,10 +299,11 @@ def plot(rows: list[dict], vs: list[dict]) -> None:
                     lead = top[names[0]]
                     text = f"{names[0]}\n{lead['hm_mean']:.1f} ({lead['seeds']} seed{'s' * (lead['seeds'] > 1)})"
                     if len(names) > 1:
-                        text += f"\n(tie: {', '.join(names[1:3])}{' ...' if len(names) > 3 else ''})"
+                        more = f" +{len(names) - 3}" if len(names) > 3 else ""
+                        text += "\ntied: " + "\n".join(names[1:3]) + more
                 else:
                     text = "not run"
-                ax.text(j, i, text, ha="center", va="center", fontsize=7.5)
+                ax.text(j, i, text, ha="center", va="center", fontsize=7)
                 d = diffs.get((setting, rho, eta))
                 if d is not None:
                     grid[i, j] = d

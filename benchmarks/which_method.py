@@ -142,13 +142,14 @@ def regime_section(rows: list[dict]) -> str:
         "By the shape of the data (benchmarks/regimes.py: Fashion-MNIST, step profile, a share eta of the classes "
         "at the most images; test HM):",
         "",
-        "| setting | rho | eta | the best HM |",
-        "|---|---|---|---|",
+        "| setting | rho | eta | seeds | the best HM |",
+        "|---|---|---|---|---|",
     ]
     for key in sorted({(r["setting"] != "scratch", r["rho"], r["eta"]) for r in rows}):
         setting = "transfer" if key[0] else "scratch"
         cell_rows = [r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, key[1], key[2])]
-        lines.append(f"| {setting} | {key[1]:g} | {key[2]:g} | {cell(cell_rows, 'hm')} |")
+        seeds = cell_rows[0]["seeds"]
+        lines.append(f"| {setting} | {key[1]:g} | {key[2]:g} | {seeds} | {cell(cell_rows, 'hm')} |")
     return "\n".join(lines)
 
 
@@ -194,7 +195,10 @@ def answer(args) -> str:
     rows = regime_rows()
     near = nearest_regime(rows, rho, eta, args.setting)
     cell_rows = [r for r in rows if r["setting"] == args.setting and (r["rho"], r["eta"]) == near]
-    lines = [f"your data: {shape}; the nearest regime run ({args.setting}): rho {near[0]:g}, eta {near[1]:g}"]
+    lines = [
+        f"your data: {shape}; the nearest regime run ({args.setting}): rho {near[0]:g}, eta {near[1]:g}, "
+        f"{cell_rows[0]['seeds']} seed(s)"
+    ]
     rhos = sorted({r["rho"] for r in rows})
     if not rhos[0] / 2 <= rho <= rhos[-1] * 2:
         lines.append(f"  (outside the grid's rho {rhos[0]:g} to {rhos[-1]:g}: the nearest cell is a guess)")

@@ -127,8 +127,8 @@ def test_which_method_answers_for_the_nearest_regime(tmp_path, monkeypatch, caps
     assert mod.nearest_regime(regime_rows, 50, 0.7, "scratch") == (100, 0.8)  # rho on a log scale
     assert mod.nearest_regime(regime_rows, 12, 0.5, "scratch") == (10, 0.2)
     section = mod.regime_section(regime_rows)
-    assert "| scratch | 10 | 0.2 | A 90.00 ± 1.00 (next: B 80.00 ± 1.00) |" in section
-    assert "| transfer | 100 | 0.8 | C 75.00 ± 1.00 |" in section
+    assert "| scratch | 10 | 0.2 | 3 | A 90.00 ± 1.00 (next: B 80.00 ± 1.00) |" in section
+    assert "| transfer | 100 | 0.8 | 3 | C 75.00 ± 1.00 |" in section
     # an image folder: 2 head classes of 40 images, 3 tail classes of 1 -> rho 40, eta 0.4 -> the rho-100 cell
     for c, n in enumerate([40, 40, 1, 1, 1]):
         (tmp_path / "data" / "train" / f"c{c}").mkdir(parents=True)
