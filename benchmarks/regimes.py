@@ -142,13 +142,19 @@ def collect() -> list[dict]:
 
 
 def winners(rows: list[dict], setting: str, rho: int, eta: float) -> list[str]:
-    """The best test-HM row of a cell and every row tied with it (which_method's Welch rule), on full-seed rows."""
+    """The best test-HM row of a cell and every row tied with it (which_method's Welch rule), on the seeds every row
+    of the cell was run on."""
     cell = [r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)]
     if not cell:
         return []
-    full = max(r["seeds"] for r in cell)  # the rows run on the cell's most seeds (a grid still running: fewer)
-    cell = [r for r in cell if r["seeds"] == full]
-    as_table = [{"method": r["method"], "seeds": r["seeds"], "hm": r["hm_mean"], "hm_std": r["hm_std"]} for r in cell]
+    common = set.intersection(*(set(r["hm_by_seed"]) for r in cell))  # the seeds every row has (a grid running)
+    if not common:
+        return []
+    as_table = []
+    for r in cell:
+        vals = [r["hm_by_seed"][s] for s in sorted(common)]
+        std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        as_table.append({"method": r["method"], "seeds": len(vals), "hm": statistics.mean(vals), "hm_std": std})
     best = max(as_table, key=lambda r: r["hm"])
     return [r["method"] for r in sorted(as_table, key=lambda r: -r["hm"]) if r is best or not separated(best, r, "hm")]
 
