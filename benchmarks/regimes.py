@@ -173,10 +173,10 @@ def versus(rows: list[dict]) -> list[dict]:
                     continue
                 a, b = by[btm]["hm_by_seed"], by[soup]["hm_by_seed"]
                 seeds = sorted(set(a) & set(b))
+                if not seeds:  # no seed run on both sides
+                    continue
                 diffs = [a[s] - b[s] for s in seeds]
                 rec = {"setting": setting, "rho": rho, "eta": eta, "seeds": len(seeds), "btm": btm, "soup": soup}
-                if not diffs:  # no seed run on both sides
-                    continue
                 rec["difference"] = statistics.mean(diffs)
                 rec["interval"] = None
                 if len(diffs) > 1:

@@ -42,7 +42,6 @@ TABLES = {
 }
 GOALS = {"the best HM": "hm", "the best min recall": "min_recall", "the best accuracy": "acc"}
 REGIMES = RESULTS / "regimes.csv"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 MAX_NAMED = 6  # a tie of more rows names its best 3
 TIE_P = 0.05  # Welch's t-test p-value at or above which two rows are a tie
 
@@ -116,14 +115,9 @@ def regime_rows(path: Path | None = None) -> list[dict]:
     path = path or REGIMES
     if not path.is_file():
         return []
-    rows = list(csv.DictReader(path.open()))
-    full: dict[tuple, int] = {}  # per regime: the fewest seeds a row was run on (a grid still running)
-    for r in rows:
-        key = (r["setting"], r["rho"], r["eta"])
-        full[key] = min(full.get(key, 99), int(r["seeds"]))
     out = []
-    for r in rows:
-        if int(r["seeds"]) < full[(r["setting"], r["rho"], r["eta"])] or r["hm_mean"] in ("", "None"):
+    for r in csv.DictReader(path.open()):
+        if r["hm_mean"] in ("", "None"):
             continue
         rec = {"setting": r["setting"], "rho": float(r["rho"]), "eta": float(r["eta"]), "method": r["method"]}
         rec["seeds"] = r["seeds"]
@@ -159,20 +153,22 @@ def nearest_regime(rows: list[dict], rho: float, eta: float, setting: str) -> tu
     """The regime run closest to (rho, eta): rho on a log scale (a factor of 10 counts as eta's whole range)."""
     cells = {(r["rho"], r["eta"]) for r in rows if r["setting"] == setting}
     if not cells:
-        raise SystemExit(f"{REGIMES} has no {setting} rows on every seed: run python benchmarks/regimes.py first")
+        raise SystemExit(f"{REGIMES} has no {setting} rows: run python benchmarks/regimes.py first")
     return min(cells, key=lambda c: (math.log10(c[0]) - math.log10(rho)) ** 2 + (c[1] - eta) ** 2)
 
 
 def folder_counts(data_dir: str) -> list[int]:
-    """Images per class of an image folder's training split (``train/<class>/``, or the folder itself)."""
+    """Images per class of an image folder's training split (``train/<class>/``, or the folder itself), counted as
+    ltzoo's image-folder reader finds them."""
     root = Path(data_dir)
     if not root.is_dir():
         raise SystemExit(f"{root} is not a folder: pass an image folder (train/<class>/<image>)")
+    from ltzoo.data.formats import IMG_EXTENSIONS
+
     root = root / "train" if (root / "train").is_dir() else root
+    # the images ltzoo's image-folder reader would train on (ltzoo.data.formats: one level, its extensions)
     counts = [
-        sum(f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES for f in d.rglob("*"))
-        for d in sorted(root.iterdir())
-        if d.is_dir()
+        sum(f.suffix.lower() in IMG_EXTENSIONS for f in d.iterdir()) for d in sorted(root.iterdir()) if d.is_dir()
     ]
     if not counts:
         raise SystemExit(f"{root} has no class folders: pass an image folder (train/<class>/<image>)")

@@ -53,14 +53,12 @@ def decode(img: Image.Image, factor: int = 1, rows: int | None = None) -> Image.
 
     ``rows``: only the first ``rows`` rows (of the decoded scale) are needed: a baseline JPEG stops decoding after
     them (`stops_early`); the rows below are left blank. Other files are decoded whole."""
-    if factor > 1:
-        w, h = img.size
-        img.draft("RGB", (max(1, w // factor), max(1, h // factor)))
+    _scale(img, factor)  # draft (a no-op for a factor of 1 and for other formats)
     rows = None if rows is None else int(rows)
     if rows is not None and 0 < rows < img.size[1] and stops_early(img):
-        name, (x0, y0, x1, _), offset, args = img.tile[0][:4]
-        extents = (x0, y0, x1, y0 + rows)
         tile = img.tile[0]
+        name, (x0, y0, x1, _), offset, args = tile[:4]
+        extents = (x0, y0, x1, y0 + rows)
         img.tile = [tile._replace(extents=extents) if hasattr(tile, "_replace") else (name, extents, offset, args)]
         try:
             img.load()
