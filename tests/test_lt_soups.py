@@ -93,3 +93,36 @@ def test_lt_soups_runs_from_the_btm_recipe(tmp_path, inproc):
     config = json.loads(json.dumps(res["config"]))
     assert config["subsets"] == 2 and config["resolved"]["subsets"] == "one LT-Soups member per --soup-ratios value"
     assert config["member_loss"] == "la" and config["classifier"] == "la_train" and config["ensemble"] is False
+
+
+@pytest.mark.slow
+def test_lt_soups_trains_adapter_members_as_btm_does(tmp_path, inproc):
+    """--peft lora: each LT-Soups member trains adapters on its subset; the soup is the average of the merged
+    members, exported as a plain timm model (no adapter tensors)."""
+    from safetensors import safe_open
+
+    from ltzoo.recipes import btm
+
+    data = make_imagefolder(
+        tmp_path / "data", {"train": [40, 15, 6], "val": [5, 5, 5], "test": [9, 8, 6]}, size=(8, 8), channels=1
+    )
+    out = tmp_path / "soup"
+    argv = [
+        *("--dataset", "imagefolder", "--data-dir", str(data), "--workers", "0", "--no-progress", "--threads", "1"),
+        *("--mixed-precision", "no", "--model", "resnet20_cifar", "--epochs", "1", "--batch-size", "8"),
+        *("-c", "fmnist_lt/btm_ltsoups", "--dataset", "imagefolder", "--peft", "lora", "--lora-rank", "2"),
+        *("--soup-ratios", "1", "4", "--member-epochs", "1", "--member-batch-size", "4", "--head-epochs", "2"),
+        *("--calibration-min-images", "0", "--output", str(out)),
+    ]
+    res = btm.main(argv)
+    assert res["method"] == "lt-soups+la_train" and res["members"] == 2
+    assert res["config"]["peft"] == "lora"
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert keys and not any("lora" in k or "base_model" in k for k in keys), "merged: no adapter tensors"
+    members = sorted((out / "members").glob("*.safetensors"))
+    assert len(members) == 2
+    for member in members:  # a member saved its adapters (and the classifier), not the whole network
+        with safe_open(str(member), "pt") as f:
+            assert any("lora" in k for k in f.keys())
+        assert member.stat().st_size < (out / "model.safetensors").stat().st_size / 3
