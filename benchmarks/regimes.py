@@ -40,7 +40,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from which_method import separated  # benchmarks/ is on sys.path when this script runs
+from which_method import ranked_ties, shared_seed_rows  # benchmarks/ is on sys.path when this script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -137,26 +137,20 @@ def collect() -> list[dict]:
                     iv = intervals.get(row)
                     rec["hm_interval_seed0"] = [100 * v for v in iv] if iv else None
                     rec["hm_by_seed"] = {s: 100 * t["hm"] for s, t in zip(seeds_of[row], tests)}
+                    rec["by_seed"] = {  # every key, per seed: which_method compares on the seeds a regime shares
+                        s: {k: 100 * t[k] for k in KEYS if t.get(k) is not None} for s, t in zip(seeds_of[row], tests)
+                    }
                     rows.append(rec)
     return rows
 
 
-def winners(rows: list[dict], setting: str, rho: int, eta: float) -> list[str]:
-    """The best test-HM row of a cell and every row tied with it (which_method's Welch rule), on the seeds every row
-    of the cell was run on."""
-    cell = [r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)]
+def winners(rows: list[dict], setting: str, rho: int, eta: float) -> tuple[list[str], int]:
+    """The best test-HM row of a cell and every row tied with it (which_method's rule, on the seeds every row of the
+    cell was run on: `which_method.shared_seed_rows`), and how many seeds that is."""
+    cell = shared_seed_rows([r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)])
     if not cell:
-        return []
-    common = set.intersection(*(set(r["hm_by_seed"]) for r in cell))  # the seeds every row has (a grid running)
-    if not common:
-        return []
-    as_table = []
-    for r in cell:
-        vals = [r["hm_by_seed"][s] for s in sorted(common)]
-        std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-        as_table.append({"method": r["method"], "seeds": len(vals), "hm": statistics.mean(vals), "hm_std": std})
-    best = max(as_table, key=lambda r: r["hm"])
-    return [r["method"] for r in sorted(as_table, key=lambda r: -r["hm"]) if r is best or not separated(best, r, "hm")]
+        return [], 0
+    return [r["method"] for r in ranked_ties(cell, "hm")[1]], cell[0]["seeds"]
 
 
 def versus(rows: list[dict]) -> list[dict]:
@@ -213,7 +207,7 @@ def write(rows: list[dict]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     flat = [
         {
-            **{k: v for k, v in r.items() if k != "hm_by_seed"},
+            **{k: v for k, v in r.items() if k not in ("hm_by_seed", "by_seed")},
             "hm_per_seed": " ".join(f"{v:.2f}" for v in r["hm_by_seed"].values()),
         }
         for r in rows
@@ -250,10 +244,7 @@ def write(rows: list[dict]) -> None:
     for setting in ("scratch", "transfer"):
         for rho in RHOS:
             for eta in ETAS:
-                best = winners(rows, setting, rho, eta)
-                seeds = max(
-                    (r["seeds"] for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)), default=0
-                )
+                best, seeds = winners(rows, setting, rho, eta)
                 lines.append(f"| {setting} | {rho} | {eta:g} | {seeds} | {', '.join(best) if best else 'not run'} |")
     lines += ["", "## BTM against LT-Soups (test HM, BTM minus LT-Soups, points)", ""]
     lines += [
@@ -298,12 +289,12 @@ def plot(rows: list[dict], vs: list[dict]) -> None:
         ax = axes[k][0]
         for i, rho in enumerate(RHOS):
             for j, eta in enumerate(ETAS):
-                names = winners(rows, setting, rho, eta)
+                names, seeds = winners(rows, setting, rho, eta)
                 if names:
                     best[i, j] = methods.index(names[0])
-                    top = {r["method"]: r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)}
-                    lead = top[names[0]]
-                    text = f"{names[0]}\n{lead['hm_mean']:.1f} ({lead['seeds']} seed{'s' * (lead['seeds'] > 1)})"
+                    here = [r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)]
+                    lead = next(r for r in shared_seed_rows(here) if r["method"] == names[0])
+                    text = f"{names[0]}\n{100 * lead['hm']:.1f} ({seeds} seed{'s' * (seeds > 1)})"
                     if len(names) > 1:
                         more = f" +{len(names) - 3}" if len(names) > 3 else ""
                         text += "\ntied: " + "\n".join(names[1:3]) + more

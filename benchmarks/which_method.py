@@ -1,6 +1,6 @@
 """README's "Which method should I use?" table, read off the method tables' CSV files.
 
-    python benchmarks/which_method.py        # after method_table.py has written its tables
+    python benchmarks/which_method.py        # after method_table.py has written its tables: rewrites the files below
     python benchmarks/which_method.py --rho 50 --eta 0.3            # the regime table's answer for that shape
     python benchmarks/which_method.py --data-dir D [--setting transfer]   # ... for an image folder's train/ counts
 
@@ -17,16 +17,20 @@ before testing. The
 ceilings, the balanced reference and the fp32 precision checks are not methods to choose, and are left out. Writes
 benchmarks/results/which_method.md and README.md between its <!-- which-method --> markers.
 
-By shape of data: the regime benchmark (benchmarks/regimes.py, `regimes.csv`) answers per imbalance ratio rho and
-head-tail ratio eta (the share of head classes), with the same rule; `--rho/--eta`, `--counts` or `--data-dir` pick
-the nearest regime run (rho on a log scale) and print its answer.
+By shape of data: the regime benchmark (benchmarks/regimes.py, `regimes.json`) answers per imbalance ratio rho and
+head-tail ratio eta (the share of head classes: classes with at least the geometric middle of the largest and
+smallest counts, `ltzoo.data.profiles.data_regime`), with the same rule on the seeds every row of a regime was run
+on; `--rho/--eta`, `--counts` or `--data-dir` pick the nearest regime run (rho on a log scale), print its answer
+and write nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -41,7 +45,7 @@ TABLES = {
     "rho = 10": RESULTS / "h200" / "method_table_rho10.csv",
 }
 GOALS = {"the best HM": "hm", "the best min recall": "min_recall", "the best accuracy": "acc"}
-REGIMES = RESULTS / "regimes.csv"
+REGIMES = RESULTS / "regimes.json"
 MAX_NAMED = 6  # a tie of more rows names its best 3
 TIE_P = 0.05  # Welch's t-test p-value at or above which two rows are a tie
 
@@ -70,12 +74,18 @@ def candidates(path: Path) -> list[dict]:
     ]
 
 
+def ranked_ties(rows: list[dict], key: str) -> tuple[list[dict], list[dict]]:
+    """``rows`` best first by the mean of ``key``, and the best with every row the seeds cannot separate from it."""
+    ranked = sorted(rows, key=lambda r: float(r[key]), reverse=True)
+    best = ranked[0]
+    return ranked, [r for r in ranked if r is best or not separated(best, r, key)]
+
+
 def cell(rows: list[dict], key: str) -> str:
     mean = lambda r: float(r[key])  # noqa: E731
     std = lambda r: float(r[f"{key}_std"])  # noqa: E731
-    ranked = sorted(rows, key=mean, reverse=True)
+    ranked, tied = ranked_ties(rows, key)
     best = ranked[0]
-    tied = [r for r in ranked if r is best or not separated(best, r, key)]
     fmt = lambda r: f"{r['method']} {100 * mean(r):.2f} ± {100 * std(r):.2f}"  # noqa: E731
     if len(tied) == 1:
         return f"{fmt(best)}" + (f" (next: {fmt(ranked[1])})" if len(ranked) > 1 else "")
@@ -110,23 +120,31 @@ def build() -> str:
 
 
 def regime_rows(path: Path | None = None) -> list[dict]:
-    """The regime table's rows (every row of a regime: a grid still running has some on fewer seeds), in which_method's
-    units (fractions)."""
+    """The regime benchmark's rows (benchmarks/regimes.py's regimes.json: each row's test values per seed)."""
     path = path or REGIMES
-    if not path.is_file():
-        return []
+    return json.loads(path.read_text())["rows"] if path.is_file() else []
+
+
+def shared_seed_rows(cell_rows: list[dict]) -> list[dict]:
+    """A regime's rows in which_method's units (fractions), each the mean ± std over the seeds *every* row of the
+    regime was run on: a grid still running has rows on more seeds than others, and a mean over other data draws
+    is not comparable. Empty when no seed is shared."""
+    common = sorted(set.intersection(*(set(r["by_seed"]) for r in cell_rows)), key=int) if cell_rows else []
     out = []
-    for r in csv.DictReader(path.open()):
-        if r["hm_mean"] in ("", "None"):
-            continue
-        rec = {"setting": r["setting"], "rho": float(r["rho"]), "eta": float(r["eta"]), "method": r["method"]}
-        rec["seeds"] = r["seeds"]
+    for r in cell_rows if common else []:
+        rec = {"method": r["method"], "seeds": len(common)}
         for key in GOALS.values():
-            mean, std = r[f"{key}_mean"], r[f"{key}_std"]
-            rec[key] = float(mean) / 100 if mean not in ("", "None") else float("nan")
-            rec[f"{key}_std"] = float(std) / 100 if std not in ("", "None") else 0.0
+            vals = [r["by_seed"][s][key] / 100 for s in common if r["by_seed"][s].get(key) is not None]
+            rec[key] = statistics.mean(vals) if vals else float("nan")
+            rec[f"{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
         out.append(rec)
     return out
+
+
+def regimes_of(rows: list[dict]) -> dict[tuple[str, float, float], list[dict]]:
+    """(setting, rho, eta) -> the regime's `shared_seed_rows`; scratch first, then rho, then eta."""
+    keys = sorted({(r["setting"], r["rho"], r["eta"]) for r in rows}, key=lambda k: (k[0] != "scratch", *k[1:]))
+    return {k: shared_seed_rows([r for r in rows if (r["setting"], r["rho"], r["eta"]) == k]) for k in keys}
 
 
 def regime_section(rows: list[dict]) -> str:
@@ -135,17 +153,16 @@ def regime_section(rows: list[dict]) -> str:
         return ""
     lines = [
         "By the shape of the data (benchmarks/regimes.py: Fashion-MNIST, step profile, a share eta of the classes "
-        "at the most images; test HM; seeds: the fewest any row of the regime was run on). For your data: "
+        "at the most images; test HM, mean ± std over the seeds every row of the regime was run on). For your data: "
         "`python benchmarks/which_method.py --data-dir D` (add `--setting transfer` when you start from weights).",
         "",
         "| setting | rho | eta | seeds | the best HM |",
         "|---|---|---|---|---|",
     ]
-    for key in sorted({(r["setting"] != "scratch", r["rho"], r["eta"]) for r in rows}):
-        setting = "transfer" if key[0] else "scratch"
-        cell_rows = [r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, key[1], key[2])]
-        seeds = min(int(r["seeds"]) for r in cell_rows)
-        lines.append(f"| {setting} | {key[1]:g} | {key[2]:g} | {seeds} | {cell(cell_rows, 'hm')} |")
+    for (setting, rho, eta), cell_rows in regimes_of(rows).items():
+        best = cell(cell_rows, "hm") if cell_rows else "no seed shared by every row yet"
+        seeds = cell_rows[0]["seeds"] if cell_rows else 0
+        lines.append(f"| {setting} | {rho:g} | {eta:g} | {seeds} | {best} |")
     return "\n".join(lines)
 
 
@@ -186,35 +203,63 @@ def answer(args) -> str:
             raise SystemExit(f"{e}: pass the training images of each class, every one at least 1") from None
         shape = f"{len(counts)} classes, {sum(counts)} images: rho {rho:.3g}, eta {eta:.2f}"
     else:
-        rho, eta = args.rho, args.eta
-        if rho is None or rho < 1 or not 0 < eta < 1:
-            raise SystemExit(f"--rho {rho} --eta {eta}: rho is at least 1 (largest class / smallest), eta in (0, 1)")
-        shape = f"rho {rho:g}, eta {eta:g}"
+        rho, eta = args.rho, 0.5 if args.eta is None else args.eta
+        if not (math.isfinite(rho) and rho >= 1 and 0 < eta < 1):
+            raise SystemExit(
+                f"--rho {rho:g} --eta {eta:g}: rho is a number of at least 1 (the largest class's training images over "
+                "the smallest's), eta a share in (0, 1) (the classes with many images over all classes)"
+            )
+        shape = f"rho {rho:g}, eta {eta:g}" + (" (--eta not given: 0.5)" if args.eta is None else "")
     rows = regime_rows()
     near = nearest_regime(rows, rho, eta, args.setting)
-    cell_rows = [r for r in rows if r["setting"] == args.setting and (r["rho"], r["eta"]) == near]
-    lines = [
-        f"your data: {shape}; the nearest regime run ({args.setting}): rho {near[0]:g}, eta {near[1]:g}, "
-        f"{min(int(r['seeds']) for r in cell_rows)} seed(s)"
-    ]
-    rhos = sorted({r["rho"] for r in rows})
-    if not rhos[0] / 2 <= rho <= rhos[-1] * 2:
-        lines.append(f"  (outside the grid's rho {rhos[0]:g} to {rhos[-1]:g}: the nearest cell is a guess)")
+    cell_rows = regimes_of(rows)[(args.setting, *near)]
+    lines = [f"your data: {shape}", f"the nearest regime run ({args.setting}): rho {near[0]:g}, eta {near[1]:g}"]
+    if rho < 2:
+        lines.append("  (your classes are about balanced: a long-tail method may not be needed; the answer is a guess)")
+    else:
+        rhos = sorted({r["rho"] for r in rows})
+        if not rhos[0] / 2 <= rho <= rhos[-1] * 2:
+            lines.append(f"  (outside the grid's rho {rhos[0]:g} to {rhos[-1]:g}: the nearest cell is a guess)")
+    if not cell_rows:
+        return "\n".join([*lines, "  no seed is shared by every row of that regime yet: run benchmarks/regimes.py"])
     lines += [f"  {goal}: {cell(cell_rows, key)}" for goal, key in GOALS.items()]
+    start = "10 classes from scratch" if args.setting == "scratch" else "5 classes from the transfer source model"
+    lines.append(
+        f"(benchmarks/results/regimes.md: Fashion-MNIST, {start}, "
+        f"at most 300 training images a class; test split, mean ± std over the {cell_rows[0]['seeds']} seed(s) every "
+        f"method of the regime was run on, every model chosen on validation; a tie: Welch's t-test cannot separate "
+        f"the row from the best, p >= {TIE_P})"
+    )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rho", type=float, help="your imbalance ratio (largest class / smallest)")
-    p.add_argument("--eta", type=float, default=0.5, help="your share of head classes (default 0.5)")
-    p.add_argument("--counts", type=int, nargs="+", help="your training images per class")
-    p.add_argument("--data-dir", help="an image folder: its train/<class>/ counts")
-    p.add_argument("--setting", choices=("scratch", "transfer"), default="scratch", help="from scratch or from weights")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    shape = p.add_argument_group("your data's shape (any one: prints the nearest regime's answer, writes nothing)")
+    given = shape.add_mutually_exclusive_group()
+    given.add_argument(
+        "--rho", type=float, help="your imbalance ratio: the largest class's training images / the smallest's"
+    )
+    shape.add_argument(
+        "--eta",
+        type=float,
+        help="with --rho: your head-tail ratio, the share of classes with many images (default 0.5, about an "
+        "exponential profile's)",
+    )
+    given.add_argument("--counts", type=int, nargs="+", help="your training images per class (rho and eta read off)")
+    given.add_argument("--data-dir", help="an image folder: its train/<class>/ counts (rho and eta read off)")
+    shape.add_argument("--setting", choices=("scratch", "transfer"), help="from scratch (default) or from weights")
     args = p.parse_args(argv)
     if args.rho is not None or args.counts or args.data_dir:
+        if args.eta is not None and args.rho is None:
+            p.error("--eta goes with --rho (--counts and --data-dir read eta off the counts)")
+        args.setting = args.setting or "scratch"
         print(answer(args))
         return 0
+    if args.eta is not None or args.setting:
+        p.error("--eta and --setting describe your data: add --rho, --counts or --data-dir")
     text = build()
     regimes = regime_section(regime_rows())
     if regimes:

@@ -526,6 +526,48 @@ def data(path: str):
     return json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())
 
 
+class Versus:
+    """One cell of regimes.json's BTM-against-LT-Soups comparison (test HM, BTM minus LT-Soups, points):
+    ``str(v)`` / ``.d`` the mean of the per-seed differences, ``.ci`` their 95% t-interval over the seeds,
+    ``.boot`` seed 0's paired bootstrap interval, ``.seeds`` how many seeds; ``.v`` the mean as a float."""
+
+    def __init__(self, record: dict):
+        self.v, self.seeds = record["difference"], record["seeds"]
+        self.d = f"{self.v:+.1f}"
+        self.ci = self._span(record["interval"])
+        self.boot = self._span(record["bootstrap_seed0"])
+
+    @staticmethod
+    def _span(iv) -> str:
+        return "-" if not iv else f"{iv[0]:+.1f} to {iv[1]:+.1f}"
+
+    def __str__(self) -> str:
+        return self.d
+
+
+def versus(setting: str, rho: int, eta: float) -> Versus:
+    """BTM - LT-Soups in one regime cell of benchmarks/results/regimes.json."""
+    for rec in data("regimes.json")["btm_vs_lt_soups"]:
+        if (rec["setting"], rec["rho"], rec["eta"]) == (setting, rho, eta):
+            return Versus(rec)
+    raise KeyError(f"no BTM-vs-LT-Soups cell {setting} rho {rho} eta {eta} in regimes.json")
+
+
+def regime(setting: str, rho: int, eta: float, method: str) -> Row:
+    """One method's row in one regime cell of benchmarks/results/regimes.json (``.hm``, ``.min_recall``, ``.acc``,
+    ``.many``, ``.few``: `Cell`s, mean ± std over its seeds)."""
+    cell = [r for r in data("regimes.json")["rows"] if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)]
+    for r in cell:
+        if r["method"] == method:
+            record = {"seeds": r["seeds"]}
+            for key in ("hm", "min_recall", "acc", "many", "few"):
+                mean, std = r[f"{key}_mean"], r[f"{key}_std"]
+                record[key] = None if mean is None else mean / 100  # Cell scales fractions to points
+                record[f"{key}_std"] = None if std is None else std / 100
+            return Row(record)
+    raise KeyError(f"no row {method!r} in regime {setting} rho {rho} eta {eta} (rows: {[r['method'] for r in cell]})")
+
+
 def pct(x: float, digits: int = 2) -> str:
     return f"{100 * x:.{digits}f}"
 
@@ -556,6 +598,8 @@ MACROS = dict(
     recipe_names=recipe_names,
     row=row,
     data=data,
+    versus=versus,
+    regime=regime,
     pct=pct,
     num=num,
     result=result,

@@ -104,24 +104,34 @@ def test_regime_tables_winners_and_btm_against_lt_soups(tmp_path, monkeypatch):
     assert (results / "regimes.png").stat().st_size > 10_000
 
 
+def _regimes_json(path: Path, rows: list[tuple]) -> None:
+    """regimes.json as benchmarks/regimes.py writes it: each row's test values (points) per seed."""
+    out = []
+    for setting, rho, eta, method, by_seed in rows:
+        per_seed = {
+            str(s): {k: hm + d for k, d in (("hm", 0.0), ("min_recall", -10.0), ("acc", 2.0))}
+            for s, hm in by_seed.items()
+        }
+        out.append(
+            {"setting": setting, "rho": rho, "eta": eta, "method": method, "seeds": len(by_seed), "by_seed": per_seed}
+        )
+    path.write_text(json.dumps({"rows": out, "btm_vs_lt_soups": []}))
+
+
 def test_which_method_answers_for_the_nearest_regime(tmp_path, monkeypatch, capsys):
     mod = _load("which_method", monkeypatch)
-    path = tmp_path / "regimes.csv"
-    fields = ["setting", "rho", "eta", "method", "seeds"] + [
-        f"{k}_{s}" for k in ("hm", "min_recall", "acc") for s in ("mean", "std")
-    ]
-    rows = [
-        ("scratch", 10, 0.2, "A", 90.0),
-        ("scratch", 10, 0.2, "B", 80.0),
-        ("scratch", 100, 0.8, "A", 60.0),
-        ("scratch", 100, 0.8, "B", 70.0),
-        ("transfer", 100, 0.8, "C", 75.0),
-    ]
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(fields)
-        for setting, rho, eta, method, hm in rows:
-            w.writerow([setting, rho, eta, method, 3] + [hm, 1.0] * 3)
+    path = tmp_path / "regimes.json"
+    three = lambda hm: {0: hm - 1, 1: hm, 2: hm + 1}  # noqa: E731
+    _regimes_json(
+        path,
+        [
+            ("scratch", 10, 0.2, "A", three(90.0)),
+            ("scratch", 10, 0.2, "B", three(80.0)),
+            ("scratch", 100, 0.8, "A", three(60.0)),
+            ("scratch", 100, 0.8, "B", three(70.0)),
+            ("transfer", 100, 0.8, "C", three(75.0)),
+        ],
+    )
     monkeypatch.setattr(mod, "REGIMES", path)
     regime_rows = mod.regime_rows(path)
     assert mod.nearest_regime(regime_rows, 50, 0.7, "scratch") == (100, 0.8)  # rho on a log scale
@@ -138,5 +148,58 @@ def test_which_method_answers_for_the_nearest_regime(tmp_path, monkeypatch, caps
     out = capsys.readouterr().out
     assert "5 classes, 83 images: rho 40, eta 0.40" in out and "rho 100, eta 0.8" in out
     assert "the best HM: B 70.00 ± 1.00 (next: A 60.00 ± 1.00)" in out
+    assert "test split, mean ± std over the 3 seed(s)" in out  # the answer says what it rests on
     assert mod.main(["--rho", "100", "--eta", "0.8", "--setting", "transfer"]) == 0
     assert "the best HM: C 75.00 ± 1.00" in capsys.readouterr().out
+
+
+def test_which_method_compares_a_regime_on_the_seeds_every_row_shares(tmp_path, monkeypatch, capsys):
+    """A grid still running: A has seed 2 (a better data draw) that B has not; the answer compares seeds 0 and 1."""
+    mod = _load("which_method", monkeypatch)
+    path = tmp_path / "regimes.json"
+    _regimes_json(
+        path,
+        [("scratch", 10, 0.5, "A", {0: 70.0, 1: 71.0, 2: 99.0}), ("scratch", 10, 0.5, "B", {0: 75.0, 1: 76.0})],
+    )
+    monkeypatch.setattr(mod, "REGIMES", path)
+    assert mod.main(["--rho", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "the best HM: B 75.50 ± 0.71 (next: A 70.50 ± 0.71)" in out and "over the 2 seed(s)" in out
+    assert "(--eta not given: 0.5)" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--rho", "inf"], "rho is a number of at least 1"),
+        (["--rho", "nan"], "rho is a number of at least 1"),
+        (["--rho", "0.5"], "rho is a number of at least 1"),
+        (["--rho", "10", "--eta", "1.5"], "eta a share in"),
+        (["--data-dir", "/nonexistent/ltzoo"], "is not a folder"),
+    ],
+)
+def test_which_method_refuses_a_shape_it_cannot_place(tmp_path, monkeypatch, argv, message):
+    mod = _load("which_method", monkeypatch)
+    path = tmp_path / "regimes.json"
+    _regimes_json(path, [("scratch", 10, 0.5, "A", {0: 70.0})])
+    monkeypatch.setattr(mod, "REGIMES", path)
+    with pytest.raises(SystemExit, match=message):
+        mod.main(argv)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--eta", "0.3"],
+        ["--setting", "transfer"],
+        ["--counts", "9", "3", "--eta", "0.3"],
+        ["--rho", "9", "--counts", "9"],
+    ],
+)
+def test_which_method_options_that_describe_no_data_are_refused_and_write_nothing(tmp_path, monkeypatch, argv, capsys):
+    mod = _load("which_method", monkeypatch)
+    monkeypatch.setattr(mod, "RESULTS", tmp_path)  # the table mode would write which_method.md here
+    with pytest.raises(SystemExit) as err:
+        mod.main(argv)
+    assert err.value.code == 2 and not (tmp_path / "which_method.md").exists()
+    assert "--" in capsys.readouterr().err
