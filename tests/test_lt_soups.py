@@ -70,6 +70,10 @@ def test_btm_refuses_what_lt_soups_cannot_honour():
     for argv in (["--subsets", "2"], ["--disjoint"], ["--allow-fewer"]):
         with pytest.raises(SystemExit):
             p.parse_args(["--soup-ratios", "1", "2", "4", *argv])
+    assert p.parse_args(["--merge", "sequential"]).merge_lm == 0.7  # the authors' rate
+    for argv in (["--merge-lm", "0.5"], ["--merge", "sequential", "--merge-lm", "0"]):
+        with pytest.raises(SystemExit):
+            p.parse_args(argv)
 
 
 @pytest.mark.slow
@@ -97,8 +101,8 @@ def test_lt_soups_runs_from_the_btm_recipe(tmp_path, inproc):
 
 @pytest.mark.slow
 def test_lt_soups_trains_adapter_members_as_btm_does(tmp_path, inproc):
-    """--peft lora: each LT-Soups member trains adapters on its subset; the soup is the average of the merged
-    members, exported as a plain timm model (no adapter tensors)."""
+    """--peft lora: each LT-Soups member trains adapters on its subset; the soup (here the authors' sequential merge,
+    from the stage-1 model) of the merged members is exported as a plain timm model (no adapter tensors)."""
     from safetensors import safe_open
 
     from ltzoo.recipes import btm
@@ -111,12 +115,13 @@ def test_lt_soups_trains_adapter_members_as_btm_does(tmp_path, inproc):
         *("--dataset", "imagefolder", "--data-dir", str(data), "--workers", "0", "--no-progress", "--threads", "1"),
         *("--mixed-precision", "no", "--model", "resnet20_cifar", "--epochs", "1", "--batch-size", "8"),
         *("-c", "fmnist_lt/btm_ltsoups", "--dataset", "imagefolder", "--peft", "lora", "--lora-rank", "2"),
+        *("--merge", "sequential"),
         *("--soup-ratios", "1", "4", "--member-epochs", "1", "--member-batch-size", "4", "--head-epochs", "2"),
         *("--calibration-min-images", "0", "--output", str(out)),
     ]
     res = btm.main(argv)
     assert res["method"] == "lt-soups+la_train" and res["members"] == 2
-    assert res["config"]["peft"] == "lora"
+    assert res["config"]["peft"] == "lora" and res["config"]["merge"] == "sequential"
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         keys = list(f.keys())
     assert keys and not any("lora" in k or "base_model" in k for k in keys), "merged: no adapter tensors"

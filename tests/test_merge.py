@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ltzoo.methods.merge import average_checkpoints, greedy_soup, reestimate_bn
+from ltzoo.methods.merge import average_checkpoints, greedy_soup, reestimate_bn, sequential_weights
 
 
 def _net(seed: int = 0) -> nn.Module:
@@ -305,3 +305,19 @@ def test_reestimate_bn_edge_cases():
         h = bn1d[0](torch.cat(xs))
     torch.testing.assert_close(bn1d[1].running_mean, h.mean(0), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(bn1d[1].running_var, h.var(0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("lm", [0.7, 0.5, 1.0])
+def test_sequential_weights_are_lt_soups_one_by_one_merge(lm):
+    """LT-Soups' merge, new = (1 - lm) * new + lm * member from the start, is one weighted average."""
+    g = torch.Generator().manual_seed(0)
+    start = {"w": torch.randn(4, 3, generator=g)}
+    members = [{"w": torch.randn(4, 3, generator=g)} for _ in range(5)]
+    new = start["w"].double()
+    for m in members:
+        new = (1 - lm) * new + lm * m["w"].double()
+    weights = sequential_weights(len(members), lm)
+    assert sum(weights) == pytest.approx(1.0)
+    assert torch.allclose(average_checkpoints([start, *members], weights)["w"], new.float(), atol=1e-6)
+    with pytest.raises(ValueError, match="lm must be in"):
+        sequential_weights(3, 0.0)

@@ -5,6 +5,8 @@ the weights of models fine-tuned from one start on different balanced subsets, a
 (Wortsman et al., 2022). `average_checkpoints` is the uniform soup: a pure function of the member
 files, streamed one at a time so that only the running sum and one member are in memory.
 `greedy_soup` adds members in order of validation score and keeps one only if the soup improves.
+`sequential_weights` is LT-Soups' merge (Aminbeidokhti et al., 2025): members mixed in one by one into the
+start, ``new = (1 - lm) * new + lm * member``, as one weighted average.
 """
 
 from __future__ import annotations
@@ -69,6 +71,18 @@ def average_checkpoints(
     if weight_sum <= 0:
         raise ValueError(f"the member weights sum to {weight_sum}; they must sum to a positive number")
     return {k: (v / weight_sum).to(dtypes[k]) if v.is_floating_point() else v for k, v in total.items()}
+
+
+def sequential_weights(members: int, lm: float) -> list[float]:
+    """The weights of ``[start, member 0, ..., member n-1]`` that LT-Soups' sequential merge gives: starting from
+    the start model, each member in turn mixed in as ``new = (1 - lm) * new + lm * member``; the start gets
+    ``(1 - lm) ** n``, member i ``lm * (1 - lm) ** (n - 1 - i)`` (the last member the most for lm > 1/2).
+    They sum to 1; pass them to `average_checkpoints` with the start first."""
+    if members < 1:
+        raise ValueError(f"a sequential merge needs at least one member, not {members}")
+    if not 0.0 < lm <= 1.0:
+        raise ValueError(f"the merge rate lm must be in (0, 1], not {lm}")
+    return [(1 - lm) ** members] + [lm * (1 - lm) ** (members - 1 - i) for i in range(members)]
 
 
 def _check_same_keys(ref: Mapping, sd: Mapping, i: int) -> None:

@@ -37,7 +37,7 @@ from ltzoo.files import write_json
 from ltzoo.methods import adapters
 from ltzoo.methods.heads import HEAD_METHODS, METHODS, Features, Head, ensemble, retrain
 from ltzoo.methods.losses import list_losses
-from ltzoo.methods.merge import average_checkpoints, greedy_soup
+from ltzoo.methods.merge import average_checkpoints, greedy_soup, sequential_weights
 from ltzoo.methods.shifted_bn import shift_batchnorm, uses_shifted_bn
 from ltzoo.metrics import brief, summary_table
 from ltzoo.recipes.defaults import FROM_WEIGHTS, SCRATCH, member_lr, optimiser_defaults, start_kind
@@ -172,6 +172,14 @@ def _check_soup(args, given) -> str | None:
     return None
 
 
+def _check_merge(args, given) -> str | None:
+    if "merge_lm" in given and args.merge != "sequential":
+        return f"--merge-lm sets --merge sequential's rate; --merge is {args.merge}: add --merge sequential or drop it"
+    if not 0.0 < args.merge_lm <= 1.0:
+        return f"--merge-lm {args.merge_lm}: each member's share as it is mixed in, in (0, 1] (the authors': 0.7)"
+    return None
+
+
 def _check_length(args, given) -> str | None:
     if args.steps is not None and "epochs" in given:
         return f"--steps {args.steps} and --epochs {args.epochs} both set stage 1's length: give one of them"
@@ -259,8 +267,16 @@ def build_parser() -> RecipeParser:
     g.add_argument(
         "--merge",
         default="uniform",
-        choices=("uniform", "greedy"),
-        help="uniform: average every member; greedy: a greedy soup, members added while validation HM does not drop",
+        choices=("uniform", "greedy", "sequential"),
+        help="uniform: average every member; greedy: a greedy soup, members added while validation HM does not drop; "
+        "sequential: LT-Soups' merge, the members mixed in one by one (in --soup-ratios order) into the stage-1 model, "
+        "new = (1 - lm) * new + lm * member, lm = --merge-lm",
+    )
+    g.add_argument(
+        "--merge-lm",
+        type=float,
+        default=0.7,
+        help="--merge sequential: each member's share as it is mixed in (the authors' script: 0.7)",
     )
     g.add_argument(
         "--bn-merge",
@@ -283,6 +299,7 @@ def build_parser() -> RecipeParser:
     p.add_check(_check_stage1)
     p.add_check(_check_length)
     p.add_check(_check_soup)
+    p.add_check(_check_merge)
     p.add_check(check_start)
     p.add_check(_check_head)
     return p
@@ -502,6 +519,10 @@ class BTM(Recipe):
             ) as full:
                 if args.merge == "greedy" and "val" in self.loaders:
                     merged, self.chosen = greedy_soup(full, [val_hm(average_checkpoints([p])) for p in full], val_hm)
+                elif args.merge == "sequential":  # LT-Soups' merge, from the stage-1 model the members started from
+                    weights = sequential_weights(len(full), args.merge_lm)
+                    merged = average_checkpoints([self.base.state_dict(), *full], weights)
+                    self.chosen = list(range(args.subsets))
                 else:
                     merged, self.chosen = average_checkpoints(full), list(range(args.subsets))
             net.load_state_dict(merged)
