@@ -12,19 +12,20 @@ head-heavy); the class order drawn from the seed; a balanced validation split of
 
 - from scratch, 10 classes, ltzoo's CIFAR ResNet-20 with ltzoo's defaults: CE and Balanced Softmax (``pretrain``),
   CE + cRT (the cRT head of ``gml --init CE --baselines``), BTM + GML (``btm --init CE``), LT-Soups (``btm --init CE
-  -c fmnist_lt/btm_ltsoups``);
+  -c fmnist_lt/btm_ltsoups``), and LT-Soups with the authors' script's merge (``... --merge sequential``);
 - transfer, the 5 classes 5-9 (``fmnist_target5_lt``), from the transfer benchmark's source model (a resnet20_cifar
   trained on classes 0-4): LoRA (``pretrain --init SOURCE --new-head --peft lora``) and LoRA-BTM (``btm --init LORA
-  --peft lora``), beside full fine-tuning + BTM (``btm --init SOURCE --new-head``) and LT-Soups from it.
+  --peft lora``), beside full fine-tuning + BTM (``btm --init SOURCE --new-head``) and LT-Soups from it (both merges).
 
 Every model choice is made on the validation split; the test split is read once per run. Rows: test HM, min recall,
 accuracy, many/few (mean ± std over the seeds) and the exported model's bootstrap 95% interval of test HM (seed 0;
 the cRT row is a head of the gml run's table and has none). Which method per regime: the best test-HM mean and every
-row the seeds cannot separate from it (Welch's t-test, benchmarks/which_method.py's rule). BTM against LT-Soups
-(each setting's pair, from the same stage 1): the per-seed test-HM differences (the same data draw and test set on
-both sides), their mean and 95% t-interval over the seeds, and seed 0's paired stratified bootstrap interval of the
-difference on its test images (`ltzoo compare`'s). Output: benchmarks/results/regimes.{csv,md,json} and
-regimes.png (the regime map: the best method per cell, and BTM - LT-Soups, per setting).
+row the seeds cannot separate from it (Welch's t-test, benchmarks/which_method.py's rule, on the seeds every row of
+the cell was run on). BTM against LT-Soups (each merge; from the same stage 1): the per-seed test-HM differences
+(the same data draw and test set on both sides), their mean and 95% t-interval over the seeds, and seed 0's paired
+stratified bootstrap interval of the difference on its test images (`ltzoo compare`'s). Output:
+benchmarks/results/regimes.{csv,md,json} and regimes.png (the regime map: the best method per cell, and BTM -
+LT-Soups' documented setting, per setting).
 """
 
 from __future__ import annotations
@@ -51,9 +52,18 @@ ETAS = (0.2, 0.5, 0.8)
 SEEDS = (0, 1, 2)
 N_MAX = 300  # head classes: 300 images; tails 30 (rho 10) or 3 (rho 100); the grid fits a 2-core CPU in hours
 THREADS = 1
+SEQ = ["--merge", "sequential"]  # LT-Soups as the authors' script merges (--merge-lm 0.7)
 KEYS = ("hm", "min_recall", "acc", "many", "few")
-#: per setting: (BTM's row, LT-Soups' row), both from the same stage 1
-VERSUS = {"scratch": ("BTM + GML", "LT-Soups"), "transfer": ("full FT + BTM + GML", "full FT + LT-Soups")}
+#: per setting: (BTM's row, an LT-Soups row), each from the same stage 1; the first LT-Soups is its documented setting
+#: (the members averaged), the second the authors' script's sequential merge (``--merge sequential``)
+SEQUENTIAL = ", sequential merge"
+VERSUS = {
+    "scratch": [("BTM + GML", "LT-Soups"), ("BTM + GML", "LT-Soups" + SEQUENTIAL)],
+    "transfer": [
+        ("full FT + BTM + GML", "full FT + LT-Soups"),
+        ("full FT + BTM + GML", "full FT + LT-Soups" + SEQUENTIAL),
+    ],
+}
 
 
 def runs_of(setting: str, rho: int, eta: float, seed: int) -> list[tuple[str, str, list[str], str | None]]:
@@ -75,6 +85,12 @@ def runs_of(setting: str, rho: int, eta: float, seed: int) -> list[tuple[str, st
                 [*data, "--init", ce, "-c", "fmnist_lt/btm_ltsoups", "--output", str(cell / "soup")],
                 None,
             ),
+            (
+                "LT-Soups" + SEQUENTIAL,
+                "btm",
+                [*data, "--init", ce, "-c", "fmnist_lt/btm_ltsoups", *SEQ, "--output", str(cell / "soup_seq")],
+                None,
+            ),
         ]
     data = ["--dataset", "fmnist_target5_lt", *data]
     src = ["--init", str(SOURCE), "--new-head"]
@@ -87,6 +103,12 @@ def runs_of(setting: str, rho: int, eta: float, seed: int) -> list[tuple[str, st
             "full FT + LT-Soups",
             "btm",
             [*data, *src, "-c", "fmnist_lt/btm_ltsoups", "--output", str(cell / "soup")],
+            None,
+        ),
+        (
+            "full FT + LT-Soups" + SEQUENTIAL,
+            "btm",
+            [*data, *src, "-c", "fmnist_lt/btm_ltsoups", *SEQ, "--output", str(cell / "soup_seq")],
             None,
         ),
     ]
@@ -159,25 +181,26 @@ def versus(rows: list[dict]) -> list[dict]:
     from scipy.stats import t as student
 
     out = []
-    for setting, (btm, soup) in VERSUS.items():
-        for rho in RHOS:
-            for eta in ETAS:
-                by = {r["method"]: r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)}
-                if btm not in by or soup not in by:
-                    continue
-                a, b = by[btm]["hm_by_seed"], by[soup]["hm_by_seed"]
-                seeds = sorted(set(a) & set(b))
-                if not seeds:  # no seed run on both sides
-                    continue
-                diffs = [a[s] - b[s] for s in seeds]
-                rec = {"setting": setting, "rho": rho, "eta": eta, "seeds": len(seeds), "btm": btm, "soup": soup}
-                rec["difference"] = statistics.mean(diffs)
-                rec["interval"] = None
-                if len(diffs) > 1:
-                    half = student.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
-                    rec["interval"] = [rec["difference"] - half, rec["difference"] + half]
-                rec["bootstrap_seed0"] = paired_interval(setting, rho, eta, btm, soup) if 0 in seeds else None
-                out.append(rec)
+    for setting, pairs in VERSUS.items():
+        for btm, soup in pairs:
+            for rho in RHOS:
+                for eta in ETAS:
+                    by = {r["method"]: r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)}
+                    if btm not in by or soup not in by:
+                        continue
+                    a, b = by[btm]["hm_by_seed"], by[soup]["hm_by_seed"]
+                    seeds = sorted(set(a) & set(b))
+                    if not seeds:  # no seed run on both sides
+                        continue
+                    diffs = [a[s] - b[s] for s in seeds]
+                    rec = {"setting": setting, "rho": rho, "eta": eta, "seeds": len(seeds), "btm": btm, "soup": soup}
+                    rec["difference"] = statistics.mean(diffs)
+                    rec["interval"] = None
+                    if len(diffs) > 1:
+                        half = student.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
+                        rec["interval"] = [rec["difference"] - half, rec["difference"] + half]
+                    rec["bootstrap_seed0"] = paired_interval(setting, rho, eta, btm, soup) if 0 in seeds else None
+                    out.append(rec)
     return out
 
 
@@ -252,14 +275,16 @@ def write(rows: list[dict]) -> None:
         "95% over seeds: the t-interval of the per-seed differences' mean; bootstrap (seed 0): the paired "
         "stratified bootstrap interval of the difference on seed 0's test images (`ltzoo compare`'s).",
         "",
-        "| setting | rho | eta | seeds | BTM - LT-Soups | 95% over seeds | bootstrap (seed 0) |",
-        "|---|---|---|---|---|---|---|",
+        "| setting | rho | eta | LT-Soups merge | seeds | BTM - LT-Soups | 95% over seeds | bootstrap (seed 0) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     vs = versus(rows)
     for v in vs:
         iv, bs = v["interval"], v["bootstrap_seed0"]
+        merge = "sequential" if SEQUENTIAL in v["soup"] else "uniform"
         lines.append(
-            f"| {v['setting']} | {v['rho']} | {v['eta']:g} | {v['seeds']} | {v['difference']:+.2f} | "
+            f"| {v['setting']} | {v['rho']} | {v['eta']:g} | {merge} | "
+            f"{v['seeds']} | {v['difference']:+.2f} | "
             f"{f'{iv[0]:+.2f} to {iv[1]:+.2f}' if iv else '-'} | {f'{bs[0]:+.2f} to {bs[1]:+.2f}' if bs else '-'} |"
         )
     lines += ["", "Re-run: `python benchmarks/regimes.py` (runs already made are read back)."]
@@ -279,7 +304,9 @@ def plot(rows: list[dict], vs: list[dict]) -> None:
     from matplotlib.colors import ListedColormap
 
     settings = [s for s in ("scratch", "transfer") if any(r["setting"] == s for r in rows)] or ["scratch"]
-    diffs = {(v["setting"], v["rho"], v["eta"]): v["difference"] for v in vs}
+    diffs = {  # the map: BTM against LT-Soups' documented setting
+        (v["setting"], v["rho"], v["eta"]): v["difference"] for v in vs if v["soup"] == VERSUS[v["setting"]][0][1]
+    }
     fig, axes = plt.subplots(len(settings), 2, figsize=(12, 3.6 * len(settings)), squeeze=False)
     palette = plt.get_cmap("tab10").colors
     for k, setting in enumerate(settings):
@@ -316,7 +343,7 @@ def plot(rows: list[dict], vs: list[dict]) -> None:
                     axes[k][1].text(
                         j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=10, color="w" if dark else "k"
                     )
-        btm, soup = VERSUS[setting]
+        btm, soup = VERSUS[setting][0]
         axes[k][1].set_title(f"{setting}: {btm} minus {soup}, test HM points (blue: BTM ahead)", fontsize=9)
         fig.colorbar(im, ax=axes[k][1], fraction=0.046)
         for ax in axes[k]:

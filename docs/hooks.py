@@ -545,12 +545,14 @@ class Versus:
         return self.d
 
 
-def versus(setting: str, rho: int, eta: float) -> Versus:
-    """BTM - LT-Soups in one regime cell of benchmarks/results/regimes.json."""
+def versus(setting: str, rho: int, eta: float, merge: str = "uniform") -> Versus:
+    """BTM - LT-Soups in one regime cell of benchmarks/results/regimes.json: LT-Soups' documented setting (its
+    members averaged, ``merge="uniform"``) or the authors' script's ``"sequential"`` merge."""
     for rec in data("regimes.json")["btm_vs_lt_soups"]:
-        if (rec["setting"], rec["rho"], rec["eta"]) == (setting, rho, eta):
+        sequential = "sequential merge" in rec["soup"]
+        if (rec["setting"], rec["rho"], rec["eta"]) == (setting, rho, eta) and sequential == (merge == "sequential"):
             return Versus(rec)
-    raise KeyError(f"no BTM-vs-LT-Soups cell {setting} rho {rho} eta {eta} in regimes.json")
+    raise KeyError(f"no BTM-vs-LT-Soups ({merge}) cell {setting} rho {rho} eta {eta} in regimes.json")
 
 
 def regime(setting: str, rho: int, eta: float, method: str) -> Row:

@@ -89,7 +89,11 @@ def test_regime_tables_winners_and_btm_against_lt_soups(tmp_path, monkeypatch):
     assert "| scratch | 10 | 0.2 | BTM + GML | 3 | 81.00 ± 1.00 | 79.0 to 81.0 |" in table
     assert "| scratch | 10 | 0.2 | 3 | BTM + GML |\n" in table  # the only winner: the seeds separate it from LT-Soups
     assert "| scratch | 10 | 0.8 | 3 | BTM + GML, LT-Soups, CE |" in table  # ties the seeds cannot separate
-    vs = {v["eta"]: v for v in json.loads((results / "regimes.json").read_text())["btm_vs_lt_soups"]}
+    vs = {
+        v["eta"]: v
+        for v in json.loads((results / "regimes.json").read_text())["btm_vs_lt_soups"]
+        if v["soup"] == "LT-Soups"
+    }
     assert vs[0.2]["difference"] == pytest.approx(10.0) and vs[0.2]["seeds"] == 3
     low, high = vs[0.2]["interval"]
     assert 0 < low < 10 < high  # paired by seed: the differences 10, 11, 9
@@ -97,7 +101,8 @@ def test_regime_tables_winners_and_btm_against_lt_soups(tmp_path, monkeypatch):
     assert low < 0 < high
     boot = vs[0.2]["bootstrap_seed0"]  # seed 0's test images: 90% right against 60%, HM of the two classes
     assert boot[0] < 30 < boot[1]
-    assert "| scratch | 10 | 0.2 | 3 | +10.00 |" in table
+    assert "| scratch | 10 | 0.2 | uniform | 3 | +10.00 |" in table
+    assert "| scratch | 10 | 0.2 | sequential | 3 | +51.00 |" in table  # the sequential-merge row: 30 on every seed
     with open(results / "regimes.csv") as f:
         first = next(csv.DictReader(f))
     assert first["hm_per_seed"] == "50.00 52.00 51.00" and "hm_by_seed" not in first
