@@ -56,7 +56,7 @@ SEQ = ["--merge", "sequential"]  # LT-Soups as the authors' script merges (--mer
 KEYS = ("hm", "min_recall", "acc", "many", "few")
 #: per setting: (BTM's row, an LT-Soups row), each from the same stage 1; the first LT-Soups is its documented setting
 #: (the members averaged), the second the authors' script's sequential merge (``--merge sequential``)
-SEQUENTIAL = ", sequential merge"
+SEQUENTIAL = " (sequential merge)"
 VERSUS = {
     "scratch": [("BTM + GML", "LT-Soups"), ("BTM + GML", "LT-Soups" + SEQUENTIAL)],
     "transfer": [
@@ -293,6 +293,13 @@ def write(rows: list[dict]) -> None:
     plot(rows, vs)
 
 
+def short(method: str) -> str:
+    """A row's name as the map's cells print it (the tables keep the full names)."""
+    for long, brief in (("full FT + ", "FT + "), (SEQUENTIAL, " (seq.)"), ("Balanced Softmax", "Bal. Softmax")):
+        method = method.replace(long, brief)
+    return method
+
+
 def plot(rows: list[dict], vs: list[dict]) -> None:
     """The regime map, a row per setting: the best method per (rho, eta) cell (coloured by method, ties named),
     and BTM - LT-Soups in test HM points (its mean over the seeds)."""
@@ -307,7 +314,7 @@ def plot(rows: list[dict], vs: list[dict]) -> None:
     diffs = {  # the map: BTM against LT-Soups' documented setting
         (v["setting"], v["rho"], v["eta"]): v["difference"] for v in vs if v["soup"] == VERSUS[v["setting"]][0][1]
     }
-    fig, axes = plt.subplots(len(settings), 2, figsize=(12, 3.6 * len(settings)), squeeze=False)
+    fig, axes = plt.subplots(len(settings), 2, figsize=(14, 4.2 * len(settings)), squeeze=False)
     palette = plt.get_cmap("tab10").colors
     for k, setting in enumerate(settings):
         methods = list(dict.fromkeys(r["method"] for r in rows if r["setting"] == setting))
@@ -321,10 +328,10 @@ def plot(rows: list[dict], vs: list[dict]) -> None:
                     best[i, j] = methods.index(names[0])
                     here = [r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)]
                     lead = next(r for r in shared_seed_rows(here) if r["method"] == names[0])
-                    text = f"{names[0]}\n{100 * lead['hm']:.1f} ({seeds} seed{'s' * (seeds > 1)})"
+                    text = f"{short(names[0])}\n{100 * lead['hm']:.1f} ({seeds} seed{'s' * (seeds > 1)})"
                     if len(names) > 1:
-                        more = f" +{len(names) - 3}" if len(names) > 3 else ""
-                        text += "\ntied: " + "\n".join(names[1:3]) + more
+                        more = f"\nand {len(names) - 3} more" if len(names) > 3 else ""
+                        text += "\ntied: " + "\n".join(short(n) for n in names[1:3]) + more
                 else:
                     text = "not run"
                 ax.text(j, i, text, ha="center", va="center", fontsize=7)
@@ -344,7 +351,9 @@ def plot(rows: list[dict], vs: list[dict]) -> None:
                         j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=10, color="w" if dark else "k"
                     )
         btm, soup = VERSUS[setting][0]
-        axes[k][1].set_title(f"{setting}: {btm} minus {soup}, test HM points (blue: BTM ahead)", fontsize=9)
+        axes[k][1].set_title(
+            f"{setting}: {short(btm)} minus {short(soup)}, test HM points (blue: BTM ahead)", fontsize=9
+        )
         fig.colorbar(im, ax=axes[k][1], fraction=0.046)
         for ax in axes[k]:
             ax.set_xticks(
