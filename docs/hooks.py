@@ -539,7 +539,8 @@ class Versus:
 
     @staticmethod
     def _span(iv) -> str:
-        return "-" if not iv else f"{iv[0]:+.1f} to {iv[1]:+.1f}"
+        one = lambda x: f"{x:+.1f}" if abs(x) >= 0.05 else f"{x:+.2f}"  # noqa: E731 (no "-0.0")
+        return "-" if not iv else f"{one(iv[0])} to {one(iv[1])}"
 
     def __str__(self) -> str:
         return self.d
