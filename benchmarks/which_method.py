@@ -237,7 +237,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    shape = p.add_argument_group("your data's shape (any one: prints the nearest regime's answer, writes nothing)")
+    shape = p.add_argument_group(
+        "your data's shape (one of --rho, --counts, --data-dir: prints the nearest regime's answer, writes nothing)"
+    )
     given = shape.add_mutually_exclusive_group()
     given.add_argument(
         "--rho", type=float, help="your imbalance ratio: the largest class's training images / the smallest's"

@@ -533,14 +533,17 @@ class Versus:
 
     def __init__(self, record: dict):
         self.v, self.seeds = record["difference"], record["seeds"]
-        self.d = f"{self.v:+.1f}"
+        self.d = self._one(self.v)
         self.ci = self._span(record["interval"])
         self.boot = self._span(record["bootstrap_seed0"])
 
     @staticmethod
-    def _span(iv) -> str:
-        one = lambda x: f"{x:+.1f}" if abs(x) >= 0.05 else f"{x:+.2f}"  # noqa: E731 (no "-0.0")
-        return "-" if not iv else f"{one(iv[0])} to {one(iv[1])}"
+    def _one(x: float) -> str:
+        return f"{x:+.1f}" if abs(x) >= 0.05 else f"{x:+.2f}"  # no "-0.0"
+
+    @classmethod
+    def _span(cls, iv) -> str:
+        return "-" if not iv else f"{cls._one(iv[0])} to {cls._one(iv[1])}"
 
     def __str__(self) -> str:
         return self.d

@@ -70,8 +70,12 @@ def test_btm_refuses_what_lt_soups_cannot_honour():
     for argv in (["--subsets", "2"], ["--disjoint"], ["--allow-fewer"]):
         with pytest.raises(SystemExit):
             p.parse_args(["--soup-ratios", "1", "2", "4", *argv])
-    assert p.parse_args(["--merge", "sequential"]).merge_lm == 0.7  # the authors' rate
-    for argv in (["--merge-lm", "0.5"], ["--merge", "sequential", "--merge-lm", "0"]):
+    assert p.parse_args(["--soup-ratios", "1", "2", "--merge", "sequential"]).merge_lm == 0.7  # the authors' rate
+    for argv in (
+        ["--merge-lm", "0.5"],  # without --merge sequential
+        ["--soup-ratios", "1", "2", "--merge", "sequential", "--merge-lm", "0"],
+        ["--merge", "sequential"],  # BTM's balanced members have no order to weigh them by
+    ):
         with pytest.raises(SystemExit):
             p.parse_args(argv)
 

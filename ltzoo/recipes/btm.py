@@ -11,7 +11,8 @@
    The members are independent: on N processes each trains every N-th member; each member is saved
    before the next starts, and a resumed run skips the saved ones
    (those fine-tuned from the same stage-1 weights, subset and settings, recorded in each member's file).
-3. Merge the members by weight averaging (uniform, or greedy soup by validation HM); BN statistics
+3. Merge the members by weight averaging (uniform, greedy soup by validation HM, or LT-Soups' sequential
+   merge into the stage-1 model); BN statistics
    averaged or re-estimated on the subsets' images.
 4. Fine-tune the merged model's classifier on cached features: GML (default), cRT, LWS, tau-norm,
    logit adjustment, weight balancing (wb), MiSLAS's label-aware smoothing (las: BN statistics shifted to
@@ -173,6 +174,11 @@ def _check_soup(args, given) -> str | None:
 
 
 def _check_merge(args, given) -> str | None:
+    if args.merge == "sequential" and not args.soup_ratios:
+        return (
+            "--merge sequential weighs the members by their order (the last the most); BTM's balanced members have "
+            "none: use it with LT-Soups' --soup-ratios, or --merge uniform"
+        )
     if "merge_lm" in given and args.merge != "sequential":
         return f"--merge-lm sets --merge sequential's rate; --merge is {args.merge}: add --merge sequential or drop it"
     if not 0.0 < args.merge_lm <= 1.0:
