@@ -158,7 +158,6 @@ def collect() -> list[dict]:
                         rec[f"{k}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
                     iv = intervals.get(row)
                     rec["hm_interval_seed0"] = [100 * v for v in iv] if iv else None
-                    rec["hm_by_seed"] = {s: 100 * t["hm"] for s, t in zip(seeds_of[row], tests)}
                     rec["by_seed"] = {  # every key, per seed: which_method compares on the seeds a regime shares
                         s: {k: 100 * t[k] for k in KEYS if t.get(k) is not None} for s, t in zip(seeds_of[row], tests)
                     }
@@ -166,13 +165,11 @@ def collect() -> list[dict]:
     return rows
 
 
-def winners(rows: list[dict], setting: str, rho: int, eta: float) -> tuple[list[str], int]:
-    """The best test-HM row of a cell and every row tied with it (which_method's rule, on the seeds every row of the
-    cell was run on: `which_method.shared_seed_rows`), and how many seeds that is."""
+def winners(rows: list[dict], setting: str, rho: int, eta: float) -> list[dict]:
+    """The best test-HM row of a cell and every row tied with it, best first (which_method's rule, on the seeds every
+    row of the cell was run on: each a `which_method.shared_seed_rows` row, with its ``seeds``); empty when none."""
     cell = shared_seed_rows([r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)])
-    if not cell:
-        return [], 0
-    return [r["method"] for r in ranked_ties(cell, "hm")[1]], cell[0]["seeds"]
+    return ranked_ties(cell, "hm")[1] if cell else []
 
 
 def versus(rows: list[dict]) -> list[dict]:
@@ -188,11 +185,11 @@ def versus(rows: list[dict]) -> list[dict]:
                     by = {r["method"]: r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)}
                     if btm not in by or soup not in by:
                         continue
-                    a, b = by[btm]["hm_by_seed"], by[soup]["hm_by_seed"]
+                    a, b = by[btm]["by_seed"], by[soup]["by_seed"]
                     seeds = sorted(set(a) & set(b))
                     if not seeds:  # no seed run on both sides
                         continue
-                    diffs = [a[s] - b[s] for s in seeds]
+                    diffs = [a[s]["hm"] - b[s]["hm"] for s in seeds]
                     rec = {"setting": setting, "rho": rho, "eta": eta, "seeds": len(seeds), "btm": btm, "soup": soup}
                     rec["difference"] = statistics.mean(diffs)
                     rec["interval"] = None
@@ -230,8 +227,8 @@ def write(rows: list[dict]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     flat = [
         {
-            **{k: v for k, v in r.items() if k not in ("hm_by_seed", "by_seed")},
-            "hm_per_seed": " ".join(f"{v:.2f}" for v in r["hm_by_seed"].values()),
+            **{k: v for k, v in r.items() if k != "by_seed"},
+            "hm_per_seed": " ".join(f"{v['hm']:.2f}" for v in r["by_seed"].values()),
         }
         for r in rows
     ]
@@ -267,8 +264,9 @@ def write(rows: list[dict]) -> None:
     for setting in ("scratch", "transfer"):
         for rho in RHOS:
             for eta in ETAS:
-                best, seeds = winners(rows, setting, rho, eta)
-                lines.append(f"| {setting} | {rho} | {eta:g} | {seeds} | {', '.join(best) if best else 'not run'} |")
+                best = winners(rows, setting, rho, eta)
+                names = ", ".join(r["method"] for r in best) if best else "not run"
+                lines.append(f"| {setting} | {rho} | {eta:g} | {best[0]['seeds'] if best else 0} | {names} |")
     lines += ["", "## BTM against LT-Soups (test HM, BTM minus LT-Soups, points)", ""]
     lines += [
         "Each setting's pair starts from the same stage 1 and is paired by seed (the same data draw and test set). "
@@ -323,11 +321,10 @@ def plot(rows: list[dict], vs: list[dict]) -> None:
         ax = axes[k][0]
         for i, rho in enumerate(RHOS):
             for j, eta in enumerate(ETAS):
-                names, seeds = winners(rows, setting, rho, eta)
-                if names:
+                tied = winners(rows, setting, rho, eta)
+                if tied:
+                    lead, seeds, names = tied[0], tied[0]["seeds"], [r["method"] for r in tied]
                     best[i, j] = methods.index(names[0])
-                    here = [r for r in rows if (r["setting"], r["rho"], r["eta"]) == (setting, rho, eta)]
-                    lead = next(r for r in shared_seed_rows(here) if r["method"] == names[0])
                     text = f"{short(names[0])}\n{100 * lead['hm']:.1f} ({seeds} seed{'s' * (seeds > 1)})"
                     if len(names) > 1:
                         more = f"\nand {len(names) - 3} more" if len(names) > 3 else ""

@@ -4,6 +4,7 @@ logit-adjusted loss, the classifier fine-tuned with it; and the step profile's h
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,8 +81,8 @@ def test_btm_refuses_what_lt_soups_cannot_honour():
             p.parse_args(argv)
 
 
-@pytest.mark.slow
-def test_lt_soups_runs_from_the_btm_recipe(tmp_path, inproc):
+def _lt_soups(tmp_path, *flags: str) -> tuple[dict, Path]:
+    """The packaged LT-Soups setting, two members (ratios 1 and 4), on a tiny 3-class folder: (results, run folder)."""
     from ltzoo.recipes import btm
 
     data = make_imagefolder(
@@ -91,11 +92,16 @@ def test_lt_soups_runs_from_the_btm_recipe(tmp_path, inproc):
     argv = [
         *("--dataset", "imagefolder", "--data-dir", str(data), "--workers", "0", "--no-progress", "--threads", "1"),
         *("--mixed-precision", "no", "--model", "resnet20_cifar", "--epochs", "1", "--batch-size", "8"),
-        *("-c", "fmnist_lt/btm_ltsoups", "--dataset", "imagefolder"),
+        *("-c", "fmnist_lt/btm_ltsoups", "--dataset", "imagefolder", *flags),
         *("--soup-ratios", "1", "4", "--member-epochs", "1", "--member-batch-size", "4", "--head-epochs", "2"),
         *("--calibration-min-images", "0", "--output", str(out)),
     ]
-    res = btm.main(argv)
+    return btm.main(argv), out
+
+
+@pytest.mark.slow
+def test_lt_soups_runs_from_the_btm_recipe(tmp_path, inproc):
+    res, _ = _lt_soups(tmp_path)
     assert res["method"] == "lt-soups+la_train" and res["members"] == 2
     assert set(res["table"]) >= {"stage 1", "LT-Soups", "LT-Soups+la_train"}
     config = json.loads(json.dumps(res["config"]))
@@ -109,21 +115,7 @@ def test_lt_soups_trains_adapter_members_as_btm_does(tmp_path, inproc):
     from the stage-1 model) of the merged members is exported as a plain timm model (no adapter tensors)."""
     from safetensors import safe_open
 
-    from ltzoo.recipes import btm
-
-    data = make_imagefolder(
-        tmp_path / "data", {"train": [40, 15, 6], "val": [5, 5, 5], "test": [9, 8, 6]}, size=(8, 8), channels=1
-    )
-    out = tmp_path / "soup"
-    argv = [
-        *("--dataset", "imagefolder", "--data-dir", str(data), "--workers", "0", "--no-progress", "--threads", "1"),
-        *("--mixed-precision", "no", "--model", "resnet20_cifar", "--epochs", "1", "--batch-size", "8"),
-        *("-c", "fmnist_lt/btm_ltsoups", "--dataset", "imagefolder", "--peft", "lora", "--lora-rank", "2"),
-        *("--merge", "sequential"),
-        *("--soup-ratios", "1", "4", "--member-epochs", "1", "--member-batch-size", "4", "--head-epochs", "2"),
-        *("--calibration-min-images", "0", "--output", str(out)),
-    ]
-    res = btm.main(argv)
+    res, out = _lt_soups(tmp_path, "--peft", "lora", "--lora-rank", "2", "--merge", "sequential")
     assert res["method"] == "lt-soups+la_train" and res["members"] == 2
     assert res["config"]["peft"] == "lora" and res["config"]["merge"] == "sequential"
     with safe_open(str(out / "model.safetensors"), "pt") as f:
